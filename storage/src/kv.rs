@@ -1,0 +1,56 @@
+use crate::Result;
+
+/// One operation of an atomic write batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// A set of writes applied all-or-nothing by [`KvStore::write`].
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Put(key.into(), value.into()));
+    }
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push(WriteOp::Delete(key.into()));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn append(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+/// An ordered key-value store: the one interface every engine implements.
+///
+/// Keys are compared bytewise. `scan` visits keys in `[start, end)` in ascending order and stops
+/// early when the visitor returns `false`; an empty `end` means "to the end of the keyspace".
+pub trait KvStore: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()>;
+    fn delete(&self, key: &[u8]) -> Result<()>;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()>;
+    fn write(&self, batch: WriteBatch) -> Result<()>;
+    /// Makes every acknowledged write durable (called on shutdown).
+    fn flush(&self) -> Result<()>;
+    /// A short engine name for `info` responses ("rocksdb", "memory").
+    fn engine_name(&self) -> &'static str;
+}

@@ -1,0 +1,17 @@
+//! Tessera's storage layer: an ordered key-value interface with interchangeable engines
+//! (RocksDB embedded by default, in-memory for tests), and on top of it the versioned view
+//! that resolves a key at a version through the version DAG.
+//!
+//! This crate knows bytes and versions, never voxels or HTTP.
+
+mod error;
+mod kv;
+mod memory;
+mod rocks;
+pub mod versioned;
+
+pub use error::{Error, Result};
+pub use kv::{KvStore, WriteBatch, WriteOp};
+pub use memory::MemoryStore;
+pub use rocks::RocksStore;
+pub use versioned::{Dag, VersionId, VersionedStore, View};
