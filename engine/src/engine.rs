@@ -1,0 +1,1071 @@
+//! The engine: every repo, version and instance of a server, persisted in the metadata store,
+//! and the entry points the API calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tessera_storage::versioned::{self, space};
+use tessera_storage::{Dag, KvStore, VersionId, VersionedStore, View, WriteBatch};
+
+use crate::datatype::{DataRequest, DataResponse, Datatype, Settings};
+use crate::instance::{DataCtx, InstanceMeta};
+use crate::repo::{INITIAL_MUTATION_ID, MUTATION_ID_STRIDE, Node, Repo, log_line, now};
+use crate::{Error, Result, common, datatypes};
+
+/// How the engine is set up: its stores and the rules assigning instances to them (DVID's
+/// `[store.*]` and `[backend.*]`).
+pub struct EngineOptions {
+    /// Store alias → store. At least one.
+    pub stores: BTreeMap<String, Arc<dyn KvStore>>,
+    /// Backend spec (`default`, `metadata`, a type name, `name:rootUUID`, a DataUUID, or a
+    /// `key=value` tag) → store alias.
+    pub backends: BTreeMap<String, String>,
+    pub instance_id_start: u32,
+    pub min_mutation_id_start: u64,
+}
+
+impl EngineOptions {
+    /// One store serving everything.
+    pub fn single(store: Arc<dyn KvStore>) -> Self {
+        EngineOptions {
+            stores: BTreeMap::from([("default".to_string(), store)]),
+            backends: BTreeMap::new(),
+            instance_id_start: 1,
+            min_mutation_id_start: 0,
+        }
+    }
+}
+
+/// Who is making a request: `u=`/`app=` and whether they hold admin privilege.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub user: Option<String>,
+    pub app: Option<String>,
+    pub admin: bool,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Ids {
+    next_version: VersionId,
+    next_instance: u32,
+}
+
+#[derive(Default)]
+struct State {
+    repos: HashMap<VersionId, Repo>,
+    /// Every node UUID of the server → (repo root, version).
+    uuids: BTreeMap<String, (VersionId, VersionId)>,
+    ids: Ids,
+}
+
+const IDS_KEY: &[u8] = b"\x00ids";
+const REPO_KEY_PREFIX: &[u8] = b"\x00repo\x00";
+
+fn repo_key(root: VersionId) -> Vec<u8> {
+    let mut k = REPO_KEY_PREFIX.to_vec();
+    k.extend_from_slice(&root.to_be_bytes());
+    k
+}
+
+pub struct Engine {
+    meta: Arc<dyn KvStore>,
+    stores: BTreeMap<String, Arc<dyn KvStore>>,
+    backends: BTreeMap<String, String>,
+    default_store: String,
+    types: BTreeMap<&'static str, Arc<dyn Datatype>>,
+    state: RwLock<State>,
+    /// Data mutations hold this shared while they run; commit holds it exclusively, so a write
+    /// can't land in a node after the node was committed.
+    commit_gate: Arc<RwLock<()>>,
+    min_mutation_id_start: u64,
+    log_seq: AtomicU64,
+}
+
+impl Engine {
+    /// Opens the engine on its stores, loading every persisted repo.
+    pub fn open(opts: EngineOptions) -> Result<Arc<Engine>> {
+        if opts.stores.is_empty() {
+            return Err(Error::bad("no store configured"));
+        }
+        let default_store = match opts.backends.get("default") {
+            Some(a) => a.clone(),
+            None if opts.stores.len() == 1 => {
+                opts.stores.keys().next().cloned().unwrap_or_default()
+            }
+            None if opts.stores.contains_key("default") => "default".to_string(),
+            None => {
+                return Err(Error::bad(
+                    "several stores configured but no [backend.default]",
+                ));
+            }
+        };
+        for (spec, alias) in &opts.backends {
+            if !opts.stores.contains_key(alias) {
+                return Err(Error::bad(format!(
+                    "[backend.{spec}] names unknown store {alias:?}"
+                )));
+            }
+        }
+        let meta_alias = opts.backends.get("metadata").unwrap_or(&default_store);
+        let meta = opts.stores[meta_alias].clone();
+
+        let ids = match meta.get(IDS_KEY)? {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::Internal(format!("bad ids record: {e}")))?,
+            None => Ids {
+                next_version: 1,
+                next_instance: opts.instance_id_start.max(1),
+            },
+        };
+        let mut state = State {
+            ids,
+            ..State::default()
+        };
+        let mut repos = Vec::new();
+        meta.scan(
+            REPO_KEY_PREFIX,
+            &versioned::prefix_end(REPO_KEY_PREFIX),
+            &mut |_, v| {
+                repos.push(v.to_vec());
+                Ok(true)
+            },
+        )?;
+        for bytes in repos {
+            let mut repo: Repo = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Internal(format!("bad repo record: {e}")))?;
+            // Mutation IDs persist in strides: resume past the last saved ceiling.
+            repo.mutation_id = repo.saved_mutation_id;
+            repo.rebuild_dag();
+            for n in repo.nodes.values() {
+                state.uuids.insert(n.uuid.clone(), (repo.root, n.version));
+            }
+            state.repos.insert(repo.root, repo);
+        }
+        let types = datatypes::all()
+            .into_iter()
+            .map(|t| (t.type_name(), t))
+            .collect();
+        Ok(Arc::new(Engine {
+            meta,
+            stores: opts.stores,
+            backends: opts.backends,
+            default_store,
+            types,
+            state: RwLock::new(state),
+            commit_gate: Arc::new(RwLock::new(())),
+            min_mutation_id_start: opts.min_mutation_id_start,
+            log_seq: AtomicU64::new(0),
+        }))
+    }
+
+    /// Makes every store durable (on shutdown).
+    pub fn flush(&self) -> Result<()> {
+        for s in self.stores.values() {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn datatypes(&self) -> impl Iterator<Item = &Arc<dyn Datatype>> {
+        self.types.values()
+    }
+
+    pub fn datatype(&self, name: &str) -> Result<&Arc<dyn Datatype>> {
+        self.types.get(name).ok_or_else(|| {
+            Error::bad(format!(
+                "no datatype named {name:?} is compiled into this server"
+            ))
+        })
+    }
+
+    pub fn store_engine_names(&self) -> String {
+        let names: Vec<String> = self
+            .stores
+            .iter()
+            .map(|(a, s)| format!("{a}: {}", s.engine_name()))
+            .collect();
+        names.join(", ")
+    }
+
+    /// Type names that have at least one instance.
+    pub fn types_in_use(&self) -> Vec<&'static str> {
+        let state = self.state.read();
+        let mut out: Vec<&'static str> = self
+            .types
+            .keys()
+            .copied()
+            .filter(|t| {
+                state
+                    .repos
+                    .values()
+                    .any(|r| r.instances.values().any(|i| i.type_name == *t))
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// A server-wide, strictly increasing sequence for mutation-log keys. Seeded from the clock
+    /// so it keeps increasing across restarts.
+    pub fn next_log_seq(&self) -> u64 {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        let mut prev = self.log_seq.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self.log_seq.compare_exchange_weak(
+                prev,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    fn persist(&self, state: &State, roots: &[VersionId]) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            IDS_KEY,
+            serde_json::to_vec(&state.ids).expect("ids serialize"),
+        );
+        for root in roots {
+            let repo = &state.repos[root];
+            batch.put(
+                repo_key(*root),
+                serde_json::to_vec(repo).expect("repos serialize"),
+            );
+        }
+        Ok(self.meta.write(batch)?)
+    }
+
+    /// Runs `f` on the repo holding `spec`'s version under the write lock and persists the repo
+    /// when `f` succeeds. On failure the in-memory repo is restored, so nothing changes.
+    fn modify<T>(
+        &self,
+        spec: &str,
+        f: impl FnOnce(&mut State, VersionId, VersionId) -> Result<T>,
+    ) -> Result<T> {
+        let mut state = self.state.write();
+        let (root, version) = match_uuid(&state, spec)?;
+        let saved = (
+            state.repos[&root].clone(),
+            state.uuids.clone(),
+            state.ids.clone(),
+        );
+        match f(&mut state, root, version).and_then(|t| self.persist(&state, &[root]).map(|_| t)) {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                let (repo, uuids, ids) = saved;
+                state.repos.insert(root, repo);
+                state.uuids = uuids;
+                state.ids = ids;
+                Err(e)
+            }
+        }
+    }
+
+    // ---- repos -------------------------------------------------------------------------------
+
+    /// `POST /api/repos`: a new repo with a root node; returns the root UUID.
+    pub fn create_repo(
+        &self,
+        alias: &str,
+        description: &str,
+        root_uuid: Option<&str>,
+        passcode: &str,
+    ) -> Result<String> {
+        let mut state = self.state.write();
+        let uuid = new_uuid(&state, root_uuid)?;
+        let version = state.ids.next_version;
+        state.ids.next_version += 1;
+        let first = INITIAL_MUTATION_ID.max(self.min_mutation_id_start);
+        let mut repo = Repo::new(
+            Node::new(uuid.clone(), version, String::new(), vec![], String::new()),
+            alias.into(),
+            description.into(),
+            passcode.into(),
+            first,
+        );
+        repo.saved_mutation_id = first + MUTATION_ID_STRIDE;
+        state.uuids.insert(uuid.clone(), (version, version));
+        state.repos.insert(version, repo);
+        if let Err(e) = self.persist(&state, &[version]) {
+            state.repos.remove(&version);
+            state.uuids.remove(&uuid);
+            return Err(e);
+        }
+        Ok(uuid)
+    }
+
+    /// Resolves a UUID spec (prefix, `prefix:branch`, `:master`, `branch~N`) to its node UUID.
+    pub fn resolve_uuid(&self, spec: &str) -> Result<String> {
+        let state = self.state.read();
+        let (root, v) = match_uuid(&state, spec)?;
+        Ok(state.repos[&root].nodes[&v].uuid.clone())
+    }
+
+    /// `GET /api/repos/info`: every repo keyed by root UUID.
+    pub fn repos_info(self: &Arc<Self>) -> Value {
+        let state = self.state.read();
+        let mut out = serde_json::Map::new();
+        for repo in state.repos.values() {
+            out.insert(repo.root_uuid().to_string(), self.repo_json(repo));
+        }
+        Value::Object(out)
+    }
+
+    pub fn repo_info(self: &Arc<Self>, spec: &str) -> Result<Value> {
+        let state = self.state.read();
+        let (root, _) = match_uuid(&state, spec)?;
+        Ok(self.repo_json(&state.repos[&root]))
+    }
+
+    fn repo_json(self: &Arc<Self>, repo: &Repo) -> Value {
+        let nodes: serde_json::Map<String, Value> = repo
+            .nodes
+            .values()
+            .map(|n| (n.uuid.clone(), n.to_json()))
+            .collect();
+        let master = repo.branch_leaves.get("").copied().unwrap_or(repo.root);
+        let instances: serde_json::Map<String, Value> = repo
+            .instances
+            .values()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    self.instance_json(repo, i, master).unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        json!({
+            "Root": repo.root_uuid(), "Alias": repo.alias, "Description": repo.description,
+            "Log": repo.log, "Properties": repo.properties, "DataInstances": instances,
+            "DAG": {"Root": repo.root_uuid(), "Nodes": nodes},
+            "MutationID": repo.mutation_id, "SavedMutationID": repo.saved_mutation_id,
+            "Created": repo.created, "Updated": repo.updated,
+        })
+    }
+
+    /// `POST /api/repo/{uuid}/info`: alias and/or description.
+    pub fn set_repo_info(
+        &self,
+        spec: &str,
+        alias: Option<String>,
+        description: Option<String>,
+    ) -> Result<()> {
+        self.modify(spec, |state, root, _| {
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            if let Some(a) = alias {
+                repo.alias = a;
+            }
+            if let Some(d) = description {
+                repo.description = d;
+            }
+            repo.touch();
+            Ok(())
+        })
+    }
+
+    pub fn repo_log(&self, spec: &str) -> Result<Vec<String>> {
+        let state = self.state.read();
+        let (root, _) = match_uuid(&state, spec)?;
+        Ok(state.repos[&root].log.clone())
+    }
+
+    pub fn append_repo_log(&self, spec: &str, lines: &[String]) -> Result<()> {
+        self.modify(spec, |state, root, _| {
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            repo.log.extend(lines.iter().map(|l| log_line(l)));
+            repo.touch();
+            Ok(())
+        })
+    }
+
+    /// `GET /api/repo/{uuid}/branch-versions/{name}`.
+    pub fn branch_versions(&self, spec: &str, branch: &str) -> Result<Vec<String>> {
+        let state = self.state.read();
+        let (root, _) = match_uuid(&state, spec)?;
+        let repo = &state.repos[&root];
+        let name = if branch == "master" { "" } else { branch };
+        Ok(repo
+            .branch_versions(name)
+            .iter()
+            .map(|v| repo.nodes[v].uuid.clone())
+            .collect())
+    }
+
+    /// The next mutation ID of the repo holding `spec` (spec §1.5); persisted in strides.
+    pub fn next_mutation_id(&self, spec: &str) -> Result<u64> {
+        let mut state = self.state.write();
+        let (root, _) = match_uuid(&state, spec)?;
+        let repo = state.repos.get_mut(&root).expect("matched repo exists");
+        let id = repo.mutation_id;
+        repo.mutation_id += 1;
+        if repo.mutation_id >= repo.saved_mutation_id {
+            repo.saved_mutation_id = repo.mutation_id + MUTATION_ID_STRIDE;
+            self.persist(&state, &[root])?;
+        }
+        Ok(id)
+    }
+
+    // ---- nodes -------------------------------------------------------------------------------
+
+    pub fn node_json(&self, spec: &str) -> Result<Value> {
+        self.with_node(spec, |_, n| n.to_json())
+    }
+
+    fn with_node<T>(&self, spec: &str, f: impl FnOnce(&Repo, &Node) -> T) -> Result<T> {
+        let state = self.state.read();
+        let (root, v) = match_uuid(&state, spec)?;
+        let repo = &state.repos[&root];
+        Ok(f(repo, &repo.nodes[&v]))
+    }
+
+    pub fn is_locked(&self, spec: &str) -> Result<bool> {
+        self.with_node(spec, |_, n| n.locked)
+    }
+
+    pub fn node_note(&self, spec: &str) -> Result<String> {
+        self.with_node(spec, |_, n| n.note.clone())
+    }
+
+    pub fn node_log(&self, spec: &str) -> Result<Vec<String>> {
+        self.with_node(spec, |_, n| n.log.clone())
+    }
+
+    fn modify_node(&self, spec: &str, f: impl FnOnce(&mut Node) -> Result<()>) -> Result<()> {
+        self.modify(spec, |state, root, v| {
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            let node = repo.nodes.get_mut(&v).expect("matched node exists");
+            f(node)?;
+            node.updated = now();
+            repo.touch();
+            Ok(())
+        })
+    }
+
+    pub fn set_node_note(&self, spec: &str, note: String) -> Result<()> {
+        self.modify_node(spec, |n| {
+            n.note = note;
+            Ok(())
+        })
+    }
+
+    pub fn append_node_log(&self, spec: &str, lines: &[String]) -> Result<()> {
+        self.modify_node(spec, |n| {
+            n.log.extend(lines.iter().map(|l| log_line(l)));
+            Ok(())
+        })
+    }
+
+    /// `POST commit`: locks the node; returns its UUID.
+    pub fn commit(&self, spec: &str, note: Option<String>, log: Vec<String>) -> Result<String> {
+        let _gate = self.commit_gate.write();
+        self.modify(spec, |state, root, v| {
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            repo.commit(v, note, log)?;
+            Ok(repo.nodes[&v].uuid.clone())
+        })
+    }
+
+    /// `POST newversion` (branch `None`) and `POST branch`: returns the child's UUID.
+    pub fn new_version(
+        &self,
+        spec: &str,
+        branch: Option<&str>,
+        note: String,
+        uuid: Option<&str>,
+    ) -> Result<String> {
+        self.modify(spec, |state, root, parent| {
+            let branch = match branch {
+                Some(b) => b.to_string(),
+                None => state.repos[&root].nodes[&parent].branch.clone(),
+            };
+            state.repos[&root].check_new_child(parent, &branch)?;
+            let child = new_uuid(state, uuid)?;
+            let version = allocate_node(state, root, &child);
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            repo.new_child(parent, version, child.clone(), branch, note)?;
+            Ok(child)
+        })
+    }
+
+    /// `POST tag`: a committed child whose UUID is the tag.
+    pub fn tag(&self, spec: &str, tag: &str, note: String) -> Result<String> {
+        if tag.is_empty() || tag.contains(':') || tag.contains('/') || tag.contains('~') {
+            return Err(Error::bad(format!(
+                "invalid tag {tag:?}: must be non-empty without ':', '/' or '~'"
+            )));
+        }
+        self.modify(spec, |state, root, parent| {
+            // Tags are UUIDs by fiat (spec §1.3) and are not hex-validated.
+            check_unused(state, tag)?;
+            let child = tag.to_string();
+            let version = allocate_node(state, root, &child);
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            repo.tag(parent, version, child.clone(), note)?;
+            Ok(child)
+        })
+    }
+
+    /// `POST /api/repo/{uuid}/merge` (conflict-free): returns the child's UUID.
+    pub fn merge(&self, spec: &str, parents: &[String], note: String) -> Result<String> {
+        self.modify(spec, |state, root, _| {
+            let parents = parent_versions(state, root, parents)?;
+            let child = new_uuid(state, None)?;
+            let version = allocate_node(state, root, &child);
+            state
+                .repos
+                .get_mut(&root)
+                .expect("matched repo exists")
+                .merge(&parents, version, child.clone(), note)?;
+            Ok(child)
+        })
+    }
+
+    /// `POST /api/repo/{uuid}/resolve`: merges `parents`, first one winning every conflicting
+    /// key of the named instances. For each lower-priority parent that holds a conflicting
+    /// value, a committed child is made that holds the winning value, and those children are
+    /// merged instead. (DVID writes tombstones there; the winning value resolves the same way
+    /// and stays right when the winner is itself an ancestor of that parent.)
+    pub fn resolve(
+        &self,
+        spec: &str,
+        data: &[String],
+        parents: &[String],
+        note: String,
+    ) -> Result<String> {
+        let _gate = self.commit_gate.write();
+        self.modify(spec, |state, root, _| {
+            let mut parents = parent_versions(state, root, parents)?;
+            if parents.len() < 2 {
+                return Err(Error::bad("resolve needs at least two parents"));
+            }
+            if data.is_empty() {
+                return Err(Error::bad(
+                    "resolve needs the data instances to resolve in \"data\"",
+                ));
+            }
+            let repo = &state.repos[&root];
+            for p in &parents {
+                if !repo.nodes[p].locked {
+                    return Err(Error::bad(format!(
+                        "parent {} must be committed before resolve",
+                        repo.nodes[p].uuid
+                    )));
+                }
+            }
+            // A scratch DAG with a virtual merge node tells which keys conflict.
+            let probe = VersionId::MAX;
+            let mut dag: Dag = (*repo.dag).clone();
+            dag.add(probe, parents.clone());
+            let mut fixes: BTreeMap<usize, Vec<Fix>> = BTreeMap::new();
+            for name in data {
+                let inst = repo.instance(name)?;
+                let store = self.instance_store(inst);
+                store.scan_grouped(inst.id, &[], None, &mut |tkey, entries| {
+                    if versioned::resolve(&dag, probe, entries, tkey).is_ok() {
+                        return Ok(true);
+                    }
+                    let values = parents
+                        .iter()
+                        .map(|p| versioned::resolve(&dag, *p, entries, tkey))
+                        .collect::<tessera_storage::Result<Vec<_>>>()?;
+                    let Some(winner) = values.iter().flatten().next() else {
+                        return Ok(true);
+                    };
+                    for (j, v) in values.iter().enumerate() {
+                        if v.is_some_and(|v| v != *winner) {
+                            fixes.entry(j).or_default().push((
+                                inst.id,
+                                tkey.to_vec(),
+                                winner.to_vec(),
+                            ));
+                        }
+                    }
+                    Ok(true)
+                })?;
+            }
+            let mut batch = WriteBatch::new();
+            for (j, writes) in fixes {
+                let parent = parents[j];
+                let uuid = new_uuid(state, None)?;
+                let version = allocate_node(state, root, &uuid);
+                let repo = state.repos.get_mut(&root).expect("matched repo exists");
+                let branch = repo.nodes[&parent].branch.clone();
+                let mut node = Node::new(
+                    uuid,
+                    version,
+                    branch,
+                    vec![parent],
+                    format!(
+                        "resolve: {} keys take the first parent's value",
+                        writes.len()
+                    ),
+                );
+                node.locked = true;
+                repo.nodes
+                    .get_mut(&parent)
+                    .expect("parent exists")
+                    .children
+                    .push(version);
+                repo.nodes.insert(version, node);
+                repo.rebuild_dag();
+                for (instance, tkey, value) in writes {
+                    let view = View {
+                        instance,
+                        version,
+                        dag: repo.dag.clone(),
+                    };
+                    versioned::put_into(&mut batch, &view, &tkey, &value);
+                }
+                parents[j] = version;
+            }
+            // Instances may live in different stores; group the batch per store.
+            self.write_instance_batches(&state.repos[&root], data, batch)?;
+            let child = new_uuid(state, None)?;
+            let version = allocate_node(state, root, &child);
+            state
+                .repos
+                .get_mut(&root)
+                .expect("matched repo exists")
+                .merge(&parents, version, child.clone(), note)?;
+            Ok(child)
+        })
+    }
+
+    fn write_instance_batches(
+        &self,
+        repo: &Repo,
+        data: &[String],
+        batch: WriteBatch,
+    ) -> Result<()> {
+        let mut per_store: BTreeMap<String, WriteBatch> = BTreeMap::new();
+        for op in batch.ops {
+            let key = match &op {
+                tessera_storage::WriteOp::Put(k, _) | tessera_storage::WriteOp::Delete(k) => k,
+            };
+            let id =
+                u32::from_be_bytes(key[1..5].try_into().expect("data keys hold an instance id"));
+            let inst = data
+                .iter()
+                .filter_map(|n| repo.instances.get(n))
+                .find(|i| i.id == id)
+                .ok_or_else(|| Error::Internal("resolve wrote to an unknown instance".into()))?;
+            per_store
+                .entry(inst.store.clone())
+                .or_default()
+                .ops
+                .push(op);
+        }
+        for (alias, b) in per_store {
+            self.stores[&alias].write(b)?;
+        }
+        Ok(())
+    }
+
+    /// Versions from `begin` to `end` along `end`'s first-parent ancestry, oldest first.
+    pub fn version_path(&self, any_uuid: &str, begin: &str, end: &str) -> Result<Vec<VersionId>> {
+        let state = self.state.read();
+        let (root, _) = match_uuid(&state, any_uuid)?;
+        let (r1, b) = match_uuid(&state, begin)?;
+        let (r2, e) = match_uuid(&state, end)?;
+        if r1 != root || r2 != root {
+            return Err(Error::bad(
+                "mutations-range versions must be in the instance's repo",
+            ));
+        }
+        let repo = &state.repos[&root];
+        let mut path = vec![e];
+        let mut cur = e;
+        while cur != b {
+            match repo.nodes[&cur].parents.first() {
+                Some(p) => {
+                    cur = *p;
+                    path.push(cur);
+                }
+                None => return Err(Error::bad(format!("{begin} is not an ancestor of {end}"))),
+            }
+        }
+        path.reverse();
+        Ok(path)
+    }
+
+    // ---- instances ---------------------------------------------------------------------------
+
+    /// `POST /api/repo/{uuid}/instance`: returns the new instance's name and type.
+    pub fn create_instance(
+        &self,
+        spec: &str,
+        settings: &Settings,
+        caller: &Caller,
+    ) -> Result<(String, String)> {
+        let type_name = settings
+            .get("typename")
+            .ok_or_else(|| Error::bad("instance settings need \"typename\""))?;
+        let name = settings
+            .get("dataname")
+            .ok_or_else(|| Error::bad("instance settings need \"dataname\""))?;
+        let dt = self.datatype(type_name)?.clone();
+        let versioned = settings.bool("versioned")?.unwrap_or(true);
+        let compression = parse_compression(
+            settings
+                .get("compression")
+                .unwrap_or(dt.default_compression()),
+        )?;
+        let checksum = match settings
+            .get("checksum")
+            .unwrap_or("none")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            c @ ("none" | "crc32") => c.to_string(),
+            other => {
+                return Err(Error::bad(format!(
+                    "unknown checksum {other:?}: use none or crc32"
+                )));
+            }
+        };
+        let tags = parse_tags(settings.get("tags").unwrap_or(""))?;
+        let config = dt.configure(settings)?;
+        self.modify(spec, |state, root, version| {
+            let repo = &state.repos[&root];
+            if repo.nodes[&version].locked && !caller.admin {
+                return Err(Error::bad(format!(
+                    "can't create instance {name:?} on committed node {}",
+                    repo.nodes[&version].uuid
+                )));
+            }
+            repo.check_instance_name(name)?;
+            let id = state.ids.next_instance;
+            state.ids.next_instance += 1;
+            let mut meta = InstanceMeta {
+                name: name.to_string(),
+                type_name: dt.type_name().to_string(),
+                data_uuid: uuid::Uuid::new_v4().simple().to_string(),
+                id,
+                versioned,
+                compression,
+                checksum,
+                tags,
+                syncs: Vec::new(),
+                store: String::new(),
+                config,
+            };
+            meta.store = self.store_for(&meta, state.repos[&root].root_uuid());
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            repo.instances.insert(name.to_string(), meta);
+            repo.log.push(log_line(&format!(
+                "added data instance {name} of type {type_name}"
+            )));
+            repo.touch();
+            Ok((name.to_string(), dt.type_name().to_string()))
+        })
+    }
+
+    /// DVID's backend precedence (spec §2.4): DataUUID, `name:rootUUID`, tag, type, default.
+    fn store_for(&self, meta: &InstanceMeta, root_uuid: &str) -> String {
+        let by_tag = meta
+            .tags
+            .iter()
+            .find_map(|(k, v)| self.backends.get(&format!("{k}={v}")));
+        self.backends
+            .get(&meta.data_uuid)
+            .or_else(|| self.backends.get(&format!("{}:{root_uuid}", meta.name)))
+            .or(by_tag)
+            .or_else(|| self.backends.get(&meta.type_name))
+            .cloned()
+            .unwrap_or_else(|| self.default_store.clone())
+    }
+
+    fn instance_store(&self, meta: &InstanceMeta) -> VersionedStore {
+        VersionedStore::new(self.stores[&meta.store].clone())
+    }
+
+    pub(crate) fn instance_json(
+        self: &Arc<Self>,
+        repo: &Repo,
+        meta: &InstanceMeta,
+        version: VersionId,
+    ) -> Result<Value> {
+        let dt = self.datatype(&meta.type_name)?.clone();
+        let ctx = self.ctx_for(repo, meta, version, &Caller::default());
+        let syncs: Vec<&str> = meta
+            .syncs
+            .iter()
+            .filter_map(|u| repo.instance_by_uuid(u).map(|i| i.name.as_str()))
+            .collect();
+        Ok(json!({
+            "Base": {
+                "TypeName": dt.type_name(), "TypeURL": dt.type_url(), "TypeVersion": dt.type_version(),
+                "DataUUID": meta.data_uuid, "Name": meta.name, "RepoUUID": repo.root_uuid(),
+                "Compression": compression_description(&meta.compression),
+                "Checksum": if meta.checksum == "crc32" { "CRC32 checksum" } else { "No checksum" },
+                "Syncs": syncs, "Versioned": meta.versioned, "KVStore": meta.store,
+                "LogStore": meta.store, "Tags": meta.tags,
+            },
+            "Extended": dt.extended_info(&ctx)?,
+        }))
+    }
+
+    /// `GET info` of an instance at the version `spec` names.
+    pub fn instance_info(self: &Arc<Self>, spec: &str, name: &str) -> Result<Value> {
+        let state = self.state.read();
+        let (root, version) = match_uuid(&state, spec)?;
+        let repo = &state.repos[&root];
+        self.instance_json(repo, repo.instance(name)?, version)
+    }
+
+    fn ctx_for(
+        self: &Arc<Self>,
+        repo: &Repo,
+        meta: &InstanceMeta,
+        version: VersionId,
+        caller: &Caller,
+    ) -> DataCtx {
+        let version = if meta.versioned { version } else { repo.root };
+        DataCtx {
+            engine: Arc::clone(self),
+            instance: meta.clone(),
+            uuid: repo.nodes[&version].uuid.clone(),
+            view: View {
+                instance: meta.id,
+                version,
+                dag: repo.dag.clone(),
+            },
+            store: self.instance_store(meta),
+            user: caller.user.clone(),
+            app: caller.app.clone(),
+        }
+    }
+
+    /// Changes an instance's persisted description (tags, syncs).
+    pub(crate) fn modify_instance(
+        &self,
+        spec: &str,
+        name: &str,
+        f: impl FnOnce(&Repo, &mut InstanceMeta) -> Result<()>,
+    ) -> Result<()> {
+        self.modify(spec, |state, root, _| {
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            let mut meta = repo.instance(name)?.clone();
+            f(repo, &mut meta)?;
+            repo.instances.insert(name.to_string(), meta);
+            repo.touch();
+            Ok(())
+        })
+    }
+
+    /// Handles `/api/node/{uuid}/{name}/{keyword}/...`: the common keywords here, the rest by
+    /// the instance's datatype, behind the locked-node write guard.
+    pub fn data_request(
+        self: &Arc<Self>,
+        spec: &str,
+        name: &str,
+        req: &DataRequest,
+        caller: &Caller,
+    ) -> Result<DataResponse> {
+        let (dt, ctx, locked) = {
+            let state = self.state.read();
+            let (root, version) = match_uuid(&state, spec)?;
+            let repo = &state.repos[&root];
+            let meta = repo.instance(name)?;
+            let dt = self.datatype(&meta.type_name)?.clone();
+            let ctx = self.ctx_for(repo, meta, version, caller);
+            (dt, ctx, repo.nodes[&version].locked)
+        };
+        let mutation = dt.is_mutation(req.method, &req.keyword);
+        let _gate = if mutation {
+            Some(self.commit_gate.read_arc())
+        } else {
+            None
+        };
+        if mutation && !caller.admin && ctx.instance.versioned {
+            // Re-read under the gate: a commit may have landed since the snapshot above.
+            if locked || self.is_locked(&ctx.uuid)? {
+                return Err(Error::bad(format!(
+                    "Cannot do {} on endpoint {:?} of locked node {}",
+                    req.method.as_str(),
+                    req.keyword,
+                    ctx.uuid
+                )));
+            }
+        }
+        if let Some(resp) = common::handle(self, &dt, &ctx, spec, req)? {
+            return Ok(resp);
+        }
+        if !dt.keywords().contains(&req.keyword.as_str()) {
+            return Err(Error::bad(format!(
+                "Bad API call ({}) for data {:?}. See API help at /api/help/{}",
+                req.keyword,
+                ctx.instance.name,
+                dt.type_name()
+            )));
+        }
+        dt.handle(&ctx, req)
+    }
+}
+
+/// A write `resolve` makes in a lower-priority parent's child: (instance, tkey, winning value).
+type Fix = (u32, Vec<u8>, Vec<u8>);
+
+/// A fresh random UUID, or the caller's, checked for shape and uniqueness.
+fn new_uuid(state: &State, wanted: Option<&str>) -> Result<String> {
+    match wanted {
+        None => Ok(uuid::Uuid::new_v4().simple().to_string()),
+        Some(u) => {
+            let u = u.to_ascii_lowercase();
+            if u.len() != 32 || !u.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::bad(format!(
+                    "bad UUID {u:?}: must be 32 hexadecimal characters"
+                )));
+            }
+            check_unused(state, &u)?;
+            Ok(u)
+        }
+    }
+}
+
+fn check_unused(state: &State, uuid: &str) -> Result<()> {
+    if state.uuids.contains_key(uuid) {
+        return Err(Error::bad(format!(
+            "UUID {uuid} already exists on this server"
+        )));
+    }
+    Ok(())
+}
+
+/// Allocates a version id for a new node of `root`'s repo named `uuid` (already checked).
+fn allocate_node(state: &mut State, root: VersionId, uuid: &str) -> VersionId {
+    let version = state.ids.next_version;
+    state.ids.next_version += 1;
+    state.uuids.insert(uuid.to_string(), (root, version));
+    version
+}
+
+fn parent_versions(state: &State, root: VersionId, parents: &[String]) -> Result<Vec<VersionId>> {
+    parents
+        .iter()
+        .map(|p| {
+            let (r, v) = match_uuid(state, p)?;
+            if r != root {
+                return Err(Error::bad(format!("parent {p} is not in this repo")));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+/// DVID's `MatchingUUID` (spec §1.2).
+fn match_uuid(state: &State, spec: &str) -> Result<(VersionId, VersionId)> {
+    if let Some((prefix, branch_spec)) = spec.split_once(':') {
+        if branch_spec.contains(':') {
+            return Err(Error::bad(format!(
+                "bad UUID spec {spec:?}: more than one ':'"
+            )));
+        }
+        let root = if prefix.is_empty() {
+            if state.repos.len() != 1 {
+                return Err(Error::bad(format!(
+                    "UUID spec {spec:?} has no UUID prefix, which is allowed only when the server holds one repo"
+                )));
+            }
+            *state.repos.keys().next().expect("one repo")
+        } else {
+            match_prefix(state, prefix)?.0
+        };
+        let repo = &state.repos[&root];
+        let (branch, nth) = match branch_spec.rsplit_once('~') {
+            Some((b, n)) => {
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| Error::bad(format!("bad ancestor count in {spec:?}")))?;
+                (b, n)
+            }
+            None => (branch_spec, 0),
+        };
+        let branch = if branch == "master" { "" } else { branch };
+        let versions = repo.branch_versions(branch);
+        if versions.is_empty() {
+            return Err(Error::bad(format!(
+                "no branch {branch:?} in the repo of {spec:?}"
+            )));
+        }
+        let v = *versions.get(nth).ok_or_else(|| {
+            Error::bad(format!(
+                "branch {branch:?} has fewer than {} versions",
+                nth + 1
+            ))
+        })?;
+        return Ok((root, v));
+    }
+    match_prefix(state, spec)
+}
+
+fn match_prefix(state: &State, prefix: &str) -> Result<(VersionId, VersionId)> {
+    let mut hits = state
+        .uuids
+        .range(prefix.to_string()..)
+        .take_while(|(u, _)| u.starts_with(prefix));
+    match (hits.next(), hits.next()) {
+        (Some((_, rv)), None) => Ok(*rv),
+        (None, _) => Err(Error::bad(format!(
+            "could not find UUID with partial match to {prefix:?}"
+        ))),
+        (Some(_), Some(_)) => Err(Error::bad(format!("more than one UUID matches {prefix:?}"))),
+    }
+}
+
+/// Normalizes a compression setting (spec §3.3): none, snappy, lz4, gzip, gzip:N, jpeg[:N].
+fn parse_compression(s: &str) -> Result<String> {
+    let lower = s.to_ascii_lowercase();
+    let (name, level) = match lower.split_once(':') {
+        Some((n, l)) => (n, Some(l)),
+        None => (lower.as_str(), None),
+    };
+    match (name, level) {
+        ("none" | "snappy" | "lz4" | "gzip" | "jpeg", None) => Ok(name.to_string()),
+        ("gzip", Some(l)) if matches!(l.parse::<u8>(), Ok(1..=9)) => Ok(lower),
+        ("jpeg", Some(l)) if matches!(l.parse::<u8>(), Ok(1..=100)) => Ok(lower),
+        _ => Err(Error::bad(format!(
+            "unknown compression {s:?}: use none, snappy, lz4, gzip, gzip:1-9 or jpeg"
+        ))),
+    }
+}
+
+fn compression_description(c: &str) -> String {
+    let (name, level) = c.split_once(':').unwrap_or((c, "-1"));
+    let label = match name {
+        "none" => "No",
+        "snappy" => "Snappy",
+        "lz4" => "LZ4",
+        "gzip" => "gzip",
+        _ => "JPEG",
+    };
+    format!("{label} compression, level {level}")
+}
+
+/// `Tags` setting: `"k=v,k2=v2"`.
+fn parse_tags(s: &str) -> Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| Error::bad(format!("bad tag {part:?}: tags are written key=value")))?;
+        tags.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(tags)
+}
+
+/// The key of a blob: DVID's FNV-1 128-bit hash of the content (spec §2.1).
+pub(crate) fn blob_key(hash: &[u8; 16]) -> Vec<u8> {
+    let mut k = vec![space::BLOB];
+    k.extend_from_slice(hash);
+    k
+}

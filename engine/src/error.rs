@@ -1,0 +1,70 @@
+use std::fmt;
+
+/// Engine failures, each mapped to the HTTP status DVID uses for it (spec §3.1: almost
+/// everything is 400; 404 only where the spec says so).
+#[derive(Debug)]
+pub enum Error {
+    BadRequest(String),
+    NotFound(String),
+    Unauthorized(String),
+    Forbidden(String),
+    PayloadTooLarge(String),
+    RangeNotSatisfiable { len: u64 },
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Error::BadRequest(msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Error::NotFound(msg.into())
+    }
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::PayloadTooLarge(_) => 413,
+            Error::RangeNotSatisfiable { .. } => 416,
+            Error::Internal(_) => 500,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadRequest(m)
+            | Error::NotFound(m)
+            | Error::Unauthorized(m)
+            | Error::Forbidden(m)
+            | Error::PayloadTooLarge(m)
+            | Error::Internal(m) => f.write_str(m),
+            Error::RangeNotSatisfiable { len } => {
+                write!(f, "requested range not satisfiable for length {len}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<tessera_storage::Error> for Error {
+    fn from(e: tessera_storage::Error) -> Self {
+        match e {
+            // A lazy merge conflict is the caller's to resolve, so it is a 400 (spec §1.4).
+            tessera_storage::Error::Conflict { .. } => Error::BadRequest(e.to_string()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::BadRequest(format!("malformed JSON: {e}"))
+    }
+}
