@@ -1,0 +1,304 @@
+//! The keyvalue endpoints (spec §4.5): each handler parses and validates the whole request
+//! first, then reads, or writes one atomic batch holding the data and its mutation-log records.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tessera_storage::WriteBatch;
+use tessera_storage::versioned::{delete_into, put_into};
+
+use super::formats::{self, Format, Item, KeyRequest};
+use super::keys::{self, tkey};
+use super::proto::{self, KeyValues};
+use super::range::{self, content_range, parse_range_header};
+use crate::datatype::{DataRequest, DataResponse, Method};
+use crate::instance::DataCtx;
+use crate::{Error, Result};
+
+pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    match (req.keyword.as_str(), req.method) {
+        ("keys", Method::Get) => get_keys(ctx),
+        ("keyrange", Method::Get) => get_keyrange(ctx, req),
+        ("key", Method::Get) => get_key(ctx, req),
+        ("key", Method::Head) => head_key(ctx, req),
+        ("key", Method::Post) => post_key(ctx, req),
+        ("key", Method::Delete) => delete_key(ctx, req),
+        ("keyvalues", Method::Get) => get_keyvalues(ctx, req),
+        ("keyvalues", Method::Post) => post_keyvalues(ctx, req),
+        ("keyrangevalues", Method::Get) => get_keyrangevalues(ctx, req),
+        ("mutations", Method::Get) => get_mutations(ctx, req),
+        ("mutations-range", Method::Get) => get_mutations_range(ctx, req),
+        (keyword, method) => Err(Error::bad(format!(
+            "keyvalue endpoint {keyword:?} does not support the {} method",
+            method.as_str()
+        ))),
+    }
+}
+
+fn get_keys(ctx: &DataCtx) -> Result<DataResponse> {
+    let list = keys::list(&ctx.store, &ctx.view, None, None)?;
+    Ok(DataResponse::json(&json!(list)))
+}
+
+fn get_keyrange(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let (first, last) = keys::range_from_path("keyrange", &req.path)?;
+    let list = keys::list(&ctx.store, &ctx.view, Some(first), Some(last))?;
+    Ok(DataResponse::json(&json!(list)))
+}
+
+fn accept_ranges(resp: DataResponse) -> DataResponse {
+    resp.with_header("Accept-Ranges", "bytes")
+}
+
+fn not_found(key: &str) -> Error {
+    Error::not_found(format!("Key {key:?} not found"))
+}
+
+fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let key = keys::key_from_path(&req.path)?;
+    let bounds = range::query_range(req.query.get("byte_start"), req.query.get("byte_end"))?;
+    let range_header = req.header("range").filter(|h| !h.trim().is_empty());
+    if bounds.is_some() && range_header.is_some() {
+        return Err(Error::bad(
+            "give either a Range header or byte_start/byte_end, not both",
+        ));
+    }
+    let value = Bytes::from(
+        ctx.store
+            .get(&ctx.view, &tkey(key))?
+            .ok_or_else(|| not_found(key))?,
+    );
+    if let Some(b) = bounds {
+        let slice = b.slice_of(value.len(), key)?;
+        return Ok(accept_ranges(DataResponse::octets(value.slice(slice))));
+    }
+    if let Some(r) = range_header.and_then(parse_range_header) {
+        let len = value.len() as u64;
+        let (first, last) = r.resolve(len)?;
+        let part = value.slice(first as usize..last as usize + 1);
+        return Ok(accept_ranges(DataResponse::octets(part))
+            .with_status(206)
+            .with_header("Content-Range", content_range(first, last, len)));
+    }
+    Ok(accept_ranges(DataResponse::octets(value)))
+}
+
+fn head_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let key = keys::key_from_path(&req.path)?;
+    match ctx.store.get(&ctx.view, &tkey(key))? {
+        Some(_) => Ok(accept_ranges(DataResponse::octets(Bytes::new()))),
+        None => Err(not_found(key)),
+    }
+}
+
+/// DVID's `Timestamp` field: Go's `time.Time.String()` layout, in UTC.
+fn timestamp() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S%.f +0000 UTC")
+        .to_string()
+}
+
+/// The mutation record of a stored value (`postkv`).
+pub fn postkv_record(uuid: &str, key: &str, bytes: usize) -> Value {
+    // Fields in sorted order, as Go's JSON encoding of a map writes them.
+    json!({
+        "Action": "postkv",
+        "Bytes": bytes,
+        "Key": key,
+        "Timestamp": timestamp(),
+        "UUID": uuid,
+    })
+}
+
+/// The mutation record of a deleted key.
+pub fn delete_record(uuid: &str, key: &str) -> Value {
+    json!({
+        "Action": "delete",
+        "Key": key,
+        "Timestamp": timestamp(),
+        "UUID": uuid,
+    })
+}
+
+fn post_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let key = keys::key_from_path(&req.path)?;
+    let mut batch = WriteBatch::new();
+    put_into(&mut batch, &ctx.view, &tkey(key), &req.body);
+    ctx.log_mutation(&mut batch, postkv_record(&ctx.uuid, key, req.body.len()));
+    ctx.store.write(batch)?;
+    Ok(DataResponse::empty())
+}
+
+fn delete_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let key = keys::key_from_path(&req.path)?;
+    let mut batch = WriteBatch::new();
+    delete_into(&mut batch, &ctx.view, &tkey(key));
+    ctx.log_mutation(&mut batch, delete_record(&ctx.uuid, key));
+    ctx.store.write(batch)?;
+    Ok(DataResponse::empty())
+}
+
+/// Reads the requested values in order; a byte range of an existing value must lie within it.
+fn fetch(ctx: &DataCtx, requests: &[KeyRequest]) -> Result<Vec<Item>> {
+    requests
+        .iter()
+        .map(|r| {
+            let stored = ctx.store.get(&ctx.view, &tkey(&r.key))?;
+            let value = match (stored, r.range) {
+                (Some(v), Some(b)) => Some(v[b.slice_of(v.len(), &r.key)?].to_vec()),
+                (v, _) => v,
+            };
+            Ok(Item {
+                key: r.key.clone(),
+                value,
+                ranged: r.range.is_some(),
+            })
+        })
+        .collect()
+}
+
+fn get_keyvalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let format = Format::from_query(&req.query)?;
+    let requests = match format {
+        Format::Protobuf => formats::requests_from_proto(&req.body)?,
+        Format::Json { .. } | Format::Tar => formats::requests_from_json(&req.body)?,
+    };
+    let items = fetch(ctx, &requests)?;
+    Ok(DataResponse::bytes(
+        format.content_type(),
+        formats::encode(format, &items)?,
+    ))
+}
+
+fn post_keyvalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let kvs: KeyValues = proto::decode(&req.body, "KeyValues")?;
+    for (i, kv) in kvs.kvs.iter().enumerate() {
+        keys::check_key(&kv.key).map_err(|e| Error::bad(format!("key-value pair {i}: {e}")))?;
+    }
+    if kvs.kvs.is_empty() {
+        return Ok(DataResponse::empty());
+    }
+    let mut batch = WriteBatch::new();
+    for kv in &kvs.kvs {
+        put_into(&mut batch, &ctx.view, &tkey(&kv.key), &kv.value);
+        ctx.log_mutation(
+            &mut batch,
+            postkv_record(&ctx.uuid, &kv.key, kv.value.len()),
+        );
+    }
+    ctx.store.write(batch)?;
+    Ok(DataResponse::empty())
+}
+
+fn get_keyrangevalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let (first, last) = keys::range_from_path("keyrangevalues", &req.path)?;
+    let format = Format::from_query(&req.query)?;
+    let mut items = Vec::new();
+    keys::scan(
+        &ctx.store,
+        &ctx.view,
+        Some(first),
+        Some(last),
+        &mut |key, value| {
+            items.push(Item {
+                key: key.to_string(),
+                value: Some(value.to_vec()),
+                ranged: false,
+            });
+            Ok(true)
+        },
+    )?;
+    Ok(DataResponse::bytes(
+        format.content_type(),
+        formats::encode(format, &items)?,
+    ))
+}
+
+/// `[rec,rec,...]` from raw JSON records, keeping only those whose `User` is `userid` when given.
+pub fn records_json(records: &[Vec<u8>], userid: Option<&str>) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(2 + records.iter().map(|r| r.len() + 1).sum::<usize>());
+    out.push(b'[');
+    let mut first = true;
+    for rec in records {
+        if let Some(user) = userid {
+            let v: Value = serde_json::from_slice(rec)
+                .map_err(|e| Error::Internal(format!("corrupt mutation record: {e}")))?;
+            if v.get("User").and_then(Value::as_str) != Some(user) {
+                continue;
+            }
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(rec);
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+fn get_mutations(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let records = ctx.mutations()?;
+    let userid = req.query.get("userid").filter(|u| !u.is_empty());
+    Ok(DataResponse::bytes(
+        "application/json",
+        records_json(&records, userid)?,
+    ))
+}
+
+fn get_mutations_range(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let (begin, end) = match req.path.as_slice() {
+        [b, e] | [b, e, _] if req.path.get(2).is_none_or(|s| s.is_empty()) => (b, e),
+        _ => {
+            return Err(Error::bad(
+                "expected beginning and end UUIDs after \"mutations-range/\"",
+            ));
+        }
+    };
+    let records = ctx.mutations_range(begin, end)?;
+    let userid = req.query.get("userid").filter(|u| !u.is_empty());
+    Ok(DataResponse::bytes(
+        "application/json",
+        records_json(&records, userid)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_joined_raw() {
+        let recs = vec![
+            br#"{"Action":"postkv","User":"ann"}"#.to_vec(),
+            br#"{"Action":"delete"}"#.to_vec(),
+        ];
+        assert_eq!(
+            records_json(&recs, None).unwrap(),
+            br#"[{"Action":"postkv","User":"ann"},{"Action":"delete"}]"#
+        );
+        assert_eq!(
+            records_json(&recs, Some("ann")).unwrap(),
+            br#"[{"Action":"postkv","User":"ann"}]"#
+        );
+        assert_eq!(records_json(&recs, Some("bob")).unwrap(), b"[]");
+        assert_eq!(records_json(&[], None).unwrap(), b"[]");
+    }
+
+    #[test]
+    fn record_shapes() {
+        let p = postkv_record("abc", "k", 3);
+        assert_eq!(p["Action"], "postkv");
+        assert_eq!(p["Key"], "k");
+        assert_eq!(p["Bytes"], 3);
+        assert_eq!(p["UUID"], "abc");
+        assert!(p["Timestamp"].as_str().unwrap().ends_with(" +0000 UTC"));
+        let d = delete_record("abc", "k");
+        assert_eq!(d["Action"], "delete");
+        assert!(d.get("Bytes").is_none());
+        let s = serde_json::to_string(&p).unwrap();
+        assert!(
+            s.starts_with(r#"{"Action":"postkv","Bytes":3,"Key":"k","Timestamp":"#),
+            "{s}"
+        );
+    }
+}

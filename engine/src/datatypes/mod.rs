@@ -1,0 +1,12 @@
+//! The compiled-in datatypes.
+
+pub mod keyvalue;
+
+use std::sync::Arc;
+
+use crate::datatype::Datatype;
+
+/// Every datatype this server knows, in the order `compiled-types` lists them.
+pub fn all() -> Vec<Arc<dyn Datatype>> {
+    vec![Arc::new(keyvalue::KeyValueType)]
+}
