@@ -1,0 +1,137 @@
+//! The TOML configuration, in DVID's shape (spec §2.4) with `[compute]` added.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tessera_engine::engine::EngineOptions;
+use tessera_storage::{KvStore, MemoryStore, RocksStore};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: BTreeMap<String, StoreConfig>,
+    #[serde(default)]
+    pub backend: BTreeMap<String, BackendConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub compute: ComputeConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ServerConfig {
+    /// `host:port`; DVID's `":8000"` form means every interface.
+    #[serde(alias = "httpAddress")]
+    pub http_address: Option<String>,
+    #[serde(default)]
+    pub note: String,
+    /// "readonly" allows only GET and HEAD; "fullwrite" lifts the locked-node guards.
+    #[serde(default)]
+    pub rwmode: String,
+    #[serde(alias = "instanceIdStart")]
+    pub instance_id_start: Option<u32>,
+    #[serde(alias = "minMutationIdStart")]
+    pub min_mutation_id_start: Option<u64>,
+    /// Largest accepted request body, in MiB.
+    pub max_body_mb: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StoreConfig {
+    /// "rocksdb" (also DVID's "badger", mapped to rocksdb) or "memory".
+    pub engine: String,
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BackendConfig {
+    pub store: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuthConfig {
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ComputeConfig {
+    /// "auto", "gpu" or "cpu".
+    pub backend: Option<String>,
+}
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
+pub const DEFAULT_MAX_BODY_MB: u64 = 1024;
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<(Config, String)> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let cfg: Config =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        Ok((cfg, text))
+    }
+
+    pub fn addr(&self, flag: Option<&str>) -> anyhow::Result<SocketAddr> {
+        let raw = flag
+            .or(self.server.http_address.as_deref())
+            .unwrap_or(DEFAULT_ADDR);
+        let full = if raw.starts_with(':') {
+            format!("0.0.0.0{raw}")
+        } else {
+            raw.to_string()
+        };
+        full.parse()
+            .with_context(|| format!("bad listen address {raw:?}"))
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        (self.server.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) as usize).saturating_mul(1 << 20)
+    }
+
+    /// Opens the configured stores; with none configured, one RocksDB store in `data_dir`.
+    pub fn engine_options(&self, data_dir: &Path) -> anyhow::Result<EngineOptions> {
+        let mut stores: BTreeMap<String, Arc<dyn KvStore>> = BTreeMap::new();
+        if self.store.is_empty() {
+            stores.insert("default".into(), open_rocks(data_dir)?);
+        }
+        for (alias, sc) in &self.store {
+            let store: Arc<dyn KvStore> = match sc.engine.as_str() {
+                "rocksdb" | "badger" => {
+                    let path = sc
+                        .path
+                        .as_ref()
+                        .with_context(|| format!("[store.{alias}] needs a path"))?;
+                    open_rocks(path)?
+                }
+                "memory" => Arc::new(MemoryStore::new()),
+                other => bail!(
+                    "[store.{alias}] engine {other:?} is not supported: use rocksdb or memory"
+                ),
+            };
+            stores.insert(alias.clone(), store);
+        }
+        Ok(EngineOptions {
+            stores,
+            backends: self
+                .backend
+                .iter()
+                .map(|(k, v)| (k.clone(), v.store.clone()))
+                .collect(),
+            instance_id_start: self.server.instance_id_start.unwrap_or(1),
+            min_mutation_id_start: self.server.min_mutation_id_start.unwrap_or(0),
+        })
+    }
+}
+
+fn open_rocks(path: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    let store = RocksStore::open(path)
+        .map_err(|e| anyhow::anyhow!("opening RocksDB at {}: {e}", path.display()))?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,141 @@
+//! Server-level endpoints (spec §3.2).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::json;
+use crate::error::{ApiError, ApiResult};
+use crate::server::Shared;
+
+pub async fn help(State(st): State<Shared>) -> Html<String> {
+    let mut page =
+        String::from("<html><head><title>Tessera API</title></head><body><h1>Tessera</h1>");
+    page.push_str("<p>A versioned image-oriented data service speaking DVID's HTTP API.</p><h2>Datatypes</h2><ul>");
+    for dt in st.engine.datatypes() {
+        page.push_str(&format!(
+            "<li><a href=\"/api/help/{0}\">{0}</a></li>",
+            dt.type_name()
+        ));
+    }
+    page.push_str("</ul></body></html>");
+    Html(page)
+}
+
+pub async fn type_help(State(st): State<Shared>, Path(name): Path<String>) -> ApiResult<Response> {
+    let dt = st.engine.datatype(&name)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], dt.help()).into_response())
+}
+
+pub async fn heartbeat() -> &'static str {
+    "OK"
+}
+
+pub async fn load(State(st): State<Shared>) -> Response {
+    let s = &st.stats;
+    json(&json!({
+        "file bytes read": 0, "file bytes written": 0, "key bytes read": 0,
+        "key bytes written": 0, "value bytes read": 0,
+        "value bytes written": s.bytes_in.load(Ordering::Relaxed),
+        "GET requests": s.get_requests.load(Ordering::Relaxed),
+        "PUT requests": s.put_requests.load(Ordering::Relaxed),
+        "handlers active": s.active.load(Ordering::Relaxed),
+        "goroutines": 0, "active CGo writes": 0, "pending log messages": 0,
+    }))
+}
+
+pub async fn user_latencies(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let users = st.stats.users.lock();
+    match q.get("u") {
+        Some(u) => {
+            let l = users
+                .get(u)
+                .ok_or_else(|| ApiError::bad(format!("no latencies recorded for user {u:?}")))?;
+            Ok(json(&serde_json::to_value(l).expect("latencies serialize")))
+        }
+        None => Ok(json(
+            &serde_json::to_value(&*users).expect("latencies serialize"),
+        )),
+    }
+}
+
+pub async fn action(
+    State(st): State<Shared>,
+    Path(action): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let caller = st.caller(&q);
+    let admin_only = || -> ApiResult<()> {
+        if caller.admin {
+            Ok(())
+        } else {
+            Err(ApiError(tessera_engine::Error::Unauthorized(format!(
+                "{action} requires an admin token"
+            ))))
+        }
+    };
+    let resp = match action.as_str() {
+        "info" => {
+            let cores = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .to_string();
+            json(&json!({
+                "Cores": cores, "Maximum Cores": cores, "Datastore Version": "0.11.0",
+                "DVID Version": format!("v0.11.0-tessera-{}", env!("CARGO_PKG_VERSION")),
+                "Tessera Version": env!("CARGO_PKG_VERSION"),
+                "Storage backend": st.engine.store_engine_names(),
+                "Server time": chrono::Utc::now().to_rfc3339(),
+                "Server uptime": format!("{:?}", st.started.elapsed()),
+                "RPC Address": "", "Host": hostname(), "Note": st.config.server.note,
+                "TOML location": "", "Compute": st.compute,
+                "Mode": st.config.server.rwmode,
+            }))
+        }
+        "note" => (
+            [(header::CONTENT_TYPE, "text/plain")],
+            st.config.server.note.clone(),
+        )
+            .into_response(),
+        "config" => {
+            admin_only()?;
+            (
+                [(header::CONTENT_TYPE, "text/plain")],
+                st.config_text.clone(),
+            )
+                .into_response()
+        }
+        "types" => type_map(&st, false),
+        "compiled-types" => type_map(&st, true),
+        other => return Err(ApiError::bad(format!("unknown server action {other:?}"))),
+    };
+    Ok(resp)
+}
+
+fn type_map(st: &Shared, all: bool) -> Response {
+    let used = st.engine.types_in_use();
+    let map: Map<String, Value> = st
+        .engine
+        .datatypes()
+        .filter(|t| all || used.contains(&t.type_name()))
+        .map(|t| {
+            (
+                t.type_name().to_string(),
+                Value::String(t.type_url().to_string()),
+            )
+        })
+        .collect();
+    json(&Value::Object(map))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
