@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the workspace and runs every test (one profile: dev).
+#   bash scripts/test.sh [extra cargo test args, e.g. --no-fail-fast, or -- --test-threads=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
+if [ "${CI:-}" = "true" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
+echo "test: CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+# The black-box tests in tests/ run the real `tessera` binary, so build the binaries first.
+echo "+ cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+echo "+ cargo test --workspace $*"
+cargo test --workspace "$@"
