@@ -148,6 +148,46 @@ fn split_key(key: &[u8]) -> Result<(&[u8], VersionId)> {
     Ok((base, u32::from_be_bytes(ver.try_into().expect("4 bytes"))))
 }
 
+/// A version's ancestry up to the root or the first merge node, with each version's distance.
+struct Chain {
+    depth: HashMap<VersionId, usize>,
+    ends_at_root: bool,
+}
+
+impl Chain {
+    fn new(dag: &Dag, version: VersionId) -> Self {
+        let mut depth = HashMap::new();
+        let mut cur = version;
+        loop {
+            depth.insert(cur, depth.len());
+            match dag.parents(cur) {
+                [] => {
+                    return Chain {
+                        depth,
+                        ends_at_root: true,
+                    };
+                }
+                [p] => cur = *p,
+                _ => {
+                    return Chain {
+                        depth,
+                        ends_at_root: false,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The entry nearest the version along the chain: what `resolve`'s walk would find first.
+    fn nearest<'a>(&self, entries: &'a [Entry]) -> Option<&'a Entry> {
+        entries
+            .iter()
+            .filter_map(|e| self.depth.get(&e.0).map(|d| (*d, e)))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, e)| e)
+    }
+}
+
 /// Resolves the value visible at `version` among the stored `entries` of one key (spec §1.4).
 pub fn resolve<'a>(
     dag: &Dag,
@@ -263,15 +303,19 @@ impl VersionedStore {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        self.scan_grouped(
-            view.instance,
-            start,
-            end,
-            &mut |tkey, entries| match resolve(&view.dag, view.version, entries, tkey)? {
+        // Walk the version's single-parent ancestry once, not once per key.
+        let chain = Chain::new(&view.dag, view.version);
+        self.scan_grouped(view.instance, start, end, &mut |tkey, entries| {
+            let value = match chain.nearest(entries) {
+                Some(entry) => entry.1.as_deref(),
+                None if chain.ends_at_root => None,
+                None => resolve(&view.dag, view.version, entries, tkey)?,
+            };
+            match value {
                 Some(value) => visit(tkey, value),
                 None => Ok(true),
-            },
-        )
+            }
+        })
     }
 
     /// Visits every tkey in `[start, end]` with all its stored versions, resolved or not. This is
