@@ -48,7 +48,7 @@ pub struct Caller {
     pub admin: bool,
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Ids {
     next_version: VersionId,
     next_instance: u32,
@@ -253,18 +253,15 @@ impl Engine {
     ) -> Result<T> {
         let mut state = self.state.write();
         let (root, version) = match_uuid(&state, spec)?;
-        let saved = (
-            state.repos[&root].clone(),
-            state.uuids.clone(),
-            state.ids.clone(),
-        );
+        let saved = (state.repos[&root].clone(), state.uuids.clone());
         match f(&mut state, root, version).and_then(|t| self.persist(&state, &[root]).map(|_| t)) {
             Ok(t) => Ok(t),
             Err(e) => {
-                let (repo, uuids, ids) = saved;
+                // Ids stay advanced: data written under them before the failure must never
+                // show up under a later node.
+                let (repo, uuids) = saved;
                 state.repos.insert(root, repo);
                 state.uuids = uuids;
-                state.ids = ids;
                 Err(e)
             }
         }
@@ -518,14 +515,7 @@ impl Engine {
     pub fn merge(&self, spec: &str, parents: &[String], note: String) -> Result<String> {
         self.modify(spec, |state, root, _| {
             let parents = parent_versions(state, root, parents)?;
-            let child = new_uuid(state, None)?;
-            let version = allocate_node(state, root, &child);
-            state
-                .repos
-                .get_mut(&root)
-                .expect("matched repo exists")
-                .merge(&parents, version, child.clone(), note)?;
-            Ok(child)
+            merge_child(state, root, &parents, note)
         })
     }
 
@@ -627,15 +617,10 @@ impl Engine {
                 }
                 parents[j] = version;
             }
+            // Merge in memory first, so a refused merge writes no data.
+            let child = merge_child(state, root, &parents, note)?;
             // Instances may live in different stores; group the batch per store.
             self.write_instance_batches(&state.repos[&root], data, batch)?;
-            let child = new_uuid(state, None)?;
-            let version = allocate_node(state, root, &child);
-            state
-                .repos
-                .get_mut(&root)
-                .expect("matched repo exists")
-                .merge(&parents, version, child.clone(), note)?;
             Ok(child)
         })
     }
@@ -910,6 +895,23 @@ impl Engine {
         }
         dt.handle(&ctx, req)
     }
+}
+
+/// A conflict-free merge child of `parents` in `root`'s repo; returns its UUID.
+fn merge_child(
+    state: &mut State,
+    root: VersionId,
+    parents: &[VersionId],
+    note: String,
+) -> Result<String> {
+    let child = new_uuid(state, None)?;
+    let version = allocate_node(state, root, &child);
+    state
+        .repos
+        .get_mut(&root)
+        .expect("matched repo exists")
+        .merge(parents, version, child.clone(), note)?;
+    Ok(child)
 }
 
 /// A write `resolve` makes in a lower-priority parent's child: (instance, tkey, winning value).
