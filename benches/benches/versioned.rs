@@ -1,7 +1,7 @@
 //! Versioned storage on RocksDB: point reads, point writes and 1000-key range scans at version
 //! depth 1 (read at a child of the root, value stored at the root) and depth 50 (read at the leaf
 //! of a 50-version chain, value stored at the root), plus reads whose value sits at the leaf
-//! itself (depth 0 below the read version).
+//! itself (depth 0 below the read version). The `resolve_only` group times the DAG walk alone.
 //!
 //! Run with `cargo bench --bench versioned` (figures in `docs/benchmarks.md`).
 
@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use tessera_storage::versioned::{Entry, resolve};
 use tessera_storage::{Dag, KvStore, RocksStore, VersionId, VersionedStore, View};
 
 /// Keys per instance.
@@ -55,6 +56,19 @@ impl Keys {
     }
 }
 
+/// The root, its child, and the 50-version chain below the root.
+fn dag() -> Arc<Dag> {
+    let mut dag = Dag::new();
+    dag.add(ROOT, vec![]);
+    dag.add(CHILD, vec![ROOT]);
+    let mut parent = ROOT;
+    for v in CHAIN_FIRST..=LEAF {
+        dag.add(v, vec![parent]);
+        parent = v;
+    }
+    Arc::new(dag)
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     store: VersionedStore,
@@ -67,15 +81,7 @@ impl Fixture {
         let kv: Arc<dyn KvStore> = Arc::new(RocksStore::open(dir.path()).expect("open rocksdb"));
         let store = VersionedStore::new(kv);
 
-        let mut dag = Dag::new();
-        dag.add(ROOT, vec![]);
-        dag.add(CHILD, vec![ROOT]);
-        let mut parent = ROOT;
-        for v in CHAIN_FIRST..=LEAF {
-            dag.add(v, vec![parent]);
-            parent = v;
-        }
-        let dag = Arc::new(dag);
+        let dag = dag();
 
         let value = vec![0xAB; VALUE_LEN];
         for (instance, version) in [(AT_ROOT, ROOT), (AT_LEAF, LEAF)] {
@@ -184,5 +190,30 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The DAG walk alone (`resolve` over one key's stored versions, no storage access): what a
+/// deeper read adds on top of the depth-1 read.
+fn bench_resolve(c: &mut Criterion) {
+    let dag = dag();
+    let value = vec![0xAB; VALUE_LEN];
+    let mut g = c.benchmark_group("resolve_only");
+    g.throughput(Throughput::Elements(1));
+    for (name, stored_at, read_at) in [
+        ("depth1", ROOT, CHILD),
+        ("depth50", ROOT, LEAF),
+        ("depth50_value_at_leaf", LEAF, LEAF),
+    ] {
+        let entries: Vec<Entry> = vec![(stored_at, Some(value.clone()))];
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let v =
+                    resolve(&dag, black_box(read_at), black_box(&entries), b"k").expect("resolve");
+                assert!(v.is_some());
+                black_box(v.map(<[u8]>::len))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_resolve);
 criterion_main!(benches);
