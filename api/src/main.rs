@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod config;
 mod error;
 mod routes;
@@ -37,6 +38,48 @@ enum Command {
         #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
         compute: Option<String>,
     },
+    /// Build a multiscale pyramid of a numpy volume: DIR/s1.npy … sN.npy.
+    Pyramid {
+        /// (z, y, x) C-order .npy: uint64 or uint32 labels, or uint8 grayscale.
+        #[arg(long)]
+        input: PathBuf,
+        /// Number of 2×2×2 levels to build.
+        #[arg(long, default_value_t = 1)]
+        levels: u32,
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// labels (mode) or gray (mean); by default from the array's dtype.
+        #[arg(long, value_parser = ["labels", "gray"])]
+        kind: Option<String>,
+        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
+        compute: String,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Per-kernel medians and Gvox/s on one backend.
+    Kernels {
+        /// Labels .npy (uint64/uint32); default: a synthetic 256³ segmentation.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Grayscale .npy (uint8) for the mean kernels; default: synthetic, input's shape.
+        #[arg(long)]
+        gray: Option<PathBuf>,
+        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
+        compute: String,
+        /// Timed runs per kernel (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// One JSON object per kernel instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +104,34 @@ fn main() -> anyhow::Result<()> {
                 compute,
             }))
         }
+        Command::Pyramid {
+            input,
+            levels,
+            out_dir,
+            kind,
+            compute,
+        } => cli::pyramid::run(cli::pyramid::PyramidArgs {
+            input,
+            levels,
+            out_dir,
+            kind,
+            compute,
+        }),
+        Command::Bench {
+            what:
+                BenchCommand::Kernels {
+                    input,
+                    gray,
+                    compute,
+                    repeats,
+                    json,
+                },
+        } => cli::bench::run(cli::bench::BenchArgs {
+            input,
+            gray,
+            compute,
+            repeats,
+            json,
+        }),
     }
 }

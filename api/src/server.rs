@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use tessera_engine::Engine;
+use tessera_engine::compute::{self, Compute, Selection};
 use tessera_engine::engine::Caller;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -56,7 +57,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     pub started: Instant,
     pub stats: Stats,
-    pub compute: String,
+    /// The kernel backend, chosen once at start.
+    pub compute: Arc<dyn Compute>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -88,11 +90,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => (Config::default(), String::new()),
     };
     let addr = config.addr(args.addr.as_deref())?;
-    let compute = args
+    let selection: Selection = args
         .compute
         .clone()
         .or_else(|| config.compute.backend.clone())
-        .unwrap_or_else(|| "auto".into());
+        .unwrap_or_else(|| "auto".into())
+        .parse()?;
+    let compute = compute::select(selection)?;
     let admin_token = config
         .auth
         .admin_token
@@ -101,7 +105,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|t| !t.is_empty());
     let opts = config.engine_options(&args.data)?;
     let engine = Engine::open(opts).map_err(|e| anyhow::anyhow!("opening the engine: {e}"))?;
-    tracing::info!(stores = %engine.store_engine_names(), compute = %compute, "engine open");
+    tracing::info!(stores = %engine.store_engine_names(), compute = compute.backend().name(), adapter = %compute.adapter(), "engine open");
     let state = Arc::new(AppState {
         engine: engine.clone(),
         config,

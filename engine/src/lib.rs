@@ -2,6 +2,7 @@
 //! log. It knows datatypes and blocks, not HTTP routing or storage engines.
 
 mod common;
+pub mod compute;
 pub mod datatype;
 pub mod datatypes;
 pub mod engine;

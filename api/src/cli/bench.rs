@@ -1,0 +1,274 @@
+//! `tessera bench kernels`: per-kernel medians and throughput on one backend, on a given
+//! volume or a synthetic one. `benches/peers/compare.py` runs it beside the peer libraries.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::bail;
+use tessera_engine::compute::{self, Compute, LabelTable, Run, Shape, normalize_runs};
+
+use super::npy::{self, Volume};
+
+pub struct BenchArgs {
+    pub input: Option<PathBuf>,
+    pub gray: Option<PathBuf>,
+    pub compute: String,
+    pub repeats: usize,
+    pub json: bool,
+}
+
+const BLOCK: usize = 64;
+
+/// A segmentation-like volume: jittered cells about 24 voxels across with zero borders, so
+/// runs, ties and boundaries look like real data rather than noise.
+pub fn synthetic_labels(shape: Shape) -> Vec<u64> {
+    let mut out = Vec::with_capacity(shape.voxels());
+    for z in 0..shape.z {
+        for y in 0..shape.y {
+            let jitter = (y * 7 + z * 3) % 9;
+            for x in 0..shape.x {
+                let (cx, cy, cz) = ((x + jitter) / 24, (y + z % 5) / 24, z / 24);
+                let border = (x + jitter) % 24 == 0;
+                out.push(if border {
+                    0
+                } else {
+                    1 + (cz * 1000 + cy) as u64 * 1000 + cx as u64
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Smooth grayscale with texture.
+pub fn synthetic_gray(shape: Shape) -> Vec<u8> {
+    let mut out = Vec::with_capacity(shape.voxels());
+    for z in 0..shape.z {
+        for y in 0..shape.y {
+            for x in 0..shape.x {
+                out.push(((x * 3 + y * 5 + z * 7) % 200 + (x ^ y ^ z) % 50) as u8);
+            }
+        }
+    }
+    out
+}
+
+/// Rearranges a volume whose sides are multiples of 64 into a batch of 64³ blocks.
+fn to_blocks(data: &[u64], shape: Shape) -> Vec<u64> {
+    let mut out = Vec::with_capacity(data.len());
+    for bz in 0..shape.z / BLOCK {
+        for by in 0..shape.y / BLOCK {
+            for bx in 0..shape.x / BLOCK {
+                for z in 0..BLOCK {
+                    for y in 0..BLOCK {
+                        let at =
+                            ((bz * BLOCK + z) * shape.y + by * BLOCK + y) * shape.x + bx * BLOCK;
+                        out.extend_from_slice(&data[at..at + BLOCK]);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Timing {
+    kernel: &'static str,
+    voxels: usize,
+    seconds: Vec<f64>,
+}
+
+impl Timing {
+    fn median(&self) -> f64 {
+        let mut s = self.seconds.clone();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    }
+}
+
+/// Times `run` `repeats` times after one warm-up; `prepare` builds each run's input outside
+/// the timed region.
+fn time<P, R>(
+    repeats: usize,
+    mut prepare: impl FnMut() -> P,
+    mut run: impl FnMut(P) -> compute::Result<R>,
+) -> anyhow::Result<Vec<f64>> {
+    run(prepare())?;
+    let mut seconds = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let input = prepare();
+        let t = Instant::now();
+        let out = run(input)?;
+        seconds.push(t.elapsed().as_secs_f64());
+        drop(out);
+    }
+    Ok(seconds)
+}
+
+fn labels_input(args: &BenchArgs) -> anyhow::Result<(Shape, Vec<u64>)> {
+    match &args.input {
+        None => {
+            let shape = Shape::cube(256);
+            Ok((shape, synthetic_labels(shape)))
+        }
+        Some(p) => match npy::read(p)? {
+            Volume::U64(s, v) => Ok((s, v)),
+            Volume::U32(s, v) => Ok((s, v.into_iter().map(u64::from).collect())),
+            Volume::U8(..) => bail!("--input must hold uint64 or uint32 labels"),
+        },
+    }
+}
+
+fn gray_input(args: &BenchArgs, shape: Shape) -> anyhow::Result<(Shape, Vec<u8>)> {
+    match &args.gray {
+        None => Ok((shape, synthetic_gray(shape))),
+        Some(p) => match npy::read(p)? {
+            Volume::U8(s, v) => Ok((s, v)),
+            v => bail!("--gray must hold uint8, not {}", v.dtype()),
+        },
+    }
+}
+
+fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timing>> {
+    let (shape, labels) = labels_input(args)?;
+    let n = args.repeats.max(1);
+    let mut out = Vec::new();
+    let voxels = shape.voxels();
+
+    // relabel: the 1000 smallest non-zero labels → 1, in place on a fresh copy each run.
+    let mut distinct: Vec<u64> = labels.iter().copied().filter(|&l| l != 0).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let table = LabelTable::new(distinct.iter().take(1000).map(|&l| (l, 1)))?;
+    let seconds = time(
+        n,
+        || labels.clone(),
+        |mut v| compute.relabel(&mut v, &table),
+    )?;
+    out.push(Timing {
+        kernel: "relabel_1000_to_1",
+        voxels,
+        seconds,
+    });
+
+    // split_apply: every other row of the volume, the largest-numbered label → a new id.
+    let rows: Vec<Run> = (0..shape.z)
+        .flat_map(|z| {
+            (0..shape.y)
+                .step_by(2)
+                .map(move |y| Run::new(0, y as i32, z as i32, shape.x as i32))
+        })
+        .collect();
+    let runs = normalize_runs(&rows, shape);
+    let split = LabelTable::new(distinct.last().map(|&l| (l, u64::MAX - 1)))?;
+    let seconds = time(
+        n,
+        || labels.clone(),
+        |mut v| compute.split_apply(&mut v, shape, &runs, &split),
+    )?;
+    out.push(Timing {
+        kernel: "split_apply",
+        voxels,
+        seconds,
+    });
+
+    let seconds = time(n, || (), |_| compute.downsample_mode(&labels, shape))?;
+    out.push(Timing {
+        kernel: "downsample_mode",
+        voxels,
+        seconds,
+    });
+    let seconds = time(n, || (), |_| compute.pyramid_mode(&labels, shape, 5))?;
+    out.push(Timing {
+        kernel: "pyramid_mode_5",
+        voxels,
+        seconds,
+    });
+
+    let (gshape, gray) = gray_input(args, shape)?;
+    let seconds = time(n, || (), |_| compute.downsample_mean(&gray, gshape))?;
+    out.push(Timing {
+        kernel: "downsample_mean",
+        voxels: gshape.voxels(),
+        seconds,
+    });
+    let seconds = time(n, || (), |_| compute.pyramid_mean(&gray, gshape, 5))?;
+    out.push(Timing {
+        kernel: "pyramid_mean_5",
+        voxels: gshape.voxels(),
+        seconds,
+    });
+
+    // Block kernels take whole 64³ blocks: crop to them.
+    let bshape = Shape::new(
+        shape.x / BLOCK * BLOCK,
+        shape.y / BLOCK * BLOCK,
+        shape.z / BLOCK * BLOCK,
+    );
+    if bshape.voxels() == 0 {
+        bail!("block kernels need a volume at least 64 voxels on every side, not {shape}");
+    }
+    let cropped: Vec<u64> = (0..bshape.z)
+        .flat_map(|z| (0..bshape.y).map(move |y| (z, y)))
+        .flat_map(|(z, y)| {
+            let at = (z * shape.y + y) * shape.x;
+            labels[at..at + bshape.x].iter().copied()
+        })
+        .collect();
+    let blocks = to_blocks(&cropped, bshape);
+    let block = Shape::cube(BLOCK);
+    let seconds = time(n, || (), |_| compute.label_counts(&blocks, block))?;
+    out.push(Timing {
+        kernel: "label_counts",
+        voxels: blocks.len(),
+        seconds,
+    });
+    let seconds = time(n, || (), |_| compute.block_encode(&blocks, block))?;
+    out.push(Timing {
+        kernel: "block_encode",
+        voxels: blocks.len(),
+        seconds,
+    });
+    let encoded = compute.block_encode(&blocks, block)?;
+    let refs: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
+    let seconds = time(n, || (), |_| compute.block_decode(&refs))?;
+    out.push(Timing {
+        kernel: "block_decode",
+        voxels: blocks.len(),
+        seconds,
+    });
+    Ok(out)
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let compute = super::open_compute(&args.compute)?;
+    let timings = bench_all(compute.as_ref(), &args)?;
+    let (backend, adapter) = (compute.backend().name(), compute.adapter());
+    if !args.json {
+        println!(
+            "backend {backend}, adapter {adapter}, median of {} runs",
+            args.repeats.max(1)
+        );
+        println!(
+            "{:<20} {:>12} {:>10} {:>10}",
+            "kernel", "voxels", "median s", "Gvox/s"
+        );
+    }
+    for t in &timings {
+        let median = t.median();
+        let rate = t.voxels as f64 / median / 1e9;
+        if args.json {
+            let line = serde_json::json!({
+                "kernel": t.kernel, "backend": backend, "adapter": adapter,
+                "voxels": t.voxels, "median_s": median, "gvox_s": rate, "seconds": t.seconds,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:<20} {:>12} {:>10.4} {:>10.2}",
+                t.kernel, t.voxels, median, rate
+            );
+        }
+    }
+    Ok(())
+}

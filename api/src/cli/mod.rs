@@ -1,0 +1,15 @@
+//! Offline commands: `tessera pyramid` and `tessera bench kernels`.
+
+pub mod bench;
+mod npy;
+pub mod pyramid;
+
+use std::sync::Arc;
+
+use tessera_engine::compute::{self, Compute, Selection};
+
+/// Opens the backend the user asked for; `gpu` fails loudly when there is no adapter.
+fn open_compute(selection: &str) -> anyhow::Result<Arc<dyn Compute>> {
+    let selection: Selection = selection.parse()?;
+    Ok(compute::select(selection)?)
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs Tessera's kernels and the peer libraries on the same 512³ volumes in one run.
+#   bash benches/peers/run.sh
+# Needs ../shared/perf beside the clone (the peers' venv and data go under /tmp/perf).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SHARED_PERF="$(realpath ../shared/perf)"
+export SHARED_PERF PERF_DATA="${PERF_DATA:-/tmp/perf/data}"
+VENV="${PERF_VENV:-/tmp/perf/venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q -r "$SHARED_PERF/requirements.txt"
+fi
+[ -f "$PERF_DATA/labels512.npy" ] || "$VENV/bin/python" "$SHARED_PERF/gen_data.py" "$PERF_DATA"
+if [ ! -f "$PERF_DATA/real512.npy" ]; then
+    cp ../shared/data/pinky40-512.ckl.gz "$PERF_DATA/connectomics.npy.ckl.gz"
+    (cd "$SHARED_PERF" && "$VENV/bin/python" -c 'import common; common.load("real")')
+fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
+cargo build --release --workspace --all-targets
+export TESSERA_BIN="$CARGO_TARGET_DIR/release/tessera"
+"$VENV/bin/python" benches/peers/compare.py

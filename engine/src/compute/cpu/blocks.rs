@@ -1,0 +1,65 @@
+//! Per-block kernels over batches of blocks: label counts and the block codec.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::alloc;
+use super::codec::{self, Encoder};
+use super::{BlockCounts, ComputeError, Result, Shape};
+
+/// Counts one block's labels, hashing once per run of equal labels.
+fn counts(block: &[u64]) -> BlockCounts {
+    let mut map: HashMap<u64, u32> = HashMap::new();
+    let mut run = (block[0], 0u32);
+    for &l in block {
+        if l == run.0 {
+            run.1 += 1;
+        } else {
+            *map.entry(run.0).or_default() += run.1;
+            run = (l, 1);
+        }
+    }
+    *map.entry(run.0).or_default() += run.1;
+    let mut pairs: Vec<(u64, u32)> = map.into_iter().collect();
+    pairs.sort_unstable();
+    BlockCounts {
+        labels: pairs.iter().map(|p| p.0).collect(),
+        counts: pairs.iter().map(|p| p.1).collect(),
+    }
+}
+
+pub fn label_counts(blocks: &[u64], block: Shape) -> Vec<BlockCounts> {
+    blocks.par_chunks(block.voxels()).map(counts).collect()
+}
+
+pub fn block_decode(blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)> {
+    let Some(first) = blocks.first() else {
+        return Err(ComputeError::BadInput("block decode: no blocks".into()));
+    };
+    let shape = codec::header(first)?.shape();
+    for b in &blocks[1..] {
+        let other = codec::header(b)?.shape();
+        if other != shape {
+            return Err(ComputeError::BadInput(format!(
+                "block decode: blocks of shapes {shape} and {other} in one batch"
+            )));
+        }
+    }
+    let mut out = alloc::zeroed(shape.voxels() * blocks.len());
+    out.par_chunks_mut(shape.voxels())
+        .zip(blocks)
+        .try_for_each(|(o, b)| codec::decode_into(b, o).map(|_| ()))?;
+    Ok((shape, out))
+}
+
+pub fn block_encode(labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {
+    labels
+        .par_chunks(block.voxels())
+        .map_init(Encoder::default, |encoder, b| {
+            let mut out = Vec::new();
+            encoder.encode_into(b, block, &mut out)?;
+            Ok(out)
+        })
+        .collect()
+}

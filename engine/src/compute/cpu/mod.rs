@@ -1,0 +1,119 @@
+//! The rayon backend: one twin per shader, same name and buffer layout.
+//!
+//! `relabel` holds `relabel` and `split_apply` (through the hash in `lookup`), `pyramid` the
+//! tiled 2×2×2 downsampling shared by `mode` (u64 labels) and `mean` (u8 images), `blocks` the
+//! per-block kernels and the batch codec.
+
+mod alloc;
+mod blocks;
+mod lookup;
+mod mean;
+mod mode;
+mod pyramid;
+mod relabel;
+
+use super::{Backend, BlockCounts, Compute, ComputeError, LabelTable, Result, Run, Shape};
+use super::{codec, normalize_runs};
+
+pub struct CpuCompute {}
+
+impl CpuCompute {
+    /// Uses rayon's global pool.
+    pub fn new() -> CpuCompute {
+        CpuCompute {}
+    }
+}
+
+impl Default for CpuCompute {
+    fn default() -> CpuCompute {
+        CpuCompute::new()
+    }
+}
+
+fn check_levels(levels: u32) -> Result<()> {
+    if levels == 0 {
+        return Err(ComputeError::BadInput(
+            "a pyramid needs at least one level".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A batch of whole blocks of shape `block`: at least one, exactly filling `len` voxels.
+fn check_batch(len: usize, block: Shape, what: &str) -> Result<()> {
+    block.check_len(block.voxels(), what)?;
+    if len == 0 || !len.is_multiple_of(block.voxels()) {
+        return Err(ComputeError::BadInput(format!(
+            "{what}: {len} values are not a whole number of {block} blocks"
+        )));
+    }
+    Ok(())
+}
+
+impl Compute for CpuCompute {
+    fn backend(&self) -> Backend {
+        Backend::Cpu
+    }
+
+    fn adapter(&self) -> String {
+        format!("rayon, {} threads", rayon::current_num_threads())
+    }
+
+    fn relabel(&self, labels: &mut [u64], table: &LabelTable) -> Result<()> {
+        relabel::relabel(labels, table);
+        Ok(())
+    }
+
+    fn split_apply(
+        &self,
+        labels: &mut [u64],
+        shape: Shape,
+        runs: &[Run],
+        table: &LabelTable,
+    ) -> Result<u64> {
+        shape.check_len(labels.len(), "split")?;
+        if relabel::is_normalized(runs, shape) {
+            Ok(relabel::split_apply(labels, shape, runs, table))
+        } else {
+            let runs = normalize_runs(runs, shape);
+            Ok(relabel::split_apply(labels, shape, &runs, table))
+        }
+    }
+
+    fn downsample_mode(&self, src: &[u64], shape: Shape) -> Result<Vec<u64>> {
+        shape.check_len(src.len(), "downsample mode")?;
+        Ok(pyramid::downsample(src, shape))
+    }
+
+    fn pyramid_mode(&self, src: &[u64], shape: Shape, levels: u32) -> Result<Vec<Vec<u64>>> {
+        shape.check_len(src.len(), "pyramid mode")?;
+        check_levels(levels)?;
+        Ok(pyramid::pyramid(src, shape, levels))
+    }
+
+    fn downsample_mean(&self, src: &[u8], shape: Shape) -> Result<Vec<u8>> {
+        shape.check_len(src.len(), "downsample mean")?;
+        Ok(pyramid::downsample(src, shape))
+    }
+
+    fn pyramid_mean(&self, src: &[u8], shape: Shape, levels: u32) -> Result<Vec<Vec<u8>>> {
+        shape.check_len(src.len(), "pyramid mean")?;
+        check_levels(levels)?;
+        Ok(pyramid::pyramid(src, shape, levels))
+    }
+
+    fn label_counts(&self, blocks: &[u64], block: Shape) -> Result<Vec<BlockCounts>> {
+        check_batch(blocks.len(), block, "label counts")?;
+        Ok(blocks::label_counts(blocks, block))
+    }
+
+    fn block_decode(&self, blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)> {
+        blocks::block_decode(blocks)
+    }
+
+    fn block_encode(&self, labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {
+        codec::check_block_shape(block)?;
+        check_batch(labels.len(), block, "block encode")?;
+        blocks::block_encode(labels, block)
+    }
+}

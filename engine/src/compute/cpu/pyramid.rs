@@ -1,0 +1,168 @@
+//! 2×2×2 downsampling, one level or a fused pyramid, for any per-window reduction (`Reduce`).
+//!
+//! The pyramid works on tiles of 32 planes × 32 rows × the whole row: a tile's first
+//! `min(levels, 5)` levels depend on nothing outside it (tiles start at multiples of 32, so
+//! every 2ᵏ window of a level k ≤ 5 lies in one tile), and an edge tile clipped by the volume
+//! pads exactly as the whole volume does. Each tile therefore computes all its levels while its
+//! data is in cache, writing each level straight into its rows of the per-level outputs and
+//! reading them back for the next; z-slabs of 32 planes run in parallel, each owning
+//! contiguous planes of every level. Whole rows keep the reads long and sequential,
+//! which the hardware prefetcher needs.
+
+use rayon::prelude::*;
+
+use super::Shape;
+use super::alloc;
+
+/// How a 2×2×2 window is reduced to one value.
+pub trait Reduce: Copy + Default + Send + Sync {
+    /// Reduces one output row. `rows` are the input rows that exist for it (1, 2 or 4 of the
+    /// rows (2z, 2y), (2z, 2y+1), (2z+1, 2y), (2z+1, 2y+1), all of the same length `w`);
+    /// `out` holds `w.div_ceil(2)` values. Missing rows and a missing last column are padding.
+    fn reduce_rows(rows: &[&[Self]], out: &mut [Self]);
+}
+
+/// A (z, y, x) region of a larger array: `shape` voxels, rows `row` and planes `plane` apart.
+#[derive(Clone, Copy)]
+struct View<'a, T> {
+    data: &'a [T],
+    shape: Shape,
+    row: usize,
+    plane: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    fn dense(data: &'a [T], shape: Shape) -> View<'a, T> {
+        View {
+            data,
+            shape,
+            row: shape.x,
+            plane: shape.x * shape.y,
+        }
+    }
+
+    fn row(&self, y: usize, z: usize) -> &'a [T] {
+        let at = z * self.plane + y * self.row;
+        &self.data[at..at + self.shape.x]
+    }
+}
+
+/// Reduces output plane `z` of `src` into `out`, whose rows are `out_row` apart.
+fn reduce_plane<T: Reduce>(src: View<T>, z: usize, out: &mut [T], out_row: usize) {
+    let half = src.shape.half();
+    for y in 0..half.y {
+        let mut rows: [&[T]; 4] = [&[]; 4];
+        let mut n = 0;
+        for zz in 2 * z..(2 * z + 2).min(src.shape.z) {
+            for yy in 2 * y..(2 * y + 2).min(src.shape.y) {
+                rows[n] = src.row(yy, zz);
+                n += 1;
+            }
+        }
+        T::reduce_rows(&rows[..n], &mut out[y * out_row..y * out_row + half.x]);
+    }
+}
+
+/// Reduces a whole view into `out`, whose rows and planes are `out_row` and `out_plane` apart.
+fn reduce_view<T: Reduce>(src: View<T>, out: &mut [T], out_row: usize, out_plane: usize) {
+    for z in 0..src.shape.half().z {
+        reduce_plane(src, z, &mut out[z * out_plane..], out_row);
+    }
+}
+
+/// One level over a dense volume, output planes in parallel.
+pub fn downsample<T: Reduce>(src: &[T], shape: Shape) -> Vec<T> {
+    let half = shape.half();
+    let mut out = alloc::zeroed(half.voxels());
+    let view = View::dense(src, shape);
+    out.par_chunks_mut(half.x * half.y)
+        .enumerate()
+        .for_each(|(z, plane)| reduce_plane(view, z, plane, half.x));
+    out
+}
+
+/// Tile height and depth of the fused pyramid, and the levels a tile computes by itself.
+const TILE: usize = 32;
+const TILE_LEVELS: u32 = 5;
+
+/// `levels` successive levels; equal to calling `downsample` `levels` times.
+pub fn pyramid<T: Reduce>(src: &[T], shape: Shape, levels: u32) -> Vec<Vec<T>> {
+    let fused = levels.min(TILE_LEVELS) as usize;
+    let shapes: Vec<Shape> = (1..=fused)
+        .scan(shape, |s, _| {
+            *s = s.half();
+            Some(*s)
+        })
+        .collect();
+    let mut out: Vec<Vec<T>> = shapes.iter().map(|s| alloc::zeroed(s.voxels())).collect();
+
+    // Split every level into the planes each 64-plane slab of the input produces.
+    let slabs = shape.z.div_ceil(TILE);
+    let mut parts: Vec<Vec<&mut [T]>> = (0..slabs).map(|_| Vec::with_capacity(fused)).collect();
+    for (k, level) in out.iter_mut().enumerate() {
+        let plane = shapes[k].x * shapes[k].y;
+        let planes_per_slab = TILE >> (k + 1);
+        for (slab, chunk) in level.chunks_mut(plane * planes_per_slab).enumerate() {
+            parts[slab].push(chunk);
+        }
+    }
+    parts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(slab, mut levels_out)| {
+            let z0 = slab * TILE;
+            let slab_shape = Shape::new(shape.x, shape.y, (shape.z - z0).min(TILE));
+            let slab_view = View {
+                data: &src[z0 * shape.x * shape.y..],
+                shape: slab_shape,
+                row: shape.x,
+                plane: shape.x * shape.y,
+            };
+            pyramid_slab(slab_view, &shapes, &mut levels_out);
+        });
+
+    // Levels past what a tile holds continue level by level from the last fused one.
+    for _ in fused..levels as usize {
+        let last = out.last().unwrap();
+        let last_shape = shape_at(shape, out.len());
+        out.push(downsample(last, last_shape));
+    }
+    out
+}
+
+fn shape_at(shape: Shape, levels: usize) -> Shape {
+    (0..levels).fold(shape, |s, _| s.half())
+}
+
+/// Computes one slab's tiles; `levels_out[k]` holds the slab's planes of level k + 1, whose
+/// whole-volume shape is `shapes[k]`.
+fn pyramid_slab<T: Reduce>(slab: View<T>, shapes: &[Shape], levels_out: &mut [&mut [T]]) {
+    for y0 in (0..slab.shape.y).step_by(TILE) {
+        let tile = View {
+            data: &slab.data[y0 * slab.row..],
+            shape: Shape::new(slab.shape.x, (slab.shape.y - y0).min(TILE), slab.shape.z),
+            ..slab
+        };
+        let mut in_shape = tile.shape;
+        for (k, level) in shapes.iter().enumerate() {
+            // Level k + 1 of this tile goes straight into its rows of the output and is read
+            // back, still in cache, as the input of the next level.
+            let (done, rest) = levels_out.split_at_mut(k);
+            let input = match k {
+                0 => tile,
+                _ => {
+                    let prev = shapes[k - 1];
+                    View {
+                        data: &done[k - 1][(y0 >> k) * prev.x..],
+                        shape: in_shape,
+                        row: prev.x,
+                        plane: prev.x * prev.y,
+                    }
+                }
+            };
+            let out = &mut rest[0][(y0 >> (k + 1)) * level.x..];
+            reduce_view(input, out, level.x, level.x * level.y);
+            in_shape = in_shape.half();
+        }
+    }
+}

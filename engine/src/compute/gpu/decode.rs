@@ -1,0 +1,123 @@
+//! Block decode: the host validates every block with the CPU codec's header walk (cheap, and
+//! it rejects malformed blocks before the device sees them) and describes each sub-block by
+//! offsets into the uploaded bytes; the device then decodes one voxel per invocation. The one
+//! check left to the device is that each packed index is below its sub-block's `Ns`.
+
+use super::device::{Gpu, WORKGROUP, to_u32s, to_u64s};
+use crate::compute::codec::{self, index_bits};
+use crate::compute::{ComputeError, Result, Shape};
+
+/// sbIdx offset of a solid block's sub-blocks: the shader reads labels[0].
+const SOLID: u32 = u32::MAX;
+
+fn bad(msg: impl Into<String>) -> ComputeError {
+    ComputeError::BadInput(msg.into())
+}
+
+/// One validated block's shape and sub-block descriptors, byte offsets relative to the
+/// block's first byte: (Ns, sbIdx offset, values bit offset, label table offset).
+fn walk(b: &[u8]) -> Result<(Shape, Vec<[u32; 4]>)> {
+    let h = codec::header(b)?;
+    let table = h.table_at as u32;
+    if h.is_solid() {
+        return Ok((h.shape(), vec![[1, SOLID, 0, table]; h.sub_blocks()]));
+    }
+    let mut subs = Vec::with_capacity(h.sub_blocks());
+    let (mut idx, mut bit) = (h.idx_at, h.values_at * 8);
+    for i in 0..h.sub_blocks() {
+        let at = h.ns_at + 2 * i;
+        let k = u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+        subs.push([k as u32, idx as u32, bit as u32, table]);
+        idx += 4 * k;
+        bit += 512 * index_bits(k);
+    }
+    Ok((h.shape(), subs))
+}
+
+/// A group of blocks uploaded and decoded together.
+#[derive(Default)]
+struct Chunk {
+    data: Vec<u8>,
+    subs: Vec<[u32; 4]>,
+    blocks: usize,
+}
+
+pub fn block_decode(
+    gpu: &Gpu,
+    pipe: &wgpu::ComputePipeline,
+    blocks: &[&[u8]],
+) -> Result<(Shape, Vec<u64>)> {
+    if blocks.is_empty() {
+        return Err(bad("no label blocks to decode"));
+    }
+    // Validate everything before decoding anything.
+    let mut walked = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        walked.push(walk(b)?);
+    }
+    let shape = walked[0].0;
+    if walked.iter().any(|(s, _)| *s != shape) {
+        return Err(bad("label blocks of different sizes in one batch"));
+    }
+    let v = shape.voxels();
+    let dims = [shape.x / 8, shape.y / 8, shape.z / 8];
+    // Room for the 3-byte read window past a block's last value.
+    let max_data = gpu.max_binding as usize - 8;
+    if v * 8 > gpu.max_binding as usize || blocks.iter().any(|b| b.len() > max_data) {
+        return host_decode(blocks, shape);
+    }
+    let max_blocks = (gpu.max_binding as usize / (8 * v)).max(1);
+    let mut chunks = vec![Chunk::default()];
+    for (b, (_, subs)) in blocks.iter().zip(walked) {
+        let c = chunks.last_mut().unwrap();
+        if c.blocks > 0 && (c.blocks == max_blocks || c.data.len() + b.len() > max_data) {
+            chunks.push(Chunk::default());
+        }
+        let c = chunks.last_mut().unwrap();
+        let at = c.data.len() as u32;
+        c.subs.extend(subs.into_iter().map(|[k, idx, bit, labels]| {
+            let idx = if idx == SOLID { SOLID } else { at + idx };
+            [k, idx, at * 8 + bit, at + labels]
+        }));
+        c.data.extend_from_slice(b);
+        c.data.resize(c.data.len().next_multiple_of(4), 0);
+        c.blocks += 1;
+    }
+    let mut out = Vec::with_capacity(v * blocks.len());
+    for mut c in chunks {
+        c.data.extend_from_slice(&[0; 8]);
+        let voxels = c.blocks * v;
+        let data = gpu.storage(&c.data);
+        let subs = gpu.storage(bytemuck::cast_slice(&c.subs));
+        let dst = gpu.zeroed(voxels as u64 * 8);
+        let flag = gpu.zeroed(4);
+        let params = gpu.params(&[
+            voxels as u32,
+            shape.x as u32,
+            shape.y as u32,
+            shape.z as u32,
+            dims[0] as u32,
+            dims[1] as u32,
+            (dims[0] * dims[1] * dims[2]) as u32,
+        ]);
+        let mut enc = gpu.encoder();
+        let bindings = [(0, &params), (1, &data), (2, &subs), (3, &dst), (4, &flag)];
+        gpu.dispatch(&mut enc, pipe, &bindings, voxels as u64, WORKGROUP);
+        let got = gpu.read(enc, &[(&dst, voxels as u64 * 8), (&flag, 4)])?;
+        if to_u32s(&got[1])[0] != 0 {
+            return Err(bad("label block has an index past its sub-block's labels"));
+        }
+        out.extend(to_u64s(&got[0]));
+    }
+    Ok((shape, out))
+}
+
+/// Blocks too large for one binding (only with a small binding limit): already validated,
+/// decoded by the CPU codec.
+fn host_decode(blocks: &[&[u8]], shape: Shape) -> Result<(Shape, Vec<u64>)> {
+    let mut out = vec![0; shape.voxels() * blocks.len()];
+    for (b, part) in blocks.iter().zip(out.chunks_mut(shape.voxels())) {
+        codec::decode_into(b, part)?;
+    }
+    Ok((shape, out))
+}

@@ -1,0 +1,193 @@
+//! The wgpu backend: every kernel is the WGSL twin in `shaders/` of the CPU kernel of the same
+//! name.
+//!
+//! Labels travel as `vec2<u32>` (lo, hi), so no adapter feature is needed. Inputs larger than
+//! one storage binding (`Gpu::max_binding`, 128 MiB on lavapipe) are cut into independent
+//! pieces: z-slabs for volumes, groups of blocks for batches. Shapes so large that not even one
+//! piece fits (a single plane beyond the binding size) are computed by `reference` instead.
+
+mod counts;
+mod decode;
+mod device;
+mod downsample;
+mod encode;
+mod labels;
+
+use super::{Backend, BlockCounts, Compute, ComputeError, LabelTable, Result, Run, Shape};
+use device::Gpu;
+
+/// Every kernel source starts with the shared helpers.
+const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
+
+/// The compiled kernels, built once in `GpuCompute::new`.
+struct Pipelines {
+    relabel: wgpu::ComputePipeline,
+    split_apply: wgpu::ComputePipeline,
+    mode: wgpu::ComputePipeline,
+    mean: wgpu::ComputePipeline,
+    count_insert: wgpu::ComputePipeline,
+    count_compact: wgpu::ComputePipeline,
+    decode: wgpu::ComputePipeline,
+    encode_locals: wgpu::ComputePipeline,
+    encode_pack: wgpu::ComputePipeline,
+}
+
+impl Pipelines {
+    fn build(gpu: &Gpu) -> Pipelines {
+        let source = |name: &str, body: &str| (name.to_string(), format!("{COMMON}\n{body}"));
+        let relabel = source("relabel", include_str!("../../../../shaders/relabel.wgsl"));
+        let split = source(
+            "split_apply",
+            include_str!("../../../../shaders/split_apply.wgsl"),
+        );
+        let mode = source(
+            "downsample_mode",
+            include_str!("../../../../shaders/downsample_mode.wgsl"),
+        );
+        let mean = source(
+            "downsample_mean",
+            include_str!("../../../../shaders/downsample_mean.wgsl"),
+        );
+        let counts = source(
+            "label_counts",
+            include_str!("../../../../shaders/label_counts.wgsl"),
+        );
+        let decode = source(
+            "block_decode",
+            include_str!("../../../../shaders/block_decode.wgsl"),
+        );
+        let encode = source(
+            "block_encode",
+            include_str!("../../../../shaders/block_encode.wgsl"),
+        );
+        let make = |(name, src): &(String, String), entry: &str| gpu.pipeline(name, src, entry);
+        Pipelines {
+            relabel: make(&relabel, "main"),
+            split_apply: make(&split, "main"),
+            mode: make(&mode, "main"),
+            mean: make(&mean, "main"),
+            count_insert: make(&counts, "insert"),
+            count_compact: make(&counts, "compact"),
+            decode: make(&decode, "main"),
+            encode_locals: make(&encode, "locals"),
+            encode_pack: make(&encode, "pack"),
+        }
+    }
+}
+
+pub struct GpuCompute {
+    gpu: Gpu,
+    pipes: Pipelines,
+}
+
+impl GpuCompute {
+    /// Opens a hardware adapter, or a software one (lavapipe) when `allow_software`, and
+    /// compiles every kernel.
+    pub fn new(allow_software: bool) -> Result<GpuCompute> {
+        let gpu = Gpu::open(allow_software)?;
+        let pipes = Pipelines::build(&gpu);
+        tracing::info!("compute: wgpu backend on {}", gpu.describe());
+        Ok(GpuCompute { gpu, pipes })
+    }
+
+    /// Lowers the largest buffer a kernel binds, so that tests and benchmarks can exercise
+    /// the chunked paths (and the host fallback for planes beyond one binding) on small data.
+    pub fn limit_binding(&mut self, bytes: u64) {
+        self.gpu.max_binding = self.gpu.max_binding.min(bytes.max(256)) & !255;
+    }
+}
+
+fn check_levels(levels: u32) -> Result<()> {
+    if levels == 0 {
+        return Err(ComputeError::BadInput(
+            "a pyramid needs at least one level".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A batch of whole blocks of shape `block`: at least one, exactly filling `len` voxels (the
+/// same rule as the CPU backend's).
+fn check_batch(len: usize, block: Shape, what: &str) -> Result<()> {
+    block.check_len(block.voxels(), what)?;
+    if len == 0 || !len.is_multiple_of(block.voxels()) {
+        return Err(ComputeError::BadInput(format!(
+            "{what}: {len} values are not a whole number of {block} blocks"
+        )));
+    }
+    Ok(())
+}
+
+impl Compute for GpuCompute {
+    fn backend(&self) -> Backend {
+        Backend::Gpu
+    }
+
+    fn adapter(&self) -> String {
+        self.gpu.describe()
+    }
+
+    fn relabel(&self, labels: &mut [u64], table: &LabelTable) -> Result<()> {
+        labels::relabel(&self.gpu, &self.pipes.relabel, labels, table)
+    }
+
+    fn split_apply(
+        &self,
+        labels: &mut [u64],
+        shape: Shape,
+        runs: &[Run],
+        table: &LabelTable,
+    ) -> Result<u64> {
+        shape.check_len(labels.len(), "split")?;
+        labels::split_apply(
+            &self.gpu,
+            &self.pipes.split_apply,
+            labels,
+            shape,
+            runs,
+            table,
+        )
+    }
+
+    fn downsample_mode(&self, src: &[u64], shape: Shape) -> Result<Vec<u64>> {
+        Ok(self.pyramid_mode(src, shape, 1)?.swap_remove(0))
+    }
+
+    fn pyramid_mode(&self, src: &[u64], shape: Shape, levels: u32) -> Result<Vec<Vec<u64>>> {
+        shape.check_len(src.len(), "downsample")?;
+        check_levels(levels)?;
+        downsample::pyramid_mode(&self.gpu, &self.pipes.mode, src, shape, levels)
+    }
+
+    fn downsample_mean(&self, src: &[u8], shape: Shape) -> Result<Vec<u8>> {
+        Ok(self.pyramid_mean(src, shape, 1)?.swap_remove(0))
+    }
+
+    fn pyramid_mean(&self, src: &[u8], shape: Shape, levels: u32) -> Result<Vec<Vec<u8>>> {
+        shape.check_len(src.len(), "downsample")?;
+        check_levels(levels)?;
+        downsample::pyramid_mean(&self.gpu, &self.pipes.mean, src, shape, levels)
+    }
+
+    fn label_counts(&self, blocks: &[u64], block: Shape) -> Result<Vec<BlockCounts>> {
+        counts::label_counts(
+            &self.gpu,
+            [&self.pipes.count_insert, &self.pipes.count_compact],
+            blocks,
+            block,
+        )
+    }
+
+    fn block_decode(&self, blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)> {
+        decode::block_decode(&self.gpu, &self.pipes.decode, blocks)
+    }
+
+    fn block_encode(&self, labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {
+        encode::block_encode(
+            &self.gpu,
+            [&self.pipes.encode_locals, &self.pipes.encode_pack],
+            labels,
+            block,
+        )
+    }
+}
