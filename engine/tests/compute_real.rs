@@ -6,7 +6,9 @@ use std::io::Read;
 
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::gpu::GpuCompute;
-use tessera_engine::compute::{Compute, LabelTable, Run, Shape, normalize_runs, reference};
+use tessera_engine::compute::{
+    Compute, ComputeError, LabelTable, Run, Shape, normalize_runs, reference,
+};
 
 fn crops() -> Vec<(String, Shape, Vec<u64>)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
@@ -147,6 +149,12 @@ fn block_codec_matches_the_reference() {
             let (got_shape, decoded) = c.block_decode(&refs).unwrap();
             assert_eq!(got_shape, block, "{who}");
             assert!(decoded == blocks, "block_decode {who}");
+            let mut reused = vec![7u64; blocks.len()];
+            assert_eq!(c.block_decode_into(&refs, &mut reused).unwrap(), block);
+            assert!(reused == blocks, "block_decode_into {who}");
+            let mut short = vec![0u64; blocks.len() - 1];
+            let err = c.block_decode_into(&refs, &mut short).unwrap_err();
+            assert!(matches!(err, ComputeError::BadInput(_)), "{who}: {err}");
         }
     }
 }

@@ -11,7 +11,7 @@ fn write_npy(path: &Path, descr: &str, shape: [usize; 3], data: &[u8]) {
         "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
         shape[0], shape[1], shape[2]
     );
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
@@ -394,6 +394,7 @@ fn bench_kernels_reports_every_kernel() {
         "label_counts",
         "block_encode",
         "block_decode",
+        "block_decode_fresh",
     ] {
         assert!(
             kernels.iter().any(|g| g == k),

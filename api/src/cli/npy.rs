@@ -1,10 +1,14 @@
-//! numpy `.npy` volumes: (z, y, x) arrays in C order, as the pyramid and bench commands take.
+//! numpy `.npy` volumes: (z, y, x) arrays, as the pyramid and bench commands take and write.
+//!
+//! Read straight into one vector of the array's element type, so a volume costs its own size
+//! in memory and no more (the pyramid command promises a peak under 3× its input).
 
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
-use anyhow::{Context, bail};
-use ndarray::{Array3, ArrayView3};
-use ndarray_npy::{ReadNpyError, ReadableElement, WritableElement, read_npy, write_npy};
+use anyhow::{Context, bail, ensure};
+use bytemuck::Pod;
 use tessera_engine::compute::Shape;
 
 /// A volume read from disk, its elements in (z, y, x) C order.
@@ -30,50 +34,280 @@ impl Volume {
     }
 }
 
-fn wrong_type(e: &ReadNpyError) -> bool {
-    matches!(e, ReadNpyError::WrongDescriptor(_))
+const MAGIC: &[u8] = b"\x93NUMPY";
+/// numpy itself writes headers of a few hundred bytes; refuse absurd ones.
+const MAX_HEADER: usize = 1 << 16;
+
+#[derive(Debug, PartialEq)]
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
 }
 
-fn try_read<T: ReadableElement + Clone>(path: &Path) -> anyhow::Result<Option<(Shape, Vec<T>)>> {
-    match read_npy::<_, Array3<T>>(path) {
-        Ok(a) => {
-            let (z, y, x) = a.dim();
-            let shape = Shape::new(x, y, z);
-            // A Fortran-order file arrives with reversed strides; make it C order.
-            let data = if a.is_standard_layout() {
-                a.into_raw_vec_and_offset().0
-            } else {
-                a.as_standard_layout()
-                    .into_owned()
-                    .into_raw_vec_and_offset()
-                    .0
-            };
-            Ok(Some((shape, data)))
+/// The text after `'key':` in a header dictionary, up to the end of the dictionary.
+fn field<'a>(dict: &'a str, key: &str) -> anyhow::Result<&'a str> {
+    let at = dict
+        .find(&format!("'{key}'"))
+        .with_context(|| format!("the .npy header has no '{key}'"))?;
+    let rest = dict[at + key.len() + 2..].trim_start();
+    let rest = rest.strip_prefix(':').context("malformed .npy header")?;
+    Ok(rest.trim_start())
+}
+
+fn parse_header(dict: &str) -> anyhow::Result<Header> {
+    let descr = field(dict, "descr")?;
+    let descr = descr
+        .strip_prefix('\'')
+        .and_then(|d| d.split('\'').next())
+        .context("the .npy header's 'descr' is not a string")?;
+    let fortran = field(dict, "fortran_order")?;
+    let fortran_order = if fortran.starts_with("True") {
+        true
+    } else if fortran.starts_with("False") {
+        false
+    } else {
+        bail!("the .npy header's 'fortran_order' is neither True nor False");
+    };
+    let shape = field(dict, "shape")?;
+    let shape = shape
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .context("the .npy header's 'shape' is not a tuple")?;
+    let shape = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .with_context(|| format!("bad .npy dimension {s:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Header {
+        descr: descr.to_string(),
+        fortran_order,
+        shape,
+    })
+}
+
+fn read_header(r: &mut impl Read) -> anyhow::Result<(Header, u64)> {
+    let mut start = [0u8; 8];
+    r.read_exact(&mut start)
+        .context("not a .npy file (too short)")?;
+    ensure!(&start[..6] == MAGIC, "not a .npy file (bad magic)");
+    let (len, prefix) = match start[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b)?;
+            (u16::from_le_bytes(b) as usize, 10)
         }
-        Err(e) if wrong_type(&e) => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)?;
+            (u32::from_le_bytes(b) as usize, 12)
+        }
+        v => bail!(".npy format version {v} is not supported"),
+    };
+    ensure!(len <= MAX_HEADER, ".npy header of {len} bytes is too long");
+    let mut dict = vec![0u8; len];
+    r.read_exact(&mut dict)
+        .context("the .npy header is truncated")?;
+    let dict = String::from_utf8(dict).context("the .npy header is not text")?;
+    Ok((parse_header(&dict)?, (prefix + len) as u64))
+}
+
+/// Reads `n` little-endian elements into a vector of `T`.
+fn read_elements<T: Pod + Default>(r: &mut impl Read, n: usize) -> anyhow::Result<Vec<T>> {
+    let mut v = vec![T::default(); n];
+    r.read_exact(bytemuck::cast_slice_mut(&mut v))
+        .context("the .npy data is shorter than its shape says")?;
+    Ok(v)
+}
+
+/// C order from a Fortran-order file, whose first axis varies fastest.
+fn to_c_order<T: Copy>(f: Vec<T>, [d0, d1, d2]: [usize; 3]) -> Vec<T> {
+    let mut c = Vec::with_capacity(f.len());
+    for i0 in 0..d0 {
+        for i1 in 0..d1 {
+            for i2 in 0..d2 {
+                c.push(f[i0 + d0 * (i1 + d1 * i2)]);
+            }
+        }
     }
+    c
+}
+
+fn finish<T: Copy>(header: &Header, dims: [usize; 3], v: Vec<T>) -> (Shape, Vec<T>) {
+    let v = if header.fortran_order {
+        to_c_order(v, dims)
+    } else {
+        v
+    };
+    (Shape::new(dims[2], dims[1], dims[0]), v)
 }
 
 /// Reads a 3-D uint64, uint32 or uint8 array.
 pub fn read(path: &Path) -> anyhow::Result<Volume> {
-    if let Some((s, v)) = try_read::<u64>(path)? {
-        return Ok(Volume::U64(s, v));
-    }
-    if let Some((s, v)) = try_read::<u32>(path)? {
-        return Ok(Volume::U32(s, v));
-    }
-    if let Some((s, v)) = try_read::<u8>(path)? {
-        return Ok(Volume::U8(s, v));
-    }
-    bail!(
-        "{}: the array must be uint64 or uint32 (labels) or uint8 (grayscale)",
-        path.display()
-    )
+    let name = path.display();
+    let mut f = File::open(path).with_context(|| format!("opening {name}"))?;
+    let (header, data_at) = read_header(&mut f).with_context(|| format!("reading {name}"))?;
+    let &[d0, d1, d2] = header.shape.as_slice() else {
+        bail!(
+            "{name}: a (z, y, x) array has 3 dimensions, not {:?}",
+            header.shape
+        );
+    };
+    ensure!(d0 * d1 * d2 > 0, "{name}: the array is empty");
+    let n = d0
+        .checked_mul(d1)
+        .and_then(|v| v.checked_mul(d2))
+        .with_context(|| format!("{name}: shape {:?} is too large", header.shape))?;
+    let size = match header.descr.as_str() {
+        "<u8" => 8,
+        "<u4" => 4,
+        "|u1" | "<u1" => 1,
+        d => bail!(
+            "{name}: dtype {d:?}: the array must be little-endian uint64 or uint32 (labels) or uint8 (grayscale)"
+        ),
+    };
+    let file_len = f.metadata()?.len();
+    let want = n.checked_mul(size).context("shape too large")? as u64 + data_at;
+    ensure!(
+        file_len == want,
+        "{name}: {file_len} bytes, but a {:?} array of {} needs {want}",
+        header.shape,
+        header.descr
+    );
+    let dims = [d0, d1, d2];
+    Ok(match size {
+        8 => {
+            let (s, v) = finish(&header, dims, read_elements::<u64>(&mut f, n)?);
+            Volume::U64(s, v)
+        }
+        4 => {
+            let (s, v) = finish(&header, dims, read_elements::<u32>(&mut f, n)?);
+            Volume::U32(s, v)
+        }
+        _ => {
+            let (s, v) = finish(&header, dims, read_elements::<u8>(&mut f, n)?);
+            Volume::U8(s, v)
+        }
+    })
 }
 
-/// Writes `data` (shape `shape`, C order) as a (z, y, x) array.
-pub fn write<T: WritableElement>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Result<()> {
-    let view = ArrayView3::from_shape((shape.z, shape.y, shape.x), data)?;
-    write_npy(path, &view).with_context(|| format!("writing {}", path.display()))
+/// Element types the pyramid writes.
+pub trait Element: Pod {
+    const DESCR: &'static str;
+}
+
+impl Element for u64 {
+    const DESCR: &'static str = "<u8";
+}
+
+impl Element for u32 {
+    const DESCR: &'static str = "<u4";
+}
+
+impl Element for u8 {
+    const DESCR: &'static str = "|u1";
+}
+
+/// Writes `data` (shape `shape`, C order) as a (z, y, x) version-1.0 .npy file.
+pub fn write<T: Element>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Result<()> {
+    let mut dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
+        T::DESCR,
+        shape.z,
+        shape.y,
+        shape.x
+    );
+    // numpy pads the header with spaces so the data starts on a 64-byte boundary.
+    while !(MAGIC.len() + 4 + dict.len() + 1).is_multiple_of(64) {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut w =
+        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    w.write_all(MAGIC)?;
+    w.write_all(&[1, 0])?;
+    w.write_all(&(dict.len() as u16).to_le_bytes())?;
+    w.write_all(dict.as_bytes())?;
+    w.write_all(bytemuck::cast_slice(data))?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reads_fortran_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.npy");
+        let shape = Shape::new(4, 3, 2);
+        let data: Vec<u32> = (0..24).collect();
+        write(&path, shape, &data).unwrap();
+        let Volume::U32(s, v) = read(&path).unwrap() else {
+            panic!("not u32")
+        };
+        assert_eq!((s, v), (shape, data.clone()));
+
+        // The same array stored in Fortran order: element (z, y, x) at z + 2·(y + 3·x).
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 24 * 4;
+        let f: Vec<u32> = (0..24)
+            .map(|i| {
+                let (z, y, x) = (i % 2, (i / 2) % 3, i / 6);
+                data[(z * 3 + y) * 4 + x]
+            })
+            .collect();
+        bytes.truncate(at);
+        let mut text = bytes.clone();
+        let pos = text.windows(5).position(|w| w == b"False").unwrap();
+        text.splice(pos..pos + 5, *b"True ");
+        text.extend_from_slice(bytemuck::cast_slice(&f));
+        std::fs::write(&path, text).unwrap();
+        let Volume::U32(s, v) = read(&path).unwrap() else {
+            panic!("not u32")
+        };
+        assert_eq!((s, v), (shape, data));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.npy");
+        let cases: [(&str, &[u8]); 4] = [
+            ("bad magic", b"\x93NUMPZ\x01\x00\x10\x00{}              "),
+            ("dtype", b"\x93NUMPY\x01\x00\x3a\x00{'descr': '>u8', 'fortran_order': False, 'shape': (1, 1, 1), }"),
+            ("3 dimensions", b"\x93NUMPY\x01\x00\x37\x00{'descr': '<u8', 'fortran_order': False, 'shape': (1, 1), }"),
+            ("needs", b"\x93NUMPY\x01\x00\x3a\x00{'descr': '<u8', 'fortran_order': False, 'shape': (1, 1, 1), }"),
+        ];
+        for (want, bytes) in cases {
+            std::fs::write(&path, bytes).unwrap();
+            let err = format!("{:#}", read(&path).err().expect(want));
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_headers_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&(tail.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(&tail);
+            let _ = read_header(&mut bytes.as_slice());
+        }
+
+        #[test]
+        fn mutated_headers_never_panic(at in 0usize..80, byte in proptest::num::u8::ANY) {
+            let mut dict = b"{'descr': '<u8', 'fortran_order': False, 'shape': (2, 3, 4), }".to_vec();
+            let i = at % dict.len();
+            dict[i] = byte;
+            if let Ok(text) = std::str::from_utf8(&dict) {
+                let _ = parse_header(text);
+            }
+        }
+    }
 }

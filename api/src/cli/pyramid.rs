@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndarray_npy::WritableElement;
 use tessera_engine::compute::Shape;
 
 use super::npy::{self, Volume};
@@ -20,11 +19,14 @@ pub struct PyramidArgs {
 
 pub const MAX_LEVELS: u32 = 16;
 
+/// Voxels per slab: enough for every core to have work, few enough for a smooth progress bar.
+const SLAB_VOXELS: usize = 1 << 25;
+
 /// z-planes per slab: a multiple of 2^levels, so that slabs downsample independently and
 /// their outputs stack into exactly the whole volume's levels.
-fn slab_planes(levels: u32) -> usize {
+fn slab_planes(levels: u32, plane: usize) -> usize {
     let step = 1usize << levels;
-    step * (64 / step).max(1)
+    (SLAB_VOXELS / plane).next_multiple_of(step).max(step)
 }
 
 fn progress(total: u64) -> ProgressBar {
@@ -44,9 +46,15 @@ fn build<T: Copy>(
     elem_bytes: u64,
     mut slab_levels: impl FnMut(&[T], Shape) -> anyhow::Result<Vec<Vec<T>>>,
 ) -> anyhow::Result<Vec<Vec<T>>> {
-    let planes = slab_planes(levels);
     let plane = shape.x * shape.y;
-    let mut out: Vec<Vec<T>> = vec![Vec::new(); levels as usize];
+    let planes = slab_planes(levels, plane);
+    let mut level_shape = shape;
+    let mut out: Vec<Vec<T>> = (0..levels)
+        .map(|_| {
+            level_shape = level_shape.half();
+            Vec::with_capacity(level_shape.voxels())
+        })
+        .collect();
     let bar = progress(data.len() as u64 * elem_bytes);
     for z0 in (0..shape.z).step_by(planes) {
         let nz = planes.min(shape.z - z0);
@@ -62,7 +70,7 @@ fn build<T: Copy>(
 }
 
 /// Writes `DIR/s1.npy … sN.npy`; returns the seconds it took.
-fn write_levels<T: WritableElement>(
+fn write_levels<T: npy::Element>(
     dir: &std::path::Path,
     shape: Shape,
     levels: &[Vec<T>],

@@ -87,6 +87,33 @@ impl BlockHeader {
     }
 }
 
+/// Checks every block of a batch and that they share one shape, which it returns.
+pub fn batch_shape(blocks: &[&[u8]]) -> Result<Shape> {
+    let Some(first) = blocks.first() else {
+        return Err(ComputeError::BadInput("no label blocks to decode".into()));
+    };
+    let shape = header(first)?.shape();
+    for b in &blocks[1..] {
+        let other = header(b)?.shape();
+        if other != shape {
+            return Err(ComputeError::BadInput(format!(
+                "label blocks of shapes {shape} and {other} in one batch"
+            )));
+        }
+    }
+    Ok(shape)
+}
+
+/// A decode batch's output must hold exactly its blocks.
+pub fn check_out_len(shape: Shape, blocks: usize, len: usize) -> Result<()> {
+    if shape.voxels().checked_mul(blocks) != Some(len) {
+        return Err(ComputeError::BadInput(format!(
+            "{blocks} blocks of {shape} do not fill {len} voxels"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates the whole structure of a block without decoding voxels: exact length, N ≥ 1,
 /// sub-block counts within `MAX_SUBBLOCKS_PER_AXIS`, at most 512 labels per sub-block and
 /// every `sbIdx` entry inside the label table. The one check left to decoding is that each

@@ -81,9 +81,27 @@ pub trait Compute: Send + Sync {
     /// another. Each result is sorted by label; label 0 is counted like any other.
     fn label_counts(&self, blocks: &[u64], block: Shape) -> Result<Vec<BlockCounts>>;
 
-    /// Decode compressed blocks that all have the same dimensions into one array: block after
-    /// block, each in (z, y, x) order. Returns the block shape.
-    fn block_decode(&self, blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)>;
+    /// Decode compressed blocks that all have the same dimensions into `out`: block after
+    /// block, each in (z, y, x) order; `out` holds exactly that many voxels. Every header is
+    /// checked before anything is written, but a bad packed index is found while decoding, so
+    /// after an error `out`'s contents are unspecified. Returns the block shape.
+    fn block_decode_into(&self, blocks: &[&[u8]], out: &mut [u64]) -> Result<Shape>;
+
+    /// `block_decode_into` a new array. Callers that decode batch after batch should reuse
+    /// one buffer instead: faulting in fresh memory costs about as much as decoding into it.
+    fn block_decode(&self, blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)> {
+        let first = blocks
+            .first()
+            .ok_or_else(|| ComputeError::BadInput("no label blocks to decode".into()))?;
+        let shape = codec::header(first)?.shape();
+        let len = shape
+            .voxels()
+            .checked_mul(blocks.len())
+            .ok_or_else(|| ComputeError::BadInput("too many label blocks".into()))?;
+        let mut out = vec![0u64; len];
+        let shape = self.block_decode_into(blocks, &mut out)?;
+        Ok((shape, out))
+    }
 
     /// Encode a batch of blocks of shape `block` (each dimension a multiple of 8) in the
     /// canonical form described in `codec`.

@@ -4,9 +4,8 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::alloc;
 use super::codec::{self, Encoder};
-use super::{BlockCounts, ComputeError, Result, Shape};
+use super::{BlockCounts, Result, Shape};
 
 /// Counts one block's labels, hashing once per run of equal labels.
 fn counts(block: &[u64]) -> BlockCounts {
@@ -33,24 +32,13 @@ pub fn label_counts(blocks: &[u64], block: Shape) -> Vec<BlockCounts> {
     blocks.par_chunks(block.voxels()).map(counts).collect()
 }
 
-pub fn block_decode(blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)> {
-    let Some(first) = blocks.first() else {
-        return Err(ComputeError::BadInput("block decode: no blocks".into()));
-    };
-    let shape = codec::header(first)?.shape();
-    for b in &blocks[1..] {
-        let other = codec::header(b)?.shape();
-        if other != shape {
-            return Err(ComputeError::BadInput(format!(
-                "block decode: blocks of shapes {shape} and {other} in one batch"
-            )));
-        }
-    }
-    let mut out = alloc::zeroed(shape.voxels() * blocks.len());
+pub fn block_decode_into(blocks: &[&[u8]], out: &mut [u64]) -> Result<Shape> {
+    let shape = codec::batch_shape(blocks)?;
+    codec::check_out_len(shape, blocks.len(), out.len())?;
     out.par_chunks_mut(shape.voxels())
         .zip(blocks)
         .try_for_each(|(o, b)| codec::decode_into(b, o).map(|_| ()))?;
-    Ok((shape, out))
+    Ok(shape)
 }
 
 pub fn block_encode(labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {

@@ -107,8 +107,8 @@ impl Compute for CpuCompute {
         Ok(blocks::label_counts(blocks, block))
     }
 
-    fn block_decode(&self, blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)> {
-        blocks::block_decode(blocks)
+    fn block_decode_into(&self, blocks: &[&[u8]], out: &mut [u64]) -> Result<Shape> {
+        blocks::block_decode_into(blocks, out)
     }
 
     fn block_encode(&self, labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {

@@ -3,7 +3,7 @@
 //! offsets into the uploaded bytes; the device then decodes one voxel per invocation. The one
 //! check left to the device is that each packed index is below its sub-block's `Ns`.
 
-use super::device::{Gpu, WORKGROUP, to_u32s, to_u64s};
+use super::device::{Gpu, WORKGROUP, to_u32s};
 use crate::compute::codec::{self, index_bits};
 use crate::compute::{ComputeError, Result, Shape};
 
@@ -42,11 +42,12 @@ struct Chunk {
     blocks: usize,
 }
 
-pub fn block_decode(
+pub fn block_decode_into(
     gpu: &Gpu,
     pipe: &wgpu::ComputePipeline,
     blocks: &[&[u8]],
-) -> Result<(Shape, Vec<u64>)> {
+    out: &mut [u64],
+) -> Result<Shape> {
     if blocks.is_empty() {
         return Err(bad("no label blocks to decode"));
     }
@@ -60,11 +61,12 @@ pub fn block_decode(
         return Err(bad("label blocks of different sizes in one batch"));
     }
     let v = shape.voxels();
+    codec::check_out_len(shape, blocks.len(), out.len())?;
     let dims = [shape.x / 8, shape.y / 8, shape.z / 8];
     // Room for the 3-byte read window past a block's last value.
     let max_data = gpu.max_binding as usize - 8;
     if v * 8 > gpu.max_binding as usize || blocks.iter().any(|b| b.len() > max_data) {
-        return host_decode(blocks, shape);
+        return host_decode(blocks, shape, out);
     }
     let max_blocks = (gpu.max_binding as usize / (8 * v)).max(1);
     let mut chunks = vec![Chunk::default()];
@@ -83,7 +85,7 @@ pub fn block_decode(
         c.data.resize(c.data.len().next_multiple_of(4), 0);
         c.blocks += 1;
     }
-    let mut out = Vec::with_capacity(v * blocks.len());
+    let mut done = 0;
     for mut c in chunks {
         c.data.extend_from_slice(&[0; 8]);
         let voxels = c.blocks * v;
@@ -107,17 +109,22 @@ pub fn block_decode(
         if to_u32s(&got[1])[0] != 0 {
             return Err(bad("label block has an index past its sub-block's labels"));
         }
-        out.extend(to_u64s(&got[0]));
+        for (o, c) in out[done..done + voxels]
+            .iter_mut()
+            .zip(got[0].chunks_exact(8))
+        {
+            *o = u64::from_le_bytes(c.try_into().unwrap());
+        }
+        done += voxels;
     }
-    Ok((shape, out))
+    Ok(shape)
 }
 
 /// Blocks too large for one binding (only with a small binding limit): already validated,
 /// decoded by the CPU codec.
-fn host_decode(blocks: &[&[u8]], shape: Shape) -> Result<(Shape, Vec<u64>)> {
-    let mut out = vec![0; shape.voxels() * blocks.len()];
+fn host_decode(blocks: &[&[u8]], shape: Shape, out: &mut [u64]) -> Result<Shape> {
     for (b, part) in blocks.iter().zip(out.chunks_mut(shape.voxels())) {
         codec::decode_into(b, part)?;
     }
-    Ok((shape, out))
+    Ok(shape)
 }

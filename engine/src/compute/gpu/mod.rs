@@ -178,8 +178,8 @@ impl Compute for GpuCompute {
         )
     }
 
-    fn block_decode(&self, blocks: &[&[u8]]) -> Result<(Shape, Vec<u64>)> {
-        decode::block_decode(&self.gpu, &self.pipes.decode, blocks)
+    fn block_decode_into(&self, blocks: &[&[u8]], out: &mut [u64]) -> Result<Shape> {
+        decode::block_decode_into(&self.gpu, &self.pipes.decode, blocks, out)
     }
 
     fn block_encode(&self, labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {
