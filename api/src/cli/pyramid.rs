@@ -149,8 +149,11 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
         (v, k) => bail!("--kind {k} does not take a {} array", v.dtype()),
     };
     let voxels = shape.voxels() as f64;
+    let peak = peak_rss_bytes().map_or(String::new(), |b| {
+        format!(", peak RSS {:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    });
     println!(
-        "pyramid: {} {} {kind}, {levels} levels, {} voxels, {compute_s:.3} s, {:.2} Gvox/s, backend {}, adapter {} (read {read_s:.2} s, write {write_s:.2} s)",
+        "pyramid: {} {} {kind}, {levels} levels, {} voxels, {compute_s:.3} s, {:.2} Gvox/s, backend {}, adapter {} (read {read_s:.2} s, write {write_s:.2} s{peak})",
         shape,
         volume.dtype(),
         shape.voxels(),
@@ -159,4 +162,12 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
         compute.adapter(),
     );
     Ok(())
+}
+
+/// This process's peak resident memory (Linux `VmHWM`), if the system reports it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
