@@ -52,7 +52,8 @@ pub trait Compute: Send + Sync {
     /// For every voxel inside the mask (runs in the volume's own voxel coordinates, already
     /// shifted by the caller; parts outside `shape` are ignored) whose label is a key of
     /// `table`, write the mapped label. Returns the number of voxels written.
-    /// `runs` must be normalized (`normalize_runs`): sorted, clipped, non-overlapping.
+    /// Runs are normalized first (`normalize_runs`: sorted, clipped, overlaps merged) unless
+    /// they already are, so a voxel listed twice is written once.
     fn split_apply(
         &self,
         labels: &mut [u64],
