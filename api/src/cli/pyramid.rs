@@ -38,7 +38,7 @@ fn progress(total: u64) -> ProgressBar {
     bar
 }
 
-/// Runs `level_fn` slab by slab and stacks each level's slabs.
+/// Runs `slab_levels` slab by slab and stacks each level's slabs.
 fn build<T: Copy>(
     data: &[T],
     shape: Shape,
@@ -111,7 +111,7 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
     let levels = args.levels;
     let t_compute = Instant::now();
     let dir = &args.out_dir;
-    // Returns the seconds spent writing; computing is everything before it.
+    // (seconds computing, seconds writing)
     let (compute_s, write_s) = match (&volume, kind) {
         (Volume::U64(s, data), "labels") => {
             let out = build(data, *s, levels, 8, |slab, ss| {
