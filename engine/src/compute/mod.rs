@@ -18,6 +18,7 @@ mod select;
 mod types;
 
 pub use select::{Selection, select};
+use types::check_levels;
 pub use types::{BlockCounts, ComputeError, LabelTable, Run, Shape, normalize_runs};
 
 pub type Result<T> = std::result::Result<T, ComputeError>;

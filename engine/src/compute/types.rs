@@ -47,6 +47,27 @@ impl Shape {
         }
         Ok(())
     }
+
+    /// Checks that `len` values are a batch of whole blocks of this shape, at least one.
+    pub fn check_batch(self, len: usize, what: &str) -> Result<(), ComputeError> {
+        self.check_len(self.voxels(), what)?;
+        if len == 0 || !len.is_multiple_of(self.voxels()) {
+            return Err(ComputeError::BadInput(format!(
+                "{what}: {len} values are not a whole number of {self} blocks"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A pyramid has at least one level.
+pub(crate) fn check_levels(levels: u32) -> Result<(), ComputeError> {
+    if levels == 0 {
+        return Err(ComputeError::BadInput(
+            "a pyramid needs at least one level".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Display for Shape {

@@ -12,8 +12,8 @@ mod mode;
 mod pyramid;
 mod relabel;
 
-use super::{Backend, BlockCounts, Compute, ComputeError, LabelTable, Result, Run, Shape};
-use super::{codec, normalize_runs};
+use super::{Backend, BlockCounts, Compute, LabelTable, Result, Run, Shape};
+use super::{check_levels, codec, normalize_runs};
 
 pub struct CpuCompute {}
 
@@ -28,26 +28,6 @@ impl Default for CpuCompute {
     fn default() -> CpuCompute {
         CpuCompute::new()
     }
-}
-
-fn check_levels(levels: u32) -> Result<()> {
-    if levels == 0 {
-        return Err(ComputeError::BadInput(
-            "a pyramid needs at least one level".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A batch of whole blocks of shape `block`: at least one, exactly filling `len` voxels.
-fn check_batch(len: usize, block: Shape, what: &str) -> Result<()> {
-    block.check_len(block.voxels(), what)?;
-    if len == 0 || !len.is_multiple_of(block.voxels()) {
-        return Err(ComputeError::BadInput(format!(
-            "{what}: {len} values are not a whole number of {block} blocks"
-        )));
-    }
-    Ok(())
 }
 
 impl Compute for CpuCompute {
@@ -103,7 +83,7 @@ impl Compute for CpuCompute {
     }
 
     fn label_counts(&self, blocks: &[u64], block: Shape) -> Result<Vec<BlockCounts>> {
-        check_batch(blocks.len(), block, "label counts")?;
+        block.check_batch(blocks.len(), "label counts")?;
         Ok(blocks::label_counts(blocks, block))
     }
 
@@ -113,7 +93,7 @@ impl Compute for CpuCompute {
 
     fn block_encode(&self, labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {
         codec::check_block_shape(block)?;
-        check_batch(labels.len(), block, "block encode")?;
+        block.check_batch(labels.len(), "block encode")?;
         blocks::block_encode(labels, block)
     }
 }

@@ -10,7 +10,7 @@ pub fn label_counts(
     blocks: &[u64],
     block: Shape,
 ) -> Result<Vec<BlockCounts>> {
-    super::check_batch(blocks.len(), block, "label counts")?;
+    block.check_batch(blocks.len(), "label counts")?;
     let v = block.voxels();
     // Slots per block: a power of two at least twice the voxels, so probing always ends.
     let slots_log2 = (2 * v).next_power_of_two().trailing_zeros();

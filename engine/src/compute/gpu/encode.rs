@@ -22,7 +22,7 @@ pub fn block_encode(
     block: Shape,
 ) -> Result<Vec<Vec<u8>>> {
     codec::check_block_shape(block)?;
-    super::check_batch(labels.len(), block, "block encode")?;
+    block.check_batch(labels.len(), "block encode")?;
     let v = block.voxels();
     let dims = [block.x / 8, block.y / 8, block.z / 8];
     let nsb = v / 512;
