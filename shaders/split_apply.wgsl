@@ -12,28 +12,10 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> labels: array<vec2<u32>>;
-@group(0) @binding(2) var<storage, read> keys: array<vec2<u32>>;
-@group(0) @binding(3) var<storage, read> values: array<vec2<u32>>;
+// Bindings 2 and 3 (`keys`, `values`) and `find` come from label_table.wgsl.
 // (x, y, z, length), clipped to the volume.
 @group(0) @binding(4) var<storage, read> runs: array<vec4<u32>>;
 @group(0) @binding(5) var<storage, read_write> written: atomic<u32>;
-
-fn find(l: vec2<u32>) -> u32 {
-    var lo = 0u;
-    var hi = p.table_len;
-    while lo < hi {
-        let mid = (lo + hi) / 2u;
-        if label_less(keys[mid], l) {
-            lo = mid + 1u;
-        } else {
-            hi = mid;
-        }
-    }
-    if lo < p.table_len && label_eq(keys[lo], l) {
-        return lo;
-    }
-    return p.table_len;
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -45,7 +27,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let row = ((r.z - p.z0) * p.sy + r.y) * p.sx;
     var n = 0u;
     for (var x = r.x; x < r.x + r.w; x++) {
-        let k = find(labels[row + x]);
+        let k = find(labels[row + x], p.table_len);
         if k < p.table_len {
             labels[row + x] = values[k];
             n++;

@@ -13,11 +13,13 @@ mod downsample;
 mod encode;
 mod labels;
 
-use super::{Backend, BlockCounts, Compute, ComputeError, LabelTable, Result, Run, Shape};
+use super::{Backend, BlockCounts, Compute, LabelTable, Result, Run, Shape, check_levels};
 use device::Gpu;
 
 /// Every kernel source starts with the shared helpers.
 const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
+/// The relabel table's bindings and lookup, for the kernels that take one.
+const TABLE: &str = include_str!("../../../../shaders/label_table.wgsl");
 
 /// The compiled kernels, built once in `GpuCompute::new`.
 struct Pipelines {
@@ -35,10 +37,15 @@ struct Pipelines {
 impl Pipelines {
     fn build(gpu: &Gpu) -> Pipelines {
         let source = |name: &str, body: &str| (name.to_string(), format!("{COMMON}\n{body}"));
-        let relabel = source("relabel", include_str!("../../../../shaders/relabel.wgsl"));
+        // The two table kernels share the table's bindings and lookup.
+        let with_table = |body: &str| format!("{TABLE}\n{body}");
+        let relabel = source(
+            "relabel",
+            &with_table(include_str!("../../../../shaders/relabel.wgsl")),
+        );
         let split = source(
             "split_apply",
-            include_str!("../../../../shaders/split_apply.wgsl"),
+            &with_table(include_str!("../../../../shaders/split_apply.wgsl")),
         );
         let mode = source(
             "downsample_mode",
@@ -95,27 +102,6 @@ impl GpuCompute {
     pub fn limit_binding(&mut self, bytes: u64) {
         self.gpu.max_binding = self.gpu.max_binding.min(bytes.max(256)) & !255;
     }
-}
-
-fn check_levels(levels: u32) -> Result<()> {
-    if levels == 0 {
-        return Err(ComputeError::BadInput(
-            "a pyramid needs at least one level".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A batch of whole blocks of shape `block`: at least one, exactly filling `len` voxels (the
-/// same rule as the CPU backend's).
-fn check_batch(len: usize, block: Shape, what: &str) -> Result<()> {
-    block.check_len(block.voxels(), what)?;
-    if len == 0 || !len.is_multiple_of(block.voxels()) {
-        return Err(ComputeError::BadInput(format!(
-            "{what}: {len} values are not a whole number of {block} blocks"
-        )));
-    }
-    Ok(())
 }
 
 impl Compute for GpuCompute {
