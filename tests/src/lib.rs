@@ -616,6 +616,15 @@ impl Server {
         .expect(200);
     }
 
+    /// The number of nodes in the repo holding `uuid`.
+    #[track_caller]
+    pub fn node_count(&self, uuid: &str) -> usize {
+        self.repo_info(uuid)["DAG"]["Nodes"]
+            .as_object()
+            .expect("nodes")
+            .len()
+    }
+
     /// `POST /api/node/{uuid}/newversion`; returns the child UUID.
     #[track_caller]
     pub fn newversion(&self, uuid: &str) -> String {
@@ -623,10 +632,7 @@ impl Server {
             .post_json(&format!("/api/node/{uuid}/newversion"), &json!({}))
             .expect(200)
             .json();
-        v["child"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no child in {v}"))
-            .to_string()
+        child_of(&v)
     }
 
     /// `POST /api/node/{uuid}/branch`; returns the child UUID.
@@ -639,10 +645,7 @@ impl Server {
             )
             .expect(200)
             .json();
-        v["child"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no child in {v}"))
-            .to_string()
+        child_of(&v)
     }
 
     /// `POST /api/repo/{uuid}/merge` (conflict-free); returns the child UUID.
@@ -655,10 +658,7 @@ impl Server {
             )
             .expect(200)
             .json();
-        v["child"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no child in {v}"))
-            .to_string()
+        child_of(&v)
     }
 
     /// Creates a data instance; asserts 200.
@@ -777,4 +777,13 @@ pub fn encode<M: prost::Message>(m: &M) -> Vec<u8> {
 pub fn decode<M: prost::Message + Default>(bytes: &[u8]) -> M {
     M::decode(bytes)
         .unwrap_or_else(|e| panic!("protobuf decode failed: {e}; {} bytes", bytes.len()))
+}
+
+/// The `"child"` UUID of a newversion, branch or merge answer.
+#[track_caller]
+fn child_of(v: &Value) -> String {
+    v["child"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no child in {v}"))
+        .to_string()
 }

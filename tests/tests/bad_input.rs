@@ -6,13 +6,6 @@ use tessera_tests::*;
 
 const UNKNOWN: &str = "ffffffffffffffffffffffffffffffff";
 
-fn nodes(srv: &Server, uuid: &str) -> usize {
-    srv.repo_info(uuid)["DAG"]["Nodes"]
-        .as_object()
-        .expect("nodes")
-        .len()
-}
-
 #[track_caller]
 fn assert_plain_text_error(r: &Response) {
     let ct = r.header("content-type").unwrap_or_default();
@@ -77,7 +70,7 @@ fn malformed_json_in_dag_operations() {
     srv.post(&format!("/api/repo/{root}/merge"), b"{oops".to_vec())
         .expect(400);
     assert_eq!(
-        nodes(&srv, &root),
+        srv.node_count(&root),
         1,
         "nothing may be created by malformed requests"
     );

@@ -101,14 +101,7 @@ fn newversion_requires_locked_parent() {
     let root = srv.create_repo("nv");
     srv.post_json(&format!("/api/node/{root}/newversion"), &json!({}))
         .expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        1,
-        "no child may be created"
-    );
+    assert_eq!(srv.node_count(&root), 1, "no child may be created");
 }
 
 #[test]
@@ -142,13 +135,7 @@ fn second_newversion_on_same_branch_is_400() {
     srv.newversion(&root);
     srv.post_json(&format!("/api/node/{root}/newversion"), &json!({}))
         .expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(srv.node_count(&root), 2);
 }
 
 #[test]
@@ -194,14 +181,7 @@ fn newversion_with_bad_or_duplicate_uuid_is_400() {
         &json!({"uuid": root}),
     )
     .expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        1,
-        "nothing may be created"
-    );
+    assert_eq!(srv.node_count(&root), 1, "nothing may be created");
     // A duplicate of a node in another repo is refused too.
     let other = srv.create_repo("other");
     srv.post_json(
@@ -209,13 +189,7 @@ fn newversion_with_bad_or_duplicate_uuid_is_400() {
         &json!({"uuid": other}),
     )
     .expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(srv.node_count(&root), 1);
 }
 
 // ------------------------------------------------------------------ branch
@@ -252,13 +226,7 @@ fn branch_requires_locked_parent() {
         &json!({"branch": "alt"}),
     )
     .expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(srv.node_count(&root), 1);
 }
 
 #[test]
@@ -286,10 +254,7 @@ fn branch_name_must_be_new_and_not_master() {
     srv.commit(&m);
     srv.post_json(&format!("/api/node/{m}/branch"), &json!({"branch": "alt"}))
         .expect(400);
-    let nodes = srv.repo_info(&root)["DAG"]["Nodes"]
-        .as_object()
-        .unwrap()
-        .len();
+    let nodes = srv.node_count(&root);
     assert_eq!(nodes, 3, "root, alt, master child");
     let _ = alt;
 }
@@ -318,13 +283,7 @@ fn branch_with_assigned_uuid() {
         &json!({"branch": "z", "uuid": "nothex!"}),
     )
     .expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(srv.node_count(&root), 2);
 }
 
 #[test]
@@ -469,22 +428,9 @@ fn merge_needs_two_parents_locked_and_conflict_free_type() {
         &json!({"mergeType": "conflict-free", "parents": [a, "ffffffffffffffffffffffffffffffff"]}),
     )
     .expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        3,
-        "no merge node may be created"
-    );
+    assert_eq!(srv.node_count(&root), 3, "no merge node may be created");
     srv.merge(&root, &[&a, &b]);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(srv.node_count(&root), 4);
 }
 
 #[test]
@@ -830,11 +776,5 @@ fn concurrent_branches_with_same_name_create_one() {
         1,
         "{statuses:?}"
     );
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(srv.node_count(&root), 2);
 }

@@ -464,10 +464,7 @@ fn resolve_with_reversed_priority() {
 fn resolve_bad_requests() {
     let (srv, root, a, b) = diverged();
     let url = format!("/api/repo/{root}/resolve");
-    let nodes_before = srv.repo_info(&root)["DAG"]["Nodes"]
-        .as_object()
-        .unwrap()
-        .len();
+    let nodes_before = srv.node_count(&root);
     srv.post_json(&url, &json!({"data": ["kv"], "parents": [a]}))
         .expect(400);
     srv.post_json(&url, &json!({"data": [], "parents": [a, b]}))
@@ -475,13 +472,7 @@ fn resolve_bad_requests() {
     srv.post_json(&url, &json!({"data": ["nosuch"], "parents": [a, b]}))
         .expect(400);
     srv.post(&url, b"{not json".to_vec()).expect(400);
-    assert_eq!(
-        srv.repo_info(&root)["DAG"]["Nodes"]
-            .as_object()
-            .unwrap()
-            .len(),
-        nodes_before
-    );
+    assert_eq!(srv.node_count(&root), nodes_before);
 }
 
 // ------------------------------------------------------------------ byte ranges
