@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::gpu::GpuCompute;
-use tessera_engine::compute::{Compute, LabelTable, Run, Shape, normalize_runs};
+use tessera_engine::compute::{Compute, LabelTable, Run, Shape, normalize_runs, to_blocks};
 
 const N: usize = 256;
 const BLOCK: Shape = Shape::cube(64);
@@ -47,25 +47,6 @@ fn segmentation() -> Vec<u64> {
     v
 }
 
-/// The volume rearranged into a batch of 64³ blocks, block after block.
-fn to_blocks(v: &[u64]) -> Vec<u64> {
-    let mut out = Vec::with_capacity(v.len());
-    let b = BLOCK.x;
-    for bz in 0..N / b {
-        for by in 0..N / b {
-            for bx in 0..N / b {
-                for z in 0..b {
-                    for y in 0..b {
-                        let row = ((bz * b + z) * N + by * b + y) * N + bx * b;
-                        out.extend_from_slice(&v[row..row + b]);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 fn bench_backend(c: &mut Criterion, compute: &dyn Compute) {
     let shape = Shape::cube(N);
     let labels = segmentation();
@@ -73,7 +54,7 @@ fn bench_backend(c: &mut Criterion, compute: &dyn Compute) {
         .iter()
         .map(|&l| (l.wrapping_mul(31) >> 3) as u8)
         .collect();
-    let blocks = to_blocks(&labels);
+    let blocks = to_blocks(&labels, shape, BLOCK).unwrap();
     let encoded = compute.block_encode(&blocks, BLOCK).unwrap();
     let encoded: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
     let table = LabelTable::new(labels.iter().step_by(101).take(1000).map(|&l| (l, 1))).unwrap();

@@ -7,7 +7,7 @@ use std::io::Read;
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::gpu::GpuCompute;
 use tessera_engine::compute::{
-    Compute, ComputeError, LabelTable, Run, Shape, normalize_runs, reference,
+    Compute, ComputeError, LabelTable, Run, Shape, normalize_runs, reference, to_blocks,
 };
 
 fn crops() -> Vec<(String, Shape, Vec<u64>)> {
@@ -41,25 +41,6 @@ fn backends() -> Vec<Box<dyn Compute>> {
         panic!("no GPU adapter (CI installs mesa-vulkan-drivers for lavapipe): {e}")
     });
     vec![Box::new(CpuCompute::new()), Box::new(gpu)]
-}
-
-/// Rearranges a cube whose side is a multiple of 64 into 64³ blocks, one after another.
-fn blocks_of(shape: Shape, v: &[u64]) -> Vec<u64> {
-    let b = 64;
-    let mut out = Vec::with_capacity(v.len());
-    for bz in 0..shape.z / b {
-        for by in 0..shape.y / b {
-            for bx in 0..shape.x / b {
-                for z in 0..b {
-                    for y in 0..b {
-                        let at = ((bz * b + z) * shape.y + by * b + y) * shape.x + bx * b;
-                        out.extend_from_slice(&v[at..at + b]);
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -108,7 +89,7 @@ fn relabel_split_and_counts_match_the_reference() {
         let split = LabelTable::new([(*distinct.last().unwrap(), u64::MAX)]).unwrap();
         let mut want_split = labels.clone();
         let written = reference::split_apply(&mut want_split, shape, &runs, &split);
-        let blocks = blocks_of(shape, &labels);
+        let blocks = to_blocks(&labels, shape, Shape::cube(64)).unwrap();
         let want_counts = reference::label_counts(&blocks, Shape::cube(64));
         for c in &backends {
             let who = format!("{name} on {}", c.adapter());
@@ -136,7 +117,7 @@ fn block_codec_matches_the_reference() {
     let backends = backends();
     let block = Shape::cube(64);
     for (name, shape, labels) in crops() {
-        let blocks = blocks_of(shape, &labels);
+        let blocks = to_blocks(&labels, shape, Shape::cube(64)).unwrap();
         let want: Vec<Vec<u8>> = blocks
             .chunks(block.voxels())
             .map(|b| reference::block_encode(b, block))

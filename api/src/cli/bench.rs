@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::bail;
-use tessera_engine::compute::{self, Compute, LabelTable, Run, Shape, normalize_runs};
+use tessera_engine::compute::{self, Compute, LabelTable, Run, Shape, normalize_runs, to_blocks};
 
 use super::npy::{self, Volume};
 
@@ -47,25 +47,6 @@ pub fn synthetic_gray(shape: Shape) -> Vec<u8> {
         for y in 0..shape.y {
             for x in 0..shape.x {
                 out.push(((x * 3 + y * 5 + z * 7) % 200 + (x ^ y ^ z) % 50) as u8);
-            }
-        }
-    }
-    out
-}
-
-/// Rearranges a volume whose sides are multiples of 64 into a batch of 64³ blocks.
-fn to_blocks(data: &[u64], shape: Shape) -> Vec<u64> {
-    let mut out = Vec::with_capacity(data.len());
-    for bz in 0..shape.z / BLOCK {
-        for by in 0..shape.y / BLOCK {
-            for bx in 0..shape.x / BLOCK {
-                for z in 0..BLOCK {
-                    for y in 0..BLOCK {
-                        let at =
-                            ((bz * BLOCK + z) * shape.y + by * BLOCK + y) * shape.x + bx * BLOCK;
-                        out.extend_from_slice(&data[at..at + BLOCK]);
-                    }
-                }
             }
         }
     }
@@ -215,7 +196,7 @@ fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timi
             labels[at..at + bshape.x].iter().copied()
         })
         .collect();
-    let blocks = to_blocks(&cropped, bshape);
+    let blocks = to_blocks(&cropped, bshape, Shape::cube(BLOCK))?;
     let block = Shape::cube(BLOCK);
     let seconds = time(n, || (), |_| compute.label_counts(&blocks, block))?;
     out.push(Timing {

@@ -13,10 +13,12 @@
 pub mod codec;
 pub mod cpu;
 pub mod gpu;
+mod layout;
 pub mod reference;
 mod select;
 mod types;
 
+pub use layout::to_blocks;
 pub use select::{Selection, select};
 use types::check_levels;
 pub use types::{BlockCounts, ComputeError, LabelTable, Run, Shape, normalize_runs};
