@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use tessera_engine::compute::Compute;
 use tessera_engine::engine::EngineOptions;
 use tessera_storage::{KvStore, MemoryStore, RocksStore};
 
@@ -95,7 +96,11 @@ impl Config {
     }
 
     /// Opens the configured stores; with none configured, one RocksDB store in `data_dir`.
-    pub fn engine_options(&self, data_dir: &Path) -> anyhow::Result<EngineOptions> {
+    pub fn engine_options(
+        &self,
+        data_dir: &Path,
+        compute: Arc<dyn Compute>,
+    ) -> anyhow::Result<EngineOptions> {
         let mut stores: BTreeMap<String, Arc<dyn KvStore>> = BTreeMap::new();
         if self.store.is_empty() {
             stores.insert("default".into(), open_rocks(data_dir)?);
@@ -125,6 +130,7 @@ impl Config {
                 .collect(),
             instance_id_start: self.server.instance_id_start.unwrap_or(1),
             min_mutation_id_start: self.server.min_mutation_id_start.unwrap_or(0),
+            compute,
         })
     }
 }

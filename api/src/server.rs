@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use tessera_engine::Engine;
-use tessera_engine::compute::{self, Compute, Selection};
+use tessera_engine::compute::{self, Selection};
 use tessera_engine::engine::Caller;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -57,8 +57,6 @@ pub struct AppState {
     pub admin_token: Option<String>,
     pub started: Instant,
     pub stats: Stats,
-    /// The kernel backend, chosen once at start.
-    pub compute: Arc<dyn Compute>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -103,8 +101,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("TESSERA_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty());
-    let opts = config.engine_options(&args.data)?;
+    let opts = config.engine_options(&args.data, compute)?;
     let engine = Engine::open(opts).map_err(|e| anyhow::anyhow!("opening the engine: {e}"))?;
+    let compute = engine.compute();
     tracing::info!(stores = %engine.store_engine_names(), compute = compute.backend().name(), adapter = %compute.adapter(), "engine open");
     let state = Arc::new(AppState {
         engine: engine.clone(),
@@ -113,7 +112,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token,
         started: Instant::now(),
         stats: Stats::default(),
-        compute,
     });
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -11,9 +11,12 @@ use serde_json::{Value, json};
 use tessera_storage::versioned::{self, space};
 use tessera_storage::{Dag, KvStore, VersionId, VersionedStore, View, WriteBatch};
 
+use crate::compute::Compute;
+use crate::compute::cpu::CpuCompute;
 use crate::datatype::{DataRequest, DataResponse, Datatype, Settings};
 use crate::instance::{DataCtx, InstanceMeta};
 use crate::repo::{INITIAL_MUTATION_ID, MUTATION_ID_STRIDE, Node, Repo, log_line, now};
+use crate::sync::SyncBus;
 use crate::{Error, Result, common, datatypes};
 
 /// How the engine is set up: its stores and the rules assigning instances to them (DVID's
@@ -26,16 +29,19 @@ pub struct EngineOptions {
     pub backends: BTreeMap<String, String>,
     pub instance_id_start: u32,
     pub min_mutation_id_start: u64,
+    /// The kernel backend every datatype computes with, chosen once at start.
+    pub compute: Arc<dyn Compute>,
 }
 
 impl EngineOptions {
-    /// One store serving everything.
+    /// One store serving everything, kernels on the CPU.
     pub fn single(store: Arc<dyn KvStore>) -> Self {
         EngineOptions {
             stores: BTreeMap::from([("default".to_string(), store)]),
             backends: BTreeMap::new(),
             instance_id_start: 1,
             min_mutation_id_start: 0,
+            compute: Arc::new(CpuCompute::new()),
         }
     }
 }
@@ -83,6 +89,11 @@ pub struct Engine {
     commit_gate: Arc<RwLock<()>>,
     min_mutation_id_start: u64,
     log_seq: AtomicU64,
+    compute: Arc<dyn Compute>,
+    sync: SyncBus,
+    /// One lock per instance id for read-modify-write work (label indices, pyramids) that
+    /// must not interleave with another write to the same instance.
+    instance_locks: parking_lot::Mutex<HashMap<u32, Arc<parking_lot::Mutex<()>>>>,
 }
 
 impl Engine {
@@ -159,6 +170,9 @@ impl Engine {
             commit_gate: Arc::new(RwLock::new(())),
             min_mutation_id_start: opts.min_mutation_id_start,
             log_seq: AtomicU64::new(0),
+            compute: opts.compute,
+            sync: SyncBus::default(),
+            instance_locks: Default::default(),
         }))
     }
 
@@ -168,6 +182,19 @@ impl Engine {
             s.flush()?;
         }
         Ok(())
+    }
+
+    pub fn compute(&self) -> &Arc<dyn Compute> {
+        &self.compute
+    }
+
+    pub fn sync_bus(&self) -> &SyncBus {
+        &self.sync
+    }
+
+    /// The write lock of instance `id`: held across a read-modify-write of its data.
+    pub fn instance_lock(&self, id: u32) -> Arc<parking_lot::Mutex<()>> {
+        self.instance_locks.lock().entry(id).or_default().clone()
     }
 
     pub fn datatypes(&self) -> impl Iterator<Item = &Arc<dyn Datatype>> {
@@ -827,6 +854,7 @@ impl Engine {
             store: self.instance_store(meta),
             user: caller.user.clone(),
             app: caller.app.clone(),
+            admin: caller.admin,
         }
     }
 

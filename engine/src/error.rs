@@ -68,3 +68,14 @@ impl From<serde_json::Error> for Error {
         Error::BadRequest(format!("malformed JSON: {e}"))
     }
 }
+
+impl From<crate::compute::ComputeError> for Error {
+    fn from(e: crate::compute::ComputeError) -> Self {
+        match e {
+            crate::compute::ComputeError::BadInput(m) => Error::BadRequest(m),
+            crate::compute::ComputeError::Device(m) => {
+                Error::Internal(format!("compute device: {m}"))
+            }
+        }
+    }
+}

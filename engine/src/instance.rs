@@ -42,6 +42,8 @@ pub struct DataCtx {
     pub store: VersionedStore,
     pub user: Option<String>,
     pub app: Option<String>,
+    /// Whether the caller holds admin rights (admin-only endpoints check it).
+    pub admin: bool,
 }
 
 impl DataCtx {

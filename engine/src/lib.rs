@@ -10,6 +10,7 @@ mod error;
 pub mod instance;
 pub mod mutlog;
 pub mod repo;
+pub mod sync;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -258,8 +258,8 @@ impl VersionedStore {
         &self.kv
     }
 
-    /// All stored versions of one tkey.
-    fn entries(&self, instance: u32, tkey: &[u8]) -> Result<Vec<Entry>> {
+    /// All stored versions of one tkey, in version order.
+    pub fn entries(&self, instance: u32, tkey: &[u8]) -> Result<Vec<Entry>> {
         let base = base_key(instance, tkey);
         let end = prefix_end(&base);
         let mut out = Vec::new();

@@ -94,7 +94,7 @@ pub async fn action(
                 "Server time": chrono::Utc::now().to_rfc3339(),
                 "Server uptime": format!("{:?}", st.started.elapsed()),
                 "RPC Address": "", "Host": hostname(), "Note": st.config.server.note,
-                "TOML location": "", "Compute": format!("{} ({})", st.compute.backend().name(), st.compute.adapter()),
+                "TOML location": "", "Compute": format!("{} ({})", st.engine.compute().backend().name(), st.engine.compute().adapter()),
                 "Mode": st.config.server.rwmode,
             }))
         }

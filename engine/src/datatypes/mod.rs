@@ -1,6 +1,7 @@
 //! The compiled-in datatypes.
 
 pub mod keyvalue;
+pub mod labelmap;
 
 use std::sync::Arc;
 
@@ -8,5 +9,8 @@ use crate::datatype::Datatype;
 
 /// Every datatype this server knows, in the order `compiled-types` lists them.
 pub fn all() -> Vec<Arc<dyn Datatype>> {
-    vec![Arc::new(keyvalue::KeyValueType)]
+    vec![
+        Arc::new(keyvalue::KeyValueType),
+        Arc::new(labelmap::LabelmapType),
+    ]
 }

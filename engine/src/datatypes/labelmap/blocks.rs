@@ -1,0 +1,264 @@
+//! Block endpoints (spec §5.3 records: `i32 bx, by, bz, nbytes` then the payload): `GET
+//! blocks`, `GET specificblocks`, `POST blocks`, `POST ingest-supervoxels`.
+
+use bytes::Bytes;
+use rayon::prelude::*;
+
+use super::geom::{BlockCoord, VoxelBox, check_block_coord, parse_point, parse_size};
+use super::ingest::{Given, Mode, Write, check_unique};
+use super::scale;
+use super::store::{self, Labels, deserialize};
+use crate::datatype::{Body, DataRequest, DataResponse};
+use crate::instance::DataCtx;
+use crate::{Error, Result};
+
+/// Blocks a POST decodes at once.
+const BATCH_BYTES: usize = 128 << 20;
+
+/// Most blocks one `specificblocks` request may list.
+const MAX_SPECIFIC: usize = 1 << 20;
+
+/// A block payload format of `compression=`.
+#[derive(Clone, Copy)]
+enum Payload {
+    /// gzip of the labels.Block (spec §5.2).
+    Blocks,
+    Uncompressed,
+    Lz4,
+    Gzip,
+}
+
+fn parse_payload(q: Option<&str>, default: Payload) -> Result<Payload> {
+    match q {
+        None => Ok(default),
+        Some("blocks") => Ok(Payload::Blocks),
+        Some("uncompressed") => Ok(Payload::Uncompressed),
+        Some("lz4") => Ok(Payload::Lz4),
+        Some("gzip") => Ok(Payload::Gzip),
+        Some(other) => Err(Error::bad(format!(
+            "compression {other:?} is not a block format: use blocks, uncompressed, lz4 or gzip"
+        ))),
+    }
+}
+
+/// One stored block as a record's payload.
+fn transcode(labels: &Labels, stored: &[u8], payload: Payload) -> Result<Vec<u8>> {
+    if let Payload::Blocks = payload {
+        return store::gzip_payload(stored);
+    }
+    let mut voxels = vec![0u64; labels.cfg.block_voxels()];
+    labels.decode_blocks(&[&deserialize(stored)?], &mut voxels)?;
+    let raw: &[u8] = bytemuck::cast_slice(&voxels);
+    Ok(match payload {
+        Payload::Uncompressed => raw.to_vec(),
+        Payload::Lz4 => lz4_flex::block::compress(raw),
+        _ => store::gzip(raw, 1),
+    })
+}
+
+fn records(labels: &Labels, blocks: Vec<(BlockCoord, Vec<u8>)>, payload: Payload) -> Result<Bytes> {
+    let parts: Vec<Vec<u8>> = blocks
+        .par_iter()
+        .map(|(c, stored)| {
+            let p = transcode(labels, stored, payload)?;
+            let mut rec = Vec::with_capacity(16 + p.len());
+            for v in c {
+                rec.extend_from_slice(&v.to_le_bytes());
+            }
+            rec.extend_from_slice(&(p.len() as i32).to_le_bytes());
+            rec.extend_from_slice(&p);
+            Ok(rec)
+        })
+        .collect::<Result<_>>()?;
+    Ok(Bytes::from(parts.concat()))
+}
+
+fn stream(it: impl Iterator<Item = Result<Bytes>> + Send + 'static) -> DataResponse {
+    DataResponse {
+        status: 200,
+        content_type: "application/octet-stream",
+        headers: Vec::new(),
+        body: Body::Stream(Box::new(it)),
+    }
+}
+
+/// `GET blocks/<size>/<offset>`: every stored block of a block-aligned box, one (z, y) row of
+/// blocks per streamed chunk.
+pub fn get(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
+    let [size, offset] = req.path.as_slice() else {
+        return Err(Error::bad(
+            "expected blocks/<size>/<offset>, e.g. blocks/128_128_64/0_0_0",
+        ));
+    };
+    let s = parse_size(size, 3, "size")?;
+    let bx = VoxelBox::new(parse_point(offset, "offset")?, [s[0], s[1], s[2]])?;
+    let bs = labels.cfg.block_size;
+    if !bx.is_block_aligned(bs) {
+        return Err(Error::bad(format!(
+            "blocks/ needs a block-aligned box: offset {:?} and size {:?} must be multiples of {bs:?}",
+            bx.min, bx.size
+        )));
+    }
+    let scale = scale(&labels.cfg, &req.query)?;
+    let payload = parse_payload(req.query.get("compression"), Payload::Lz4)?;
+    let (lo, hi) = bx.block_range(bs);
+    let rows = (lo[2]..=hi[2]).flat_map(move |z| (lo[1]..=hi[1]).map(move |y| (z, y)));
+    let it = rows.map(move |(z, y)| {
+        let mut blocks = Vec::new();
+        labels.row(scale, z, y, lo[0], hi[0], &mut |c, v| {
+            blocks.push((c, v.to_vec()));
+            Ok(())
+        })?;
+        records(&labels, blocks, payload)
+    });
+    Ok(stream(it))
+}
+
+/// `GET specificblocks?blocks=x,y,z,…`: the listed blocks that exist, in the order listed.
+pub fn specific(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
+    let list = req
+        .query
+        .get("blocks")
+        .ok_or_else(|| Error::bad("specificblocks needs blocks=x,y,z,... (block coordinates)"))?;
+    let nums: Vec<i32> = list
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<i32>()
+                .map_err(|_| Error::bad(format!("blocks: {s:?} is not a 32-bit integer")))
+        })
+        .collect::<Result<_>>()?;
+    if !nums.len().is_multiple_of(3) {
+        return Err(Error::bad("blocks= must list x,y,z triples"));
+    }
+    if nums.len() / 3 > MAX_SPECIFIC {
+        return Err(Error::bad(format!(
+            "at most {MAX_SPECIFIC} blocks per request"
+        )));
+    }
+    let scale = scale(&labels.cfg, &req.query)?;
+    let payload = parse_payload(req.query.get("compression"), Payload::Blocks)?;
+    let coords: Vec<BlockCoord> = nums.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let found: Vec<Option<Vec<u8>>> = coords
+        .par_iter()
+        .map(|c| labels.stored_block(scale, *c))
+        .collect::<Result<_>>()?;
+    let blocks: Vec<(BlockCoord, Vec<u8>)> = coords
+        .into_iter()
+        .zip(found)
+        .filter_map(|(c, v)| v.map(|v| (c, v)))
+        .collect();
+    Ok(DataResponse::octets(records(&labels, blocks, payload)?))
+}
+
+/// One record of a POST body: block coordinate and payload.
+fn parse_records(body: &[u8]) -> Result<Vec<(BlockCoord, &[u8])>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        if body.len() - at < 16 {
+            return Err(Error::bad(format!(
+                "block record at byte {at} is truncated: {} bytes left, a record header is 16",
+                body.len() - at
+            )));
+        }
+        let int = |i: usize| {
+            i32::from_le_bytes(
+                body[at + 4 * i..at + 4 * i + 4]
+                    .try_into()
+                    .expect("4 bytes"),
+            )
+        };
+        let c = [int(0), int(1), int(2)];
+        let n = int(3);
+        if n <= 0 {
+            return Err(Error::bad(format!(
+                "block {c:?} has a record length of {n}: payloads can't be empty"
+            )));
+        }
+        let n = n as usize;
+        if body.len() - at - 16 < n {
+            return Err(Error::bad(format!(
+                "block {c:?} claims {n} payload bytes but only {} remain",
+                body.len() - at - 16
+            )));
+        }
+        check_block_coord(c)?;
+        out.push((c, &body[at + 16..at + 16 + n]));
+        at += 16 + n;
+    }
+    Ok(out)
+}
+
+/// `POST blocks` and `POST ingest-supervoxels`: records whose payloads are gzip(labels.Block).
+/// Every record is checked (and decoded) before anything is stored.
+pub fn post(
+    ctx: &DataCtx,
+    labels: Labels,
+    req: &DataRequest,
+    supervoxels_only: bool,
+) -> Result<DataResponse> {
+    let scale = scale(&labels.cfg, &req.query)?;
+    let downres = req.query.flag("downres");
+    if downres && (supervoxels_only || scale != 0) {
+        return Err(Error::bad(
+            "downres=true applies only to POST blocks at scale 0",
+        ));
+    }
+    let records = parse_records(&req.body)?;
+    let coords: Vec<BlockCoord> = records.iter().map(|r| r.0).collect();
+    check_unique(&coords)?;
+    let mode = if supervoxels_only {
+        Mode {
+            scale,
+            index: false,
+            track: false,
+            downres: false,
+        }
+    } else {
+        Mode {
+            scale,
+            index: scale == 0 && labels.cfg.indexed_labels && !req.query.flag("noindexing"),
+            track: scale == 0,
+            downres: downres && labels.cfg.max_downres_level > 0,
+        }
+    };
+    let block_voxels = labels.cfg.block_voxels();
+    // A labels.Block can't be larger than a table entry and an index per voxel plus packing.
+    let limit = block_voxels * 16 + (1 << 20);
+    let mutation_id = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let lock = ctx.engine.instance_lock(ctx.instance.id);
+    let _held = lock.lock();
+    let per_batch = (BATCH_BYTES / (block_voxels * 8)).max(1);
+    let mut buf = vec![0u64; per_batch.min(records.len()) * block_voxels];
+    let mut write = Write::new(ctx, labels.clone(), mode, mutation_id);
+    for batch in records.chunks(per_batch) {
+        let given: Vec<Given> = batch
+            .par_iter()
+            .map(|(c, gz)| {
+                let raw = store::gunzip(gz, limit).map_err(|e| {
+                    Error::bad(format!(
+                        "block {c:?}: payload is not a gzipped label block: {e}"
+                    ))
+                })?;
+                Ok(Given {
+                    raw,
+                    gzipped: Some(gz.to_vec()),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let voxels = &mut buf[..batch.len() * block_voxels];
+        let refs: Vec<&[u8]> = given.iter().map(|g| g.raw.as_slice()).collect();
+        labels.decode_blocks(&refs, voxels).map_err(|e| {
+            Error::bad(format!(
+                "a posted block is not a valid {} label block: {e}",
+                labels.block_shape()
+            ))
+        })?;
+        let cs: Vec<BlockCoord> = batch.iter().map(|r| r.0).collect();
+        write.add(&cs, voxels, Some(given))?;
+    }
+    write.commit()?;
+    Ok(DataResponse::empty())
+}

@@ -1,0 +1,131 @@
+//! A labelmap instance's configuration: fixed at creation, kept with the instance.
+
+use serde::{Deserialize, Serialize};
+
+use crate::compute::Shape;
+use crate::datatype::Settings;
+use crate::{Error, Result};
+
+/// Largest block edge: DVID's block format allows at most 32 sub-blocks of 8 per axis.
+const MAX_BLOCK_EDGE: usize = 256;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Block size in voxels (x, y, z), each a multiple of 16 so that every scale's half
+    /// blocks are still whole 8³ sub-blocks.
+    pub block_size: [usize; 3],
+    pub voxel_size: [f64; 3],
+    pub voxel_units: [String; 3],
+    pub indexed_labels: bool,
+    pub max_downres_level: u8,
+}
+
+impl Config {
+    pub fn from_settings(s: &Settings) -> Result<Config> {
+        let block_size = match s.get("blocksize") {
+            None => [64; 3],
+            Some(v) => {
+                let b: [usize; 3] = parse_triple(v, "BlockSize")?;
+                if b.iter()
+                    .any(|&n| n == 0 || n % 16 != 0 || n > MAX_BLOCK_EDGE)
+                {
+                    return Err(Error::bad(format!(
+                        "BlockSize {v:?}: each size must be a multiple of 16 from 16 to {MAX_BLOCK_EDGE}"
+                    )));
+                }
+                b
+            }
+        };
+        let voxel_size = match s.get("voxelsize") {
+            None => [8.0; 3],
+            Some(v) => {
+                let r: [f64; 3] = parse_triple(v, "VoxelSize")?;
+                if r.iter().any(|f| !f.is_finite() || *f <= 0.0) {
+                    return Err(Error::bad(format!(
+                        "VoxelSize {v:?}: sizes must be positive numbers"
+                    )));
+                }
+                r
+            }
+        };
+        let voxel_units = match s.get("voxelunits") {
+            None => std::array::from_fn(|_| "nanometers".to_string()),
+            Some(v) => {
+                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                match parts.as_slice() {
+                    [one] => std::array::from_fn(|_| one.to_string()),
+                    [a, b, c] => [a.to_string(), b.to_string(), c.to_string()],
+                    _ => {
+                        return Err(Error::bad(format!(
+                            "VoxelUnits {v:?}: give one unit or three, comma-separated"
+                        )));
+                    }
+                }
+            }
+        };
+        let indexed_labels = s.bool("IndexedLabels")?.unwrap_or(true);
+        let max_downres_level = match s.get("maxdownreslevel") {
+            None => 0,
+            Some(v) => v
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= 16)
+                .ok_or_else(|| {
+                    Error::bad(format!(
+                        "MaxDownresLevel {v:?} must be an integer from 0 to 16"
+                    ))
+                })?,
+        };
+        Ok(Config {
+            block_size,
+            voxel_size,
+            voxel_units,
+            indexed_labels,
+            max_downres_level,
+        })
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Result<Config> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| Error::Internal(format!("bad labelmap configuration: {e}")))
+    }
+
+    pub fn block_shape(&self) -> Shape {
+        let [x, y, z] = self.block_size;
+        Shape::new(x, y, z)
+    }
+
+    pub fn block_voxels(&self) -> usize {
+        self.block_size.iter().product()
+    }
+
+    /// Checks a `scale=` query value against MaxDownresLevel.
+    pub fn check_scale(&self, scale: u8) -> Result<()> {
+        if scale > self.max_downres_level {
+            return Err(Error::bad(format!(
+                "scale {scale} is above this instance's MaxDownresLevel {}",
+                self.max_downres_level
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// "a,b,c" → three numbers.
+fn parse_triple<T: std::str::FromStr>(v: &str, what: &str) -> Result<[T; 3]> {
+    let parts: Vec<T> = v
+        .split(',')
+        .map(|p| p.trim().parse::<T>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            Error::bad(format!(
+                "{what} {v:?} must be three comma-separated numbers"
+            ))
+        })?;
+    parts.try_into().map_err(|_| {
+        Error::bad(format!(
+            "{what} {v:?} must be three comma-separated numbers"
+        ))
+    })
+}

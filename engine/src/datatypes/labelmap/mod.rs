@@ -1,0 +1,229 @@
+//! The `labelmap` datatype (spec §4.4): 64-bit supervoxel blocks in DVID's compressed block
+//! format, a label index kept exact on every write, and multiscale pyramids recomputed
+//! through the compute engine before a write returns.
+//!
+//! * [`config`] — creation settings; [`geom`] — boxes, block coordinates;
+//! * [`store`] — keys, stored values, reading blocks at a version;
+//! * [`ingest`] — the write path; [`pyramid`] — scales 1..MaxDownresLevel;
+//! * [`index`] — the label index protobuf and its updates;
+//! * `voxels`, `blocks`, `labels`, `sparsevol` — the endpoints; [`cseg`] — neuroglancer's
+//!   compressed_segmentation for `compression=google`.
+
+mod blocks;
+pub mod config;
+pub mod cseg;
+pub mod geom;
+pub mod index;
+pub mod ingest;
+mod labels;
+pub mod pyramid;
+mod sparsevol;
+pub mod store;
+mod voxels;
+
+use serde_json::json;
+
+use crate::datatype::{DataRequest, DataResponse, Datatype, Method, Query, Settings};
+use crate::instance::DataCtx;
+use crate::{Error, Result};
+use config::Config;
+use store::Labels;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LabelmapType;
+
+const KEYWORDS: &[&str] = &[
+    "raw",
+    "isotropic",
+    "label",
+    "labels",
+    "blocks",
+    "specificblocks",
+    "ingest-supervoxels",
+    "maxlabel",
+    "nextlabel",
+    "set-nextlabel",
+    "size",
+    "sizes",
+    "sparsevol-size",
+    "supervoxels",
+    "supervoxel-sizes",
+    "existing-labels",
+    "listlabels",
+    "index",
+    "indices",
+    "indices-compressed",
+    "lastmod",
+    "sparsevol",
+    "sparsevol-by-point",
+    "sparsevol-coarse",
+    "sparsevols-coarse",
+];
+
+/// Endpoints that need the label index (spec §4.4: 400 when IndexedLabels is false).
+const NEED_INDEX: &[&str] = &[
+    "sparsevol",
+    "sparsevol-by-point",
+    "sparsevol-coarse",
+    "sparsevols-coarse",
+    "maxlabel",
+    "nextlabel",
+];
+
+const HELP: &str = include_str!("help.txt");
+
+impl Datatype for LabelmapType {
+    fn type_name(&self) -> &'static str {
+        "labelmap"
+    }
+    fn type_url(&self) -> &'static str {
+        "github.com/janelia-flyem/dvid/datatype/labelmap"
+    }
+    fn type_version(&self) -> &'static str {
+        "0.1"
+    }
+    fn help(&self) -> &'static str {
+        HELP
+    }
+    fn keywords(&self) -> &'static [&'static str] {
+        KEYWORDS
+    }
+    fn sync_targets(&self) -> &'static [&'static str] {
+        &["labelmap", "labelvol"]
+    }
+    fn default_compression(&self) -> &'static str {
+        "gzip"
+    }
+
+    fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {
+        let cfg = Config::from_settings(settings)?;
+        store::Stored::from_setting(
+            &settings
+                .get("compression")
+                .unwrap_or("gzip")
+                .to_ascii_lowercase(),
+        )?;
+        Ok(serde_json::to_value(cfg).expect("config serializes"))
+    }
+
+    fn extended_info(&self, ctx: &DataCtx) -> Result<serde_json::Value> {
+        let labels = Labels::new(ctx)?;
+        let cfg = &labels.cfg;
+        let extents = ingest::extents(&labels)?;
+        let bs = cfg.block_size;
+        let (min_point, max_point, min_index, max_index) = match extents {
+            Some((lo, hi)) => (
+                json!(lo),
+                json!(hi),
+                json!(std::array::from_fn::<i64, 3, _>(
+                    |a| lo[a].div_euclid(bs[a] as i64)
+                )),
+                json!(std::array::from_fn::<i64, 3, _>(
+                    |a| hi[a].div_euclid(bs[a] as i64)
+                )),
+            ),
+            None => (json!(null), json!(null), json!(null), json!(null)),
+        };
+        let per_version: serde_json::Map<String, serde_json::Value> = labels
+            .all_values(&[store::CLASS_MAX_LABEL])?
+            .into_iter()
+            .map(|(v, b)| (v.to_string(), json!(store::u64_value(&b))))
+            .collect();
+        let repo_max = labels::max_repo_label(&labels)?;
+        let next = labels::next_label_setting(&labels)?;
+        Ok(json!({
+            "Values": [{"DataType": "uint64", "Label": "labelmap"}],
+            "Interpolable": false,
+            "BlockSize": bs,
+            "VoxelSize": cfg.voxel_size,
+            "VoxelUnits": cfg.voxel_units,
+            "MinPoint": min_point,
+            "MaxPoint": max_point,
+            "MinIndex": min_index,
+            "MaxIndex": max_index,
+            "Background": 0,
+            "GridStore": "",
+            "ScaleLevel": 0,
+            "MaxLabel": per_version,
+            "MaxRepoLabel": repo_max,
+            "NextLabel": next,
+            "IndexedLabels": cfg.indexed_labels,
+            "MaxDownresLevel": cfg.max_downres_level,
+        }))
+    }
+
+    fn is_mutation(&self, method: Method, keyword: &str) -> bool {
+        // GETs with bodies are reads; every POST here writes.
+        let _ = keyword;
+        matches!(method, Method::Post | Method::Put | Method::Delete)
+    }
+
+    fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+        let labels = Labels::new(ctx)?;
+        let kw = req.keyword.as_str();
+        if !labels.cfg.indexed_labels && NEED_INDEX.contains(&kw) {
+            return Err(Error::bad(format!(
+                "{kw} needs label indexing, which instance {:?} has turned off (IndexedLabels=false)",
+                ctx.instance.name
+            )));
+        }
+        if let Some(roi) = req.query.get("roi") {
+            return Err(Error::bad(format!(
+                "roi={roi:?}: ROI masking needs the roi datatype, which this server doesn't have yet"
+            )));
+        }
+        match (req.method, kw) {
+            (Method::Get | Method::Head, "raw" | "isotropic") => voxels::get(&labels, req),
+            (Method::Post, "raw") => voxels::post(ctx, labels, req),
+            (Method::Get, "label") => voxels::label(&labels, req),
+            (Method::Get, "labels") => voxels::labels(&labels, req),
+            (Method::Get, "blocks") => blocks::get(labels, req),
+            (Method::Get, "specificblocks") => blocks::specific(labels, req),
+            (Method::Post, "blocks") => blocks::post(ctx, labels, req, false),
+            (Method::Post, "ingest-supervoxels") => blocks::post(ctx, labels, req, true),
+            (Method::Get, "sparsevol") => sparsevol::get(&labels, req),
+            (Method::Head, "sparsevol") => sparsevol::head(&labels, req),
+            (Method::Get, "sparsevol-by-point") => sparsevol::by_point(&labels, req),
+            (Method::Get, "sparsevol-coarse") => sparsevol::coarse(&labels, req),
+            (Method::Get, "sparsevols-coarse") => sparsevol::coarse_range(&labels, req),
+            _ => labels::handle(ctx, &labels, req),
+        }
+    }
+}
+
+/// `scale=N`, checked against MaxDownresLevel.
+pub fn scale(cfg: &Config, q: &Query) -> Result<u8> {
+    let s = match q.get("scale") {
+        None => 0,
+        Some(v) => v
+            .parse::<u8>()
+            .map_err(|_| Error::bad(format!("scale {v:?} must be a small non-negative integer")))?,
+    };
+    cfg.check_scale(s)?;
+    Ok(s)
+}
+
+/// A label from a path segment: a positive 64-bit integer (label 0 is background and never
+/// indexed, so naming it is an error).
+pub fn parse_label(s: &str) -> Result<u64> {
+    match s.parse::<u64>() {
+        Ok(0) => Err(Error::bad(
+            "label 0 is the background and can't be used here",
+        )),
+        Ok(l) => Ok(l),
+        Err(_) => Err(Error::bad(format!(
+            "{s:?} is not a label (a positive 64-bit integer)"
+        ))),
+    }
+}
+
+/// The one path segment an endpoint takes.
+pub fn one_segment<'a>(req: &'a DataRequest, what: &str) -> Result<&'a str> {
+    match req.path.as_slice() {
+        [one] => Ok(one),
+        _ => Err(Error::bad(format!(
+            "{} needs exactly one path segment: {what}",
+            req.keyword
+        ))),
+    }
+}

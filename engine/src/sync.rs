@@ -1,0 +1,113 @@
+//! The sync bus (spec §6.1): an instance publishes events about its data, and instances that
+//! sync to it subscribe to the events they derive their own data from (annotation ← labelmap,
+//! labelsz ← annotation). Events are published only after the write they describe committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tessera_storage::VersionId;
+
+/// Event names, as DVID spells them.
+pub const BLOCK_INGEST: &str = "BLOCK_INGEST";
+pub const BLOCK_MUTATE: &str = "BLOCK_MUTATE";
+
+/// One scale-0 label block a write changed, in DVID's compressed label block format (spec
+/// §5.2, not gzipped): subscribers decode only the blocks they care about.
+#[derive(Debug, Clone)]
+pub struct BlockChange {
+    /// Block coordinate (x, y, z).
+    pub coord: [i32; 3],
+    /// The block before the write; `None` for `BLOCK_INGEST` (no block was there).
+    pub prev: Option<Bytes>,
+    pub block: Bytes,
+}
+
+/// One published event: what happened, to which instance, at which version.
+#[derive(Debug, Clone)]
+pub struct SyncEvent {
+    /// `BLOCK_INGEST`, `BLOCK_MUTATE`, …
+    pub name: &'static str,
+    /// DataUUID of the publishing instance.
+    pub publisher: String,
+    pub version: VersionId,
+    pub mutation_id: u64,
+    pub blocks: Vec<BlockChange>,
+}
+
+type Topic = (String, &'static str);
+
+/// Subscribers by (publisher DataUUID, event name). Each subscriber has its own channel, so it
+/// sees its events in publication order and processes them at its own pace.
+#[derive(Default)]
+pub struct SyncBus {
+    subscribers: Mutex<HashMap<Topic, Vec<Sender<Arc<SyncEvent>>>>>,
+}
+
+impl SyncBus {
+    pub fn subscribe(&self, publisher: &str, event: &'static str) -> Receiver<Arc<SyncEvent>> {
+        let (tx, rx) = channel();
+        self.subscribers
+            .lock()
+            .entry((publisher.to_string(), event))
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    /// Whether anyone listens: publishers skip building events nobody receives.
+    pub fn has_subscribers(&self, publisher: &str, event: &'static str) -> bool {
+        self.subscribers
+            .lock()
+            .get(&(publisher.to_string(), event))
+            .is_some_and(|s| !s.is_empty())
+    }
+
+    /// Delivers `event` to every subscriber of its topic; subscribers that went away are
+    /// dropped.
+    pub fn publish(&self, event: SyncEvent) {
+        let event = Arc::new(event);
+        let mut subs = self.subscribers.lock();
+        if let Some(list) = subs.get_mut(&(event.publisher.clone(), event.name)) {
+            list.retain(|tx| tx.send(event.clone()).is_ok());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &'static str, publisher: &str) -> SyncEvent {
+        SyncEvent {
+            name,
+            publisher: publisher.into(),
+            version: 1,
+            mutation_id: 7,
+            blocks: vec![],
+        }
+    }
+
+    #[test]
+    fn delivers_by_topic_in_order_and_drops_gone_subscribers() {
+        let bus = SyncBus::default();
+        let rx = bus.subscribe("a", BLOCK_INGEST);
+        let gone = bus.subscribe("a", BLOCK_INGEST);
+        drop(gone);
+        assert!(!bus.has_subscribers("b", BLOCK_INGEST));
+        bus.publish(event(BLOCK_INGEST, "a"));
+        bus.publish(event(BLOCK_MUTATE, "a"));
+        bus.publish(event(BLOCK_INGEST, "b"));
+        let mut e = event(BLOCK_INGEST, "a");
+        e.mutation_id = 8;
+        bus.publish(e);
+        let got: Vec<u64> = rx.try_iter().map(|e| e.mutation_id).collect();
+        assert_eq!(got, [7, 8]);
+        assert_eq!(
+            bus.subscribers.lock()[&("a".to_string(), BLOCK_INGEST)].len(),
+            1
+        );
+    }
+}
