@@ -34,7 +34,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 const LISTEN_PREFIX: &str = "tessera listening on ";
 
-/// Test data versions of DVID's keyvalue protobuf messages (proto3, package `proto`).
+pub mod labels;
+
+/// Test data versions of DVID's keyvalue and label index protobuf messages (proto3, package
+/// `proto`).
 pub mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct KeyValue {
@@ -66,6 +69,39 @@ pub mod proto {
     pub struct KeyValues {
         #[prost(message, repeated, tag = "1")]
         pub kvs: Vec<KeyValue>,
+    }
+
+    /// labelmap label index (spec §5.5): supervoxel → voxel count within one block.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SvCount {
+        #[prost(btree_map = "uint64, uint32", tag = "1")]
+        pub counts: std::collections::BTreeMap<u64, u32>,
+        #[prost(uint64, tag = "2")]
+        pub surface_mutid: u64,
+    }
+
+    /// labelmap label index (spec §5.5): packed block coordinate (see
+    /// `labels::pack_block_coord`) → per-supervoxel counts.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelIndex {
+        #[prost(btree_map = "uint64, message", tag = "1")]
+        pub blocks: std::collections::BTreeMap<u64, SvCount>,
+        #[prost(uint64, tag = "2")]
+        pub label: u64,
+        #[prost(uint64, tag = "3")]
+        pub last_mutid: u64,
+        #[prost(string, tag = "4")]
+        pub last_mod_time: String,
+        #[prost(string, tag = "5")]
+        pub last_mod_user: String,
+        #[prost(string, tag = "6")]
+        pub last_mod_app: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelIndices {
+        #[prost(message, repeated, tag = "1")]
+        pub indices: Vec<LabelIndex>,
     }
 }
 
