@@ -19,6 +19,8 @@ mod labels;
 pub mod pyramid;
 mod sparsevol;
 pub mod store;
+#[cfg(test)]
+mod tests;
 mod voxels;
 
 use serde_json::json;

@@ -1,0 +1,223 @@
+//! labelmap through the engine (in-memory store), below HTTP: sync events published by
+//! writes, and fuzzed `POST blocks` bodies that must be refused without writing anything.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use tessera_storage::MemoryStore;
+
+use super::store::gzip;
+use crate::Engine;
+use crate::compute::{Shape, codec};
+use crate::datatype::{Body, DataRequest, DataResponse, Method, Query, Settings};
+use crate::engine::{Caller, EngineOptions};
+use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE};
+use crate::{Error, Result};
+
+const B: usize = 16;
+
+struct Fixture {
+    engine: Arc<Engine>,
+    root: String,
+}
+
+fn setup() -> Fixture {
+    let engine = Engine::open(EngineOptions::single(Arc::new(MemoryStore::new()))).unwrap();
+    let root = engine.create_repo("lm", "", None, "").unwrap();
+    let mut s = Settings::default();
+    s.set("typename", "labelmap");
+    s.set("dataname", "seg");
+    s.set("BlockSize", "16,16,16");
+    s.set("MaxDownresLevel", "1");
+    engine
+        .create_instance(&root, &s, &Caller::default())
+        .unwrap();
+    Fixture { engine, root }
+}
+
+impl Fixture {
+    fn call(
+        &self,
+        method: Method,
+        keyword: &str,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<DataResponse> {
+        let req = DataRequest {
+            method,
+            keyword: keyword.into(),
+            path: path.iter().map(|s| s.to_string()).collect(),
+            query: Query(
+                query
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            headers: Default::default(),
+            body: Bytes::from(body),
+        };
+        self.engine
+            .data_request(&self.root, "seg", &req, &Caller::default())
+    }
+
+    fn data_uuid(&self) -> String {
+        let info = self.engine.instance_info(&self.root, "seg").unwrap();
+        info["Base"]["DataUUID"].as_str().unwrap().to_string()
+    }
+
+    fn stored_blocks(&self) -> usize {
+        let resp = self
+            .call(
+                Method::Get,
+                "blocks",
+                &["64_64_64", "0_0_0"],
+                &[("compression", "blocks")],
+                vec![],
+            )
+            .unwrap();
+        let bytes: Vec<u8> = match resp.body {
+            Body::Full(b) => b.to_vec(),
+            Body::Stream(it) => it.map(|c| c.unwrap().to_vec()).collect::<Vec<_>>().concat(),
+        };
+        let mut n = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = i32::from_le_bytes(bytes[at + 12..at + 16].try_into().unwrap()) as usize;
+            at += 16 + len;
+            n += 1;
+        }
+        n
+    }
+}
+
+fn volume(size: [usize; 3], f: impl Fn(usize, usize, usize) -> u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for z in 0..size[2] {
+        for y in 0..size[1] {
+            for x in 0..size[0] {
+                out.extend_from_slice(&f(x, y, z).to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn writes_publish_ingest_then_mutate_events_after_commit() {
+    let fx = setup();
+    let uuid = fx.data_uuid();
+    let ingest = fx.engine.sync_bus().subscribe(&uuid, BLOCK_INGEST);
+    let mutate = fx.engine.sync_bus().subscribe(&uuid, BLOCK_MUTATE);
+    let two = volume([2 * B, B, B], |x, _, _| 1 + (x / B) as u64);
+    fx.call(
+        Method::Post,
+        "raw",
+        &["0_1_2", "32_16_16", "0_0_0"],
+        &[],
+        two,
+    )
+    .unwrap();
+    let e = ingest.try_recv().expect("a BLOCK_INGEST event");
+    assert_eq!(e.blocks.len(), 2);
+    assert!(e.blocks.iter().all(|b| b.prev.is_none()));
+    let (shape, voxels) = codec::decode(&e.blocks[1].block).unwrap();
+    assert_eq!(shape, Shape::cube(B));
+    assert_eq!(voxels[0], 1 + e.blocks[1].coord[0] as u64);
+    assert!(mutate.try_recv().is_err());
+
+    let one = volume([B, B, B], |_, _, _| 9);
+    fx.call(
+        Method::Post,
+        "raw",
+        &["0_1_2", "16_16_16", "16_0_0"],
+        &[],
+        one,
+    )
+    .unwrap();
+    let e = mutate.try_recv().expect("a BLOCK_MUTATE event");
+    assert_eq!(e.blocks.len(), 1);
+    assert_eq!(e.blocks[0].coord, [1, 0, 0]);
+    assert_eq!(
+        codec::decode(e.blocks[0].prev.as_ref().unwrap()).unwrap().1[0],
+        2
+    );
+    assert_eq!(codec::decode(&e.blocks[0].block).unwrap().1[0], 9);
+    assert!(e.mutation_id > 0);
+
+    // A refused write publishes nothing; ingest-supervoxels doesn't sync (spec §4.4).
+    assert!(
+        fx.call(
+            Method::Post,
+            "raw",
+            &["0_1_2", "16_16_16", "1_0_0"],
+            &[],
+            vec![0; B * B * B * 8]
+        )
+        .is_err()
+    );
+    let block = codec::encode(&vec![5u64; B * B * B], Shape::cube(B)).unwrap();
+    let mut rec = Vec::new();
+    for v in [0i32, 0, 3, 0] {
+        rec.extend_from_slice(&v.to_le_bytes());
+    }
+    let gz = gzip(&block, 6);
+    rec[12..16].copy_from_slice(&(gz.len() as i32).to_le_bytes());
+    rec.extend_from_slice(&gz);
+    fx.call(Method::Post, "ingest-supervoxels", &[], &[], rec)
+        .unwrap();
+    assert!(ingest.try_recv().is_err() && mutate.try_recv().is_err());
+}
+
+/// A valid POST blocks body: `n` solid blocks along x.
+fn valid_body(n: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..n {
+        let block = codec::encode(&vec![i as u64 + 1; B * B * B], Shape::cube(B)).unwrap();
+        let gz = gzip(&block, 6);
+        for v in [i, 0, 0, gz.len() as i32] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body.extend_from_slice(&gz);
+    }
+    body
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn damaged_block_posts_are_refused_and_write_nothing(
+        cut in 1usize..2000,
+        flip_at in 0usize..2000,
+        flip in 1u8..=255,
+        truncate in any::<bool>(),
+    ) {
+        let fx = setup();
+        let mut body = valid_body(3);
+        if truncate {
+            body.truncate(body.len() - cut.min(body.len() - 1));
+        } else {
+            let at = flip_at % body.len();
+            body[at] ^= flip;
+        }
+        match fx.call(Method::Post, "blocks", &[], &[], body) {
+            Ok(_) => {}
+            Err(Error::BadRequest(_)) => {
+                prop_assert_eq!(fx.stored_blocks(), 0);
+                prop_assert!(fx.call(Method::Get, "maxlabel", &[], &[], vec![]).is_err());
+            }
+            Err(e) => prop_assert!(false, "unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn random_block_posts_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let fx = setup();
+        let r = fx.call(Method::Post, "blocks", &[], &[], body.clone());
+        if r.is_err() {
+            prop_assert_eq!(fx.stored_blocks(), 0);
+        }
+    }
+}
