@@ -200,8 +200,10 @@ def stats(xs):
             "max": round(max(xs), 3), "n": len(xs), "runs": [round(x, 3) for x in xs]}
 
 
-def create_instance(cli, uuid, name):
+def create_instance(cli, uuid, name, compression=None):
     settings = {"typename": "labelmap", "dataname": name, "MaxDownresLevel": "5"}
+    if compression:
+        settings["Compression"] = compression
     status, data = cli.json("POST", f"/api/repo/{uuid}/instance", settings)
     if status != 200:
         die(f"creating labelmap instance {name!r} failed (HTTP {status}): "
@@ -357,6 +359,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats of each measure (≥ 3)")
     ap.add_argument("--blocks-per-request", type=int, default=64)
     ap.add_argument("--ng-requests", type=int, default=30, help="64³ neuroglancer-style requests")
+    ap.add_argument("--compression", help="the instance's Compression setting (default: the server's)")
     ap.add_argument("--no-check", action="store_true", help="skip comparing served voxels to the posted ones")
     args = ap.parse_args()
 
@@ -384,7 +387,7 @@ def main():
     names = [f"seg{i}" for i in range(args.repeats)]
     fresh = []
     for name in names:
-        create_instance(cli, uuid, name)
+        create_instance(cli, uuid, name, args.compression)
         fresh.append(ingest(cli, server, uuid, name, body))
     print(f"\ningest as an overwrite of {names[0]} ({args.repeats}):", flush=True)
     over = [ingest(cli, server, uuid, names[0], body) for _ in range(args.repeats)]

@@ -13,7 +13,7 @@ use tessera_storage::{Dag, KvStore, VersionId, VersionedStore, View, WriteBatch}
 
 use crate::compute::Compute;
 use crate::compute::cpu::CpuCompute;
-use crate::datatype::{DataRequest, DataResponse, Datatype, Settings};
+use crate::datatype::{DataRequest, DataResponse, Datatype, Method, Settings};
 use crate::instance::{DataCtx, InstanceMeta};
 use crate::repo::{INITIAL_MUTATION_ID, MUTATION_ID_STRIDE, Node, Repo, log_line, now};
 use crate::sync::SyncBus;
@@ -873,6 +873,21 @@ impl Engine {
             repo.touch();
             Ok(())
         })
+    }
+
+    /// Whether the instance's datatype wants this request's body streamed; false when the
+    /// instance doesn't resolve (the request then fails in `data_request`).
+    pub fn streams_body(&self, spec: &str, name: &str, method: Method, keyword: &str) -> bool {
+        let state = self.state.read();
+        let Ok((root, _)) = match_uuid(&state, spec) else {
+            return false;
+        };
+        let Ok(meta) = state.repos[&root].instance(name) else {
+            return false;
+        };
+        self.types
+            .get(meta.type_name.as_str())
+            .is_some_and(|dt| dt.streams_body(method, keyword))
     }
 
     /// Handles `/api/node/{uuid}/{name}/{keyword}/...`: the common keywords here, the rest by

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::Response;
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
-use tessera_engine::datatype::{self, DataRequest};
+use tessera_engine::datatype::{self, BodyStream, DataRequest};
+use tokio_stream::StreamExt;
 
 use crate::error::{ApiError, ApiResult};
 use crate::server::Shared;
@@ -19,7 +20,7 @@ pub async fn handle(
     uri: Uri,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     let method = match method {
         Method::GET => datatype::Method::Get,
@@ -46,6 +47,18 @@ pub async fn handle(
     let path = segs.split_off(3);
     let (uuid, name, keyword) = (segs[0].clone(), segs[1].clone(), segs[2].clone());
     let caller = st.caller(&q);
+    let limit = st.config.max_body_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let (body, stream) = if st.engine.streams_body(&uuid, &name, method, &keyword) {
+        (Bytes::new(), Some(stream_body(body, limit)))
+    } else {
+        (collect_body(body, declared, limit).await?, None)
+    };
     let req = DataRequest {
         method,
         keyword,
@@ -56,6 +69,7 @@ pub async fn handle(
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
         body,
+        stream,
     };
     let engine = st.engine.clone();
     let resp =
@@ -63,6 +77,81 @@ pub async fn handle(
             .await
             .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;
     Ok(into_response(resp))
+}
+
+fn too_large() -> ApiError {
+    ApiError(tessera_engine::Error::PayloadTooLarge(
+        "request body exceeds the server's limit ([server] max_body_mb)".into(),
+    ))
+}
+
+/// The whole body, in one buffer sized from Content-Length so a large body is neither
+/// copied nor reallocated while it arrives.
+async fn collect_body(body: Body, declared: Option<u64>, limit: usize) -> ApiResult<Bytes> {
+    let mut chunks = body.into_data_stream();
+    let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad(format!("reading the request body: {e}")))?;
+        if out.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The body as a blocking reader fed while it arrives; a few chunks are buffered, so a slow
+/// consumer holds the client back instead of filling memory.
+fn stream_body(body: Body, limit: usize) -> BodyStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
+    tokio::spawn(async move {
+        let mut chunks = body.into_data_stream();
+        let mut total = 0usize;
+        while let Some(chunk) = chunks.next().await {
+            let item = match chunk {
+                Ok(b) if total + b.len() > limit => Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    "request body exceeds the server's limit ([server] max_body_mb)",
+                )),
+                Ok(b) => {
+                    total += b.len();
+                    Ok(b)
+                }
+                Err(e) => Err(std::io::Error::other(format!(
+                    "reading the request body: {e}"
+                ))),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    BodyStream::new(ChannelReader {
+        rx,
+        chunk: Bytes::new(),
+    })
+}
+
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
+    }
 }
 
 fn into_response(r: datatype::DataResponse) -> Response {

@@ -5,7 +5,7 @@
 mod request;
 mod settings;
 
-pub use request::{Body, DataRequest, DataResponse, Method, Query};
+pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query};
 pub use settings::Settings;
 
 use crate::Result;
@@ -42,6 +42,12 @@ pub trait Datatype: Send + Sync + 'static {
     fn is_mutation(&self, method: Method, keyword: &str) -> bool {
         let _ = keyword;
         matches!(method, Method::Post | Method::Put | Method::Delete)
+    }
+    /// Whether this request's body should reach `handle` as a stream (`DataRequest::stream`)
+    /// rather than whole: for large writes that can be processed as they arrive.
+    fn streams_body(&self, method: Method, keyword: &str) -> bool {
+        let _ = (method, keyword);
+        false
     }
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse>;
 }

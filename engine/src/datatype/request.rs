@@ -1,6 +1,9 @@
 use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 /// HTTP methods the DVID API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +52,47 @@ pub struct DataRequest {
     pub query: Query,
     /// Header names in lower case.
     pub headers: HashMap<String, String>,
+    /// The whole body, unless it is being streamed (then empty).
     pub body: Bytes,
+    /// The body as it arrives, for the requests a datatype asked to stream
+    /// (`Datatype::streams_body`).
+    pub stream: Option<BodyStream>,
 }
 
 impl DataRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// The body's reader: the stream when there is one, else the buffered body.
+    pub fn body_reader(&self) -> Box<dyn Read + Send + '_> {
+        match &self.stream {
+            Some(s) => Box::new(s.clone()),
+            None => Box::new(&self.body[..]),
+        }
+    }
+}
+
+/// A request body read while it arrives (blocking reads). A body past the server's size
+/// limit fails with `ErrorKind::FileTooLarge`.
+#[derive(Clone)]
+pub struct BodyStream(Arc<Mutex<Box<dyn Read + Send>>>);
+
+impl BodyStream {
+    pub fn new(reader: impl Read + Send + 'static) -> BodyStream {
+        BodyStream(Arc::new(Mutex::new(Box::new(reader))))
+    }
+}
+
+impl Read for BodyStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.lock().read(buf)
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream")
     }
 }
 

@@ -70,6 +70,7 @@ impl Fixture {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<HashMap<_, _>>(),
             body: Bytes::copy_from_slice(r.body),
+            stream: None,
         };
         self.engine.data_request(uuid, "kv", &request, caller)
     }

@@ -93,8 +93,10 @@ impl Datatype for LabelmapType {
     fn sync_targets(&self) -> &'static [&'static str] {
         &["labelmap", "labelvol"]
     }
+    /// gzip like DVID, but at level 1: DVID's level 6 more than doubles the ingest time
+    /// (docs/benchmarks.md).
     fn default_compression(&self) -> &'static str {
-        "gzip"
+        "gzip:1"
     }
 
     fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {
@@ -102,7 +104,7 @@ impl Datatype for LabelmapType {
         store::Stored::from_setting(
             &settings
                 .get("compression")
-                .unwrap_or("gzip")
+                .unwrap_or(self.default_compression())
                 .to_ascii_lowercase(),
         )?;
         Ok(serde_json::to_value(cfg).expect("config serializes"))
@@ -158,6 +160,10 @@ impl Datatype for LabelmapType {
         // GETs with bodies are reads; every POST here writes.
         let _ = keyword;
         matches!(method, Method::Post | Method::Put | Method::Delete)
+    }
+
+    fn streams_body(&self, method: Method, keyword: &str) -> bool {
+        method == Method::Post && keyword == "raw"
     }
 
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {

@@ -57,6 +57,7 @@ impl Fixture {
             ),
             headers: Default::default(),
             body: Bytes::from(body),
+            stream: None,
         };
         self.engine
             .data_request(&self.root, "seg", &req, &Caller::default())

@@ -1,7 +1,7 @@
 //! Voxel endpoints: `raw` and `isotropic` (3-D volumes and 2-D PNG slices), `label`, `labels`,
 //! and the block-aligned `POST raw`.
 
-use std::io::Write as _;
+use std::io::{Read, Write as _};
 
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -340,7 +340,9 @@ fn png_labels(pixels: &[u64], w: usize, h: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// `POST raw/0_1_2/<size>/<offset>`: a block-aligned supervoxel volume.
+/// `POST raw/0_1_2/<size>/<offset>`: a block-aligned supervoxel volume. The body is read one
+/// layer of blocks (a z-slab) at a time while the previous slab is processed, so the volume
+/// is never held whole and receiving overlaps computing.
 pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResponse> {
     let (dims, bx) = parse_geometry(&req.path)?;
     if req.keyword != "raw" || !matches!(dims, Dims::Volume) {
@@ -362,27 +364,49 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
     }
     bx.check_storable(bs)?;
     let want = bx.voxels() * 8;
-    let body: std::borrow::Cow<[u8]> = match req.query.get("compression") {
-        None | Some("") => std::borrow::Cow::Borrowed(&req.body),
-        Some("lz4") => lz4_flex::block::decompress(&req.body, want)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|e| Error::bad(format!("body is not an LZ4 block of {want} bytes: {e}")))?,
-        Some("gzip") => store::gunzip(&req.body, want)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|e| Error::bad(format!("body is not gzip of at most {want} bytes: {e}")))?,
+    let wrong_length = |got: String| {
+        Error::bad(format!(
+            "body holds {got} bytes but a {:?} volume of uint64 labels is {want} bytes",
+            bx.size
+        ))
+    };
+    let decompressed: Option<Vec<u8>> = match req.query.get("compression") {
+        None | Some("") => None,
+        Some(c @ ("lz4" | "gzip")) => {
+            let mut packed = Vec::new();
+            req.body_reader()
+                .read_to_end(&mut packed)
+                .map_err(body_error)?;
+            let out = if c == "lz4" {
+                lz4_flex::block::decompress(&packed, want).map_err(|e| {
+                    Error::bad(format!("body is not an LZ4 block of {want} bytes: {e}"))
+                })?
+            } else {
+                store::gunzip(&packed, want).map_err(|e| {
+                    Error::bad(format!("body is not gzip of at most {want} bytes: {e}"))
+                })?
+            };
+            Some(out)
+        }
         Some(other) => {
             return Err(Error::bad(format!(
                 "POST raw compression {other:?}: use lz4 or gzip"
             )));
         }
     };
-    if body.len() != want {
-        return Err(Error::bad(format!(
-            "body holds {} bytes but a {:?} volume of uint64 labels is {want} bytes",
-            body.len(),
-            bx.size
-        )));
-    }
+    let mut body: Box<dyn Read + Send + '_> = match &decompressed {
+        Some(v) => Box::new(&v[..]),
+        None => {
+            if let Some(n) = req
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                && n != want
+            {
+                return Err(wrong_length(n.to_string()));
+            }
+            req.body_reader()
+        }
+    };
     let mutation_id = ctx.engine.next_mutation_id(&ctx.uuid)?;
     let lock = ctx.engine.instance_lock(ctx.instance.id);
     let _held = lock.lock();
@@ -393,28 +417,81 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
         downres: labels.cfg.max_downres_level > 0,
     };
     let block_voxels = labels.cfg.block_voxels();
-    let (lo, hi) = bx.block_range(bs);
-    let mut coords = Vec::new();
-    for z in lo[2]..=hi[2] {
-        for y in lo[1]..=hi[1] {
-            for x in lo[0]..=hi[0] {
-                coords.push([x, y, z]);
-            }
-        }
-    }
     let per_batch = (BATCH_BYTES / (block_voxels * 8)).max(1);
-    let mut buf = vec![0u64; per_batch.min(coords.len()) * block_voxels];
+    let (lo, hi) = bx.block_range(bs);
+    let slab_bytes = bx.size[0] * bx.size[1] * bs[2] * 8;
+    let layers = (hi[2] - lo[2] + 1) as usize;
     let mut write = Write::new(ctx, labels, mode, mutation_id);
-    for batch in coords.chunks(per_batch) {
-        let voxels = &mut buf[..batch.len() * block_voxels];
-        voxels
-            .par_chunks_mut(block_voxels)
-            .zip(batch)
-            .for_each(|(dst, c)| gather_block(&body, &bx, bs, *c, dst));
-        write.add(batch, voxels, None)?;
-    }
+    let mut buf = vec![0u64; per_batch.min(bx.voxels() / block_voxels) * block_voxels];
+    std::thread::scope(|s| -> Result<()> {
+        // Two slab buffers travel between the reader and this thread.
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
+        let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        free_tx.send(Vec::new()).expect("fresh channel");
+        free_tx.send(Vec::new()).expect("fresh channel");
+        s.spawn(move || {
+            for _ in 0..layers {
+                let Ok(mut slab) = free_rx.recv() else { return };
+                slab.resize(slab_bytes, 0);
+                let r = body.read_exact(&mut slab).map(|()| slab);
+                let failed = r.is_err();
+                if full_tx.send(r).is_err() || failed {
+                    return;
+                }
+            }
+            let mut extra = [0u8; 1];
+            let r = match body.read(&mut extra) {
+                Ok(0) => Ok(Vec::new()),
+                Ok(_) => Err(std::io::Error::from(std::io::ErrorKind::InvalidData)),
+                Err(e) => Err(e),
+            };
+            let _ = full_tx.send(r);
+        });
+        for bz in lo[2]..=hi[2] {
+            let slab = full_rx
+                .recv()
+                .map_err(|_| Error::Internal("body reader stopped".into()))?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => wrong_length("fewer".into()),
+                    _ => body_error(e),
+                })?;
+            let slab_box = VoxelBox {
+                min: [bx.min[0], bx.min[1], bz as i64 * bs[2] as i64],
+                size: [bx.size[0], bx.size[1], bs[2]],
+            };
+            let coords: Vec<BlockCoord> = (lo[1]..=hi[1])
+                .flat_map(|y| (lo[0]..=hi[0]).map(move |x| [x, y, bz]))
+                .collect();
+            for batch in coords.chunks(per_batch) {
+                let voxels = &mut buf[..batch.len() * block_voxels];
+                voxels
+                    .par_chunks_mut(block_voxels)
+                    .zip(batch)
+                    .for_each(|(dst, c)| gather_block(&slab, &slab_box, bs, *c, dst));
+                write.add(batch, voxels, None)?;
+            }
+            // The reader may have stopped after an error; the next recv reports it.
+            let _ = free_tx.send(slab);
+        }
+        match full_rx.recv() {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(wrong_length("more".into()))
+            }
+            Ok(Err(e)) => Err(body_error(e)),
+            Err(_) => Err(Error::Internal("body reader stopped".into())),
+        }
+    })?;
     write.commit()?;
     Ok(DataResponse::empty())
+}
+
+/// A failure reading the request body: over the size limit, or the client's fault.
+fn body_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::FileTooLarge => Error::PayloadTooLarge(e.to_string()),
+        _ => Error::bad(format!("reading the request body: {e}")),
+    }
 }
 
 /// Copies block `c` out of a raw little-endian volume laid out as `bx`.
