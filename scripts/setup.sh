@@ -3,9 +3,10 @@
 # they are already present.
 #   libclang-dev                     bindgen needs it to build RocksDB's bindings
 #   mesa-vulkan-drivers libvulkan1   lavapipe, the software Vulkan adapter used for GPU tests in CI
+#   python3 python3-venv             the client-library checks (scripts/pyenv.sh)
 set -euo pipefail
 
-PACKAGES=(libclang-dev mesa-vulkan-drivers libvulkan1)
+PACKAGES=(libclang-dev mesa-vulkan-drivers libvulkan1 python3 python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
