@@ -704,3 +704,36 @@ fn negative_coordinates() {
     assert!(seg.raw([-32, -32, 0], [64, 32, 32], "scale=1") == downres(&vol));
     assert_eq!(seg.size_of(17), Some(vol.label_counts()[&17]));
 }
+
+/// `POST raw` streams its body: a large body of the wrong length is answered 400 (the rest of
+/// the body is drained, so the client reads the answer instead of a reset), a body past the
+/// server's limit 413, and neither writes anything; a compressed body is accepted.
+#[test]
+fn streamed_raw_post_refusals_and_compressed_bodies() {
+    let srv = Server::start_with_config("[server]\nmax_body_mb = 8\n");
+    let root = srv.create_repo("stream");
+    srv.create_instance_with(&root, "labelmap", "seg", &standard_settings(1));
+    let path = |size: &str, q: &str| format!("/api/node/{root}/seg/raw/0_1_2/{size}/0_0_0{q}");
+    // 128×128×64 wants 8 MiB; send 6 MiB.
+    let r = srv
+        .post(&path("128_128_64", ""), vec![1u8; 6 << 20])
+        .expect(400);
+    assert!(r.text().contains("8388608 bytes"), "{}", r.text());
+    // 128×128×128 wants 16 MiB, past the 8 MiB limit.
+    srv.post(&path("128_128_128", ""), vec![1u8; 16 << 20])
+        .expect(413);
+    srv.get(&format!("/api/node/{root}/seg/maxlabel"))
+        .expect(400);
+    let vol = Volume::filled([64, 64, 64], 42);
+    let packed = gzip(&vol.to_le_bytes());
+    srv.post(&path("64_64_64", "?compression=gzip"), packed)
+        .expect(200);
+    let seg = Seg {
+        srv: &srv,
+        uuid: root.clone(),
+        name: "seg".into(),
+        bs: [64; 3],
+    };
+    assert_eq!(seg.raw([0, 0, 0], [64, 64, 64], ""), vol);
+    assert_eq!(seg.size_of(42), Some(64 * 64 * 64));
+}

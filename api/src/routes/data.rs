@@ -51,9 +51,6 @@ pub async fn handle(
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
     let (body, stream) = if st.engine.streams_body(&uuid, &name, method, &keyword) {
         (Bytes::new(), Some(stream_body(body, limit)))
     } else {
@@ -86,10 +83,10 @@ fn too_large() -> ApiError {
 }
 
 /// The whole body, in one buffer sized from Content-Length so a large body is neither
-/// copied nor reallocated while it arrives.
+/// copied nor reallocated while it arrives. Past the limit it stops reading and answers 413.
 async fn collect_body(body: Body, declared: Option<u64>, limit: usize) -> ApiResult<Bytes> {
     let mut chunks = body.into_data_stream();
-    let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad(format!("reading the request body: {e}")))?;
         if out.len() + chunk.len() > limit {
@@ -101,29 +98,46 @@ async fn collect_body(body: Body, declared: Option<u64>, limit: usize) -> ApiRes
 }
 
 /// The body as a blocking reader fed while it arrives; a few chunks are buffered, so a slow
-/// consumer holds the client back instead of filling memory.
+/// consumer holds the client back instead of filling memory. When the handler stops reading
+/// early (it refused the request, or the body passed the limit), up to another limit's worth
+/// of the body is read and dropped, so the client finishes sending and reads the answer
+/// instead of a reset connection.
 fn stream_body(body: Body, limit: usize) -> BodyStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
     tokio::spawn(async move {
         let mut chunks = body.into_data_stream();
         let mut total = 0usize;
+        // Set once the handler stops reading: how much more to read and drop.
+        let mut drain: Option<usize> = None;
         while let Some(chunk) = chunks.next().await {
-            let item = match chunk {
-                Ok(b) if total + b.len() > limit => Err(std::io::Error::new(
+            let b = match chunk {
+                Ok(b) => b,
+                Err(e) => {
+                    let e = std::io::Error::other(format!("reading the request body: {e}"));
+                    if drain.is_none() {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                    break;
+                }
+            };
+            if let Some(left) = drain.as_mut() {
+                match left.checked_sub(b.len()) {
+                    Some(l) => *left = l,
+                    None => break,
+                }
+                continue;
+            }
+            total += b.len();
+            if total > limit {
+                let e = std::io::Error::new(
                     std::io::ErrorKind::FileTooLarge,
                     "request body exceeds the server's limit ([server] max_body_mb)",
-                )),
-                Ok(b) => {
-                    total += b.len();
-                    Ok(b)
-                }
-                Err(e) => Err(std::io::Error::other(format!(
-                    "reading the request body: {e}"
-                ))),
-            };
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
+                );
+                let _ = tx.send(Err(e)).await;
+                drain = Some(limit);
+            } else if tx.send(Ok(b)).await.is_err() {
+                // The handler is done (it refused the request).
+                drain = Some(limit);
             }
         }
     });

@@ -130,6 +130,18 @@ impl DataResponse {
     pub fn text(body: impl Into<String>) -> Self {
         Self::bytes("text/plain", body.into())
     }
+    /// A 200 whose body is produced chunk by chunk as the client reads it.
+    pub fn stream(
+        content_type: &'static str,
+        chunks: impl Iterator<Item = crate::Result<Bytes>> + Send + 'static,
+    ) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: Body::Stream(Box::new(chunks)),
+        }
+    }
     /// 200 with an empty body, DVID's answer to most successful POSTs.
     pub fn empty() -> Self {
         Self::bytes("text/plain", Bytes::new())

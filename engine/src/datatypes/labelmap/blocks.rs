@@ -8,12 +8,9 @@ use super::geom::{BlockCoord, VoxelBox, check_block_coord, parse_point, parse_si
 use super::ingest::{Given, Mode, Write, check_unique};
 use super::scale;
 use super::store::{self, Labels, deserialize};
-use crate::datatype::{Body, DataRequest, DataResponse};
+use crate::datatype::{DataRequest, DataResponse};
 use crate::instance::DataCtx;
 use crate::{Error, Result};
-
-/// Blocks a POST decodes at once.
-const BATCH_BYTES: usize = 128 << 20;
 
 /// Most blocks one `specificblocks` request may list.
 const MAX_SPECIFIC: usize = 1 << 20;
@@ -73,15 +70,6 @@ fn records(labels: &Labels, blocks: Vec<(BlockCoord, Vec<u8>)>, payload: Payload
     Ok(Bytes::from(parts.concat()))
 }
 
-fn stream(it: impl Iterator<Item = Result<Bytes>> + Send + 'static) -> DataResponse {
-    DataResponse {
-        status: 200,
-        content_type: "application/octet-stream",
-        headers: Vec::new(),
-        body: Body::Stream(Box::new(it)),
-    }
-}
-
 /// `GET blocks/<size>/<offset>`: every stored block of a block-aligned box, one (z, y) row of
 /// blocks per streamed chunk.
 pub fn get(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
@@ -111,7 +99,7 @@ pub fn get(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
         })?;
         records(&labels, blocks, payload)
     });
-    Ok(stream(it))
+    Ok(DataResponse::stream("application/octet-stream", it))
 }
 
 /// `GET specificblocks?blocks=x,y,z,…`: the listed blocks that exist, in the order listed.
@@ -230,7 +218,7 @@ pub fn post(
     let mutation_id = ctx.engine.next_mutation_id(&ctx.uuid)?;
     let lock = ctx.engine.instance_lock(ctx.instance.id);
     let _held = lock.lock();
-    let per_batch = (BATCH_BYTES / (block_voxels * 8)).max(1);
+    let per_batch = labels.blocks_per_batch();
     let mut buf = vec![0u64; per_batch.min(records.len()) * block_voxels];
     let mut write = Write::new(ctx, labels.clone(), mode, mutation_id);
     for batch in records.chunks(per_batch) {

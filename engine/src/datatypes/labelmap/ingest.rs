@@ -126,7 +126,7 @@ impl<'a> Write<'a> {
                     .into_par_iter()
                     .map(|g| {
                         let value = match (&g.gzipped, stored_as) {
-                            (Some(gz), Stored::Gzip(_)) => [&[0x40u8][..], gz].concat(),
+                            (Some(gz), Stored::Gzip(_)) => store::wrap_gzip(gz),
                             _ => stored_as.serialize(&g.raw),
                         };
                         (value, keep_raw.then_some(g.raw))

@@ -14,8 +14,8 @@ use super::store::{
     self, CLASS_CEILING, CLASS_INDEX, CLASS_MAX_LABEL, CLASS_NEXT_LABEL, Labels, encode_index,
     index_key, index_key_label,
 };
-use super::{one_segment, parse_label};
-use crate::datatype::{Body, DataRequest, DataResponse, Method};
+use super::{no_voxels as not_found, one_segment, parse_label};
+use crate::datatype::{DataRequest, DataResponse, Method};
 use crate::instance::DataCtx;
 use crate::{Error, Result};
 
@@ -80,10 +80,6 @@ fn json_labels(body: &[u8]) -> Result<Vec<u64>> {
 /// supervoxels themselves until proofreading maps them.
 fn index_for(labels: &Labels, label: u64) -> Result<Option<LabelIndex>> {
     labels.index(label)
-}
-
-fn not_found(label: u64) -> Error {
-    Error::not_found(format!("label {label} has no voxels"))
 }
 
 /// Voxels of `label`, or of the supervoxel `label` with `supervoxels=true`.
@@ -184,33 +180,17 @@ fn supervoxel_sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> 
 /// Indexed labels from `start` on, at most `limit` of them, with their index values.
 fn scan_labels(labels: &Labels, start: u64, limit: usize, sizes: bool) -> Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();
-    let mut err = None;
-    labels.store.range(
-        &labels.view,
-        &index_key(start),
-        Some(&[CLASS_INDEX, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
-        &mut |k, v| {
-            let r = index_key_label(k).and_then(|l| {
-                let n = if sizes {
-                    store::decode_index(v)?.num_voxels()
-                } else {
-                    0
-                };
-                Ok((l, n))
-            });
-            match r {
-                Ok(item) => {
-                    out.push(item);
-                    Ok(out.len() < limit)
-                }
-                Err(e) => {
-                    err = Some(e);
-                    Ok(false)
-                }
-            }
-        },
-    )?;
-    err.map_or(Ok(out), Err)
+    let last = [CLASS_INDEX, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+    labels.scan(&index_key(start), &last, &mut |k, v| {
+        let n = if sizes {
+            store::decode_index(v)?.num_voxels()
+        } else {
+            0
+        };
+        out.push((index_key_label(k)?, n));
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
 }
 
 /// Chunks of labels from `start` on, up to `limit` in all; `encode` turns a chunk into bytes.
@@ -251,18 +231,6 @@ impl<F: FnMut(&[(u64, u64)], bool) -> Vec<u8>> Iterator for Listing<F> {
     }
 }
 
-fn stream(
-    content_type: &'static str,
-    it: impl Iterator<Item = Result<Bytes>> + Send + 'static,
-) -> DataResponse {
-    DataResponse {
-        status: 200,
-        content_type,
-        headers: Vec::new(),
-        body: Body::Stream(Box::new(it)),
-    }
-}
-
 fn existing_labels(labels: &Labels) -> Result<DataResponse> {
     let list = Listing {
         labels: labels.clone(),
@@ -284,7 +252,7 @@ fn existing_labels(labels: &Labels) -> Result<DataResponse> {
     let it = std::iter::once(Ok(Bytes::from_static(b"[")))
         .chain(list)
         .chain(std::iter::once(Ok(Bytes::from_static(b"]"))));
-    Ok(stream("application/json", it))
+    Ok(DataResponse::stream("application/json", it))
 }
 
 fn listlabels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
@@ -323,7 +291,7 @@ fn listlabels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     };
     // A failure mid-stream ends the body with four zero u64s (spec §4.4).
     let it = list.map(|r| r.or_else(|_| Ok(Bytes::from_static(&[0u8; 32]))));
-    Ok(stream("application/octet-stream", it))
+    Ok(DataResponse::stream("application/octet-stream", it))
 }
 
 fn get_index(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {

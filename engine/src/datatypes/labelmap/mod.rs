@@ -156,12 +156,6 @@ impl Datatype for LabelmapType {
         }))
     }
 
-    fn is_mutation(&self, method: Method, keyword: &str) -> bool {
-        // GETs with bodies are reads; every POST here writes.
-        let _ = keyword;
-        matches!(method, Method::Post | Method::Put | Method::Delete)
-    }
-
     fn streams_body(&self, method: Method, keyword: &str) -> bool {
         method == Method::Post && keyword == "raw"
     }
@@ -223,6 +217,11 @@ pub fn parse_label(s: &str) -> Result<u64> {
             "{s:?} is not a label (a positive 64-bit integer)"
         ))),
     }
+}
+
+/// The 404 of a label with no voxels (in the requested bounds).
+pub fn no_voxels(label: u64) -> Error {
+    Error::not_found(format!("label {label} has no voxels here"))
 }
 
 /// The one path segment an endpoint takes.

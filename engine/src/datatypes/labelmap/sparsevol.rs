@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::geom::{BlockCoord, parse_point, unpack_block, zyx};
 use super::index::LabelIndex;
 use super::store::{self, Labels, index_key, index_key_label};
-use super::{one_segment, parse_label, scale, voxels};
+use super::{no_voxels as not_found, one_segment, parse_label, scale, voxels};
 use crate::compute::Run;
 use crate::datatype::{DataRequest, DataResponse, Query};
 use crate::{Error, Result};
@@ -283,10 +283,6 @@ fn compress(body: Vec<u8>, q: &Query) -> Result<Vec<u8>> {
     }
 }
 
-fn not_found(label: u64) -> Error {
-    Error::not_found(format!("label {label} has no voxels here"))
-}
-
 fn sparsevol_of(labels: &Labels, label: u64, req: &DataRequest) -> Result<DataResponse> {
     let q = &req.query;
     let scale = scale(&labels.cfg, q)?;
@@ -395,30 +391,13 @@ pub fn coarse_range(labels: &Labels, req: &DataRequest) -> Result<DataResponse> 
     }
     let bs = labels.cfg.block_size;
     let mut out = Vec::new();
-    let mut err = None;
-    labels.store.range(
-        &labels.view,
-        &index_key(beg),
-        Some(&index_key(end)),
-        &mut |k, v| {
-            let r = index_key_label(k).and_then(|l| Ok((l, store::decode_index(v)?)));
-            match r {
-                Ok((l, index)) => {
-                    let runs = coarse_runs(&index, None, &Bounds::OPEN, bs);
-                    out.extend_from_slice(&l.to_le_bytes());
-                    out.extend_from_slice(&(runs.len() as i32).to_le_bytes());
-                    out.extend_from_slice(&encode_rles(&runs, false));
-                    Ok(true)
-                }
-                Err(e) => {
-                    err = Some(e);
-                    Ok(false)
-                }
-            }
-        },
-    )?;
-    if let Some(e) = err {
-        return Err(e);
-    }
+    labels.scan(&index_key(beg), &index_key(end), &mut |k, v| {
+        let (l, index) = (index_key_label(k)?, store::decode_index(v)?);
+        let runs = coarse_runs(&index, None, &Bounds::OPEN, bs);
+        out.extend_from_slice(&l.to_le_bytes());
+        out.extend_from_slice(&(runs.len() as i32).to_le_bytes());
+        out.extend_from_slice(&encode_rles(&runs, false));
+        Ok(true)
+    })?;
     Ok(DataResponse::octets(out))
 }

@@ -120,6 +120,11 @@ impl Stored {
     }
 }
 
+/// A gzip stream as a stored value, passed through as it came.
+pub fn wrap_gzip(gz: &[u8]) -> Vec<u8> {
+    [&[FORMAT_GZIP][..], gz].concat()
+}
+
 /// A stored value as the DVID LZ4 serialization: `0x80 ‖ u32 LE length ‖ LZ4 block`.
 pub fn lz4_serialize(data: &[u8]) -> Vec<u8> {
     let mut out = vec![FORMAT_LZ4];
@@ -173,6 +178,9 @@ pub fn gunzip(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A scan visitor: sees each key and value, returns whether to go on.
+pub type KeyVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// A labelmap's data at one version, owned so streaming responses can carry it.
 #[derive(Clone)]
 pub struct Labels {
@@ -203,6 +211,21 @@ impl Labels {
         Ok(self.store.get(&self.view, &block_key(scale, c))?)
     }
 
+    /// Visits the keys in `[lo, hi]` visible at this version, in key order, until the
+    /// visitor returns false; a visitor error ends the scan and is returned.
+    pub fn scan(&self, lo: &[u8], hi: &[u8], visit: &mut KeyVisitor<'_>) -> Result<()> {
+        let mut err = None;
+        self.store
+            .range(&self.view, lo, Some(hi), &mut |k, v| match visit(k, v) {
+                Ok(more) => Ok(more),
+                Err(e) => {
+                    err = Some(e);
+                    Ok(false)
+                }
+            })?;
+        err.map_or(Ok(()), Err)
+    }
+
     /// Visits the stored blocks of the row (z, y) with x in `x0..=x1`, in x order.
     pub fn row(
         &self,
@@ -214,18 +237,15 @@ impl Labels {
         visit: &mut dyn FnMut(BlockCoord, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let (lo, hi) = (block_key(scale, [x0, y, z]), block_key(scale, [x1, y, z]));
-        let mut err = None;
-        self.store.range(&self.view, &lo, Some(&hi), &mut |k, v| {
-            let r = block_key_coord(k).and_then(|c| visit(c, v));
-            match r {
-                Ok(()) => Ok(true),
-                Err(e) => {
-                    err = Some(e);
-                    Ok(false)
-                }
-            }
-        })?;
-        err.map_or(Ok(()), Err)
+        self.scan(&lo, &hi, &mut |k, v| {
+            visit(block_key_coord(k)?, v)?;
+            Ok(true)
+        })
+    }
+
+    /// How many blocks batch work decodes or gathers at once: 128 MiB of voxels.
+    pub fn blocks_per_batch(&self) -> usize {
+        ((128 << 20) / (self.cfg.block_voxels() * 8)).max(1)
     }
 
     /// Decodes serialized blocks into `out` (block after block); checks each is this

@@ -10,7 +10,7 @@ use super::geom::{BlockCoord, VoxelBox, parse_point, parse_size};
 use super::ingest::{Mode, Write};
 use super::store::{self, Labels};
 use super::{cseg, scale};
-use crate::datatype::{Body, DataRequest, DataResponse};
+use crate::datatype::{DataRequest, DataResponse};
 use crate::instance::DataCtx;
 use crate::{Error, Result};
 
@@ -20,9 +20,6 @@ const CHUNK_BYTES: usize = 64 << 20;
 
 /// Largest response that has to be built whole (lz4, compressed_segmentation, PNG).
 const MAX_WHOLE_BYTES: usize = 1 << 30;
-
-/// Blocks decoded or gathered at once.
-const BATCH_BYTES: usize = 128 << 20;
 
 /// Which axes a request's `<dims>` names.
 enum Dims {
@@ -86,7 +83,7 @@ fn fill_planes(
         [bx.size[0], bx.size[1], (z1 - z0) as usize],
     )?;
     let (lo, hi) = sub.block_range(bs);
-    let per_batch = (BATCH_BYTES / (block_voxels * 8)).max(1);
+    let per_batch = labels.blocks_per_batch();
     let mut decoded = Vec::new();
     for bz in lo[2]..=hi[2] {
         for by in lo[1]..=hi[1] {
@@ -225,14 +222,17 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
                 z: bx.min[2],
             };
             match compression {
-                "" => Ok(stream(planes)),
-                "gzip" => Ok(stream(Gzipped {
-                    inner: planes,
-                    enc: Some(flate2::write::GzEncoder::new(
-                        Vec::new(),
-                        flate2::Compression::fast(),
-                    )),
-                })),
+                "" => Ok(DataResponse::stream("application/octet-stream", planes)),
+                "gzip" => Ok(DataResponse::stream(
+                    "application/octet-stream",
+                    Gzipped {
+                        inner: planes,
+                        enc: Some(flate2::write::GzEncoder::new(
+                            Vec::new(),
+                            flate2::Compression::fast(),
+                        )),
+                    },
+                )),
                 "lz4" => {
                     let v = read_box(labels, scale, &bx)?;
                     Ok(DataResponse::octets(lz4_flex::block::compress(&le_bytes(
@@ -271,15 +271,6 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
             };
             Ok(DataResponse::bytes("image/png", png_labels(&pixels, w, h)?))
         }
-    }
-}
-
-fn stream(it: impl Iterator<Item = Result<Bytes>> + Send + 'static) -> DataResponse {
-    DataResponse {
-        status: 200,
-        content_type: "application/octet-stream",
-        headers: Vec::new(),
-        body: Body::Stream(Box::new(it)),
     }
 }
 
@@ -417,7 +408,7 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
         downres: labels.cfg.max_downres_level > 0,
     };
     let block_voxels = labels.cfg.block_voxels();
-    let per_batch = (BATCH_BYTES / (block_voxels * 8)).max(1);
+    let per_batch = labels.blocks_per_batch();
     let (lo, hi) = bx.block_range(bs);
     let slab_bytes = bx.size[0] * bx.size[1] * bs[2] * 8;
     let layers = (hi[2] - lo[2] + 1) as usize;
