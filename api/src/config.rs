@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub min_mutation_id_start: Option<u64>,
     /// Largest accepted request body, in MiB.
     pub max_body_mb: Option<u64>,
+    /// Serve labelmap `POST split` (default true; DVID's `allowLabelmapSplit` defaults off).
+    #[serde(alias = "allowLabelmapSplit")]
+    pub allow_labelmap_split: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +134,7 @@ impl Config {
             instance_id_start: self.server.instance_id_start.unwrap_or(1),
             min_mutation_id_start: self.server.min_mutation_id_start.unwrap_or(0),
             compute,
+            allow_labelmap_split: self.server.allow_labelmap_split.unwrap_or(true),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The engine: every repo, version and instance of a server, persisted in the metadata store,
 //! and the entry points the API calls.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,8 @@ pub struct EngineOptions {
     pub min_mutation_id_start: u64,
     /// The kernel backend every datatype computes with, chosen once at start.
     pub compute: Arc<dyn Compute>,
+    /// Whether labelmap `POST split` is served (`[server] allow_labelmap_split`).
+    pub allow_labelmap_split: bool,
 }
 
 impl EngineOptions {
@@ -42,6 +45,7 @@ impl EngineOptions {
             instance_id_start: 1,
             min_mutation_id_start: 0,
             compute: Arc::new(CpuCompute::new()),
+            allow_labelmap_split: true,
         }
     }
 }
@@ -91,9 +95,11 @@ pub struct Engine {
     log_seq: AtomicU64,
     compute: Arc<dyn Compute>,
     sync: SyncBus,
-    /// One lock per instance id for read-modify-write work (label indices, pyramids) that
-    /// must not interleave with another write to the same instance.
-    instance_locks: parking_lot::Mutex<HashMap<u32, Arc<parking_lot::Mutex<()>>>>,
+    /// Per-instance state a datatype keeps in memory (locks, caches), by instance id.
+    instance_state: parking_lot::Mutex<HashMap<u32, Arc<dyn Any + Send + Sync>>>,
+    /// Counts mutation-log appends; log readers wait on it for new records.
+    log_appends: (parking_lot::Mutex<u64>, parking_lot::Condvar),
+    allow_labelmap_split: bool,
 }
 
 impl Engine {
@@ -172,7 +178,9 @@ impl Engine {
             log_seq: AtomicU64::new(0),
             compute: opts.compute,
             sync: SyncBus::default(),
-            instance_locks: Default::default(),
+            instance_state: Default::default(),
+            log_appends: Default::default(),
+            allow_labelmap_split: opts.allow_labelmap_split,
         }))
     }
 
@@ -192,9 +200,41 @@ impl Engine {
         &self.sync
     }
 
-    /// The write lock of instance `id`: held across a read-modify-write of its data.
-    pub fn instance_lock(&self, id: u32) -> Arc<parking_lot::Mutex<()>> {
-        self.instance_locks.lock().entry(id).or_default().clone()
+    /// The in-memory state a datatype keeps for instance `id`, made by `init` on first use.
+    /// Panics if the same instance is asked for state of two types (a datatype bug).
+    pub fn instance_state<T: Any + Send + Sync>(
+        &self,
+        id: u32,
+        init: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let state = self
+            .instance_state
+            .lock()
+            .entry(id)
+            .or_insert_with(|| Arc::new(init()))
+            .clone();
+        state
+            .downcast::<T>()
+            .unwrap_or_else(|_| panic!("instance {id} holds state of another type"))
+    }
+
+    pub fn allow_labelmap_split(&self) -> bool {
+        self.allow_labelmap_split
+    }
+
+    /// Tells log readers that records were appended (after the batch holding them committed).
+    pub fn log_appended(&self) {
+        *self.log_appends.0.lock() += 1;
+        self.log_appends.1.notify_all();
+    }
+
+    /// Waits until the append count differs from `seen` or `timeout` passes; returns the count.
+    pub fn wait_for_log(&self, seen: u64, timeout: std::time::Duration) -> u64 {
+        let mut n = self.log_appends.0.lock();
+        if *n == seen {
+            self.log_appends.1.wait_for(&mut n, timeout);
+        }
+        *n
     }
 
     pub fn datatypes(&self) -> impl Iterator<Item = &Arc<dyn Datatype>> {
@@ -680,6 +720,17 @@ impl Engine {
             self.stores[&alias].write(b)?;
         }
         Ok(())
+    }
+
+    /// The UUID of `version` in the repo holding `any_uuid`.
+    pub fn uuid_of_version(&self, any_uuid: &str, version: VersionId) -> Result<String> {
+        let state = self.state.read();
+        let (root, _) = match_uuid(&state, any_uuid)?;
+        state.repos[&root]
+            .nodes
+            .get(&version)
+            .map(|n| n.uuid.clone())
+            .ok_or_else(|| Error::Internal(format!("no node has version {version}")))
     }
 
     /// Versions from `begin` to `end` along `end`'s first-parent ancestry, oldest first.

@@ -3,10 +3,13 @@
 //!
 //! Key: `0x03 ‖ instance u32 BE ‖ version u32 BE ‖ sequence u64 BE`.
 
+use serde_json::Value;
 use tessera_storage::versioned::{prefix_end, space};
 use tessera_storage::{KvStore, VersionId, WriteBatch};
 
-use crate::Result;
+use crate::datatype::{DataRequest, DataResponse};
+use crate::instance::DataCtx;
+use crate::{Error, Result};
 
 fn prefix(instance: u32, version: VersionId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
@@ -32,11 +35,35 @@ pub fn append(
 }
 
 pub fn read(kv: &dyn KvStore, instance: u32, version: VersionId) -> Result<Vec<Vec<u8>>> {
-    let lo = prefix(instance, version);
-    let hi = prefix_end(&lo);
+    Ok(read_after(kv, instance, version, None)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// The records after sequence number `after` (all when `None`), with their sequence numbers.
+pub fn read_after(
+    kv: &dyn KvStore,
+    instance: u32,
+    version: VersionId,
+    after: Option<u64>,
+) -> Result<Vec<(u64, Vec<u8>)>> {
+    let base = prefix(instance, version);
+    let hi = prefix_end(&base);
+    let mut lo = base.clone();
+    if let Some(seq) = after {
+        match seq.checked_add(1) {
+            Some(next) => lo.extend_from_slice(&next.to_be_bytes()),
+            None => return Ok(Vec::new()),
+        }
+    }
     let mut out = Vec::new();
-    kv.scan(&lo, &hi, &mut |_, v| {
-        out.push(v.to_vec());
+    kv.scan(&lo, &hi, &mut |k, v| {
+        let seq = k[base.len()..]
+            .try_into()
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        out.push((seq, v.to_vec()));
         Ok(true)
     })?;
     Ok(out)
@@ -53,4 +80,85 @@ pub fn delete_all(kv: &dyn KvStore, instance: u32) -> Result<()> {
         Ok(true)
     })?;
     Ok(kv.write(batch)?)
+}
+
+/// DVID's `Timestamp` field: Go's `time.Time.String()` layout, in UTC.
+pub fn timestamp() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S%.f +0000 UTC")
+        .to_string()
+}
+
+/// `[rec,rec,...]` from raw JSON records, keeping only those whose `User` is `userid` when given.
+pub fn records_json(records: &[Vec<u8>], userid: Option<&str>) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(2 + records.iter().map(|r| r.len() + 1).sum::<usize>());
+    out.push(b'[');
+    let mut first = true;
+    for rec in records {
+        if let Some(user) = userid {
+            let v: Value = serde_json::from_slice(rec)
+                .map_err(|e| Error::Internal(format!("corrupt mutation record: {e}")))?;
+            if v.get("User").and_then(Value::as_str) != Some(user) {
+                continue;
+            }
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(rec);
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+/// `GET mutations[?userid=]`: the version's records.
+pub fn get_mutations(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let records = ctx.mutations()?;
+    let userid = req.query.get("userid").filter(|u| !u.is_empty());
+    Ok(DataResponse::bytes(
+        "application/json",
+        records_json(&records, userid)?,
+    ))
+}
+
+/// `GET mutations-range/<begin>/<end>`: the records of every version from begin to end.
+pub fn get_mutations_range(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let (begin, end) = match req.path.as_slice() {
+        [b, e] | [b, e, _] if req.path.get(2).is_none_or(|s| s.is_empty()) => (b, e),
+        _ => {
+            return Err(Error::bad(
+                "expected beginning and end UUIDs after \"mutations-range/\"",
+            ));
+        }
+    };
+    let records = ctx.mutations_range(begin, end)?;
+    let userid = req.query.get("userid").filter(|u| !u.is_empty());
+    Ok(DataResponse::bytes(
+        "application/json",
+        records_json(&records, userid)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_joined_raw() {
+        let recs = vec![
+            br#"{"Action":"postkv","User":"ann"}"#.to_vec(),
+            br#"{"Action":"delete"}"#.to_vec(),
+        ];
+        assert_eq!(
+            records_json(&recs, None).unwrap(),
+            br#"[{"Action":"postkv","User":"ann"},{"Action":"delete"}]"#
+        );
+        assert_eq!(
+            records_json(&recs, Some("ann")).unwrap(),
+            br#"[{"Action":"postkv","User":"ann"}]"#
+        );
+        assert_eq!(records_json(&recs, Some("bob")).unwrap(), b"[]");
+        assert_eq!(records_json(&[], None).unwrap(), b"[]");
+    }
 }

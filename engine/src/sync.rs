@@ -13,6 +13,9 @@ use tessera_storage::VersionId;
 /// Event names, as DVID spells them.
 pub const BLOCK_INGEST: &str = "BLOCK_INGEST";
 pub const BLOCK_MUTATE: &str = "BLOCK_MUTATE";
+pub const MERGE_BLOCK: &str = "MERGE_BLOCK";
+pub const SPLIT_LABEL: &str = "SPLIT_LABEL";
+pub const CLEAVE_LABEL: &str = "CLEAVE_LABEL";
 
 /// One scale-0 label block a write changed, in DVID's compressed label block format (spec
 /// §5.2, not gzipped): subscribers decode only the blocks they care about.
@@ -25,16 +28,43 @@ pub struct BlockChange {
     pub block: Bytes,
 }
 
+/// What an event says changed.
+#[derive(Debug, Clone)]
+pub enum Delta {
+    /// `BLOCK_INGEST`, `BLOCK_MUTATE`: rewritten blocks.
+    Blocks(Vec<BlockChange>),
+    /// `MERGE_BLOCK`: bodies merged into `target`; `blocks` are the target's blocks after the
+    /// merge, sorted (x, y, z coordinates in (z, y, x) order).
+    Merge {
+        target: u64,
+        merged: Vec<u64>,
+        blocks: Vec<[i32; 3]>,
+    },
+    /// `SPLIT_LABEL`: voxels of `target` now belong to `new_label`, in `blocks`.
+    Split {
+        target: u64,
+        new_label: u64,
+        blocks: Vec<[i32; 3]>,
+        voxels: u64,
+    },
+    /// `CLEAVE_LABEL`: supervoxels moved from `target` to `cleaved_label`.
+    Cleave {
+        target: u64,
+        cleaved_label: u64,
+        supervoxels: Vec<u64>,
+    },
+}
+
 /// One published event: what happened, to which instance, at which version.
 #[derive(Debug, Clone)]
 pub struct SyncEvent {
-    /// `BLOCK_INGEST`, `BLOCK_MUTATE`, …
+    /// `BLOCK_INGEST`, `MERGE_BLOCK`, …
     pub name: &'static str,
     /// DataUUID of the publishing instance.
     pub publisher: String,
     pub version: VersionId,
     pub mutation_id: u64,
-    pub blocks: Vec<BlockChange>,
+    pub delta: Delta,
 }
 
 type Topic = (String, &'static str);
@@ -86,7 +116,7 @@ mod tests {
             publisher: publisher.into(),
             version: 1,
             mutation_id: 7,
-            blocks: vec![],
+            delta: Delta::Blocks(vec![]),
         }
     }
 

@@ -12,7 +12,7 @@ use super::proto::{self, KeyValues};
 use super::range::{self, content_range, parse_range_header};
 use crate::datatype::{DataRequest, DataResponse, Method};
 use crate::instance::DataCtx;
-use crate::{Error, Result};
+use crate::{Error, Result, mutlog};
 
 pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     match (req.keyword.as_str(), req.method) {
@@ -25,8 +25,8 @@ pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         ("keyvalues", Method::Get) => get_keyvalues(ctx, req),
         ("keyvalues", Method::Post) => post_keyvalues(ctx, req),
         ("keyrangevalues", Method::Get) => get_keyrangevalues(ctx, req),
-        ("mutations", Method::Get) => get_mutations(ctx, req),
-        ("mutations-range", Method::Get) => get_mutations_range(ctx, req),
+        ("mutations", Method::Get) => mutlog::get_mutations(ctx, req),
+        ("mutations-range", Method::Get) => mutlog::get_mutations_range(ctx, req),
         (keyword, method) => Err(Error::bad(format!(
             "keyvalue endpoint {keyword:?} does not support the {} method",
             method.as_str()
@@ -90,13 +90,6 @@ fn head_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     }
 }
 
-/// DVID's `Timestamp` field: Go's `time.Time.String()` layout, in UTC.
-fn timestamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%d %H:%M:%S%.f +0000 UTC")
-        .to_string()
-}
-
 /// The mutation record of a stored value (`postkv`).
 pub fn postkv_record(uuid: &str, key: &str, bytes: usize) -> Value {
     // Fields in sorted order, as Go's JSON encoding of a map writes them.
@@ -104,7 +97,7 @@ pub fn postkv_record(uuid: &str, key: &str, bytes: usize) -> Value {
         "Action": "postkv",
         "Bytes": bytes,
         "Key": key,
-        "Timestamp": timestamp(),
+        "Timestamp": mutlog::timestamp(),
         "UUID": uuid,
     })
 }
@@ -114,7 +107,7 @@ pub fn delete_record(uuid: &str, key: &str) -> Value {
     json!({
         "Action": "delete",
         "Key": key,
-        "Timestamp": timestamp(),
+        "Timestamp": mutlog::timestamp(),
         "UUID": uuid,
     })
 }
@@ -213,76 +206,9 @@ fn get_keyrangevalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> 
     ))
 }
 
-/// `[rec,rec,...]` from raw JSON records, keeping only those whose `User` is `userid` when given.
-pub fn records_json(records: &[Vec<u8>], userid: Option<&str>) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(2 + records.iter().map(|r| r.len() + 1).sum::<usize>());
-    out.push(b'[');
-    let mut first = true;
-    for rec in records {
-        if let Some(user) = userid {
-            let v: Value = serde_json::from_slice(rec)
-                .map_err(|e| Error::Internal(format!("corrupt mutation record: {e}")))?;
-            if v.get("User").and_then(Value::as_str) != Some(user) {
-                continue;
-            }
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.extend_from_slice(rec);
-    }
-    out.push(b']');
-    Ok(out)
-}
-
-fn get_mutations(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let records = ctx.mutations()?;
-    let userid = req.query.get("userid").filter(|u| !u.is_empty());
-    Ok(DataResponse::bytes(
-        "application/json",
-        records_json(&records, userid)?,
-    ))
-}
-
-fn get_mutations_range(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let (begin, end) = match req.path.as_slice() {
-        [b, e] | [b, e, _] if req.path.get(2).is_none_or(|s| s.is_empty()) => (b, e),
-        _ => {
-            return Err(Error::bad(
-                "expected beginning and end UUIDs after \"mutations-range/\"",
-            ));
-        }
-    };
-    let records = ctx.mutations_range(begin, end)?;
-    let userid = req.query.get("userid").filter(|u| !u.is_empty());
-    Ok(DataResponse::bytes(
-        "application/json",
-        records_json(&records, userid)?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_are_joined_raw() {
-        let recs = vec![
-            br#"{"Action":"postkv","User":"ann"}"#.to_vec(),
-            br#"{"Action":"delete"}"#.to_vec(),
-        ];
-        assert_eq!(
-            records_json(&recs, None).unwrap(),
-            br#"[{"Action":"postkv","User":"ann"},{"Action":"delete"}]"#
-        );
-        assert_eq!(
-            records_json(&recs, Some("ann")).unwrap(),
-            br#"[{"Action":"postkv","User":"ann"}]"#
-        );
-        assert_eq!(records_json(&recs, Some("bob")).unwrap(), b"[]");
-        assert_eq!(records_json(&[], None).unwrap(), b"[]");
-    }
 
     #[test]
     fn record_shapes() {

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::geom::{BlockCoord, VoxelBox, check_block_coord, parse_point, parse_size};
 use super::ingest::{Given, Mode, Write, check_unique};
 use super::scale;
+use super::state::state;
 use super::store::{self, Labels, deserialize};
 use crate::datatype::{DataRequest, DataResponse};
 use crate::instance::DataCtx;
@@ -41,10 +42,14 @@ fn parse_payload(q: Option<&str>, default: Payload) -> Result<Payload> {
 /// One stored block as a record's payload.
 fn transcode(labels: &Labels, stored: &[u8], payload: Payload) -> Result<Vec<u8>> {
     if let Payload::Blocks = payload {
-        return store::gzip_payload(stored);
+        let mut block = deserialize(stored)?;
+        if !labels.map_reads || !store::map_table(&mut block, &labels.mapping)? {
+            return store::gzip_payload(stored);
+        }
+        return Ok(store::gzip(&block, 1));
     }
     let mut voxels = vec![0u64; labels.cfg.block_voxels()];
-    labels.decode_blocks(&[&deserialize(stored)?], &mut voxels)?;
+    labels.decode_mapped(&[stored.to_vec()], &mut voxels)?;
     let raw: &[u8] = bytemuck::cast_slice(&voxels);
     Ok(match payload {
         Payload::Uncompressed => raw.to_vec(),
@@ -216,11 +221,12 @@ pub fn post(
     // A labels.Block can't be larger than a table entry and an index per voxel plus packing.
     let limit = block_voxels * 16 + (1 << 20);
     let mutation_id = ctx.engine.next_mutation_id(&ctx.uuid)?;
-    let lock = ctx.engine.instance_lock(ctx.instance.id);
-    let _held = lock.lock();
+    let st = state(ctx);
+    let _writes = st.writes.write();
+    let mapping = labels.mapping.clone();
     let per_batch = labels.blocks_per_batch();
     let mut buf = vec![0u64; per_batch.min(records.len()) * block_voxels];
-    let mut write = Write::new(ctx, labels.clone(), mode, mutation_id);
+    let mut write = Write::new(ctx, labels.clone(), mode, mutation_id, mapping);
     for batch in records.chunks(per_batch) {
         let given: Vec<Given> = batch
             .par_iter()

@@ -79,24 +79,31 @@ pub struct IndexUpdate {
 
 impl IndexUpdate {
     /// Records one rewritten block: `old` lists (a superset of) the supervoxels it held
-    /// before, `new` its counts now. `body_of` maps a supervoxel to its body.
+    /// before, `new` its counts now. `old_body` maps a supervoxel to its body before the
+    /// write, `new_body` after it (they differ only for relabelling writes); body 0 (a retired
+    /// supervoxel, or background) is never indexed.
     pub fn add_block(
         &mut self,
         block: u64,
         old: &[u64],
         new: &BlockCounts,
-        body_of: impl Fn(u64) -> u64,
+        old_body: impl Fn(u64) -> u64,
+        new_body: impl Fn(u64) -> u64,
     ) {
         for (&sv, &n) in new.labels.iter().zip(&new.counts) {
-            if sv != 0 {
-                let entry = self.bodies.entry(body_of(sv)).or_default();
+            let body = new_body(sv);
+            if sv != 0 && body != 0 {
+                let entry = self.bodies.entry(body).or_default();
                 entry.entry(block).or_default().push((sv, n));
             }
         }
+        // Bodies that held supervoxels here before get their entry for the block rewritten,
+        // emptied if none of their supervoxels remain.
         for &sv in old {
-            if sv != 0 && new.labels.binary_search(&sv).is_err() {
+            let body = old_body(sv);
+            if sv != 0 && body != 0 {
                 self.bodies
-                    .entry(body_of(sv))
+                    .entry(body)
                     .or_default()
                     .entry(block)
                     .or_default();
@@ -140,16 +147,16 @@ mod tests {
             ..Default::default()
         };
         let mut first = IndexUpdate::default();
-        first.add_block(1, &[], &counts(&[(0, 10), (5, 4)]), |sv| sv);
-        first.add_block(2, &[], &counts(&[(5, 6), (6, 1)]), |sv| sv);
+        first.add_block(1, &[], &counts(&[(0, 10), (5, 4)]), |sv| sv, |sv| sv);
+        first.add_block(2, &[], &counts(&[(5, 6), (6, 1)]), |sv| sv, |sv| sv);
         IndexUpdate::apply(&mut index, &first.bodies[&5]);
         assert_eq!(index.num_voxels(), 10);
         assert!(!first.bodies.contains_key(&0));
 
         // Block 1 is rewritten without label 5; block 2 keeps it with a new count.
         let mut second = IndexUpdate::default();
-        second.add_block(1, &[0, 5], &counts(&[(7, 14)]), |sv| sv);
-        second.add_block(2, &[5, 6], &counts(&[(5, 7)]), |sv| sv);
+        second.add_block(1, &[0, 5], &counts(&[(7, 14)]), |sv| sv, |sv| sv);
+        second.add_block(2, &[5, 6], &counts(&[(5, 7)]), |sv| sv, |sv| sv);
         IndexUpdate::apply(&mut index, &second.bodies[&5]);
         assert_eq!(index.blocks.len(), 1);
         assert_eq!(index.num_voxels(), 7);

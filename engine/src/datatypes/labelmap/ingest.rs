@@ -3,7 +3,8 @@
 //! one storage batch that commits before the request returns (spec §4.4; DVID updates the
 //! index asynchronously, Tessera before replying — see docs/compatibility.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,14 +14,14 @@ use tessera_storage::versioned::{delete_into, put_into};
 
 use super::geom::{BlockCoord, pack_block};
 use super::index::IndexUpdate;
+use super::mapping::Mapping;
 use super::pyramid::Level;
 use super::store::{
     self, CLASS_EXTENTS, CLASS_MAX_LABEL, Labels, Stored, block_key, deserialize, encode_index,
     index_key,
 };
-use crate::compute::codec;
 use crate::instance::DataCtx;
-use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, SyncEvent};
+use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta, SyncEvent};
 use crate::{Error, Result};
 
 /// What a write updates besides the blocks themselves.
@@ -69,13 +70,26 @@ pub struct Write<'a> {
     extents: Option<([i64; 3], [i64; 3])>,
     max_label: u64,
     events: Option<Vec<BlockChange>>,
+    /// The mapping before the write, and what the write changes in it (splits give
+    /// supervoxels new ids); supervoxels of the old blocks are counted under their old bodies.
+    before: Arc<Mapping>,
+    after: HashMap<u64, u64>,
+    /// The bodies whose indices this write may change (all when `None`): a split rewrites
+    /// blocks other bodies share, whose counts don't change and whose locks it doesn't hold.
+    only: Option<HashSet<u64>>,
     blocks: usize,
     timings: Timings,
     started: Instant,
 }
 
 impl<'a> Write<'a> {
-    pub fn new(ctx: &'a DataCtx, labels: Labels, mode: Mode, mutation_id: u64) -> Write<'a> {
+    pub fn new(
+        ctx: &'a DataCtx,
+        labels: Labels,
+        mode: Mode,
+        mutation_id: u64,
+        mapping: Arc<Mapping>,
+    ) -> Write<'a> {
         let publisher = &ctx.instance.data_uuid;
         let bus = ctx.engine.sync_bus();
         let subscribed = bus.has_subscribers(publisher, BLOCK_INGEST)
@@ -92,10 +106,25 @@ impl<'a> Write<'a> {
             extents: None,
             max_label: 0,
             events: (mode.track && subscribed).then(Vec::new),
+            before: mapping,
+            after: HashMap::new(),
+            only: None,
             blocks: 0,
             timings: Timings::default(),
             started: Instant::now(),
         }
+    }
+
+    /// Makes this write a relabelling: `after` holds the mapping changes it commits, and only
+    /// the indices of `only` are updated.
+    pub fn relabel(&mut self, after: HashMap<u64, u64>, only: HashSet<u64>) {
+        self.after = after;
+        self.only = Some(only);
+    }
+
+    /// The batch the write commits, for a mutation's other records.
+    pub fn batch(&mut self) -> &mut WriteBatch {
+        &mut self.batch
     }
 
     /// Adds a batch of new blocks at `coords` whose voxels are `voxels`, one block after
@@ -150,11 +179,17 @@ impl<'a> Write<'a> {
                 timed(&mut t.index, || -> Result<()> {
                     for ((c, old), new) in coords.iter().zip(&old_raw).zip(&counts) {
                         let old_labels = match old {
-                            Some(b) => table_labels(b)?,
+                            Some(b) => store::table_labels(b)?,
                             None => Vec::new(),
                         };
-                        self.index
-                            .add_block(pack_block(*c), &old_labels, new, |sv| sv);
+                        let (before, after) = (&self.before, &self.after);
+                        self.index.add_block(
+                            pack_block(*c),
+                            &old_labels,
+                            new,
+                            |sv| before.body(sv),
+                            |sv| after.get(&sv).copied().unwrap_or_else(|| before.body(sv)),
+                        );
                         if let Some(&top) = new.labels.last() {
                             self.max_label = self.max_label.max(top);
                         }
@@ -214,6 +249,9 @@ impl<'a> Write<'a> {
         if self.mode.index {
             self.finish_index()?;
         }
+        // Allocations read and raise the max label too; hold theirs until the batch commits.
+        let st = super::state::state(self.ctx);
+        let _alloc = st.alloc.lock();
         if self.mode.index && self.max_label > 0 {
             self.raise_max_label(self.max_label)?;
         }
@@ -258,7 +296,7 @@ impl<'a> Write<'a> {
                     publisher: self.ctx.instance.data_uuid.clone(),
                     version: self.labels.view.version,
                     mutation_id: self.mutation_id,
-                    blocks,
+                    delta: Delta::Blocks(blocks),
                 });
             }
         }
@@ -301,7 +339,10 @@ impl<'a> Write<'a> {
         let user = self.ctx.user.clone().unwrap_or_default();
         let app = self.ctx.app.clone().unwrap_or_default();
         let mutation_id = self.mutation_id;
-        let bodies = std::mem::take(&mut self.index.bodies);
+        let mut bodies = std::mem::take(&mut self.index.bodies);
+        if let Some(only) = &self.only {
+            bodies.retain(|b, _| only.contains(b));
+        }
         let updated: Vec<(u64, Option<Vec<u8>>)> = timed(&mut self.timings.index, || {
             bodies
                 .into_par_iter()
@@ -341,20 +382,6 @@ impl<'a> Write<'a> {
         }
         Ok(())
     }
-}
-
-/// The label table of a labels.Block: every supervoxel it can hold.
-fn table_labels(block: &[u8]) -> Result<Vec<u64>> {
-    let h = codec::header(block)?;
-    let mut out: Vec<u64> = (0..h.n)
-        .map(|i| {
-            let at = h.table_at + 8 * i;
-            u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"))
-        })
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
 }
 
 /// This version's max label: the largest over it and its ancestors, so a child never reports

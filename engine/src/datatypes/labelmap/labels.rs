@@ -10,6 +10,7 @@ use tessera_storage::versioned::{delete_into, put_into};
 use super::geom::unpack_block;
 use super::index::{LabelIndex, LabelIndices};
 use super::ingest::max_label;
+use super::state::state;
 use super::store::{
     self, CLASS_CEILING, CLASS_INDEX, CLASS_MAX_LABEL, CLASS_NEXT_LABEL, Labels, encode_index,
     index_key, index_key_label,
@@ -78,13 +79,21 @@ fn json_labels(body: &[u8]) -> Result<Vec<u64>> {
 
 /// The index holding `label`: its own, or with `supervoxels=true` its body's. Bodies are the
 /// supervoxels themselves until proofreading maps them.
-fn index_for(labels: &Labels, label: u64) -> Result<Option<LabelIndex>> {
-    labels.index(label)
+pub fn index_for(labels: &Labels, label: u64, supervoxels: bool) -> Result<Option<LabelIndex>> {
+    let body = if supervoxels {
+        labels.body(label)
+    } else {
+        label
+    };
+    if body == 0 {
+        return Ok(None);
+    }
+    labels.index(body)
 }
 
 /// Voxels of `label`, or of the supervoxel `label` with `supervoxels=true`.
 fn voxels_of(labels: &Labels, label: u64, supervoxels: bool) -> Result<u64> {
-    Ok(match index_for(labels, label)? {
+    Ok(match index_for(labels, label, supervoxels)? {
         None => 0,
         Some(i) if supervoxels => i.supervoxel_sizes().get(&label).copied().unwrap_or(0),
         Some(i) => i.num_voxels(),
@@ -121,9 +130,10 @@ fn sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 
 fn sparsevol_size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(one_segment(req, "<label>")?)?;
-    let index = index_for(labels, label)?.ok_or_else(|| not_found(label))?;
+    let supervoxels = req.query.flag("supervoxels");
+    let index = index_for(labels, label, supervoxels)?.ok_or_else(|| not_found(label))?;
     let svs = [label];
-    let only = req.query.flag("supervoxels").then_some(&svs[..]);
+    let only = supervoxels.then_some(&svs[..]);
     let blocks = index.blocks_with(only);
     if blocks.is_empty() {
         return Err(not_found(label));
@@ -158,14 +168,14 @@ fn sparsevol_size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 
 fn supervoxels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(one_segment(req, "<label>")?)?;
-    let index = index_for(labels, label)?.ok_or_else(|| not_found(label))?;
+    let index = index_for(labels, label, false)?.ok_or_else(|| not_found(label))?;
     let svs: Vec<u64> = index.supervoxel_sizes().into_keys().collect();
     Ok(DataResponse::json(&serde_json::json!(svs)))
 }
 
 fn supervoxel_sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(one_segment(req, "<label>")?)?;
-    let index = index_for(labels, label)?.ok_or_else(|| not_found(label))?;
+    let index = index_for(labels, label, false)?.ok_or_else(|| not_found(label))?;
     let (svs, sizes): (Vec<u64>, Vec<u64>) = index.supervoxel_sizes().into_iter().unzip();
     Ok(DataResponse::bytes(
         "application/json",
@@ -332,8 +342,8 @@ fn store_indices(ctx: &DataCtx, labels: &Labels, indices: Vec<LabelIndex>) -> Re
             put_into(&mut batch, &labels.view, &key, &encode_index(index));
         }
     }
-    let lock = ctx.engine.instance_lock(ctx.instance.id);
-    let _held = lock.lock();
+    let st = state(ctx);
+    let _writes = st.writes.write();
     labels.store.write(batch)?;
     Ok(())
 }
@@ -487,8 +497,8 @@ fn post_maxlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     if n == 0 || n > MAX_SETTABLE_LABEL {
         return Err(Error::bad(format!("maxlabel {n} must be from 1 to 2^48")));
     }
-    let lock = ctx.engine.instance_lock(ctx.instance.id);
-    let _held = lock.lock();
+    let st = state(ctx);
+    let _alloc = st.alloc.lock();
     let mut batch = WriteBatch::new();
     put_max_label(&mut batch, labels, n)?;
     labels.store.write(batch)?;
@@ -502,8 +512,19 @@ fn post_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<D
         .ok()
         .filter(|c| (1..=MAX_SETTABLE_LABEL).contains(c))
         .ok_or_else(|| Error::bad("nextlabel/<count> needs a count from 1 to 2^48"))?;
-    let lock = ctx.engine.instance_lock(ctx.instance.id);
-    let _held = lock.lock();
+    let start = allocate(ctx, labels, count)?;
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!("{{\"start\": {start}, \"end\": {}}}", start + count - 1),
+    ))
+}
+
+/// Reserves `count` new labels and returns the first (spec §4.4 "New label allocation"): from
+/// NextLabel + 1 when set, else from the repo's max label + 1; the version's max label rises to
+/// the last. Committed at once, so a mutation that fails afterwards still consumed them.
+pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
+    let st = state(ctx);
+    let _alloc = st.alloc.lock();
     let next = next_label_setting(labels)?;
     let start = allocation_base(labels)? + 1;
     let end = start + count - 1;
@@ -524,10 +545,7 @@ fn post_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<D
     }
     put_max_label(&mut batch, labels, end)?;
     labels.store.write(batch)?;
-    Ok(DataResponse::bytes(
-        "application/json",
-        format!("{{\"start\": {start}, \"end\": {end}}}"),
-    ))
+    Ok(start)
 }
 
 fn set_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
@@ -550,8 +568,8 @@ fn set_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
             "ceiling {c} must be above the next label {label}"
         )));
     }
-    let lock = ctx.engine.instance_lock(ctx.instance.id);
-    let _held = lock.lock();
+    let st = state(ctx);
+    let _alloc = st.alloc.lock();
     let mut batch = WriteBatch::new();
     let view = labels.repo_view();
     put_into(&mut batch, &view, &[CLASS_NEXT_LABEL], &label.to_le_bytes());

@@ -16,8 +16,12 @@ pub mod geom;
 pub mod index;
 pub mod ingest;
 mod labels;
+mod log;
+pub mod mapping;
+mod mutate;
 pub mod pyramid;
 mod sparsevol;
+mod state;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -60,6 +64,16 @@ const KEYWORDS: &[&str] = &[
     "sparsevol-by-point",
     "sparsevol-coarse",
     "sparsevols-coarse",
+    "merge",
+    "renumber",
+    "cleave",
+    "split",
+    "split-supervoxel",
+    "mapping",
+    "mappings",
+    "supervoxel-splits",
+    "mutations",
+    "mutations-range",
 ];
 
 /// Endpoints that need the label index (spec §4.4: 400 when IndexedLabels is false).
@@ -70,6 +84,11 @@ const NEED_INDEX: &[&str] = &[
     "sparsevols-coarse",
     "maxlabel",
     "nextlabel",
+    "split-supervoxel",
+    "split",
+    "cleave",
+    "merge",
+    "renumber",
 ];
 
 const HELP: &str = include_str!("help.txt");
@@ -162,6 +181,8 @@ impl Datatype for LabelmapType {
 
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         let labels = Labels::new(ctx)?;
+        let mapping = state::state(ctx).mapping(&labels)?;
+        let labels = labels.with_mapping(mapping, req.query.flag("supervoxels"));
         let kw = req.keyword.as_str();
         if !labels.cfg.indexed_labels && NEED_INDEX.contains(&kw) {
             return Err(Error::bad(format!(
@@ -188,6 +209,13 @@ impl Datatype for LabelmapType {
             (Method::Get, "sparsevol-by-point") => sparsevol::by_point(&labels, req),
             (Method::Get, "sparsevol-coarse") => sparsevol::coarse(&labels, req),
             (Method::Get, "sparsevols-coarse") => sparsevol::coarse_range(&labels, req),
+            (Method::Post, "merge") => mutate::merge(ctx, &labels, req),
+            (Method::Post, "renumber") => mutate::renumber(ctx, &labels, req),
+            (Method::Post, "cleave") => mutate::cleave(ctx, &labels, req),
+            (Method::Post, "split") => mutate::split(ctx, &labels, req),
+            (Method::Post, "split-supervoxel") => mutate::split_supervoxel(ctx, &labels, req),
+            (_, "mapping" | "mappings" | "supervoxel-splits") => mapping::handle(ctx, &labels, req),
+            (Method::Get, "mutations" | "mutations-range") => log::handle(ctx, req),
             _ => labels::handle(ctx, &labels, req),
         }
     }

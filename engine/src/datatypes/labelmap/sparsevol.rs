@@ -89,7 +89,7 @@ fn wanted(
     scale: u8,
     bounds: &Bounds,
 ) -> Result<Option<Wanted>> {
-    let Some(index) = labels.index(label)? else {
+    let Some(index) = super::labels::index_for(labels, label, supervoxels)? else {
         return Ok(None);
     };
     let svs: Vec<u64> = if supervoxels {
@@ -360,9 +360,11 @@ fn coarse_runs(
 
 pub fn coarse(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(one_segment(req, "<label>")?)?;
-    let index = labels.index(label)?.ok_or_else(|| not_found(label))?;
+    let supervoxels = req.query.flag("supervoxels");
+    let index =
+        super::labels::index_for(labels, label, supervoxels)?.ok_or_else(|| not_found(label))?;
     let svs = [label];
-    let only = req.query.flag("supervoxels").then_some(&svs[..]);
+    let only = supervoxels.then_some(&svs[..]);
     let runs = coarse_runs(
         &index,
         only,

@@ -20,6 +20,7 @@ use tessera_storage::{VersionId, VersionedStore, View};
 use super::config::Config;
 use super::geom::BlockCoord;
 use super::index::LabelIndex;
+use super::mapping::Mapping;
 use crate::compute::{Compute, Shape, codec};
 use crate::instance::DataCtx;
 use crate::{Error, Result};
@@ -189,6 +190,11 @@ pub struct Labels {
     pub cfg: Arc<Config>,
     pub stored: Stored,
     pub compute: Arc<dyn Compute>,
+    /// The version's supervoxel → body mapping (empty until `with_mapping`).
+    pub mapping: Arc<Mapping>,
+    /// Whether reads map supervoxels to bodies (`decode_mapped`); false for
+    /// `supervoxels=true`.
+    pub map_reads: bool,
 }
 
 impl Labels {
@@ -199,7 +205,21 @@ impl Labels {
             cfg: Arc::new(Config::from_json(&ctx.instance.config)?),
             stored: Stored::from_setting(&ctx.instance.compression)?,
             compute: ctx.engine.compute().clone(),
+            mapping: Arc::default(),
+            map_reads: false,
         })
+    }
+
+    /// These labels with the version's mapping, applied to reads unless `supervoxels`.
+    pub fn with_mapping(mut self, mapping: Arc<Mapping>, supervoxels: bool) -> Labels {
+        self.mapping = mapping;
+        self.map_reads = !supervoxels;
+        self
+    }
+
+    /// The body a supervoxel belongs to at this version (0: retired).
+    pub fn body(&self, sv: u64) -> u64 {
+        self.mapping.body(sv)
     }
 
     pub fn block_shape(&self) -> Shape {
@@ -262,6 +282,32 @@ impl Labels {
         self.decode_blocks(&refs, out)
     }
 
+    /// `decode_stored`, then each supervoxel mapped to its body when reads are mapped.
+    pub fn decode_mapped(&self, stored: &[Vec<u8>], out: &mut [u64]) -> Result<()> {
+        if !self.map_reads {
+            return self.decode_stored(stored, out);
+        }
+        let raw: Vec<Vec<u8>> = {
+            use rayon::prelude::*;
+            stored
+                .par_iter()
+                .map(|s| deserialize(s))
+                .collect::<Result<_>>()?
+        };
+        let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
+        self.decode_blocks(&refs, out)?;
+        let mut present = Vec::new();
+        for b in &refs {
+            present.extend(table_labels(b)?);
+        }
+        present.sort_unstable();
+        present.dedup();
+        if let Some(table) = self.mapping.table_for(&present) {
+            self.compute.relabel(out, &table)?;
+        }
+        Ok(())
+    }
+
     /// Decodes labels.Block byte strings into `out`, checking their size.
     pub fn decode_blocks(&self, blocks: &[&[u8]], out: &mut [u64]) -> Result<()> {
         if blocks.is_empty() {
@@ -315,6 +361,37 @@ impl Labels {
             ..self.view.clone()
         }
     }
+}
+
+/// The label table of a labels.Block, sorted and deduplicated: every supervoxel it can hold.
+pub fn table_labels(block: &[u8]) -> Result<Vec<u64>> {
+    let h = codec::header(block)?;
+    let mut out: Vec<u64> = (0..h.n)
+        .map(|i| {
+            let at = h.table_at + 8 * i;
+            u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Maps a labels.Block's label table in place (the table may then hold duplicates, which the
+/// format allows); returns whether any label changed.
+pub fn map_table(block: &mut [u8], mapping: &Mapping) -> Result<bool> {
+    let h = codec::header(block)?;
+    let mut changed = false;
+    for i in 0..h.n {
+        let at = h.table_at + 8 * i;
+        let l = u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"));
+        let body = mapping.body(l);
+        if body != l {
+            block[at..at + 8].copy_from_slice(&body.to_le_bytes());
+            changed = true;
+        }
+    }
+    Ok(changed)
 }
 
 pub fn decode_index(stored: &[u8]) -> Result<LabelIndex> {

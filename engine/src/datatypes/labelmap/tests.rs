@@ -12,7 +12,7 @@ use crate::Engine;
 use crate::compute::{Shape, codec};
 use crate::datatype::{Body, DataRequest, DataResponse, Method, Query, Settings};
 use crate::engine::{Caller, EngineOptions};
-use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE};
+use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta, SyncEvent};
 use crate::{Error, Result};
 
 const B: usize = 16;
@@ -105,6 +105,13 @@ fn volume(size: [usize; 3], f: impl Fn(usize, usize, usize) -> u64) -> Vec<u8> {
     out
 }
 
+fn changed(e: &SyncEvent) -> &[BlockChange] {
+    match &e.delta {
+        Delta::Blocks(b) => b,
+        other => panic!("expected block changes, got {other:?}"),
+    }
+}
+
 #[test]
 fn writes_publish_ingest_then_mutate_events_after_commit() {
     let fx = setup();
@@ -121,11 +128,12 @@ fn writes_publish_ingest_then_mutate_events_after_commit() {
     )
     .unwrap();
     let e = ingest.try_recv().expect("a BLOCK_INGEST event");
-    assert_eq!(e.blocks.len(), 2);
-    assert!(e.blocks.iter().all(|b| b.prev.is_none()));
-    let (shape, voxels) = codec::decode(&e.blocks[1].block).unwrap();
+    let blocks = changed(&e);
+    assert_eq!(blocks.len(), 2);
+    assert!(blocks.iter().all(|b| b.prev.is_none()));
+    let (shape, voxels) = codec::decode(&blocks[1].block).unwrap();
     assert_eq!(shape, Shape::cube(B));
-    assert_eq!(voxels[0], 1 + e.blocks[1].coord[0] as u64);
+    assert_eq!(voxels[0], 1 + blocks[1].coord[0] as u64);
     assert!(mutate.try_recv().is_err());
 
     let one = volume([B, B, B], |_, _, _| 9);
@@ -138,13 +146,14 @@ fn writes_publish_ingest_then_mutate_events_after_commit() {
     )
     .unwrap();
     let e = mutate.try_recv().expect("a BLOCK_MUTATE event");
-    assert_eq!(e.blocks.len(), 1);
-    assert_eq!(e.blocks[0].coord, [1, 0, 0]);
+    let blocks = changed(&e);
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].coord, [1, 0, 0]);
     assert_eq!(
-        codec::decode(e.blocks[0].prev.as_ref().unwrap()).unwrap().1[0],
+        codec::decode(blocks[0].prev.as_ref().unwrap()).unwrap().1[0],
         2
     );
-    assert_eq!(codec::decode(&e.blocks[0].block).unwrap().1[0], 9);
+    assert_eq!(codec::decode(&blocks[0].block).unwrap().1[0], 9);
     assert!(e.mutation_id > 0);
 
     // A refused write publishes nothing; ingest-supervoxels doesn't sync (spec §4.4).

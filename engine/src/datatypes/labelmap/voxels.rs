@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::geom::{BlockCoord, VoxelBox, parse_point, parse_size};
 use super::ingest::{Mode, Write};
+use super::state::state;
 use super::store::{self, Labels};
 use super::{cseg, scale};
 use crate::datatype::{DataRequest, DataResponse};
@@ -96,7 +97,7 @@ fn fill_planes(
             })?;
             for (cs, vs) in coords.chunks(per_batch).zip(values.chunks(per_batch)) {
                 decoded.resize(cs.len() * block_voxels, 0);
-                labels.decode_stored(vs, &mut decoded)?;
+                labels.decode_mapped(vs, &mut decoded)?;
                 for (c, block) in cs.iter().zip(decoded.chunks(block_voxels)) {
                     copy_block(block, *c, bs, &sub, out);
                 }
@@ -399,8 +400,9 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
         }
     };
     let mutation_id = ctx.engine.next_mutation_id(&ctx.uuid)?;
-    let lock = ctx.engine.instance_lock(ctx.instance.id);
-    let _held = lock.lock();
+    let st = state(ctx);
+    let _writes = st.writes.write();
+    let mapping = labels.mapping.clone();
     let mode = Mode {
         scale: 0,
         index: labels.cfg.indexed_labels,
@@ -412,7 +414,7 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
     let (lo, hi) = bx.block_range(bs);
     let slab_bytes = bx.size[0] * bx.size[1] * bs[2] * 8;
     let layers = (hi[2] - lo[2] + 1) as usize;
-    let mut write = Write::new(ctx, labels, mode, mutation_id);
+    let mut write = Write::new(ctx, labels, mode, mutation_id, mapping);
     let mut buf = vec![0u64; per_batch.min(bx.voxels() / block_voxels) * block_voxels];
     std::thread::scope(|s| -> Result<()> {
         // Two slab buffers travel between the reader and this thread.
@@ -515,7 +517,7 @@ pub(super) fn label_at(
             None => Vec::new(),
             Some(s) => {
                 let mut out = vec![0u64; labels.cfg.block_voxels()];
-                labels.decode_stored(&[s], &mut out)?;
+                labels.decode_mapped(&[s], &mut out)?;
                 out
             }
         };

@@ -1,0 +1,709 @@
+//! Proofreading mutations (spec §4.4 "Mutations", §5.7, §7.2): merge, renumber and cleave
+//! change only the mapping and the label index; split and split-supervoxel give supervoxels
+//! new ids, rewriting their blocks with the `split_apply` and `relabel` kernels and
+//! recomputing those blocks' pyramid levels. Each commits as one storage batch with its
+//! mutation record, then updates the cached mapping and publishes its sync event.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{Value, json};
+use tessera_storage::WriteBatch;
+use tessera_storage::versioned::{delete_into, put_into};
+
+use super::geom::{BlockCoord, pack_block, unpack_block, zyx};
+use super::index::{LabelIndex, SvCount};
+use super::ingest::{Mode, Write};
+use super::labels::allocate;
+use super::mapping::{put_changes, put_sv_split};
+use super::state::state;
+use super::store::{Labels, encode_index, index_key};
+use super::{one_segment, parse_label};
+use crate::compute::{LabelTable, Run, Shape};
+use crate::datatype::{DataRequest, DataResponse};
+use crate::instance::DataCtx;
+use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL, SyncEvent};
+use crate::{Error, Result, mutlog};
+
+fn json_list(body: &[u8], what: &str) -> Result<Vec<u64>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::bad(format!("{what} body must be a JSON list of labels: {e}")))
+}
+
+fn must_index(labels: &Labels, label: u64, role: &str) -> Result<LabelIndex> {
+    labels
+        .index(label)?
+        .ok_or_else(|| Error::bad(format!("{role} label {label} has no voxels")))
+}
+
+/// Stamps an index with the mutation that last changed it.
+fn stamp(index: &mut LabelIndex, ctx: &DataCtx, label: u64, mutid: u64) {
+    index.label = label;
+    index.last_mutid = mutid;
+    index.last_mod_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    index.last_mod_user = ctx.user.clone().unwrap_or_default();
+    index.last_mod_app = ctx.app.clone().unwrap_or_default();
+}
+
+fn put_index(batch: &mut WriteBatch, labels: &Labels, index: &LabelIndex) {
+    if index.blocks.is_empty() {
+        delete_into(batch, &labels.view, &index_key(index.label));
+    } else {
+        put_into(
+            batch,
+            &labels.view,
+            &index_key(index.label),
+            &encode_index(index),
+        );
+    }
+}
+
+/// The `*-complete` record of spec §7.2.
+fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> Value {
+    let mut r = json!({
+        "Action": action,
+        "MutationID": mutid,
+        "UUID": ctx.uuid,
+        "Timestamp": mutlog::timestamp(),
+    });
+    if let (Some(obj), Value::Object(extra)) = (r.as_object_mut(), fields) {
+        obj.extend(extra);
+    }
+    r
+}
+
+/// Commits a mutation's batch with its record; then the cached mapping, log readers and
+/// sync subscribers hear of it.
+fn commit(
+    ctx: &DataCtx,
+    labels: &Labels,
+    mut batch: WriteBatch,
+    changes: &HashMap<u64, u64>,
+    rec: Value,
+    event: Option<(&'static str, u64, Delta)>,
+) -> Result<()> {
+    put_changes(&mut batch, labels, changes);
+    ctx.log_mutation(&mut batch, rec);
+    labels.store.write(batch)?;
+    finish(ctx, labels, changes, event);
+    Ok(())
+}
+
+fn finish(
+    ctx: &DataCtx,
+    labels: &Labels,
+    changes: &HashMap<u64, u64>,
+    event: Option<(&'static str, u64, Delta)>,
+) {
+    state(ctx).mapping_changed(labels, changes);
+    ctx.engine.log_appended();
+    if let Some((name, mutation_id, delta)) = event
+        && ctx
+            .engine
+            .sync_bus()
+            .has_subscribers(&ctx.instance.data_uuid, name)
+    {
+        ctx.engine.sync_bus().publish(SyncEvent {
+            name,
+            publisher: ctx.instance.data_uuid.clone(),
+            version: labels.view.version,
+            mutation_id,
+            delta,
+        });
+    }
+}
+
+fn sorted_blocks(index: &LabelIndex) -> Vec<[i32; 3]> {
+    let mut b: Vec<BlockCoord> = index.blocks.keys().map(|p| unpack_block(*p)).collect();
+    b.sort_unstable_by_key(zyx);
+    b
+}
+
+/// Moves every supervoxel of `from` into `into`, recording the mapping changes.
+fn absorb(into: &mut LabelIndex, from: LabelIndex, target: u64, changes: &mut HashMap<u64, u64>) {
+    for (block, counts) in from.blocks {
+        let entry = into.blocks.entry(block).or_default();
+        for (sv, n) in counts.counts {
+            entry.counts.insert(sv, n);
+            changes.insert(sv, target);
+        }
+    }
+}
+
+/// `POST merge` `[target, a, b, …]` → `{"MutationID": n}`.
+pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let list = json_list(&req.body, "merge")?;
+    if list.len() < 2 {
+        return Err(Error::bad(
+            "merge needs a target and at least one label to merge into it",
+        ));
+    }
+    if list.contains(&0) {
+        return Err(Error::bad("label 0 is the background and can't be merged"));
+    }
+    let target = list[0];
+    let mut merged: Vec<u64> = list[1..].to_vec();
+    merged.sort_unstable();
+    merged.dedup();
+    if merged.contains(&target) {
+        return Err(Error::bad(format!(
+            "label {target} can't be merged into itself"
+        )));
+    }
+    let st = state(ctx);
+    let _writes = st.writes.read();
+    let _bodies = st.bodies.lock(list.iter().copied());
+    let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
+    let mut index = must_index(labels, target, "target")?;
+    let mut others = Vec::with_capacity(merged.len());
+    for &m in &merged {
+        others.push(must_index(labels, m, "merged")?);
+    }
+    let mut changes = HashMap::new();
+    let mut batch = WriteBatch::new();
+    for (m, other) in merged.iter().zip(others) {
+        absorb(&mut index, other, target, &mut changes);
+        delete_into(&mut batch, &labels.view, &index_key(*m));
+    }
+    stamp(&mut index, ctx, target, mutid);
+    put_index(&mut batch, labels, &index);
+    let rec = record(
+        ctx,
+        "merge-complete",
+        mutid,
+        json!({"Target": target, "Labels": merged}),
+    );
+    let delta = Delta::Merge {
+        target,
+        merged: merged.clone(),
+        blocks: sorted_blocks(&index),
+    };
+    commit(
+        ctx,
+        labels,
+        batch,
+        &changes,
+        rec,
+        Some((MERGE_BLOCK, mutid, delta)),
+    )?;
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!("{{\"MutationID\": {mutid}}}"),
+    ))
+}
+
+/// `POST renumber` `[new1, old1, new2, old2, …]`: each old body takes the new label, which
+/// must not exist (a merge into an empty label).
+pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let list = json_list(&req.body, "renumber")?;
+    if list.is_empty() || list.len() % 2 != 0 {
+        return Err(Error::bad("renumber needs [new, old, new, old, …] pairs"));
+    }
+    if list.contains(&0) {
+        return Err(Error::bad(
+            "label 0 is the background and can't be renumbered",
+        ));
+    }
+    let mut seen = HashSet::new();
+    if !list.iter().all(|l| seen.insert(*l)) {
+        return Err(Error::bad("renumber lists a label twice"));
+    }
+    let st = state(ctx);
+    let _writes = st.writes.read();
+    let _bodies = st.bodies.lock(list.iter().copied());
+    let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
+    let mut changes = HashMap::new();
+    let mut batch = WriteBatch::new();
+    let mut moved = Vec::new();
+    for pair in list.chunks_exact(2) {
+        let (new, old) = (pair[0], pair[1]);
+        if labels.index(new)?.is_some() {
+            return Err(Error::bad(format!(
+                "renumber: new label {new} already has voxels"
+            )));
+        }
+        let from = must_index(labels, old, "renumbered")?;
+        let mut index = LabelIndex::default();
+        absorb(&mut index, from, new, &mut changes);
+        stamp(&mut index, ctx, new, mutid);
+        delete_into(&mut batch, &labels.view, &index_key(old));
+        put_index(&mut batch, labels, &index);
+        moved.push(json!({"NewLabel": new, "OrigLabel": old}));
+    }
+    let rec = record(ctx, "renumber-complete", mutid, json!({"Renumbers": moved}));
+    commit(ctx, labels, batch, &changes, rec, None)?;
+    Ok(DataResponse::empty())
+}
+
+/// `POST cleave/<label>` `[sv, …]` → `{"CleavedLabel": n, "MutationID": m}`. The new label is
+/// allocated before anything is checked, as DVID does.
+pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let label = parse_label(one_segment(req, "<label>")?)?;
+    let svs = json_list(&req.body, "cleave")?;
+    let st = state(ctx);
+    let _writes = st.writes.read();
+    let cleaved = allocate(ctx, labels, 1)?;
+    let _bodies = st.bodies.lock([label, cleaved]);
+    let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
+    let mut index = must_index(labels, label, "cleaved")?;
+    let all: HashSet<u64> = index
+        .blocks
+        .values()
+        .flat_map(|b| b.counts.keys().copied())
+        .collect();
+    let wanted: HashSet<u64> = svs.iter().copied().collect();
+    if wanted.is_empty() {
+        return Err(Error::bad("cleave needs at least one supervoxel"));
+    }
+    for sv in &wanted {
+        if !all.contains(sv) {
+            return Err(Error::bad(format!(
+                "supervoxel {sv} is not part of body {label}"
+            )));
+        }
+    }
+    if all.iter().all(|sv| wanted.contains(sv)) {
+        return Err(Error::bad(format!(
+            "cleave would take every supervoxel of body {label}; nothing would remain"
+        )));
+    }
+    let mut out = LabelIndex::default();
+    let mut changes = HashMap::new();
+    for (block, counts) in index.blocks.iter_mut() {
+        let moving: Vec<(u64, u32)> = counts
+            .counts
+            .iter()
+            .filter(|(sv, _)| wanted.contains(sv))
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        if moving.is_empty() {
+            continue;
+        }
+        let entry = out.blocks.entry(*block).or_insert_with(SvCount::default);
+        for (sv, n) in moving {
+            counts.counts.remove(&sv);
+            entry.counts.insert(sv, n);
+            changes.insert(sv, cleaved);
+        }
+    }
+    index.blocks.retain(|_, c| !c.counts.is_empty());
+    let (cleaved_size, remain_size) = (out.num_voxels(), index.num_voxels());
+    stamp(&mut index, ctx, label, mutid);
+    stamp(&mut out, ctx, cleaved, mutid);
+    let mut batch = WriteBatch::new();
+    put_index(&mut batch, labels, &index);
+    put_index(&mut batch, labels, &out);
+    let mut list: Vec<u64> = wanted.into_iter().collect();
+    list.sort_unstable();
+    let rec = record(
+        ctx,
+        "cleave-complete",
+        mutid,
+        json!({"OrigLabel": label, "CleavedLabel": cleaved, "CleavedSupervoxels": list,
+               "CleavedSize": cleaved_size, "RemainSize": remain_size}),
+    );
+    let delta = Delta::Cleave {
+        target: label,
+        cleaved_label: cleaved,
+        supervoxels: list,
+    };
+    commit(
+        ctx,
+        labels,
+        batch,
+        &changes,
+        rec,
+        Some((CLEAVE_LABEL, mutid, delta)),
+    )?;
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!("{{\"CleavedLabel\": {cleaved}, \"MutationID\": {mutid}}}"),
+    ))
+}
+
+/// A split body (spec §5.1 legacy RLE): byte 0 must be 0, bytes 1–7 are ignored, then the run
+/// count and the runs. Runs are normalized (sorted, overlaps merged).
+pub fn parse_rles(body: &[u8]) -> Result<Vec<Run>> {
+    if body.len() < 12 {
+        return Err(Error::bad(format!(
+            "split body of {} bytes is shorter than the 12-byte RLE header",
+            body.len()
+        )));
+    }
+    if body[0] != 0 {
+        return Err(Error::bad(format!(
+            "split RLE payload descriptor is {}, only 0 (binary) is accepted",
+            body[0]
+        )));
+    }
+    let n = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
+    if body.len() != 12 + 16 * n {
+        return Err(Error::bad(format!(
+            "split RLE says {n} runs ({} bytes) but the body holds {} bytes",
+            12 + 16 * n,
+            body.len()
+        )));
+    }
+    let mut runs = Vec::with_capacity(n);
+    for r in body[12..].chunks_exact(16) {
+        let v = |i: usize| i32::from_le_bytes(r[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+        let (x, y, z, len) = (v(0), v(1), v(2), v(3));
+        if len <= 0 || (x as i64 + len as i64) > i32::MAX as i64 {
+            return Err(Error::bad(format!(
+                "split run at ({x}, {y}, {z}) has a bad length {len}"
+            )));
+        }
+        runs.push(Run::new(x, y, z, len));
+    }
+    runs.sort_unstable();
+    let mut merged: Vec<Run> = Vec::with_capacity(runs.len());
+    for r in runs {
+        if let Some(last) = merged.last_mut()
+            && last.z == r.z
+            && last.y == r.y
+            && r.x <= last.x + last.len
+        {
+            last.len = last.len.max(r.x + r.len - last.x);
+            continue;
+        }
+        merged.push(r);
+    }
+    if merged.is_empty() {
+        return Err(Error::bad("the split RLE holds no voxels"));
+    }
+    Ok(merged)
+}
+
+/// The runs inside block `c`, in the block's own coordinates shifted down `z_shift` planes
+/// (its place in a batch stacked along z).
+fn runs_in_block(runs: &[Run], c: BlockCoord, bs: [usize; 3], z_shift: i32, out: &mut Vec<Run>) {
+    let o: [i64; 3] = std::array::from_fn(|a| c[a] as i64 * bs[a] as i64);
+    for r in runs {
+        let (y, z) = (r.y as i64 - o[1], r.z as i64 - o[2]);
+        if y < 0 || y >= bs[1] as i64 || z < 0 || z >= bs[2] as i64 {
+            continue;
+        }
+        let x0 = (r.x as i64 - o[0]).max(0);
+        let x1 = (r.x as i64 + r.len as i64 - o[0]).min(bs[0] as i64);
+        if x0 < x1 {
+            out.push(Run::new(
+                x0 as i32,
+                y as i32,
+                z as i32 + z_shift,
+                (x1 - x0) as i32,
+            ));
+        }
+    }
+}
+
+/// Blocks the runs touch, in (z, y, x) order.
+fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
+    let mut set = std::collections::BTreeSet::new();
+    for r in runs {
+        let (by, bz) = (
+            (r.y as i64).div_euclid(bs[1] as i64),
+            (r.z as i64).div_euclid(bs[2] as i64),
+        );
+        let x0 = (r.x as i64).div_euclid(bs[0] as i64);
+        let x1 = (r.x as i64 + r.len as i64 - 1).div_euclid(bs[0] as i64);
+        for bx in x0..=x1 {
+            set.insert((bz as i32, by as i32, bx as i32));
+        }
+    }
+    set.into_iter().map(|(z, y, x)| [x, y, z]).collect()
+}
+
+/// Voxels under the runs, per supervoxel, checking each voxel with `ok` (which names the
+/// offending voxel's problem when it returns an error).
+fn count_under_runs(
+    labels: &Labels,
+    runs: &[Run],
+    ok: &dyn Fn(u64) -> std::result::Result<(), String>,
+) -> Result<BTreeMap<u64, u64>> {
+    let bs = labels.cfg.block_size;
+    let bv = labels.cfg.block_voxels();
+    let mut counts = BTreeMap::new();
+    let mut block = vec![0u64; bv];
+    let mut local = Vec::new();
+    for c in blocks_of_runs(runs, bs) {
+        local.clear();
+        runs_in_block(runs, c, bs, 0, &mut local);
+        let stored = labels.stored_block(0, c)?;
+        match stored {
+            Some(s) => labels.decode_stored(&[s], &mut block)?,
+            None => block.fill(0),
+        }
+        for r in &local {
+            let row = ((r.z as usize * bs[1]) + r.y as usize) * bs[0];
+            for x in r.x..r.x + r.len {
+                let v = block[row + x as usize];
+                ok(v).map_err(|why| {
+                    Error::bad(format!(
+                        "split voxel ({}, {}, {}) {why}",
+                        c[0] as i64 * bs[0] as i64 + x as i64,
+                        c[1] as i64 * bs[1] as i64 + r.y as i64,
+                        c[2] as i64 * bs[2] as i64 + r.z as i64
+                    ))
+                })?;
+                *counts.entry(v).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Rewrites every block of `index` holding one of `renamed`'s supervoxels: voxels under the
+/// runs take the first new id, the rest the second; then commits through `Write` (index of
+/// `only`, pyramid when `downres`) with `extra` records.
+#[allow(clippy::too_many_arguments)]
+fn rewrite_blocks(
+    ctx: &DataCtx,
+    labels: &Labels,
+    mutid: u64,
+    index: &LabelIndex,
+    runs: &[Run],
+    renamed: &BTreeMap<u64, (u64, u64)>,
+    changes: HashMap<u64, u64>,
+    only: HashSet<u64>,
+    downres: bool,
+    extra: impl FnOnce(&mut WriteBatch),
+) -> Result<Vec<BlockCoord>> {
+    let st = state(ctx);
+    let mut coords: Vec<BlockCoord> = index
+        .blocks
+        .iter()
+        .filter(|(_, c)| c.counts.keys().any(|sv| renamed.contains_key(sv)))
+        .map(|(p, _)| unpack_block(*p))
+        .collect();
+    coords.sort_unstable_by_key(zyx);
+    let _blocks = st.blocks.lock(coords.iter().map(|c| pack_block(*c)));
+    let split = LabelTable::new(renamed.iter().map(|(sv, (s, _))| (*sv, *s)))?;
+    let remain = LabelTable::new(renamed.iter().map(|(sv, (_, r))| (*sv, *r)))?;
+    let mode = Mode {
+        scale: 0,
+        index: true,
+        track: false,
+        downres: downres && labels.cfg.max_downres_level > 0,
+    };
+    let mut write = Write::new(ctx, labels.clone(), mode, mutid, labels.mapping.clone());
+    write.relabel(changes, only);
+    let bs = labels.cfg.block_size;
+    let bv = labels.cfg.block_voxels();
+    let mut buf = Vec::new();
+    for batch in coords.chunks(labels.blocks_per_batch()) {
+        let mut stored = Vec::with_capacity(batch.len());
+        for c in batch {
+            stored.push(labels.stored_block(0, *c)?.ok_or_else(|| {
+                Error::Internal(format!(
+                    "the label index lists block {c:?}, which is not stored"
+                ))
+            })?);
+        }
+        buf.resize(batch.len() * bv, 0);
+        labels.decode_stored(&stored, &mut buf)?;
+        let mut stacked = Vec::new();
+        for (i, c) in batch.iter().enumerate() {
+            runs_in_block(runs, *c, bs, (i * bs[2]) as i32, &mut stacked);
+        }
+        let shape = Shape::new(bs[0], bs[1], bs[2] * batch.len());
+        labels
+            .compute
+            .split_apply(&mut buf, shape, &stacked, &split)?;
+        labels.compute.relabel(&mut buf, &remain)?;
+        write.add(batch, &buf, None)?;
+    }
+    extra(write.batch());
+    write.commit()?;
+    Ok(coords)
+}
+
+/// `POST split/<label>` with an RLE body: the voxels split off into a new body. Every
+/// supervoxel they touch gets two new ids (split part, remainder), allocated after the new
+/// body's label, in supervoxel order; the old supervoxel is retired (maps to 0).
+pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    if !ctx.engine.allow_labelmap_split() {
+        return Err(Error::bad(
+            "POST split is turned off on this server ([server] allow_labelmap_split = false)",
+        ));
+    }
+    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let label = parse_label(one_segment(req, "<label>")?)?;
+    let runs = parse_rles(&req.body)?;
+    let st = state(ctx);
+    let _writes = st.writes.read();
+    let _body = st.bodies.lock([label]);
+    let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
+    let index = must_index(labels, label, "split")?;
+    let under = count_under_runs(labels, &runs, &|v| {
+        if v != 0 && labels.body(v) == label {
+            Ok(())
+        } else {
+            Err(format!(
+                "has label {} (body {}), not body {label}",
+                v,
+                labels.body(v)
+            ))
+        }
+    })?;
+    let split_voxels: u64 = under.values().sum();
+    if split_voxels >= index.num_voxels() {
+        return Err(Error::bad(format!(
+            "the split covers all of body {label}; it must leave part of the body"
+        )));
+    }
+    let start = allocate(ctx, labels, 1 + 2 * under.len() as u64)?;
+    let new_body = start;
+    let _new = st.bodies.lock([new_body]);
+    let mut renamed = BTreeMap::new();
+    let mut changes = HashMap::new();
+    let mut svsplits = serde_json::Map::new();
+    for (i, sv) in under.keys().enumerate() {
+        let (s, r) = (start + 1 + 2 * i as u64, start + 2 + 2 * i as u64);
+        renamed.insert(*sv, (s, r));
+        changes.insert(*sv, 0);
+        changes.insert(s, new_body);
+        changes.insert(r, label);
+        svsplits.insert(sv.to_string(), json!({"Split": s, "Remain": r}));
+    }
+    let rec = record(
+        ctx,
+        "split-complete",
+        mutid,
+        json!({"Target": label, "NewLabel": new_body, "SVSplits": svsplits, "SplitVoxels": split_voxels}),
+    );
+    let mapping_changes = changes.clone();
+    let coords = rewrite_blocks(
+        ctx,
+        labels,
+        mutid,
+        &index,
+        &runs,
+        &renamed,
+        changes.clone(),
+        HashSet::from([label, new_body]),
+        true,
+        |batch| {
+            put_changes(batch, labels, &mapping_changes);
+            for (sv, (s, r)) in &renamed {
+                put_sv_split(batch, labels, mutid, *sv, *r, *s);
+            }
+            ctx.log_mutation(batch, rec);
+        },
+    )?;
+    let delta = Delta::Split {
+        target: label,
+        new_label: new_body,
+        blocks: coords,
+        voxels: split_voxels,
+    };
+    finish(ctx, labels, &changes, Some((SPLIT_LABEL, mutid, delta)));
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!("{{\"label\": {new_body}, \"MutationID\": {mutid}}}"),
+    ))
+}
+
+fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
+    match req.query.get(name) {
+        None => Ok(None),
+        Some(v) => parse_label(v).map(Some),
+    }
+}
+
+/// `POST split-supervoxel/<sv>[?split=&remain=&downres=]`: the RLE's voxels, strictly inside
+/// the supervoxel, become a new supervoxel and the rest another; both stay in its body.
+pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let sv = parse_label(one_segment(req, "<supervoxel>")?)?;
+    let runs = parse_rles(&req.body)?;
+    let (given_split, given_remain) = (id_param(req, "split")?, id_param(req, "remain")?);
+    let downres = req.query.get("downres").is_none_or(|v| v != "false");
+    let st = state(ctx);
+    let _writes = st.writes.read();
+    // The body can change until it is locked: lock, then check it is still the body.
+    let (body, _held, labels) = loop {
+        let body = st.mapping(labels)?.body(sv);
+        if body == 0 {
+            return Err(Error::bad(format!(
+                "supervoxel {sv} was split and no longer exists"
+            )));
+        }
+        let held = st.bodies.lock([body]);
+        let now = labels.clone().with_mapping(st.mapping(labels)?, false);
+        if now.body(sv) == body {
+            break (body, held, now);
+        }
+    };
+    let labels = &labels;
+    let index = must_index(labels, body, "supervoxel's body")?;
+    let sv_voxels: u64 = index.supervoxel_sizes().get(&sv).copied().unwrap_or(0);
+    if sv_voxels == 0 {
+        return Err(Error::bad(format!("supervoxel {sv} has no voxels")));
+    }
+    let under = count_under_runs(labels, &runs, &|v| {
+        if v == sv {
+            Ok(())
+        } else {
+            Err(format!("has supervoxel {v}, not {sv}"))
+        }
+    })?;
+    let split_voxels = under.get(&sv).copied().unwrap_or(0);
+    if split_voxels >= sv_voxels {
+        return Err(Error::bad(format!(
+            "the split covers all of supervoxel {sv}; it must leave part of it"
+        )));
+    }
+    let needed = u64::from(given_split.is_none()) + u64::from(given_remain.is_none());
+    let start = if needed > 0 {
+        allocate(ctx, labels, needed)?
+    } else {
+        0
+    };
+    let split_id = given_split.unwrap_or(start);
+    let remain_id = given_remain.unwrap_or(if given_split.is_none() {
+        start + 1
+    } else {
+        start
+    });
+    if split_id == remain_id || split_id == sv || remain_id == sv {
+        return Err(Error::bad(
+            "split and remain must be two new supervoxel ids",
+        ));
+    }
+    let renamed = BTreeMap::from([(sv, (split_id, remain_id))]);
+    let changes = HashMap::from([(sv, 0), (split_id, body), (remain_id, body)]);
+    let rec = record(
+        ctx,
+        "split-supervoxel-complete",
+        mutid,
+        json!({"Supervoxel": sv, "Body": body, "SplitSupervoxel": split_id,
+               "RemainSupervoxel": remain_id, "SplitSize": split_voxels,
+               "RemainSize": sv_voxels - split_voxels}),
+    );
+    let mapping_changes = changes.clone();
+    rewrite_blocks(
+        ctx,
+        labels,
+        mutid,
+        &index,
+        &runs,
+        &renamed,
+        changes.clone(),
+        HashSet::from([body]),
+        downres,
+        |batch| {
+            put_changes(batch, labels, &mapping_changes);
+            put_sv_split(batch, labels, mutid, sv, remain_id, split_id);
+            ctx.log_mutation(batch, rec);
+        },
+    )?;
+    finish(ctx, labels, &changes, None);
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!(
+            "{{\"SplitSupervoxel\": {split_id}, \"RemainSupervoxel\": {remain_id}, \"MutationID\": {mutid}}}"
+        ),
+    ))
+}
