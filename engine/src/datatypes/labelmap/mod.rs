@@ -74,6 +74,7 @@ const KEYWORDS: &[&str] = &[
     "supervoxel-splits",
     "mutations",
     "mutations-range",
+    "history",
 ];
 
 /// Endpoints that need the label index (spec §4.4: 400 when IndexedLabels is false).
@@ -215,7 +216,7 @@ impl Datatype for LabelmapType {
             (Method::Post, "split") => mutate::split(ctx, &labels, req),
             (Method::Post, "split-supervoxel") => mutate::split_supervoxel(ctx, &labels, req),
             (_, "mapping" | "mappings" | "supervoxel-splits") => mapping::handle(ctx, &labels, req),
-            (Method::Get, "mutations" | "mutations-range") => log::handle(ctx, req),
+            (Method::Get, "mutations" | "mutations-range" | "history") => log::handle(ctx, req),
             _ => labels::handle(ctx, &labels, req),
         }
     }

@@ -12,7 +12,10 @@ use crate::Engine;
 use crate::compute::{Shape, codec};
 use crate::datatype::{Body, DataRequest, DataResponse, Method, Query, Settings};
 use crate::engine::{Caller, EngineOptions};
-use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta, SyncEvent};
+use crate::sync::{
+    BLOCK_INGEST, BLOCK_MUTATE, BlockChange, CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL,
+    SyncEvent,
+};
 use crate::{Error, Result};
 
 const B: usize = 16;
@@ -229,5 +232,96 @@ proptest! {
         if r.is_err() {
             prop_assert_eq!(fx.stored_blocks(), 0);
         }
+    }
+}
+
+fn json_of(resp: DataResponse) -> serde_json::Value {
+    match resp.body {
+        Body::Full(b) => serde_json::from_slice(&b).unwrap(),
+        Body::Stream(_) => panic!("expected a whole body"),
+    }
+}
+
+#[test]
+fn mutations_publish_merge_cleave_and_split_events_after_commit() {
+    let fx = setup();
+    let uuid = fx.data_uuid();
+    let bus = fx.engine.sync_bus();
+    let (merges, cleaves, splits) = (
+        bus.subscribe(&uuid, MERGE_BLOCK),
+        bus.subscribe(&uuid, CLEAVE_LABEL),
+        bus.subscribe(&uuid, SPLIT_LABEL),
+    );
+    // Four 16³ blocks along x, labels 1..4.
+    let vol = volume([4 * B, B, B], |x, _, _| 1 + (x / B) as u64);
+    fx.call(
+        Method::Post,
+        "raw",
+        &["0_1_2", "64_16_16", "0_0_0"],
+        &[],
+        vol,
+    )
+    .unwrap();
+    let r = fx
+        .call(Method::Post, "merge", &[], &[], b"[1, 2, 3]".to_vec())
+        .unwrap();
+    let mutid = json_of(r)["MutationID"].as_u64().unwrap();
+    let e = merges.try_recv().expect("a MERGE_BLOCK event");
+    assert_eq!(e.mutation_id, mutid);
+    match &e.delta {
+        Delta::Merge {
+            target,
+            merged,
+            blocks,
+        } => {
+            assert_eq!((*target, merged.as_slice()), (1, &[2, 3][..]));
+            assert_eq!(blocks, &[[0, 0, 0], [1, 0, 0], [2, 0, 0]]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A refused merge publishes nothing.
+    assert!(
+        fx.call(Method::Post, "merge", &[], &[], b"[1, 99]".to_vec())
+            .is_err()
+    );
+    assert!(merges.try_recv().is_err());
+
+    let r = json_of(
+        fx.call(Method::Post, "cleave", &["1"], &[], b"[3]".to_vec())
+            .unwrap(),
+    );
+    let cleaved = r["CleavedLabel"].as_u64().unwrap();
+    match &cleaves.try_recv().expect("a CLEAVE_LABEL event").delta {
+        Delta::Cleave {
+            target,
+            cleaved_label,
+            supervoxels,
+        } => {
+            assert_eq!(
+                (*target, *cleaved_label, supervoxels.as_slice()),
+                (1, cleaved, &[3][..])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Split one x-row of body 4 off.
+    let mut rle = vec![0u8, 3, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    for v in [48i32, 0, 0, 16] {
+        rle.extend_from_slice(&v.to_le_bytes());
+    }
+    let r = json_of(fx.call(Method::Post, "split", &["4"], &[], rle).unwrap());
+    let new = r["label"].as_u64().unwrap();
+    match &splits.try_recv().expect("a SPLIT_LABEL event").delta {
+        Delta::Split {
+            target,
+            new_label,
+            blocks,
+            voxels,
+        } => {
+            assert_eq!((*target, *new_label, *voxels), (4, new, 16));
+            assert_eq!(blocks, &[[3, 0, 0]]);
+        }
+        other => panic!("{other:?}"),
     }
 }
