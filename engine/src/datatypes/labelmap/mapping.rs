@@ -20,7 +20,8 @@ use crate::instance::DataCtx;
 use crate::{Error, Result};
 
 pub const CLASS_MAPPING: u8 = 190;
-/// Supervoxel splits of a version: `191 ‖ mutation id u64 BE` → old, remain, split (u64 LE).
+/// Supervoxel splits of a version: `191 ‖ mutation id u64 BE ‖ old sv u64 BE` → old, remain,
+/// split (u64 LE).
 pub const CLASS_SV_SPLIT: u8 = 191;
 
 pub fn mapping_key(sv: u64) -> [u8; 9] {
@@ -39,6 +40,11 @@ pub struct Mapping {
 impl Mapping {
     pub fn body(&self, sv: u64) -> u64 {
         self.map.get(&sv).copied().unwrap_or(sv)
+    }
+
+    /// The supervoxel's body when it has been mapped (0 when retired), `None` for identity.
+    pub fn mapped(&self, sv: u64) -> Option<u64> {
+        self.map.get(&sv).copied()
     }
 
     pub fn apply(&mut self, changes: &HashMap<u64, u64>) {
@@ -110,7 +116,8 @@ pub fn handle(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
 }
 
 /// `GET mapping` with a body `[sv…]` → `[body…]`: 0 for retired supervoxels and, unless
-/// `nolookup=true`, for ids no label index holds as a supervoxel.
+/// `nolookup=true`, for never-mapped ids whose own label index doesn't hold them as a
+/// supervoxel (ids that don't exist, and body ids made by cleaves and splits).
 fn get_mapping(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     check_hash(req)?;
     let svs: Vec<u64> = serde_json::from_slice(&req.body).map_err(|e| {
@@ -121,13 +128,18 @@ fn get_mapping(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let lookup = !req.query.flag("nolookup");
     let mut out = Vec::with_capacity(svs.len());
     for sv in svs {
-        let body = if sv == 0 { 0 } else { labels.body(sv) };
-        let known = body == 0
-            || !lookup
-            || labels
-                .index(body)?
-                .is_some_and(|i| i.blocks.values().any(|b| b.counts.contains_key(&sv)));
-        out.push(if known { body } else { 0 });
+        let body = match labels.mapping.mapped(sv) {
+            Some(body) => body,
+            None if sv == 0 => 0,
+            None if !lookup => sv,
+            None => {
+                let exists = labels
+                    .index(sv)?
+                    .is_some_and(|i| i.blocks.values().any(|b| b.counts.contains_key(&sv)));
+                if exists { sv } else { 0 }
+            }
+        };
+        out.push(body);
     }
     Ok(DataResponse::json(&serde_json::json!(out)))
 }
@@ -200,6 +212,7 @@ pub fn put_sv_split(
 ) {
     let mut k = vec![CLASS_SV_SPLIT];
     k.extend_from_slice(&mutid.to_be_bytes());
+    k.extend_from_slice(&old.to_be_bytes());
     let mut v = Vec::with_capacity(24);
     for x in [old, remain, split] {
         v.extend_from_slice(&x.to_le_bytes());

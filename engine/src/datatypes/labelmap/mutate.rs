@@ -215,7 +215,6 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let mut changes = HashMap::new();
     let mut batch = WriteBatch::new();
-    let mut moved = Vec::new();
     for pair in list.chunks_exact(2) {
         let (new, old) = (pair[0], pair[1]);
         if labels.index(new)?.is_some() {
@@ -229,10 +228,18 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
         stamp(&mut index, ctx, new, mutid);
         delete_into(&mut batch, &labels.view, &index_key(old));
         put_index(&mut batch, labels, &index);
-        moved.push(json!({"NewLabel": new, "OrigLabel": old}));
+        // One record per pair, as DVID logs each renumber.
+        let rec = record(
+            ctx,
+            "renumber-complete",
+            mutid,
+            json!({"NewLabel": new, "OrigLabel": old}),
+        );
+        ctx.log_mutation(&mut batch, rec);
     }
-    let rec = record(ctx, "renumber-complete", mutid, json!({"Renumbers": moved}));
-    commit(ctx, labels, batch, &changes, rec, None)?;
+    put_changes(&mut batch, labels, &changes);
+    labels.store.write(batch)?;
+    finish(ctx, labels, &changes, None);
     Ok(DataResponse::empty())
 }
 
@@ -478,7 +485,17 @@ fn rewrite_blocks(
         .map(|(p, _)| unpack_block(*p))
         .collect();
     coords.sort_unstable_by_key(zyx);
-    let _blocks = st.blocks.lock(coords.iter().map(|c| pack_block(*c)));
+    // The blocks and, when the pyramid is rebuilt, their parents at every scale: two splits
+    // rewriting different children of one parent must not both rebuild it from a stale copy.
+    let levels = if downres {
+        labels.cfg.max_downres_level
+    } else {
+        0
+    };
+    let keys = coords
+        .iter()
+        .flat_map(|c| (0..=levels).map(move |s| block_lock_key(s, c.map(|v| v >> s))));
+    let _blocks = st.blocks.lock(keys);
     let split = LabelTable::new(renamed.iter().map(|(sv, (s, _))| (*sv, *s)))?;
     let remain = LabelTable::new(renamed.iter().map(|(sv, (_, r))| (*sv, *r)))?;
     let mode = Mode {
@@ -517,6 +534,12 @@ fn rewrite_blocks(
     extra(write.batch());
     write.commit()?;
     Ok(coords)
+}
+
+/// The lock key of block `c` at `scale`. Distinct blocks may share a key; that only makes
+/// them wait for each other.
+fn block_lock_key(scale: u8, c: BlockCoord) -> u64 {
+    pack_block(c).rotate_left(5 * scale as u32) ^ scale as u64
 }
 
 /// `POST split/<label>` with an RLE body: the voxels split off into a new body. Every
