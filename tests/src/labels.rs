@@ -11,11 +11,16 @@
 //!   [`sparsevols_coarse`]: sparse volume decoders (§5.1) into voxel sets;
 //! * [`downres`], [`pyramid`]: the scalar downres reference (§6.2);
 //! * [`pack_block_coord`], [`unpack_block_coord`]: label index block keys (§5.5);
-//! * [`Seg`]: URL and request helpers for one labelmap instance on a test server.
+//! * [`Seg`]: URL and request helpers for one labelmap instance on a test server;
+//! * [`Model`], [`check_consistency`], [`EventStream`], …: proofreading mutations (merge,
+//!   cleave, split, mapping; modules `proofread` (reference model) and `mutations` (requests
+//!   and checks)).
 
 mod block;
 mod client;
 mod downres;
+mod mutations;
+mod proofread;
 mod rle;
 mod volume;
 
@@ -25,6 +30,13 @@ pub use client::{
     standard_settings, with_query,
 };
 pub use downres::{downres, pyramid};
+pub use mutations::{
+    EventStream, Http, SseEvent, SseParser, StreamMsg, check_consistency, check_consistency_settled,
+};
+pub use proofread::{
+    Model, Rng, SplitIds, assert_mappings, parse_mappings_binary, parse_mappings_text, raw_rles,
+    volume_diff, voxels_where,
+};
 pub use rle::{
     VoxelSet, blocks_voxels, coarse_rles, encode_rles, rles_voxels, sparsevols_coarse, srles_voxels,
 };

@@ -36,8 +36,8 @@ const LISTEN_PREFIX: &str = "tessera listening on ";
 
 pub mod labels;
 
-/// Test data versions of DVID's keyvalue and label index protobuf messages (proto3, package
-/// `proto`).
+/// Test data versions of DVID's keyvalue, label index and mapping-op protobuf messages (proto3,
+/// package `proto`).
 pub mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct KeyValue {
@@ -102,6 +102,24 @@ pub mod proto {
     pub struct LabelIndices {
         #[prost(message, repeated, tag = "1")]
         pub indices: Vec<LabelIndex>,
+    }
+
+    /// labelmap mapping op (spec §5.6): every `original` supervoxel maps to `mapped`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MappingOp {
+        #[prost(uint64, tag = "1")]
+        pub mutid: u64,
+        #[prost(uint64, tag = "2")]
+        pub mapped: u64,
+        #[prost(uint64, repeated, tag = "3")]
+        pub original: Vec<u64>,
+    }
+
+    /// The body of labelmap `POST mappings` (spec §5.6).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MappingOps {
+        #[prost(message, repeated, tag = "1")]
+        pub mappings: Vec<MappingOp>,
     }
 }
 
