@@ -21,7 +21,7 @@ mod types;
 pub use layout::to_blocks;
 pub use select::{Selection, select};
 use types::check_levels;
-pub use types::{BlockCounts, ComputeError, LabelTable, Run, Shape, normalize_runs};
+pub use types::{BlockCounts, ComputeError, LabelTable, Run, Shape, merge_runs, normalize_runs};
 
 pub type Result<T> = std::result::Result<T, ComputeError>;
 

@@ -97,7 +97,7 @@ impl Run {
 /// result independent of the order in which a client listed them.
 pub fn normalize_runs(runs: &[Run], shape: Shape) -> Vec<Run> {
     let (sx, sy, sz) = (shape.x as i64, shape.y as i64, shape.z as i64);
-    let mut clipped: Vec<Run> = runs
+    let clipped: Vec<Run> = runs
         .iter()
         .filter_map(|r| {
             let (y, z) = (r.y as i64, r.z as i64);
@@ -109,9 +109,15 @@ pub fn normalize_runs(runs: &[Run], shape: Shape) -> Vec<Run> {
             (x0 < x1).then(|| Run::new(x0 as i32, y as i32, z as i32, (x1 - x0) as i32))
         })
         .collect();
-    clipped.sort_unstable();
-    let mut out: Vec<Run> = Vec::with_capacity(clipped.len());
-    for r in clipped {
+    merge_runs(clipped)
+}
+
+/// Sorts runs by (z, y, x) and merges overlapping or touching ones, so every voxel appears
+/// once. Runs must have positive lengths.
+pub fn merge_runs(mut runs: Vec<Run>) -> Vec<Run> {
+    runs.sort_unstable();
+    let mut out: Vec<Run> = Vec::with_capacity(runs.len());
+    for r in runs {
         if let Some(last) = out.last_mut()
             && last.z == r.z
             && last.y == r.y

@@ -18,7 +18,7 @@ use super::mapping::{put_changes, put_sv_split};
 use super::state::state;
 use super::store::{Labels, encode_index, index_key};
 use super::{one_segment, parse_label};
-use crate::compute::{LabelTable, Run, Shape};
+use crate::compute::{LabelTable, Run, Shape, merge_runs};
 use crate::datatype::{DataRequest, DataResponse};
 use crate::instance::DataCtx;
 use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL, SyncEvent};
@@ -364,19 +364,7 @@ pub fn parse_rles(body: &[u8]) -> Result<Vec<Run>> {
         }
         runs.push(Run::new(x, y, z, len));
     }
-    runs.sort_unstable();
-    let mut merged: Vec<Run> = Vec::with_capacity(runs.len());
-    for r in runs {
-        if let Some(last) = merged.last_mut()
-            && last.z == r.z
-            && last.y == r.y
-            && r.x <= last.x + last.len
-        {
-            last.len = last.len.max(r.x + r.len - last.x);
-            continue;
-        }
-        merged.push(r);
-    }
+    let merged = merge_runs(runs);
     if merged.is_empty() {
         return Err(Error::bad("the split RLE holds no voxels"));
     }

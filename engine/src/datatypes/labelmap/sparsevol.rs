@@ -7,7 +7,7 @@ use super::geom::{BlockCoord, parse_point, unpack_block, zyx};
 use super::index::LabelIndex;
 use super::store::{self, Labels, index_key, index_key_label};
 use super::{no_voxels as not_found, one_segment, parse_label, scale, voxels};
-use crate::compute::Run;
+use crate::compute::{Run, merge_runs};
 use crate::datatype::{DataRequest, DataResponse, Query};
 use crate::{Error, Result};
 
@@ -174,20 +174,7 @@ fn runs(labels: &Labels, scale: u8, w: &Wanted, bounds: &Bounds) -> Result<Vec<R
             }
         }
     })?;
-    out.sort_unstable();
-    let mut merged: Vec<Run> = Vec::with_capacity(out.len());
-    for r in out {
-        if let Some(last) = merged.last_mut()
-            && last.z == r.z
-            && last.y == r.y
-            && last.x + last.len == r.x
-        {
-            last.len += r.len;
-            continue;
-        }
-        merged.push(r);
-    }
-    Ok(merged)
+    Ok(merge_runs(out))
 }
 
 /// The legacy RLE encoding: 12-byte header, then `x y z length` per run.
@@ -336,26 +323,14 @@ fn coarse_runs(
     bounds: &Bounds,
     bs: [usize; 3],
 ) -> Vec<Run> {
-    let mut blocks: Vec<BlockCoord> = index
+    let blocks = index
         .blocks_with(only)
         .into_iter()
         .map(unpack_block)
         .filter(|c| bounds.touches_block(*c, bs))
+        .map(|c| Run::new(c[0], c[1], c[2], 1))
         .collect();
-    blocks.sort_unstable_by_key(zyx);
-    let mut out: Vec<Run> = Vec::new();
-    for c in blocks {
-        if let Some(last) = out.last_mut()
-            && last.z == c[2]
-            && last.y == c[1]
-            && last.x + last.len == c[0]
-        {
-            last.len += 1;
-            continue;
-        }
-        out.push(Run::new(c[0], c[1], c[2], 1));
-    }
-    out
+    merge_runs(blocks)
 }
 
 pub fn coarse(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
