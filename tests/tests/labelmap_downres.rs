@@ -23,27 +23,6 @@ fn seg<'a>(srv: &'a Server, root: &str) -> Seg<'a> {
     }
 }
 
-/// "n voxels differ; first: (coord, got, want)…" for assertion messages.
-fn vol_diff(got: &Volume, want: &Volume) -> String {
-    if got.size != want.size || got.origin != want.origin {
-        return format!(
-            "shape {:?}@{:?} vs {:?}@{:?}",
-            got.size, got.origin, want.size, want.origin
-        );
-    }
-    let bad: Vec<(Coord, u64, u64)> = got
-        .voxels()
-        .zip(want.data.iter())
-        .filter(|((_, g), w)| g != *w)
-        .map(|((p, g), w)| (p, g, *w))
-        .collect();
-    format!(
-        "{} voxels differ; first (voxel, got, want): {:?}",
-        bad.len(),
-        &bad[..bad.len().min(6)]
-    )
-}
-
 /// The block-aligned box covering a level (origin at 0).
 fn hull(v: &Volume, bs: [usize; 3]) -> [usize; 3] {
     [
@@ -62,7 +41,11 @@ fn check_pyramid(seg: &Seg, level0: &Volume, levels: usize) -> Vec<Volume> {
         let size = hull(level, seg.bs);
         let want = level.region([0; 3], size);
         let got = seg.raw([0; 3], size, &format!("scale={s}"));
-        assert!(got == want, "scale {s} voxels: {}", vol_diff(&got, &want));
+        assert!(
+            got == want,
+            "scale {s} voxels: {}",
+            volume_diff(&got, &want)
+        );
         let recs = seg.blocks([0; 3], size, &format!("compression=blocks&scale={s}"));
         let required = want.nonempty_blocks(seg.bs);
         let allowed: Vec<Coord> = (0..(size[2] / 64) as i32)
@@ -124,7 +107,7 @@ fn noise_pyramid_is_exact() {
         assert!(
             got == want,
             "scale 1 {size:?}@{off:?}: {}",
-            vol_diff(&got, &want)
+            volume_diff(&got, &want)
         );
     }
     let r = seg.get("specificblocks?blocks=0,0,0&scale=2").expect(200);

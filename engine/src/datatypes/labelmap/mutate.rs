@@ -449,22 +449,28 @@ fn count_under_runs(
     Ok(counts)
 }
 
-/// Rewrites every block of `index` holding one of `renamed`'s supervoxels: voxels under the
-/// runs take the first new id, the rest the second; then commits through `Write` (index of
-/// `only`, pyramid when `downres`) with `extra` records.
-#[allow(clippy::too_many_arguments)]
+/// What a split does: supervoxels renamed (old → (split id, remain id)), the mapping changes
+/// that go with it, the bodies whose indices change, and its record.
+struct Renaming {
+    renamed: BTreeMap<u64, (u64, u64)>,
+    changes: HashMap<u64, u64>,
+    only: HashSet<u64>,
+    record: Value,
+}
+
+/// Rewrites every block of `index` holding a renamed supervoxel: voxels under the runs take
+/// its split id, the rest its remain id; then commits through `Write` (indices of `only`,
+/// pyramid when `downres`) with the mapping changes, split history and record.
 fn rewrite_blocks(
     ctx: &DataCtx,
     labels: &Labels,
     mutid: u64,
     index: &LabelIndex,
     runs: &[Run],
-    renamed: &BTreeMap<u64, (u64, u64)>,
-    changes: HashMap<u64, u64>,
-    only: HashSet<u64>,
+    r: Renaming,
     downres: bool,
-    extra: impl FnOnce(&mut WriteBatch),
 ) -> Result<Vec<BlockCoord>> {
+    let renamed = &r.renamed;
     let st = state(ctx);
     let mut coords: Vec<BlockCoord> = index
         .blocks
@@ -493,7 +499,7 @@ fn rewrite_blocks(
         downres: downres && labels.cfg.max_downres_level > 0,
     };
     let mut write = Write::new(ctx, labels.clone(), mode, mutid, labels.mapping.clone());
-    write.relabel(changes, only);
+    write.relabel(r.changes.clone(), r.only);
     let bs = labels.cfg.block_size;
     let bv = labels.cfg.block_voxels();
     let mut buf = Vec::new();
@@ -519,7 +525,12 @@ fn rewrite_blocks(
         labels.compute.relabel(&mut buf, &remain)?;
         write.add(batch, &buf, None)?;
     }
-    extra(write.batch());
+    let batch = write.batch();
+    put_changes(batch, labels, &r.changes);
+    for (sv, (split, remain)) in renamed {
+        put_sv_split(batch, labels, mutid, *sv, *remain, *split);
+    }
+    ctx.log_mutation(batch, r.record);
     write.commit()?;
     Ok(coords)
 }
@@ -584,25 +595,13 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         mutid,
         json!({"Target": label, "NewLabel": new_body, "SVSplits": svsplits, "SplitVoxels": split_voxels}),
     );
-    let mapping_changes = changes.clone();
-    let coords = rewrite_blocks(
-        ctx,
-        labels,
-        mutid,
-        &index,
-        &runs,
-        &renamed,
-        changes.clone(),
-        HashSet::from([label, new_body]),
-        true,
-        |batch| {
-            put_changes(batch, labels, &mapping_changes);
-            for (sv, (s, r)) in &renamed {
-                put_sv_split(batch, labels, mutid, *sv, *r, *s);
-            }
-            ctx.log_mutation(batch, rec);
-        },
-    )?;
+    let renaming = Renaming {
+        renamed,
+        changes: changes.clone(),
+        only: HashSet::from([label, new_body]),
+        record: rec,
+    };
+    let coords = rewrite_blocks(ctx, labels, mutid, &index, &runs, renaming, true)?;
     let delta = Delta::Split {
         target: label,
         new_label: new_body,
@@ -693,23 +692,13 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
                "RemainSupervoxel": remain_id, "SplitSize": split_voxels,
                "RemainSize": sv_voxels - split_voxels}),
     );
-    let mapping_changes = changes.clone();
-    rewrite_blocks(
-        ctx,
-        labels,
-        mutid,
-        &index,
-        &runs,
-        &renamed,
-        changes.clone(),
-        HashSet::from([body]),
-        downres,
-        |batch| {
-            put_changes(batch, labels, &mapping_changes);
-            put_sv_split(batch, labels, mutid, sv, remain_id, split_id);
-            ctx.log_mutation(batch, rec);
-        },
-    )?;
+    let renaming = Renaming {
+        renamed,
+        changes: changes.clone(),
+        only: HashSet::from([body]),
+        record: rec,
+    };
+    rewrite_blocks(ctx, labels, mutid, &index, &runs, renaming, downres)?;
     finish(ctx, labels, &changes, None);
     Ok(DataResponse::bytes(
         "application/json",

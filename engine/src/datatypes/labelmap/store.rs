@@ -271,15 +271,19 @@ impl Labels {
     /// Decodes serialized blocks into `out` (block after block); checks each is this
     /// instance's block size.
     pub fn decode_stored(&self, stored: &[Vec<u8>], out: &mut [u64]) -> Result<()> {
-        let raw: Vec<Vec<u8>> = {
-            use rayon::prelude::*;
-            stored
-                .par_iter()
-                .map(|s| deserialize(s))
-                .collect::<Result<_>>()?
-        };
+        self.decode_serialized(stored, out).map(|_| ())
+    }
+
+    /// `decode_stored`, returning the labels.Block bytes it decoded.
+    fn decode_serialized(&self, stored: &[Vec<u8>], out: &mut [u64]) -> Result<Vec<Vec<u8>>> {
+        use rayon::prelude::*;
+        let raw: Vec<Vec<u8>> = stored
+            .par_iter()
+            .map(|s| deserialize(s))
+            .collect::<Result<_>>()?;
         let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
-        self.decode_blocks(&refs, out)
+        self.decode_blocks(&refs, out)?;
+        Ok(raw)
     }
 
     /// `decode_stored`, then each supervoxel mapped to its body when reads are mapped.
@@ -287,17 +291,9 @@ impl Labels {
         if !self.map_reads {
             return self.decode_stored(stored, out);
         }
-        let raw: Vec<Vec<u8>> = {
-            use rayon::prelude::*;
-            stored
-                .par_iter()
-                .map(|s| deserialize(s))
-                .collect::<Result<_>>()?
-        };
-        let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
-        self.decode_blocks(&refs, out)?;
+        let raw = self.decode_serialized(stored, out)?;
         let mut present = Vec::new();
-        for b in &refs {
+        for b in &raw {
             present.extend(table_labels(b)?);
         }
         present.sort_unstable();
