@@ -253,7 +253,7 @@ impl<'a> Write<'a> {
         let st = super::state::state(self.ctx);
         let _alloc = st.alloc.lock();
         if self.mode.index && self.max_label > 0 {
-            self.raise_max_label(self.max_label)?;
+            raise_max_label(&mut self.batch, &self.labels, self.max_label)?;
         }
         if let Some((lo, hi)) = self.extents {
             let (l0, h0) = extents(&self.labels)?.unwrap_or((lo, hi));
@@ -369,19 +369,6 @@ impl<'a> Write<'a> {
         }
         Ok(())
     }
-
-    /// Raises this version's max label to at least `label` (never lowers it).
-    fn raise_max_label(&mut self, label: u64) -> Result<()> {
-        if label > max_label(&self.labels)?.unwrap_or(0) {
-            put_into(
-                &mut self.batch,
-                &self.labels.view,
-                &[CLASS_MAX_LABEL],
-                &label.to_le_bytes(),
-            );
-        }
-        Ok(())
-    }
 }
 
 /// This version's max label: the largest over it and its ancestors, so a child never reports
@@ -392,6 +379,20 @@ pub fn max_label(labels: &Labels) -> Result<Option<u64>> {
         .iter()
         .map(|(_, v)| store::u64_value(v))
         .max())
+}
+
+/// Adds to `batch` a raise of this version's max label to `label`, when that is higher (the
+/// max label never falls).
+pub fn raise_max_label(batch: &mut WriteBatch, labels: &Labels, label: u64) -> Result<()> {
+    if label > max_label(labels)?.unwrap_or(0) {
+        put_into(
+            batch,
+            &labels.view,
+            &[CLASS_MAX_LABEL],
+            &label.to_le_bytes(),
+        );
+    }
+    Ok(())
 }
 
 /// Voxel bounds of everything written at this version and its ancestors: (min, max), inclusive.

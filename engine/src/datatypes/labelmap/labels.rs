@@ -4,12 +4,12 @@
 use bytes::Bytes;
 use prost::Message;
 use rayon::prelude::*;
-use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
+use tessera_storage::{VersionId, WriteBatch};
 
 use super::geom::unpack_block;
 use super::index::{LabelIndex, LabelIndices};
-use super::ingest::max_label;
+use super::ingest::{max_label, raise_max_label};
 use super::state::state;
 use super::store::{
     self, CLASS_CEILING, CLASS_INDEX, CLASS_MAX_LABEL, CLASS_NEXT_LABEL, Labels, encode_index,
@@ -438,12 +438,20 @@ fn get_maxlabel(labels: &Labels) -> Result<DataResponse> {
     ))
 }
 
-/// The largest max label of any version of the repo.
-pub fn max_repo_label(labels: &Labels) -> Result<u64> {
+/// Every version's own max label.
+pub fn version_max_labels(labels: &Labels) -> Result<Vec<(VersionId, u64)>> {
     Ok(labels
         .all_values(&[CLASS_MAX_LABEL])?
         .iter()
-        .map(|(_, v)| store::u64_value(v))
+        .map(|(v, b)| (*v, store::u64_value(b)))
+        .collect())
+}
+
+/// The largest max label of any version of the repo.
+pub fn max_repo_label(labels: &Labels) -> Result<u64> {
+    Ok(version_max_labels(labels)?
+        .into_iter()
+        .map(|(_, m)| m)
         .max()
         .unwrap_or(0))
 }
@@ -477,18 +485,6 @@ fn admin_only(ctx: &DataCtx, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn put_max_label(batch: &mut WriteBatch, labels: &Labels, label: u64) -> Result<()> {
-    if label > max_label(labels)?.unwrap_or(0) {
-        put_into(
-            batch,
-            &labels.view,
-            &[CLASS_MAX_LABEL],
-            &label.to_le_bytes(),
-        );
-    }
-    Ok(())
-}
-
 fn post_maxlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     admin_only(ctx, "POST maxlabel")?;
     let n: u64 = one_segment(req, "<label>")?
@@ -500,7 +496,7 @@ fn post_maxlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     let st = state(ctx);
     let _alloc = st.alloc.lock();
     let mut batch = WriteBatch::new();
-    put_max_label(&mut batch, labels, n)?;
+    raise_max_label(&mut batch, labels, n)?;
     labels.store.write(batch)?;
     Ok(DataResponse::empty())
 }
@@ -543,7 +539,7 @@ pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
             &end.to_le_bytes(),
         );
     }
-    put_max_label(&mut batch, labels, end)?;
+    raise_max_label(&mut batch, labels, end)?;
     labels.store.write(batch)?;
     Ok(start)
 }

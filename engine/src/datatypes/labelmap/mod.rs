@@ -148,12 +148,12 @@ impl Datatype for LabelmapType {
             ),
             None => (json!(null), json!(null), json!(null), json!(null)),
         };
-        let per_version: serde_json::Map<String, serde_json::Value> = labels
-            .all_values(&[store::CLASS_MAX_LABEL])?
+        let maxima = labels::version_max_labels(&labels)?;
+        let repo_max = maxima.iter().map(|(_, m)| *m).max().unwrap_or(0);
+        let per_version: serde_json::Map<String, serde_json::Value> = maxima
             .into_iter()
-            .map(|(v, b)| (v.to_string(), json!(store::u64_value(&b))))
+            .map(|(v, m)| (v.to_string(), json!(m)))
             .collect();
-        let repo_max = labels::max_repo_label(&labels)?;
         let next = labels::next_label_setting(&labels)?;
         Ok(json!({
             "Values": [{"DataType": "uint64", "Label": "labelmap"}],

@@ -71,18 +71,20 @@ fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> Value {
     r
 }
 
-/// Commits a mutation's batch with its record; then the cached mapping, log readers and
+/// Commits a mutation's batch with its records; then the cached mapping, log readers and
 /// sync subscribers hear of it.
 fn commit(
     ctx: &DataCtx,
     labels: &Labels,
     mut batch: WriteBatch,
     changes: &HashMap<u64, u64>,
-    rec: Value,
+    records: Vec<Value>,
     event: Option<(&'static str, u64, Delta)>,
 ) -> Result<()> {
     put_changes(&mut batch, labels, changes);
-    ctx.log_mutation(&mut batch, rec);
+    for rec in records {
+        ctx.log_mutation(&mut batch, rec);
+    }
     labels.store.write(batch)?;
     finish(ctx, labels, changes, event);
     Ok(())
@@ -183,7 +185,7 @@ pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         labels,
         batch,
         &changes,
-        rec,
+        vec![rec],
         Some((MERGE_BLOCK, mutid, delta)),
     )?;
     Ok(DataResponse::bytes(
@@ -215,6 +217,7 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let mut changes = HashMap::new();
     let mut batch = WriteBatch::new();
+    let mut records = Vec::new();
     for pair in list.chunks_exact(2) {
         let (new, old) = (pair[0], pair[1]);
         if labels.index(new)?.is_some() {
@@ -229,17 +232,14 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
         delete_into(&mut batch, &labels.view, &index_key(old));
         put_index(&mut batch, labels, &index);
         // One record per pair, as DVID logs each renumber.
-        let rec = record(
+        records.push(record(
             ctx,
             "renumber-complete",
             mutid,
             json!({"NewLabel": new, "OrigLabel": old}),
-        );
-        ctx.log_mutation(&mut batch, rec);
+        ));
     }
-    put_changes(&mut batch, labels, &changes);
-    labels.store.write(batch)?;
-    finish(ctx, labels, &changes, None);
+    commit(ctx, labels, batch, &changes, records, None)?;
     Ok(DataResponse::empty())
 }
 
@@ -321,7 +321,7 @@ pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
         labels,
         batch,
         &changes,
-        rec,
+        vec![rec],
         Some((CLEAVE_LABEL, mutid, delta)),
     )?;
     Ok(DataResponse::bytes(
