@@ -7,27 +7,11 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::gpu::GpuCompute;
+use tessera_engine::compute::reference::Rng;
 use tessera_engine::compute::{Compute, LabelTable, Run, Shape, normalize_runs, to_blocks};
 
 const N: usize = 256;
 const BLOCK: Shape = Shape::cube(64);
-
-/// splitmix64, so the volume is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// A segmentation-like volume: boxes of 8 to 40 voxels a side painted with 1000 labels.
 fn segmentation() -> Vec<u64> {

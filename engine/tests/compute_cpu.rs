@@ -2,26 +2,10 @@
 
 use proptest::prelude::*;
 use tessera_engine::compute::cpu::CpuCompute;
+use tessera_engine::compute::reference::Rng;
 use tessera_engine::compute::{
     BlockCounts, Compute, ComputeError, LabelTable, Run, Shape, codec, normalize_runs, reference,
 };
-
-/// splitmix64: a small seeded generator, enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Labels that stress comparisons: zero, the extremes, and pairs equal in their low 32 bits.
 const NASTY: [u64; 7] = [
@@ -141,7 +125,7 @@ fn pyramid_mode_matches_repeated_downsampling() {
 
 fn gray(shape: Shape, seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed);
-    (0..shape.voxels()).map(|_| rng.next() as u8).collect()
+    (0..shape.voxels()).map(|_| rng.next_u64() as u8).collect()
 }
 
 #[test]
@@ -458,7 +442,7 @@ fn block_strategy() -> impl Strategy<Value = (Shape, Vec<u64>)> {
             let shape = Shape::new(8 * gx, 8 * gy, 8 * gz);
             let mut rng = Rng(seed);
             let palette: Vec<u64> = (0..1 + rng.below(12))
-                .map(|_| rng.next() >> rng.below(64))
+                .map(|_| rng.next_u64() >> rng.below(64))
                 .collect();
             let v = if noisy {
                 noise(shape, &palette, seed)

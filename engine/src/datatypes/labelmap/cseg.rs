@@ -208,6 +208,7 @@ fn intern(slots: &mut [Slot], epoch: u32, distinct: &mut Vec<(u64, u16)>, v: u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compute::reference::Rng;
 
     /// Independent reader following neuroglancer's decoder, for in-volume voxels only.
     fn decode(buf: &[u8], size: [usize; 3]) -> Vec<u64> {
@@ -244,18 +245,6 @@ mod tests {
         buf[4 + 8 * b + 3]
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            // splitmix64
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
-
     fn round_trip(vol: &[u64], size: [usize; 3]) -> Vec<u8> {
         let enc = encode(vol, size);
         assert_eq!(decode(&enc, size), vol, "size {size:?}");
@@ -281,7 +270,7 @@ mod tests {
         ] {
             for palette in [1u64, 2, 3, 40, 1 << 20] {
                 let n = size.iter().product();
-                let vol: Vec<u64> = (0..n).map(|_| rng.next() % palette).collect();
+                let vol: Vec<u64> = (0..n).map(|_| rng.next_u64() % palette).collect();
                 round_trip(&vol, size);
             }
         }
@@ -327,7 +316,7 @@ mod tests {
         let mut rng = Rng(3);
         let labels = [0, 1, u64::MAX, 1 << 32, 0xFFFF_FFFF, 0xDEAD_BEEF_0001];
         let vol: Vec<u64> = (0..31 * 9 * 12)
-            .map(|_| labels[rng.next() as usize % 6])
+            .map(|_| labels[rng.next_u64() as usize % 6])
             .collect();
         round_trip(&vol, [31, 9, 12]);
     }
