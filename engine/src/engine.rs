@@ -909,6 +909,37 @@ impl Engine {
         }
     }
 
+    /// A context for another instance of `ctx`'s repo, named by name or DataUUID, at `version`
+    /// (`ctx`'s own version when `None`), with `ctx`'s caller: how a datatype reads the
+    /// instances it syncs to.
+    pub fn sibling(
+        self: &Arc<Self>,
+        ctx: &DataCtx,
+        name_or_uuid: &str,
+        version: Option<VersionId>,
+    ) -> Result<DataCtx> {
+        let state = self.state.read();
+        let (root, own) = match_uuid(&state, &ctx.uuid)?;
+        let repo = &state.repos[&root];
+        let meta = match repo.instance_by_uuid(name_or_uuid) {
+            Some(m) => m,
+            None => repo.instance(name_or_uuid)?,
+        };
+        let version = version.unwrap_or(own);
+        if !repo.nodes.contains_key(&version) {
+            return Err(Error::not_found(format!(
+                "version {version} is not in the repo of {}",
+                ctx.uuid
+            )));
+        }
+        let caller = Caller {
+            user: ctx.user.clone(),
+            app: ctx.app.clone(),
+            admin: ctx.admin,
+        };
+        Ok(self.ctx_for(repo, meta, version, &caller))
+    }
+
     /// Changes an instance's persisted description (tags, syncs).
     pub(crate) fn modify_instance(
         &self,

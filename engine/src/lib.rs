@@ -8,6 +8,7 @@ pub mod datatypes;
 pub mod engine;
 mod error;
 pub mod instance;
+pub mod mesh;
 pub mod mutlog;
 pub mod repo;
 pub mod sync;
