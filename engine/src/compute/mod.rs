@@ -16,10 +16,12 @@ pub mod gpu;
 mod layout;
 pub mod reference;
 mod select;
+pub mod surface;
 mod types;
 
 pub use layout::to_blocks;
 pub use select::{Selection, select};
+pub use surface::{Cells, LabelSurface};
 use types::check_levels;
 pub use types::{BlockCounts, ComputeError, LabelTable, Run, Shape, merge_runs, normalize_runs};
 
@@ -106,6 +108,12 @@ pub trait Compute: Send + Sync {
         let shape = self.block_decode_into(blocks, &mut out)?;
         Ok((shape, out))
     }
+
+    /// The closed surface of every non-zero label in each item of a batch of volumes of shape
+    /// `item` stored one after another, over the cells `cells` (see `surface`; voxels outside
+    /// an item read as 0). Per item, one mesh per label in ascending label order, vertices and
+    /// triangles in the canonical order both backends share.
+    fn surface(&self, labels: &[u64], item: Shape, cells: Cells) -> Result<Vec<Vec<LabelSurface>>>;
 
     /// Encode a batch of blocks of shape `block` (each dimension a multiple of 8) in the
     /// canonical form described in `codec`.

@@ -11,8 +11,9 @@ mod mean;
 mod mode;
 mod pyramid;
 mod relabel;
+mod surface;
 
-use super::{Backend, BlockCounts, Compute, LabelTable, Result, Run, Shape};
+use super::{Backend, BlockCounts, Cells, Compute, LabelSurface, LabelTable, Result, Run, Shape};
 use super::{check_levels, codec, normalize_runs};
 
 pub struct CpuCompute {}
@@ -89,6 +90,13 @@ impl Compute for CpuCompute {
 
     fn block_decode_into(&self, blocks: &[&[u8]], out: &mut [u64]) -> Result<Shape> {
         blocks::block_decode_into(blocks, out)
+    }
+
+    fn surface(&self, labels: &[u64], item: Shape, cells: Cells) -> Result<Vec<Vec<LabelSurface>>> {
+        item.check_batch(labels.len(), "surface")?;
+        cells.check(item)?;
+        let items = labels.len() / item.voxels();
+        Ok(surface::surface(labels, item, items, cells))
     }
 
     fn block_encode(&self, labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>> {

@@ -12,8 +12,12 @@ mod device;
 mod downsample;
 mod encode;
 mod labels;
+mod surface;
 
-use super::{Backend, BlockCounts, Compute, LabelTable, Result, Run, Shape, check_levels};
+use super::{
+    Backend, BlockCounts, Cells, Compute, LabelSurface, LabelTable, Result, Run, Shape,
+    check_levels,
+};
 use device::Gpu;
 
 /// Every kernel source starts with the shared helpers.
@@ -32,6 +36,10 @@ struct Pipelines {
     decode: wgpu::ComputePipeline,
     encode_locals: wgpu::ComputePipeline,
     encode_pack: wgpu::ComputePipeline,
+    surface_count: wgpu::ComputePipeline,
+    surface_scan_blocks: wgpu::ComputePipeline,
+    surface_scan_sums: wgpu::ComputePipeline,
+    surface_emit: wgpu::ComputePipeline,
 }
 
 impl Pipelines {
@@ -67,6 +75,7 @@ impl Pipelines {
             "block_encode",
             include_str!("../../../../shaders/block_encode.wgsl"),
         );
+        let surface = source("surface", include_str!("../../../../shaders/surface.wgsl"));
         let make = |(name, src): &(String, String), entry: &str| gpu.pipeline(name, src, entry);
         Pipelines {
             relabel: make(&relabel, "main"),
@@ -78,6 +87,10 @@ impl Pipelines {
             decode: make(&decode, "main"),
             encode_locals: make(&encode, "locals"),
             encode_pack: make(&encode, "pack"),
+            surface_count: make(&surface, "count"),
+            surface_scan_blocks: make(&surface, "scan_blocks"),
+            surface_scan_sums: make(&surface, "scan_sums"),
+            surface_emit: make(&surface, "emit"),
         }
     }
 }
@@ -175,5 +188,17 @@ impl Compute for GpuCompute {
             labels,
             block,
         )
+    }
+
+    fn surface(&self, labels: &[u64], item: Shape, cells: Cells) -> Result<Vec<Vec<LabelSurface>>> {
+        item.check_batch(labels.len(), "surface")?;
+        cells.check(item)?;
+        let kernels = surface::Kernels {
+            count: &self.pipes.surface_count,
+            scan_blocks: &self.pipes.surface_scan_blocks,
+            scan_sums: &self.pipes.surface_scan_sums,
+            emit: &self.pipes.surface_emit,
+        };
+        surface::surface(&self.gpu, &kernels, labels, item, cells)
     }
 }

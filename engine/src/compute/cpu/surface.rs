@@ -1,0 +1,368 @@
+//! `surface` on the CPU: one sweep over the cells in (z, y, x) order that indexes vertices as
+//! it goes, with no hashing.
+//!
+//! A lattice edge's vertex belongs to at most two meshes: the label of its low end and that
+//! of its high end ("sides"). The first cell in sweep order that contains the edge numbers it
+//! in its label's mesh and leaves the number in a slot; later cells read the slot. That cell
+//! is known from the edge's position in it, so slots never need clearing: two planes of slots
+//! for x- and y-edges (the cells' bottom and top planes) and one for z-edges roll along z.
+//!
+//! The sweep runs in z-slabs in parallel. A slab leaves its first plane's x/y vertices, which
+//! the slab below numbered, as references into that slab's top plane, resolved when the
+//! slabs' meshes are joined in order: the result is exactly a single sweep's.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use crate::compute::Shape;
+use crate::compute::surface::{Cells, EDGES, LabelSurface, table};
+
+/// A vertex number that refers to the slab below: `EXTERNAL | (slot << 1 | side)`.
+const EXTERNAL: u32 = 1 << 31;
+
+/// Cell planes per slab at least: thinner slabs spend more on joining than they save.
+const MIN_SLAB: usize = 16;
+
+pub fn surface(labels: &[u64], item: Shape, items: usize, cells: Cells) -> Vec<Vec<LabelSurface>> {
+    let threads = rayon::current_num_threads();
+    let one = |i: usize| {
+        let vol = &labels[i * item.voxels()..(i + 1) * item.voxels()];
+        let slabs = if items >= threads {
+            1
+        } else {
+            (cells.size()[2] / MIN_SLAB).clamp(1, 4 * threads)
+        };
+        item_surface(vol, item, cells, slabs)
+    };
+    if items >= threads {
+        (0..items).into_par_iter().map(one).collect()
+    } else {
+        (0..items).map(one).collect()
+    }
+}
+
+fn item_surface(vol: &[u64], item: Shape, cells: Cells, slabs: usize) -> Vec<LabelSurface> {
+    let nz = cells.size()[2];
+    if cells.count() == 0 {
+        return Vec::new();
+    }
+    let bounds: Vec<(i32, i32)> = (0..slabs)
+        .map(|s| {
+            let a = cells.lo[2] + (nz * s / slabs) as i32;
+            let b = cells.lo[2] + (nz * (s + 1) / slabs) as i32;
+            (a, b)
+        })
+        .filter(|(a, b)| a < b)
+        .collect();
+    let parts: Vec<Slab> = bounds
+        .into_par_iter()
+        .map(|(z0, z1)| {
+            let mut s = Sweep::new(vol, item, cells, z0);
+            for z in z0..z1 {
+                s.plane(z);
+            }
+            s.finish()
+        })
+        .collect();
+    join(parts)
+}
+
+/// One slab's meshes, before joining.
+struct Slab {
+    meshes: Vec<LabelSurface>,
+    by_label: HashMap<u64, usize>,
+    /// Vertex numbers of the x/y edges on the plane above the slab's last cell plane.
+    top: Vec<[u32; 2]>,
+}
+
+/// Joins slabs in order into one mesh per label, resolving references to the slab below.
+fn join(mut parts: Vec<Slab>) -> Vec<LabelSurface> {
+    if parts.len() == 1 {
+        let mut meshes = parts.pop().expect("one slab").meshes;
+        meshes.sort_unstable_by_key(|m| m.label);
+        return meshes;
+    }
+    let mut labels: Vec<u64> = parts
+        .iter()
+        .flat_map(|p| p.by_label.keys().copied())
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    labels
+        .into_par_iter()
+        .map(|label| {
+            let mut out = LabelSurface {
+                label,
+                ..Default::default()
+            };
+            // Where each slab's vertices start in the joined mesh.
+            let mut base = vec![0u32; parts.len()];
+            for (k, p) in parts.iter().enumerate() {
+                base[k] = out.vertices.len() as u32;
+                if let Some(&m) = p.by_label.get(&label) {
+                    out.vertices.extend_from_slice(&p.meshes[m].vertices);
+                }
+            }
+            for (k, p) in parts.iter().enumerate() {
+                let Some(&m) = p.by_label.get(&label) else {
+                    continue;
+                };
+                let resolve = |v: u32| {
+                    if v & EXTERNAL == 0 {
+                        base[k] + v
+                    } else {
+                        let r = (v & !EXTERNAL) as usize;
+                        base[k - 1] + parts[k - 1].top[r >> 1][r & 1]
+                    }
+                };
+                out.triangles
+                    .extend(p.meshes[m].triangles.iter().map(|t| t.map(resolve)));
+            }
+            out
+        })
+        .collect()
+}
+
+/// Per edge: its axis, its low corner's offset, and the other axes along which the edge is at
+/// the cell's low side (the cell owns such an edge only at the box's low boundary there).
+#[derive(Clone, Copy)]
+struct EdgeInfo {
+    axis: usize,
+    off: [usize; 3],
+    low_sides: u8,
+    /// Half-voxel offset of the midpoint from the cell's minimum-corner center.
+    h: [u32; 3],
+}
+
+fn edge_info() -> [EdgeInfo; 12] {
+    std::array::from_fn(|e| {
+        let axis = e / 4;
+        let [a, _] = EDGES[e];
+        let off = crate::compute::surface::corner(a);
+        let low_sides = (0..3)
+            .filter(|&t| t != axis && off[t] == 0)
+            .fold(0u8, |m, t| m | 1 << t);
+        EdgeInfo {
+            axis,
+            off,
+            low_sides,
+            h: crate::compute::surface::edge_offset(e),
+        }
+    })
+}
+
+struct Sweep<'a> {
+    vol: &'a [u64],
+    dims: [usize; 3],
+    cells: Cells,
+    /// This slab's first cell plane; a later slab's x/y edges there belong to the slab below.
+    z0: i32,
+    zeros: Vec<u64>,
+    /// Slot plane width and height (voxel positions lo..=hi).
+    w: usize,
+    /// x/y-edge slots of the cells' bottom (`xy[0]`) and top (`xy[1]`) voxel planes, indexed
+    /// `(py·w + px)·2 + axis`; z-edge slots of the current cell plane, indexed `py·w + px`.
+    xy: [Vec<[u32; 2]>; 2],
+    zs: Vec<[u32; 2]>,
+    info: [EdgeInfo; 12],
+    meshes: Vec<LabelSurface>,
+    by_label: HashMap<u64, usize>,
+    /// The last label looked up, and its mesh: neighbouring cells mostly share labels.
+    last: (u64, usize),
+}
+
+impl<'a> Sweep<'a> {
+    fn new(vol: &'a [u64], item: Shape, cells: Cells, z0: i32) -> Sweep<'a> {
+        let size = cells.size();
+        let w = size[0] + 1;
+        let plane = w * (size[1] + 1);
+        Sweep {
+            vol,
+            dims: [item.x, item.y, item.z],
+            cells,
+            z0,
+            zeros: vec![0; item.x],
+            w,
+            xy: [vec![[0; 2]; 2 * plane], vec![[0; 2]; 2 * plane]],
+            zs: vec![[0; 2]; plane],
+            info: edge_info(),
+            meshes: Vec::new(),
+            by_label: HashMap::new(),
+            last: (0, usize::MAX),
+        }
+    }
+
+    fn finish(mut self) -> Slab {
+        Slab {
+            meshes: self.meshes,
+            by_label: self.by_label,
+            top: std::mem::take(&mut self.xy[0]),
+        }
+    }
+
+    /// The voxel row at (y, z), zeros outside the item.
+    fn row(&self, y: i32, z: i32) -> &'a [u64] {
+        let [nx, ny, nz] = self.dims;
+        if y < 0 || z < 0 || y as usize >= ny || z as usize >= nz {
+            return &[];
+        }
+        let start = (z as usize * ny + y as usize) * nx;
+        &self.vol[start..start + nx]
+    }
+
+    fn plane(&mut self, z: i32) {
+        let [lo, hi] = [self.cells.lo, self.cells.hi];
+        let nx = self.dims[0] as i32;
+        for y in lo[1]..hi[1] {
+            let rows = [
+                self.row(y, z),
+                self.row(y + 1, z),
+                self.row(y, z + 1),
+                self.row(y + 1, z + 1),
+            ];
+            let zeros = std::mem::take(&mut self.zeros);
+            let r = rows.map(|r| if r.is_empty() { &zeros[..] } else { r });
+            // Cells with both x corners inside the item take the fast path.
+            let xa = lo[0].max(0);
+            let xb = hi[0].min(nx - 1);
+            for x in lo[0]..xa.min(hi[0]) {
+                self.edge_cell([x, y, z], &r);
+            }
+            let (r00, r10, r01, r11) = (r[0], r[1], r[2], r[3]);
+            for x in xa as usize..xb.max(xa) as usize {
+                let a = r00[x];
+                if r00[x + 1] == a
+                    && r10[x] == a
+                    && r10[x + 1] == a
+                    && r01[x] == a
+                    && r01[x + 1] == a
+                    && r11[x] == a
+                    && r11[x + 1] == a
+                {
+                    continue;
+                }
+                let l = [
+                    a,
+                    r00[x + 1],
+                    r10[x],
+                    r10[x + 1],
+                    r01[x],
+                    r01[x + 1],
+                    r11[x],
+                    r11[x + 1],
+                ];
+                self.cell([x as i32, y, z], l);
+            }
+            for x in xb.max(xa).max(lo[0])..hi[0] {
+                self.edge_cell([x, y, z], &r);
+            }
+            self.zeros = zeros;
+        }
+        // The top plane's x/y slots are the next cell plane's bottom ones.
+        self.xy.swap(0, 1);
+    }
+
+    /// A cell with an x corner outside the item.
+    fn edge_cell(&mut self, q: [i32; 3], r: &[&[u64]; 4]) {
+        let nx = self.dims[0] as i32;
+        let at = |row: &[u64], x: i32| {
+            if x < 0 || x >= nx { 0 } else { row[x as usize] }
+        };
+        let x = q[0];
+        let l = [
+            at(r[0], x),
+            at(r[0], x + 1),
+            at(r[1], x),
+            at(r[1], x + 1),
+            at(r[2], x),
+            at(r[2], x + 1),
+            at(r[3], x),
+            at(r[3], x + 1),
+        ];
+        if l.iter().all(|&v| v == l[0]) {
+            return;
+        }
+        self.cell(q, l);
+    }
+
+    fn mesh(&mut self, label: u64) -> usize {
+        if self.last.0 == label && self.last.1 != usize::MAX {
+            return self.last.1;
+        }
+        let next = self.meshes.len();
+        let m = *self.by_label.entry(label).or_insert(next);
+        if m == next {
+            self.meshes.push(LabelSurface {
+                label,
+                ..Default::default()
+            });
+        }
+        self.last = (label, m);
+        m
+    }
+
+    /// A cell whose corners are not all one label: each non-zero label's triangles.
+    fn cell(&mut self, q: [i32; 3], l: [u64; 8]) {
+        let mut done = 0u8;
+        for c in 0..8 {
+            if done >> c & 1 == 1 {
+                continue;
+            }
+            let label = l[c];
+            let mut mask = 0u8;
+            for (k, &v) in l.iter().enumerate().skip(c) {
+                if v == label {
+                    mask |= 1 << k;
+                }
+            }
+            done |= mask;
+            if label != 0 {
+                self.emit(q, label, mask);
+            }
+        }
+    }
+
+    fn emit(&mut self, q: [i32; 3], label: u64, mask: u8) {
+        let t = table();
+        let m = self.mesh(label);
+        let lo = self.cells.lo;
+        let at_low = (0..3).fold(0u8, |b, a| b | u8::from(q[a] == lo[a]) << a);
+        let first_slab = self.z0 == lo[2];
+        let w = self.w;
+        let mut numbered = 0u16;
+        let range = t.start[mask as usize] as usize..t.start[mask as usize + 1] as usize;
+        for tri in &t.triangles[range] {
+            let mut out = [0u32; 3];
+            for (slot_out, &e) in out.iter_mut().zip(tri) {
+                let e = e as usize;
+                let info = self.info[e];
+                let side = usize::from(mask >> EDGES[e][0] & 1 == 0);
+                let px = (q[0] - lo[0]) as usize + info.off[0];
+                let py = (q[1] - lo[1]) as usize + info.off[1];
+                let cell_owns = info.low_sides & !at_low == 0;
+                let slot: &mut [u32; 2] = if info.axis == 2 {
+                    &mut self.zs[py * w + px]
+                } else {
+                    let i = (py * w + px) * 2 + info.axis;
+                    if info.off[2] == 0 && q[2] == self.z0 && !first_slab {
+                        *slot_out = EXTERNAL | (i << 1 | side) as u32;
+                        continue;
+                    }
+                    &mut self.xy[info.off[2]][i]
+                };
+                if cell_owns && numbered >> e & 1 == 0 {
+                    numbered |= 1 << e;
+                    let mesh = &mut self.meshes[m];
+                    slot[side] = mesh.vertices.len() as u32;
+                    // Never negative: a crossed edge has an end inside the item.
+                    mesh.vertices.push(std::array::from_fn(|a| {
+                        (2 * q[a] + 1 + info.h[a] as i32) as u32
+                    }));
+                }
+                *slot_out = slot[side];
+            }
+            self.meshes[m].triangles.push(out);
+        }
+    }
+}
