@@ -54,6 +54,22 @@ enum Command {
         #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
         compute: String,
     },
+    /// Closed surface meshes of every label of a numpy volume: DIR/<label>.<format>.
+    Mesh {
+        /// (z, y, x) C-order .npy of uint64, uint32 or uint8 labels; 0 is background.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// ngmesh (neuroglancer legacy), obj or ply.
+        #[arg(long, default_value = "ngmesh")]
+        format: String,
+        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
+        compute: String,
+        /// Physical size of a voxel, x,y,z (vertices are written in these units).
+        #[arg(long, default_value = "1,1,1")]
+        voxel_size: String,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -116,6 +132,19 @@ fn main() -> anyhow::Result<()> {
             out_dir,
             kind,
             compute,
+        }),
+        Command::Mesh {
+            input,
+            out_dir,
+            format,
+            compute,
+            voxel_size,
+        } => cli::mesh::run(cli::mesh::MeshArgs {
+            input,
+            out_dir,
+            format,
+            compute,
+            voxel_size,
         }),
         Command::Bench {
             what:

@@ -1,6 +1,7 @@
-//! Offline commands: `tessera pyramid` and `tessera bench kernels`.
+//! Offline commands: `tessera pyramid`, `tessera mesh` and `tessera bench kernels`.
 
 pub mod bench;
+pub mod mesh;
 mod npy;
 pub mod pyramid;
 

@@ -10,3 +10,64 @@ pub struct Mesh {
     pub vertices: Vec<[f32; 3]>,
     pub triangles: Vec<[u32; 3]>,
 }
+
+use std::collections::HashMap;
+
+use crate::compute::LabelSurface;
+
+/// One label's surface joined from the pieces it was meshed in, in half-voxel units of global
+/// voxel coordinates (voxel `i` spans `[i, i+1)`; `h = 2·x`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Surface {
+    pub vertices: Vec<[i64; 3]>,
+    pub triangles: Vec<[u32; 3]>,
+}
+
+impl Surface {
+    /// One piece meshed with its item's origin at `origin` (voxels).
+    pub fn from_piece(origin: [i64; 3], s: &LabelSurface) -> Surface {
+        Surface {
+            vertices: s
+                .vertices
+                .iter()
+                .map(|v| std::array::from_fn(|a| 2 * origin[a] + v[a] as i64))
+                .collect(),
+            triangles: s.triangles.clone(),
+        }
+    }
+
+    /// Joins pieces in the order given: a vertex on a seam between pieces is the same vertex
+    /// in both, numbered at its first use, so the result depends only on the pieces' order.
+    pub fn join<'a>(pieces: impl IntoIterator<Item = ([i64; 3], &'a LabelSurface)>) -> Surface {
+        let mut out = Surface::default();
+        let mut index: HashMap<[i64; 3], u32> = HashMap::new();
+        for (origin, s) in pieces {
+            let ids: Vec<u32> = s
+                .vertices
+                .iter()
+                .map(|v| {
+                    let h = std::array::from_fn(|a| 2 * origin[a] + v[a] as i64);
+                    *index.entry(h).or_insert_with(|| {
+                        out.vertices.push(h);
+                        out.vertices.len() as u32 - 1
+                    })
+                })
+                .collect();
+            out.triangles
+                .extend(s.triangles.iter().map(|t| t.map(|i| ids[i as usize])));
+        }
+        out
+    }
+
+    /// In physical units: `voxel` is the size of one voxel of the meshed scale.
+    pub fn to_mesh(&self, voxel: [f64; 3]) -> Mesh {
+        Mesh {
+            vertices: self
+                .vertices
+                .iter()
+                .map(|h| std::array::from_fn(|a| (h[a] as f64 * 0.5 * voxel[a]) as f32))
+                .collect(),
+            triangles: self.triangles.clone(),
+        }
+    }
+}

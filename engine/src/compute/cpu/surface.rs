@@ -31,7 +31,7 @@ pub fn surface(labels: &[u64], item: Shape, items: usize, cells: Cells) -> Vec<V
         let slabs = if items >= threads {
             1
         } else {
-            (cells.size()[2] / MIN_SLAB).clamp(1, 4 * threads)
+            (cells.size()[2] / MIN_SLAB).clamp(1, 2 * threads)
         };
         item_surface(vol, item, cells, slabs)
     };
@@ -89,35 +89,52 @@ fn join(mut parts: Vec<Slab>) -> Vec<LabelSurface> {
         .collect();
     labels.sort_unstable();
     labels.dedup();
-    labels
-        .into_par_iter()
+    // Each label's pieces move out of their slabs; the first becomes the joined mesh, so a
+    // label in one slab is not copied at all.
+    let mut pieces: Vec<Vec<Option<LabelSurface>>> = parts
+        .iter_mut()
+        .map(|p| std::mem::take(&mut p.meshes).into_iter().map(Some).collect())
+        .collect();
+    let per_label: Vec<Vec<(usize, LabelSurface)>> = labels
+        .iter()
         .map(|label| {
-            let mut out = LabelSurface {
-                label,
-                ..Default::default()
-            };
-            // Where each slab's vertices start in the joined mesh.
-            let mut base = vec![0u32; parts.len()];
-            for (k, p) in parts.iter().enumerate() {
-                base[k] = out.vertices.len() as u32;
-                if let Some(&m) = p.by_label.get(&label) {
-                    out.vertices.extend_from_slice(&p.meshes[m].vertices);
-                }
-            }
-            for (k, p) in parts.iter().enumerate() {
-                let Some(&m) = p.by_label.get(&label) else {
-                    continue;
-                };
+            parts
+                .iter()
+                .enumerate()
+                .filter_map(|(k, p)| {
+                    let m = *p.by_label.get(label)?;
+                    Some((k, pieces[k][m].take().expect("each piece joins once")))
+                })
+                .collect()
+        })
+        .collect();
+    drop(pieces);
+    let parts = &parts;
+    per_label
+        .into_par_iter()
+        .map(|slabs| {
+            let mut slabs = slabs.into_iter();
+            let (_, mut out) = slabs.next().expect("a label has a slab");
+            // Where each slab's piece starts in the joined mesh (the first at 0).
+            let mut base_of = vec![0u32; parts.len()];
+            for (k, piece) in slabs {
+                // A reference to the slab below names a vertex this label has there, so the
+                // label has a piece in slab k - 1 whenever one is resolved.
+                let below = base_of[k - 1];
+                let base = out.vertices.len() as u32;
+                base_of[k] = base;
+                out.vertices.extend_from_slice(&piece.vertices);
+                let top = &parts[k - 1].top;
                 let resolve = |v: u32| {
                     if v & EXTERNAL == 0 {
-                        base[k] + v
+                        base + v
                     } else {
                         let r = (v & !EXTERNAL) as usize;
-                        base[k - 1] + parts[k - 1].top[r >> 1][r & 1]
+                        below + top[r >> 1][r & 1]
                     }
                 };
                 out.triangles
-                    .extend(p.meshes[m].triangles.iter().map(|t| t.map(resolve)));
+                    .extend(piece.triangles.iter().map(|t| t.map(resolve)));
             }
             out
         })
@@ -168,8 +185,9 @@ struct Sweep<'a> {
     info: [EdgeInfo; 12],
     meshes: Vec<LabelSurface>,
     by_label: HashMap<u64, usize>,
-    /// The last label looked up, and its mesh: neighbouring cells mostly share labels.
-    last: (u64, usize),
+    /// The last two labels looked up, and their meshes: boundary cells mostly hold the same
+    /// two labels as their neighbours.
+    last: [(u64, usize); 2],
 }
 
 impl<'a> Sweep<'a> {
@@ -189,7 +207,7 @@ impl<'a> Sweep<'a> {
             info: edge_info(),
             meshes: Vec::new(),
             by_label: HashMap::new(),
-            last: (0, usize::MAX),
+            last: [(0, usize::MAX); 2],
         }
     }
 
@@ -287,8 +305,13 @@ impl<'a> Sweep<'a> {
     }
 
     fn mesh(&mut self, label: u64) -> usize {
-        if self.last.0 == label && self.last.1 != usize::MAX {
-            return self.last.1;
+        // Label 0 is never looked up, so the initial entries never match.
+        if self.last[0].0 == label {
+            return self.last[0].1;
+        }
+        if self.last[1].0 == label {
+            self.last.swap(0, 1);
+            return self.last[0].1;
         }
         let next = self.meshes.len();
         let m = *self.by_label.entry(label).or_insert(next);
@@ -298,7 +321,7 @@ impl<'a> Sweep<'a> {
                 ..Default::default()
             });
         }
-        self.last = (label, m);
+        self.last = [(label, m), self.last[0]];
         m
     }
 

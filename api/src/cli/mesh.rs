@@ -1,0 +1,118 @@
+//! `tessera mesh`: closed surfaces of every label of a numpy volume, one file per label.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use tessera_engine::compute::Cells;
+use tessera_engine::mesh::Surface;
+use tessera_engine::mesh::format::{self, Format};
+
+use super::npy::{self, Volume};
+
+pub struct MeshArgs {
+    pub input: PathBuf,
+    pub out_dir: PathBuf,
+    pub format: String,
+    pub compute: String,
+    pub voxel_size: String,
+}
+
+/// "x,y,z": three positive, finite sizes.
+fn parse_voxel_size(s: &str) -> anyhow::Result<[f64; 3]> {
+    let parts: Vec<&str> = s.split(',').collect();
+    if parts.len() != 3 {
+        bail!("--voxel-size {s:?} must be three sizes x,y,z");
+    }
+    let mut out = [0.0; 3];
+    for (o, p) in out.iter_mut().zip(&parts) {
+        let v: f64 = p
+            .trim()
+            .parse()
+            .with_context(|| format!("--voxel-size {s:?}: {p:?} is not a number"))?;
+        if !(v.is_finite() && v > 0.0) {
+            bail!("--voxel-size {s:?}: every size must be positive and finite");
+        }
+        *o = v;
+    }
+    Ok(out)
+}
+
+pub fn run(args: MeshArgs) -> anyhow::Result<()> {
+    let format = Format::from_str(&args.format).map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let voxel = parse_voxel_size(&args.voxel_size)?;
+    let compute = super::open_compute(&args.compute)?;
+    let volume = npy::read(&args.input)?;
+    let shape = volume.shape();
+    let labels: Vec<u64> = match volume {
+        Volume::U64(_, v) => v,
+        Volume::U32(_, v) => v.into_iter().map(u64::from).collect(),
+        Volume::U8(_, v) => v.into_iter().map(u64::from).collect(),
+    };
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+
+    let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    spinner
+        .set_style(ProgressStyle::with_template("{spinner} meshing {elapsed}").expect("template"));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let t_mesh = Instant::now();
+    let mut surfaces = compute.surface(&labels, shape, Cells::all(shape))?;
+    let mesh_s = t_mesh.elapsed().as_secs_f64();
+    spinner.finish_and_clear();
+    drop(labels);
+    let surfaces = surfaces.pop().unwrap_or_default();
+
+    let t_write = Instant::now();
+    let bar =
+        ProgressBar::with_draw_target(Some(surfaces.len() as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} labels written, eta {eta}")
+            .expect("template"),
+    );
+    surfaces
+        .par_iter()
+        .try_for_each(|s| -> anyhow::Result<()> {
+            let mesh = Surface::from_piece([0; 3], s).to_mesh(voxel);
+            let path = args
+                .out_dir
+                .join(format!("{}.{}", s.label, format.extension()));
+            std::fs::write(&path, format::encode(&mesh, format))
+                .with_context(|| format!("writing {}", path.display()))?;
+            bar.inc(1);
+            Ok(())
+        })?;
+    bar.finish_and_clear();
+    let write_s = t_write.elapsed().as_secs_f64();
+    let triangles: usize = surfaces.iter().map(|s| s.triangles.len()).sum();
+    let vertices: usize = surfaces.iter().map(|s| s.vertices.len()).sum();
+    println!(
+        "meshed {} labels: {triangles} triangles, {vertices} vertices in {:.3} s ({:.1} Mvox/s; mesh {mesh_s:.3} s, write {write_s:.3} s), {} {}, backend {}, adapter {}",
+        surfaces.len(),
+        mesh_s + write_s,
+        shape.voxels() as f64 / mesh_s / 1e6,
+        shape,
+        format,
+        compute.backend().name(),
+        compute.adapter(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voxel_sizes_are_three_positive_numbers() {
+        assert_eq!(parse_voxel_size("8,8,40").unwrap(), [8.0, 8.0, 40.0]);
+        for bad in [
+            "", "1,2", "1,2,3,4", "0,1,1", "a,b,c", "-1,1,1", "inf,1,1", "NaN,1,1",
+        ] {
+            assert!(parse_voxel_size(bad).is_err(), "{bad:?}");
+        }
+    }
+}
