@@ -918,8 +918,26 @@ impl Engine {
         name_or_uuid: &str,
         version: Option<VersionId>,
     ) -> Result<DataCtx> {
+        let caller = Caller {
+            user: ctx.user.clone(),
+            app: ctx.app.clone(),
+            admin: ctx.admin,
+        };
+        self.ctx_at(&ctx.uuid, name_or_uuid, version, &caller)
+    }
+
+    /// A context for the instance `name_or_uuid` (name or DataUUID) of the repo holding node
+    /// `spec`, at `version` (the node's own when `None`): for work done outside a request,
+    /// such as sync workers.
+    pub fn ctx_at(
+        self: &Arc<Self>,
+        spec: &str,
+        name_or_uuid: &str,
+        version: Option<VersionId>,
+        caller: &Caller,
+    ) -> Result<DataCtx> {
         let state = self.state.read();
-        let (root, own) = match_uuid(&state, &ctx.uuid)?;
+        let (root, own) = match_uuid(&state, spec)?;
         let repo = &state.repos[&root];
         let meta = match repo.instance_by_uuid(name_or_uuid) {
             Some(m) => m,
@@ -928,16 +946,10 @@ impl Engine {
         let version = version.unwrap_or(own);
         if !repo.nodes.contains_key(&version) {
             return Err(Error::not_found(format!(
-                "version {version} is not in the repo of {}",
-                ctx.uuid
+                "version {version} is not in the repo of {spec}"
             )));
         }
-        let caller = Caller {
-            user: ctx.user.clone(),
-            app: ctx.app.clone(),
-            admin: ctx.admin,
-        };
-        Ok(self.ctx_for(repo, meta, version, &caller))
+        Ok(self.ctx_for(repo, meta, version, caller))
     }
 
     /// Changes an instance's persisted description (tags, syncs).

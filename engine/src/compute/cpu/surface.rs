@@ -93,7 +93,12 @@ fn join(mut parts: Vec<Slab>) -> Vec<LabelSurface> {
     // label in one slab is not copied at all.
     let mut pieces: Vec<Vec<Option<LabelSurface>>> = parts
         .iter_mut()
-        .map(|p| std::mem::take(&mut p.meshes).into_iter().map(Some).collect())
+        .map(|p| {
+            std::mem::take(&mut p.meshes)
+                .into_iter()
+                .map(Some)
+                .collect()
+        })
         .collect();
     let per_label: Vec<Vec<(usize, LabelSurface)>> = labels
         .iter()

@@ -18,6 +18,10 @@ pub struct Config {
     pub voxel_units: [String; 3],
     pub indexed_labels: bool,
     pub max_downres_level: u8,
+    /// `KeepMeshes`: keep the keyvalue `<name>_meshes` holding `<body>.ngmesh` for every body
+    /// a write or mutation changes (meshes.rs).
+    #[serde(default)]
+    pub keep_meshes: bool,
 }
 
 impl Config {
@@ -64,6 +68,12 @@ impl Config {
             }
         };
         let indexed_labels = s.bool("IndexedLabels")?.unwrap_or(true);
+        let keep_meshes = s.bool("KeepMeshes")?.unwrap_or(false);
+        if keep_meshes && !indexed_labels {
+            return Err(Error::bad(
+                "KeepMeshes needs IndexedLabels: meshes are found through the label index",
+            ));
+        }
         let max_downres_level = match s.get("maxdownreslevel") {
             None => 0,
             Some(v) => v
@@ -83,6 +93,7 @@ impl Config {
             voxel_units,
             indexed_labels,
             max_downres_level,
+            keep_meshes,
         })
     }
 

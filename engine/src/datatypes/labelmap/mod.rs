@@ -18,6 +18,7 @@ pub mod ingest;
 mod labels;
 mod log;
 pub mod mapping;
+pub mod meshes;
 mod mutate;
 pub mod pyramid;
 mod sparsevol;
@@ -75,6 +76,7 @@ const KEYWORDS: &[&str] = &[
     "mutations",
     "mutations-range",
     "history",
+    "mesh",
 ];
 
 /// Endpoints that need the label index (spec §4.4: 400 when IndexedLabels is false).
@@ -90,6 +92,7 @@ const NEED_INDEX: &[&str] = &[
     "cleave",
     "merge",
     "renumber",
+    "mesh",
 ];
 
 const HELP: &str = include_str!("help.txt");
@@ -184,6 +187,7 @@ impl Datatype for LabelmapType {
         let labels = Labels::new(ctx)?;
         let mapping = state::state(ctx).mapping(&labels)?;
         let labels = labels.with_mapping(mapping, req.query.flag("supervoxels"));
+        meshes::ensure_worker(ctx, &labels);
         let kw = req.keyword.as_str();
         if !labels.cfg.indexed_labels && NEED_INDEX.contains(&kw) {
             return Err(Error::bad(format!(
@@ -198,13 +202,16 @@ impl Datatype for LabelmapType {
         }
         match (req.method, kw) {
             (Method::Get | Method::Head, "raw" | "isotropic") => voxels::get(&labels, req),
-            (Method::Post, "raw") => voxels::post(ctx, labels, req),
+            (Method::Post, "raw") => voxels_written(ctx, voxels::post(ctx, labels, req)),
             (Method::Get, "label") => voxels::label(&labels, req),
             (Method::Get, "labels") => voxels::labels(&labels, req),
             (Method::Get, "blocks") => blocks::get(labels, req),
             (Method::Get, "specificblocks") => blocks::specific(labels, req),
-            (Method::Post, "blocks") => blocks::post(ctx, labels, req, false),
-            (Method::Post, "ingest-supervoxels") => blocks::post(ctx, labels, req, true),
+            (Method::Post, "blocks") => voxels_written(ctx, blocks::post(ctx, labels, req, false)),
+            (Method::Post, "ingest-supervoxels") => {
+                voxels_written(ctx, blocks::post(ctx, labels, req, true))
+            }
+            (Method::Get, "mesh") => meshes::get(ctx, &labels, req),
             (Method::Get, "sparsevol") => sparsevol::get(&labels, req),
             (Method::Head, "sparsevol") => sparsevol::head(&labels, req),
             (Method::Get, "sparsevol-by-point") => sparsevol::by_point(&labels, req),
@@ -220,6 +227,14 @@ impl Datatype for LabelmapType {
             _ => labels::handle(ctx, &labels, req),
         }
     }
+}
+
+/// Passes a voxel write's result on, telling the mesh cache when one happened.
+fn voxels_written(ctx: &DataCtx, r: Result<DataResponse>) -> Result<DataResponse> {
+    if r.is_ok() {
+        state::state(ctx).meshes.voxels_written();
+    }
+    r
 }
 
 /// `scale=N`, checked against MaxDownresLevel.

@@ -26,6 +26,8 @@ pub struct State {
     /// Label allocation (max label, next label).
     pub alloc: Mutex<()>,
     mapping: Mutex<MappingCache>,
+    /// Served meshes and the `KeepMeshes` worker.
+    pub meshes: super::meshes::Cache,
 }
 
 #[derive(Default)]

@@ -1,0 +1,535 @@
+//! Meshes of bodies and supervoxels: `GET mesh/<label>`, their cache, and the `KeepMeshes`
+//! worker that keeps `<name>_meshes` current.
+//!
+//! A label is meshed from its blocks only: the label index names them, and every other block
+//! holds none of its voxels. Each block "owns" the cells whose minimum corner it holds, so the
+//! blocks meshed are the label's blocks and their low neighbours (cells reaching into a label
+//! block from below), each as a block plus a one-voxel rim from its high neighbours. Blocks go
+//! through the `surface` kernel in (z, y, x) order and are joined on their shared vertices, so
+//! the mesh is the same on every backend.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tessera_storage::VersionId;
+
+use super::geom::{BlockCoord, unpack_block, zyx};
+use super::labels::index_for;
+use super::state::state;
+use super::store::{Labels, table_labels};
+use super::{one_segment, parse_label, scale};
+use crate::compute::{Cells, Shape};
+use crate::datatype::{DataRequest, DataResponse, Method, Query, Settings};
+use crate::engine::{Caller, Engine};
+use crate::instance::DataCtx;
+use crate::mesh::format::{self, Format};
+use crate::mesh::{Mesh, Surface};
+use crate::sync::{
+    BLOCK_INGEST, BLOCK_MUTATE, CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL, SyncEvent,
+};
+use crate::{Error, Result};
+
+/// Owner blocks meshed per kernel call: 64 blocks of 65³ voxels is about 140 MiB.
+const BLOCKS_PER_CALL: usize = 64;
+
+/// `GET mesh/<label>[?scale=N&format=ngmesh|obj|ply&supervoxels=true]`.
+pub fn get(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let label = parse_label(one_segment(req, "<label>")?)?;
+    let scale = scale(&labels.cfg, &req.query)?;
+    let format = format_of(&req.query)?;
+    let supervoxels = req.query.flag("supervoxels");
+    match mesh(ctx, labels, label, scale, supervoxels)? {
+        None => Err(super::no_voxels(label)),
+        Some(m) => Ok(DataResponse::bytes(
+            format.content_type(),
+            format::encode(&m, format),
+        )),
+    }
+}
+
+fn format_of(q: &Query) -> Result<Format> {
+    match q.get("format") {
+        None => Ok(Format::Ngmesh),
+        Some(f) => Format::from_str(f).map_err(Error::bad),
+    }
+}
+
+/// The mesh of a body (or of a supervoxel, with `supervoxels`) at `labels`' version, through
+/// the cache; `None` when it has no voxels.
+pub fn mesh(
+    ctx: &DataCtx,
+    labels: &Labels,
+    label: u64,
+    scale: u8,
+    supervoxels: bool,
+) -> Result<Option<Arc<Mesh>>> {
+    let st = state(ctx);
+    // Mutations of this body wait for the mesh, and the mesh for them: it reads one state.
+    let body = if supervoxels {
+        labels.body(label)
+    } else {
+        label
+    };
+    let _held = st.bodies.lock([body]);
+    let stamp = Stamp {
+        index: raw_index(labels, body)?,
+        voxel_writes: st.meshes.voxel_writes.load(Ordering::Acquire),
+    };
+    if stamp.index.is_none() {
+        return Ok(None);
+    }
+    let key = (labels.view.version, label, scale, supervoxels);
+    if let Some(m) = st.meshes.get(&key, &stamp) {
+        return Ok(Some(m));
+    }
+    let Some(surface) = surface(labels, label, scale, supervoxels)? else {
+        return Ok(None);
+    };
+    let voxel: [f64; 3] =
+        std::array::from_fn(|a| labels.cfg.voxel_size[a] * f64::from(1u32 << scale));
+    let m = Arc::new(surface.to_mesh(voxel));
+    st.meshes.put(key, stamp, m.clone());
+    Ok(Some(m))
+}
+
+fn raw_index(labels: &Labels, body: u64) -> Result<Option<Vec<u8>>> {
+    if body == 0 {
+        return Ok(None);
+    }
+    Ok(labels
+        .store
+        .get(&labels.view, &super::store::index_key(body))?)
+}
+
+/// The label's closed surface at `scale`, in half-voxel units of that scale's voxels.
+pub fn surface(
+    labels: &Labels,
+    label: u64,
+    scale: u8,
+    supervoxels: bool,
+) -> Result<Option<Surface>> {
+    let Some(index) = index_for(labels, label, supervoxels)? else {
+        return Ok(None);
+    };
+    let svs: HashSet<u64> = if supervoxels {
+        HashSet::from([label])
+    } else {
+        index
+            .blocks
+            .values()
+            .flat_map(|c| c.counts.keys().copied())
+            .collect()
+    };
+    // The label's blocks at this scale: a scale-s block holds only its children's labels.
+    let blocks: BTreeSet<[i32; 3]> = index
+        .blocks
+        .iter()
+        .filter(|(_, c)| !supervoxels || c.counts.contains_key(&label))
+        .map(|(p, _)| zyx_key(unpack_block(*p).map(|v| v >> scale)))
+        .collect();
+    if blocks.is_empty() {
+        return Ok(None);
+    }
+    let masks = load_masks(labels, scale, &blocks, &svs)?;
+    let mut owners = BTreeSet::new();
+    for b in &blocks {
+        for d in 0..8 {
+            owners.insert([b[0] - (d >> 2 & 1), b[1] - (d >> 1 & 1), b[2] - (d & 1)]);
+        }
+    }
+    let bs = labels.block_shape();
+    let item = Shape::new(bs.x + 1, bs.y + 1, bs.z + 1);
+    let owners: Vec<[i32; 3]> = owners.into_iter().collect();
+    let mut pieces = Vec::with_capacity(owners.len());
+    for chunk in owners.chunks(BLOCKS_PER_CALL) {
+        let mut vol = vec![0u64; item.voxels() * chunk.len()];
+        for (i, o) in chunk.iter().enumerate() {
+            fill_item(
+                &mut vol[i * item.voxels()..(i + 1) * item.voxels()],
+                bs,
+                *o,
+                &masks,
+            );
+        }
+        let meshes = labels.compute.surface(&vol, item, Cells::interior(item))?;
+        for (o, mut m) in chunk.iter().zip(meshes) {
+            if let Some(s) = m.pop() {
+                let origin = [
+                    o[2] as i64 * bs.x as i64,
+                    o[1] as i64 * bs.y as i64,
+                    o[0] as i64 * bs.z as i64,
+                ];
+                pieces.push((origin, s));
+            }
+        }
+    }
+    if pieces.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Surface::join(pieces.iter().map(|(o, s)| (*o, s)))))
+}
+
+/// A block coordinate as (z, y, x), so that sets iterate in the canonical order.
+fn zyx_key(c: BlockCoord) -> [i32; 3] {
+    let k = zyx(&c);
+    [k.0, k.1, k.2]
+}
+
+/// The label's voxels (1) in each of its blocks, by (z, y, x) block coordinate.
+fn load_masks(
+    labels: &Labels,
+    scale: u8,
+    blocks: &BTreeSet<[i32; 3]>,
+    svs: &HashSet<u64>,
+) -> Result<HashMap<[i32; 3], Vec<u8>>> {
+    let n = labels.cfg.block_voxels();
+    let mut out = HashMap::with_capacity(blocks.len());
+    let coords: Vec<[i32; 3]> = blocks.iter().copied().collect();
+    for chunk in coords.chunks(labels.blocks_per_batch()) {
+        let mut stored = Vec::with_capacity(chunk.len());
+        let mut present = Vec::with_capacity(chunk.len());
+        for k in chunk {
+            if let Some(b) = labels.stored_block(scale, [k[2], k[1], k[0]])? {
+                stored.push(b);
+                present.push(*k);
+            }
+        }
+        let mut vox = vec![0u64; n * stored.len()];
+        labels.decode_stored(&stored, &mut vox)?;
+        for (k, v) in present.into_iter().zip(vox.chunks_exact(n)) {
+            out.insert(k, mask(v, svs));
+        }
+    }
+    Ok(out)
+}
+
+/// 1 where a voxel is one of `svs`. Voxels come in runs, so the last answer is reused.
+fn mask(v: &[u64], svs: &HashSet<u64>) -> Vec<u8> {
+    let mut last = (u64::MAX, 0u8);
+    v.iter()
+        .map(|&l| {
+            if l != last.0 {
+                last = (l, u8::from(l != 0 && svs.contains(&l)));
+            }
+            last.1
+        })
+        .collect()
+}
+
+/// Block `o` (z, y, x) and the one-voxel rim of its high neighbours, as 0/1 labels.
+fn fill_item(item: &mut [u64], bs: Shape, o: [i32; 3], masks: &HashMap<[i32; 3], Vec<u8>>) {
+    let (ix, iy) = (bs.x + 1, bs.y + 1);
+    for d in 0..8 {
+        let (dz, dy, dx) = (d >> 2 & 1, d >> 1 & 1, d & 1);
+        let Some(m) = masks.get(&[o[0] + dz as i32, o[1] + dy as i32, o[2] + dx as i32]) else {
+            continue;
+        };
+        // The part of the neighbour that falls in the item: all of it, or its first plane.
+        let span = |delta: usize, n: usize| if delta == 0 { 0..n } else { 0..1 };
+        for z in span(dz, bs.z) {
+            for y in span(dy, bs.y) {
+                let src = (z * bs.y + y) * bs.x;
+                let dst = ((z + dz * bs.z) * iy + y + dy * bs.y) * ix + dx * bs.x;
+                let xs = span(dx, bs.x);
+                for x in xs {
+                    item[dst + x] = u64::from(m[src + x]);
+                }
+            }
+        }
+    }
+}
+
+/// What a cached mesh was computed from: the body's stored index and the count of voxel
+/// writes (`POST raw`, `POST blocks`) then. Mutations always rewrite the indices of the bodies
+/// they change; voxel writes may move voxels without changing any count.
+#[derive(PartialEq, Eq)]
+struct Stamp {
+    index: Option<Vec<u8>>,
+    voxel_writes: u64,
+}
+
+type Key = (VersionId, u64, u8, bool);
+
+/// Recently served meshes, up to `CACHE_BYTES` of vertices and triangles.
+#[derive(Default)]
+pub struct Cache {
+    /// Bumped after every voxel write.
+    pub voxel_writes: AtomicU64,
+    inner: Mutex<CacheInner>,
+    /// The `KeepMeshes` worker, started by the first request that needs it.
+    pub worker: std::sync::OnceLock<()>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    entries: HashMap<Key, (Stamp, Arc<Mesh>)>,
+    order: VecDeque<Key>,
+    bytes: usize,
+}
+
+const CACHE_BYTES: usize = 512 << 20;
+
+fn mesh_bytes(m: &Mesh) -> usize {
+    12 * (m.vertices.len() + m.triangles.len())
+}
+
+impl Cache {
+    fn get(&self, key: &Key, stamp: &Stamp) -> Option<Arc<Mesh>> {
+        let c = self.inner.lock();
+        match c.entries.get(key) {
+            Some((s, m)) if s == stamp => Some(m.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: Key, stamp: Stamp, m: Arc<Mesh>) {
+        let size = mesh_bytes(&m);
+        if size > CACHE_BYTES / 4 {
+            return;
+        }
+        let mut c = self.inner.lock();
+        if let Some((_, old)) = c.entries.insert(key, (stamp, m)) {
+            c.bytes -= mesh_bytes(&old);
+        } else {
+            c.order.push_back(key);
+        }
+        c.bytes += size;
+        while c.bytes > CACHE_BYTES {
+            let Some(k) = c.order.pop_front() else { break };
+            if let Some((_, m)) = c.entries.remove(&k) {
+                c.bytes -= mesh_bytes(&m);
+            }
+        }
+    }
+
+    /// A voxel write committed: no cached mesh can be trusted any more.
+    pub fn voxels_written(&self) {
+        self.voxel_writes.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Starts the `KeepMeshes` worker of this instance once: it subscribes before the request
+/// that starts it can publish, so no change is missed.
+pub fn ensure_worker(ctx: &DataCtx, labels: &Labels) {
+    if !labels.cfg.keep_meshes {
+        return;
+    }
+    let st = state(ctx);
+    st.meshes.worker.get_or_init(|| {
+        let events = ctx.engine.sync_bus().subscribe_all(
+            &ctx.instance.data_uuid,
+            &[
+                BLOCK_INGEST,
+                BLOCK_MUTATE,
+                MERGE_BLOCK,
+                SPLIT_LABEL,
+                CLEAVE_LABEL,
+            ],
+        );
+        let worker = Worker {
+            engine: Arc::downgrade(&ctx.engine),
+            uuid: ctx.uuid.clone(),
+            name: ctx.instance.name.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("meshes-{}", ctx.instance.name))
+            .spawn(move || worker.run(events))
+            .expect("spawning the mesh worker");
+    });
+}
+
+/// Keeps `<name>_meshes/<body>.ngmesh` equal to `GET mesh/<body>` for the bodies that writes
+/// and mutations change, at the version they changed in.
+struct Worker {
+    engine: Weak<Engine>,
+    /// A node of the repo, to find versions and instances by.
+    uuid: String,
+    name: String,
+}
+
+/// What one batch of events asks for, per version: bodies to mesh again, bodies gone, and
+/// the latest mutation ID of each.
+#[derive(Default)]
+struct Work {
+    remesh: BTreeSet<u64>,
+    gone: BTreeSet<u64>,
+    mutation: HashMap<u64, u64>,
+}
+
+impl Worker {
+    fn run(self, events: Receiver<Arc<SyncEvent>>) {
+        while let Ok(first) = events.recv() {
+            // Everything already queued joins this batch, so a burst meshes each body once.
+            let batch: Vec<Arc<SyncEvent>> =
+                std::iter::once(first).chain(events.try_iter()).collect();
+            let Some(engine) = self.engine.upgrade() else {
+                return;
+            };
+            if let Err(e) = self.apply(&engine, &batch) {
+                tracing::warn!("KeepMeshes for {}: {e}", self.name);
+            }
+        }
+    }
+
+    fn apply(&self, engine: &Arc<Engine>, batch: &[Arc<SyncEvent>]) -> Result<()> {
+        let admin = Caller {
+            admin: true,
+            ..Default::default()
+        };
+        let mut by_version: HashMap<VersionId, Work> = HashMap::new();
+        for e in batch {
+            let ctx = engine.ctx_at(&self.uuid, &self.name, Some(e.version), &admin)?;
+            let labels = Labels::new(&ctx)?;
+            let mapping = state(&ctx).mapping(&labels)?;
+            let labels = labels.with_mapping(mapping, false);
+            let w = by_version.entry(e.version).or_default();
+            let touch = |body: u64, w: &mut Work| {
+                w.remesh.insert(body);
+                w.mutation.insert(body, e.mutation_id);
+            };
+            match &e.delta {
+                Delta::Merge { target, merged, .. } => {
+                    touch(*target, w);
+                    for m in merged {
+                        w.gone.insert(*m);
+                        w.mutation.insert(*m, e.mutation_id);
+                    }
+                }
+                Delta::Split {
+                    target, new_label, ..
+                } => {
+                    touch(*target, w);
+                    touch(*new_label, w);
+                }
+                Delta::Cleave {
+                    target,
+                    cleaved_label,
+                    ..
+                } => {
+                    touch(*target, w);
+                    touch(*cleaved_label, w);
+                }
+                Delta::Blocks(changes) => {
+                    for c in changes {
+                        for b in [Some(&c.block), c.prev.as_ref()].into_iter().flatten() {
+                            for sv in table_labels(b)? {
+                                let body = labels.body(sv);
+                                if body != 0 {
+                                    touch(body, w);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let meshes = format!("{}_meshes", self.name);
+        for (version, work) in by_version {
+            let node = engine.uuid_of_version(&self.uuid, version)?;
+            let ctx = engine.ctx_at(&node, &self.name, Some(version), &admin)?;
+            let labels = Labels::new(&ctx)?;
+            let mapping = state(&ctx).mapping(&labels)?;
+            let labels = labels.with_mapping(mapping, false);
+            ensure_keyvalue(engine, &node, &meshes, &admin)?;
+            for body in work.gone.difference(&work.remesh) {
+                let key = format!("{body}.ngmesh");
+                kv(
+                    engine,
+                    &node,
+                    &meshes,
+                    Method::Delete,
+                    &key,
+                    Bytes::new(),
+                    &admin,
+                )?;
+            }
+            for &body in &work.remesh {
+                let key = format!("{body}.ngmesh");
+                match mesh(&ctx, &labels, body, 0, false)? {
+                    Some(m) => {
+                        let bytes = format::encode(&m, Format::Ngmesh);
+                        kv(
+                            engine,
+                            &node,
+                            &meshes,
+                            Method::Post,
+                            &key,
+                            bytes.into(),
+                            &admin,
+                        )?;
+                    }
+                    None => {
+                        kv(
+                            engine,
+                            &node,
+                            &meshes,
+                            Method::Delete,
+                            &key,
+                            Bytes::new(),
+                            &admin,
+                        )?;
+                    }
+                }
+            }
+            // dvidtools reads `<name>_meshes_mutid/<body>` when a lab keeps one.
+            let mutids = format!("{}_meshes_mutid", self.name);
+            if engine.ctx_at(&node, &mutids, None, &admin).is_ok() {
+                for (body, id) in &work.mutation {
+                    let value = Bytes::from(id.to_string());
+                    kv(
+                        engine,
+                        &node,
+                        &mutids,
+                        Method::Post,
+                        &body.to_string(),
+                        value,
+                        &admin,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates the keyvalue `name` in the repo of `node` unless it exists.
+fn ensure_keyvalue(engine: &Arc<Engine>, node: &str, name: &str, admin: &Caller) -> Result<()> {
+    if engine.ctx_at(node, name, None, admin).is_ok() {
+        return Ok(());
+    }
+    let mut s = Settings::default();
+    s.set("typename", "keyvalue");
+    s.set("dataname", name);
+    match engine.create_instance(node, &s, admin) {
+        Ok(_) => Ok(()),
+        // Created meanwhile by someone else.
+        Err(_) if engine.ctx_at(node, name, None, admin).is_ok() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn kv(
+    engine: &Arc<Engine>,
+    node: &str,
+    instance: &str,
+    method: Method,
+    key: &str,
+    body: Bytes,
+    admin: &Caller,
+) -> Result<()> {
+    let req = DataRequest {
+        method,
+        keyword: "key".into(),
+        path: vec![key.to_string()],
+        query: Query::default(),
+        headers: HashMap::new(),
+        body,
+        stream: None,
+    };
+    engine.data_request(node, instance, &req, admin).map(|_| ())
+}
