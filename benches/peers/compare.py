@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_PERF = os.environ.get("SHARED_PERF", os.path.join(HERE, "../../../shared/perf"))
 sys.path.insert(0, SHARED_PERF)
 import numpy as np  # noqa: E402
-import tinybrain, fastremap  # noqa: E402
+import tinybrain, fastremap, zmesh  # noqa: E402
 import compressed_segmentation as cseg  # noqa: E402
 from common import bench, load, available, DATA  # noqa: E402
 
@@ -47,7 +47,20 @@ def peers(name):
     st, _ = bench(lambda: cseg.decompress(enc, lab.shape, lab.dtype, block_size=(8, 8, 8), order="C"))
     out["block_decode"] = ("compressed_segmentation decode", gvox(n, st))
     out["block_decode_fresh"] = out["block_decode"]
+    st, _ = bench(lambda: zmesh_all(lab), repeats=min(REPEATS, 3))
+    out["surface"] = ("zmesh marching cubes + get every label, no simplification", gvox(n, st))
     return out
+
+
+def zmesh_all(lab):
+    """zmesh's whole job: marching cubes over the volume, then every label's mesh (float
+    vertices, faces). close=False, as ../shared/perf/bench_mesh.py measures it: open meshes at
+    the volume's edge are a little less work than Tessera's closed ones."""
+    m = zmesh.Mesher((1, 1, 1))
+    m.mesh(lab, close=False)
+    meshes = [m.get(i, normals=False, reduction_factor=0, max_error=0) for i in m.ids()]
+    m.clear()
+    return len(meshes)
 
 
 def gray_peer():
@@ -84,6 +97,7 @@ BARS = {  # kernel: (bar as a multiple of the peer's rate, or None) / absolute f
     "block_encode": (None, 0.4),
     "block_decode": (None, 1.0),
     "downsample_mean": (1.0, None),
+    "surface": (3.0, None),
 }
 
 

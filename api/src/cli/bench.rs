@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::bail;
-use tessera_engine::compute::{self, Compute, LabelTable, Run, Shape, normalize_runs, to_blocks};
+use rayon::prelude::*;
+use tessera_engine::compute::{
+    self, Cells, Compute, LabelTable, Run, Shape, normalize_runs, to_blocks,
+};
+use tessera_engine::mesh::{Mesh, Surface};
 
 use super::npy::{self, Volume};
 
@@ -162,6 +166,26 @@ fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timi
     let seconds = time(n, || (), |_| compute.pyramid_mode(&labels, shape, 5))?;
     out.push(Timing {
         kernel: "pyramid_mode_5",
+        voxels,
+        seconds,
+    });
+
+    // surface: every label's closed mesh, through to physical units (what a client gets,
+    // short of a file format), as zmesh's marching cubes plus per-label extraction.
+    let seconds = time(
+        n,
+        || (),
+        |_| {
+            let items = compute.surface(&labels, shape, Cells::all(shape))?;
+            let meshes: Vec<Mesh> = items[0]
+                .par_iter()
+                .map(|s| Surface::from_piece([0; 3], s).to_mesh([1.0; 3]))
+                .collect();
+            Ok(meshes)
+        },
+    )?;
+    out.push(Timing {
+        kernel: "surface",
         voxels,
         seconds,
     });

@@ -1,6 +1,7 @@
 //! Triangle meshes of labels: the `surface` kernel's output turned into physical units, the
 //! file formats clients read, and the meshes a labelmap serves and keeps current.
 
+pub mod decimate;
 pub mod format;
 
 /// A closed triangle mesh in physical units. Triangles wind counter-clockwise seen from

@@ -27,6 +27,7 @@ use crate::compute::{Cells, Shape};
 use crate::datatype::{DataRequest, DataResponse, Method, Query, Settings};
 use crate::engine::{Caller, Engine};
 use crate::instance::DataCtx;
+use crate::mesh::decimate::decimate;
 use crate::mesh::format::{self, Format};
 use crate::mesh::{Mesh, Surface};
 use crate::sync::{
@@ -37,19 +38,39 @@ use crate::{Error, Result};
 /// Owner blocks meshed per kernel call: 64 blocks of 65³ voxels is about 140 MiB.
 const BLOCKS_PER_CALL: usize = 64;
 
-/// `GET mesh/<label>[?scale=N&format=ngmesh|obj|ply&supervoxels=true]`.
+/// `GET mesh/<label>[?scale=N&format=ngmesh|obj|ply&supervoxels=true&decimate=F]`.
 pub fn get(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(one_segment(req, "<label>")?)?;
     let scale = scale(&labels.cfg, &req.query)?;
     let format = format_of(&req.query)?;
+    let keep = match req.query.get("decimate") {
+        None => None,
+        Some(v) => match v.parse::<f64>() {
+            Ok(f) if f > 0.0 && f <= 1.0 => Some(f),
+            _ => {
+                return Err(Error::bad(format!(
+                    "decimate={v:?} must be the fraction of triangles to keep, above 0 and at most 1"
+                )));
+            }
+        },
+    };
     let supervoxels = req.query.flag("supervoxels");
-    match mesh(ctx, labels, label, scale, supervoxels)? {
-        None => Err(super::no_voxels(label)),
-        Some(m) => Ok(DataResponse::bytes(
-            format.content_type(),
-            format::encode(&m, format),
-        )),
-    }
+    let Some(s) = surface_cached(ctx, labels, label, scale, supervoxels)? else {
+        return Err(super::no_voxels(label));
+    };
+    let m = match keep {
+        Some(f) => decimate(&s, f).to_mesh(voxel_at(labels, scale)),
+        None => s.to_mesh(voxel_at(labels, scale)),
+    };
+    Ok(DataResponse::bytes(
+        format.content_type(),
+        format::encode(&m, format),
+    ))
+}
+
+/// The size of one voxel at `scale`, in VoxelUnits.
+fn voxel_at(labels: &Labels, scale: u8) -> [f64; 3] {
+    std::array::from_fn(|a| labels.cfg.voxel_size[a] * f64::from(1u32 << scale))
 }
 
 fn format_of(q: &Query) -> Result<Format> {
@@ -59,15 +80,27 @@ fn format_of(q: &Query) -> Result<Format> {
     }
 }
 
-/// The mesh of a body (or of a supervoxel, with `supervoxels`) at `labels`' version, through
-/// the cache; `None` when it has no voxels.
+/// The mesh of a body (or of a supervoxel, with `supervoxels`) at `labels`' version in
+/// physical units, as `GET mesh` serves it; `None` when it has no voxels.
 pub fn mesh(
     ctx: &DataCtx,
     labels: &Labels,
     label: u64,
     scale: u8,
     supervoxels: bool,
-) -> Result<Option<Arc<Mesh>>> {
+) -> Result<Option<Mesh>> {
+    Ok(surface_cached(ctx, labels, label, scale, supervoxels)?
+        .map(|s| s.to_mesh(voxel_at(labels, scale))))
+}
+
+/// `surface` through the cache.
+fn surface_cached(
+    ctx: &DataCtx,
+    labels: &Labels,
+    label: u64,
+    scale: u8,
+    supervoxels: bool,
+) -> Result<Option<Arc<Surface>>> {
     let st = state(ctx);
     // Mutations of this body wait for the mesh, and the mesh for them: it reads one state.
     let body = if supervoxels {
@@ -90,11 +123,9 @@ pub fn mesh(
     let Some(surface) = surface(labels, label, scale, supervoxels)? else {
         return Ok(None);
     };
-    let voxel: [f64; 3] =
-        std::array::from_fn(|a| labels.cfg.voxel_size[a] * f64::from(1u32 << scale));
-    let m = Arc::new(surface.to_mesh(voxel));
-    st.meshes.put(key, stamp, m.clone());
-    Ok(Some(m))
+    let s = Arc::new(surface);
+    st.meshes.put(key, stamp, s.clone());
+    Ok(Some(s))
 }
 
 fn raw_index(labels: &Labels, body: u64) -> Result<Option<Vec<u8>>> {
@@ -267,19 +298,19 @@ pub struct Cache {
 
 #[derive(Default)]
 struct CacheInner {
-    entries: HashMap<Key, (Stamp, Arc<Mesh>)>,
+    entries: HashMap<Key, (Stamp, Arc<Surface>)>,
     order: VecDeque<Key>,
     bytes: usize,
 }
 
 const CACHE_BYTES: usize = 512 << 20;
 
-fn mesh_bytes(m: &Mesh) -> usize {
-    12 * (m.vertices.len() + m.triangles.len())
+fn mesh_bytes(m: &Surface) -> usize {
+    24 * m.vertices.len() + 12 * m.triangles.len()
 }
 
 impl Cache {
-    fn get(&self, key: &Key, stamp: &Stamp) -> Option<Arc<Mesh>> {
+    fn get(&self, key: &Key, stamp: &Stamp) -> Option<Arc<Surface>> {
         let c = self.inner.lock();
         match c.entries.get(key) {
             Some((s, m)) if s == stamp => Some(m.clone()),
@@ -287,7 +318,7 @@ impl Cache {
         }
     }
 
-    fn put(&self, key: Key, stamp: Stamp, m: Arc<Mesh>) {
+    fn put(&self, key: Key, stamp: Stamp, m: Arc<Surface>) {
         let size = mesh_bytes(&m);
         if size > CACHE_BYTES / 4 {
             return;
