@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Creates the Python virtual environment the black-box tests use to check neuroglancer's
-# compressed_segmentation output (tests/python/check_cseg.py, tests/tests/labelmap_cseg.rs):
-# numpy + the `compressed-segmentation` PyPI package. Idempotent: does nothing when the venv
-# already imports both.
+# Creates the Python virtual environment the black-box tests use as independent readers:
+# neuroglancer's compressed_segmentation output (tests/python/check_cseg.py,
+# tests/tests/labelmap_cseg.rs) and meshes in ngmesh/OBJ/PLY (tests/python/check_mesh.py,
+# tests/tests/mesh*.rs): numpy + the `compressed-segmentation` and `trimesh` PyPI packages.
+# Idempotent: does nothing when the venv already imports all three; installs only what an
+# existing venv lacks otherwise.
 #   bash scripts/pyenv.sh            # venv in $TESSERA_PYENV, default ~/.cache/tessera/pyenv
 # The tests run $TESSERA_PYTHON, default ~/.cache/tessera/pyenv/bin/python.
 set -euo pipefail
 
 VENV="${TESSERA_PYENV:-$HOME/.cache/tessera/pyenv}"
 PY="$VENV/bin/python"
-CHECK="import compressed_segmentation, numpy"
+CHECK="import compressed_segmentation, numpy, trimesh"
 
 if [ -x "$PY" ] && "$PY" -c "$CHECK" >/dev/null 2>&1; then
-    echo "pyenv: $VENV ready (compressed_segmentation, numpy)"
+    echo "pyenv: $VENV ready (compressed_segmentation, numpy, trimesh)"
     exit 0
 fi
 
@@ -21,11 +23,11 @@ if ! command -v python3 >/dev/null 2>&1; then
     exit 1
 fi
 
-echo "pyenv: creating $VENV"
+echo "pyenv: creating or completing $VENV"
 mkdir -p "$(dirname "$VENV")"
 if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
 fi
-"$PY" -m pip install --quiet --disable-pip-version-check compressed-segmentation numpy
+"$PY" -m pip install --quiet --disable-pip-version-check compressed-segmentation numpy trimesh
 "$PY" -c "$CHECK"
-echo "pyenv: $VENV ready (compressed_segmentation, numpy)"
+echo "pyenv: $VENV ready (compressed_segmentation, numpy, trimesh)"

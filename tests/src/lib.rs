@@ -35,6 +35,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const LISTEN_PREFIX: &str = "tessera listening on ";
 
 pub mod labels;
+pub mod mesh;
 
 /// Test data versions of DVID's keyvalue, label index and mapping-op protobuf messages (proto3,
 /// package `proto`).

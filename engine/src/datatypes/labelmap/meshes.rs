@@ -174,6 +174,35 @@ pub fn surface(
         }
     }
     let bs = labels.block_shape();
+    let (lo, hi) = bounds(&blocks);
+    let span: [usize; 3] = std::array::from_fn(|a| (hi[a] - lo[a] + 1) as usize);
+    let dense = Shape::new(span[2] * bs.x, span[1] * bs.y, span[0] * bs.z);
+    let origin_of = |o: [i32; 3]| {
+        [
+            o[2] as i64 * bs.x as i64,
+            o[1] as i64 * bs.y as i64,
+            o[0] as i64 * bs.z as i64,
+        ]
+    };
+    // A compact label is one volume (its blocks' bounding box, closed at its edges); a
+    // sprawling one goes block by block, so memory follows its blocks, not its extent.
+    if span.iter().product::<usize>() <= owners.len() && dense.voxels() <= MAX_DENSE_VOXELS {
+        let mut vol = vec![0u64; dense.voxels()];
+        for (k, m) in &masks {
+            fill_dense(
+                &mut vol,
+                dense,
+                bs,
+                [k[0] - lo[0], k[1] - lo[1], k[2] - lo[2]],
+                m,
+            );
+        }
+        let mut items = labels.compute.surface(&vol, dense, Cells::all(dense))?;
+        return Ok(items
+            .pop()
+            .and_then(|mut m| m.pop())
+            .map(|s| Surface::from_piece(origin_of(lo), &s)));
+    }
     let item = Shape::new(bs.x + 1, bs.y + 1, bs.z + 1);
     let owners: Vec<[i32; 3]> = owners.into_iter().collect();
     let mut pieces = Vec::with_capacity(owners.len());
@@ -190,12 +219,7 @@ pub fn surface(
         let meshes = labels.compute.surface(&vol, item, Cells::interior(item))?;
         for (o, mut m) in chunk.iter().zip(meshes) {
             if let Some(s) = m.pop() {
-                let origin = [
-                    o[2] as i64 * bs.x as i64,
-                    o[1] as i64 * bs.y as i64,
-                    o[0] as i64 * bs.z as i64,
-                ];
-                pieces.push((origin, s));
+                pieces.push((origin_of(*o), s));
             }
         }
     }
@@ -203,6 +227,36 @@ pub fn surface(
         return Ok(None);
     }
     Ok(Some(Surface::join(pieces.iter().map(|(o, s)| (*o, s)))))
+}
+
+/// The dense path's memory cap: 256 MiB of labels.
+const MAX_DENSE_VOXELS: usize = 32 << 20;
+
+/// The smallest and largest (z, y, x) block coordinates, per axis.
+fn bounds(blocks: &BTreeSet<[i32; 3]>) -> ([i32; 3], [i32; 3]) {
+    let mut lo = [i32::MAX; 3];
+    let mut hi = [i32::MIN; 3];
+    for b in blocks {
+        for a in 0..3 {
+            lo[a] = lo[a].min(b[a]);
+            hi[a] = hi[a].max(b[a]);
+        }
+    }
+    (lo, hi)
+}
+
+/// Copies one block's mask into a dense volume at block offset `at` (z, y, x).
+fn fill_dense(vol: &mut [u64], shape: Shape, bs: Shape, at: [i32; 3], m: &[u8]) {
+    let [bz, by, bx] = at.map(|v| v as usize);
+    for z in 0..bs.z {
+        for y in 0..bs.y {
+            let src = (z * bs.y + y) * bs.x;
+            let dst = ((bz * bs.z + z) * shape.y + by * bs.y + y) * shape.x + bx * bs.x;
+            for x in 0..bs.x {
+                vol[dst + x] = u64::from(m[src + x]);
+            }
+        }
+    }
 }
 
 /// A block coordinate as (z, y, x), so that sets iterate in the canonical order.

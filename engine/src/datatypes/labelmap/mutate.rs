@@ -98,13 +98,16 @@ fn finish(
 ) {
     state(ctx).mapping_changed(labels, changes);
     ctx.engine.log_appended();
-    if let Some((name, mutation_id, delta)) = event
-        && ctx
-            .engine
-            .sync_bus()
-            .has_subscribers(&ctx.instance.data_uuid, name)
-    {
-        ctx.engine.sync_bus().publish(SyncEvent {
+    if let Some((name, mutation_id, delta)) = event {
+        publish(ctx, labels, name, mutation_id, delta);
+    }
+}
+
+/// Tells the instance's sync subscribers, if any, of a committed change.
+fn publish(ctx: &DataCtx, labels: &Labels, name: &'static str, mutation_id: u64, delta: Delta) {
+    let bus = ctx.engine.sync_bus();
+    if bus.has_subscribers(&ctx.instance.data_uuid, name) {
+        bus.publish(SyncEvent {
             name,
             publisher: ctx.instance.data_uuid.clone(),
             version: labels.view.version,
@@ -218,6 +221,7 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
     let mut changes = HashMap::new();
     let mut batch = WriteBatch::new();
     let mut records = Vec::new();
+    let mut moved = Vec::new();
     for pair in list.chunks_exact(2) {
         let (new, old) = (pair[0], pair[1]);
         if labels.index(new)?.is_some() {
@@ -229,6 +233,7 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
         let mut index = LabelIndex::default();
         absorb(&mut index, from, new, &mut changes);
         stamp(&mut index, ctx, new, mutid);
+        moved.push((new, old, sorted_blocks(&index)));
         delete_into(&mut batch, &labels.view, &index_key(old));
         put_index(&mut batch, labels, &index);
         // One record per pair, as DVID logs each renumber.
@@ -240,6 +245,17 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
         ));
     }
     commit(ctx, labels, batch, &changes, records, None)?;
+    // To subscribers a renumber is a merge into a label that had no voxels: what they keep
+    // of the old label moves to the new one.
+    for (target, old, blocks) in moved {
+        let merged = vec![old];
+        let delta = Delta::Merge {
+            target,
+            merged,
+            blocks,
+        };
+        publish(ctx, labels, MERGE_BLOCK, mutid, delta);
+    }
     Ok(DataResponse::empty())
 }
 

@@ -1,0 +1,312 @@
+//! Kept meshes: a labelmap created with `"KeepMeshes": "true"` keeps the keyvalue instance
+//! `<name>_meshes` (creating it when missing) filled with `<body>.ngmesh` = exactly the bytes of
+//! `GET mesh/<body>?format=ngmesh` at that version, after every write (`POST raw`,
+//! `POST blocks`) and proofreading mutation (merge, cleave, split, split-supervoxel,
+//! renumber), and deletes the keys of bodies that no longer exist. When `<name>_meshes_mutid`
+//! exists, its key `<body>` holds the mutation ID of the body's last change (a JSON integer).
+//! The updates are asynchronous: every expectation is polled for up to 60 s.
+//! Without the setting nothing is kept and no `<name>_meshes` instance appears.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tessera_tests::labels::*;
+use tessera_tests::mesh::*;
+use tessera_tests::*;
+
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+const FIRST_MUTATION: u64 = 1_000_000_000;
+
+fn keep_settings() -> Value {
+    let mut s = mesh_settings(1);
+    s["KeepMeshes"] = json!("true");
+    s
+}
+
+/// Retries `check` every 200 ms until it returns Ok or the timeout passes (then panics with
+/// `what` and the last failure).
+#[track_caller]
+fn poll(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("{what}: still not so after {SYNC_TIMEOUT:?}: {e}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// GET of a keyvalue key: Ok(Some) on 200, Ok(None) on 404, Err on anything else (e.g. the
+/// instance does not exist yet).
+fn fetch(srv: &Server, uuid: &str, inst: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+    let r = srv.get(&format!("/api/node/{uuid}/{inst}/key/{key}"));
+    match r.status {
+        200 => Ok(Some(r.body)),
+        404 => Ok(None),
+        s => Err(format!("{}: status {s}: {}", r.what, r.text())),
+    }
+}
+
+/// Waits until `<seg>_meshes` holds, for every body of `bodies`, the bytes of its mesh at this
+/// version, and no key for any label of `gone` (whose meshes must be 404).
+#[track_caller]
+fn wait_kept(seg: &Seg, bodies: &[u64], gone: &[u64]) {
+    let inst = format!("{}_meshes", seg.name);
+    let want: BTreeMap<u64, Vec<u8>> = bodies
+        .iter()
+        .map(|&b| (b, seg.mesh(b, "format=ngmesh").expect(200).body))
+        .collect();
+    for &g in gone {
+        seg.mesh(g, "").expect(404);
+    }
+    poll(
+        &format!(
+            "{inst} at {} for bodies {bodies:?}, without {gone:?}",
+            seg.uuid
+        ),
+        || {
+            for (b, bytes) in &want {
+                match fetch(seg.srv, &seg.uuid, &inst, &format!("{b}.ngmesh"))? {
+                    Some(v) if v == *bytes => {}
+                    Some(v) => {
+                        return Err(format!(
+                            "{b}.ngmesh holds {} bytes, GET mesh/{b} gives {}",
+                            v.len(),
+                            bytes.len()
+                        ));
+                    }
+                    None => return Err(format!("no key {b}.ngmesh")),
+                }
+            }
+            for g in gone {
+                if fetch(seg.srv, &seg.uuid, &inst, &format!("{g}.ngmesh"))?.is_some() {
+                    return Err(format!("{g}.ngmesh still exists"));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Waits until the `.ngmesh` keys of `<seg>_meshes` are exactly those of `bodies`.
+#[track_caller]
+fn wait_key_set(seg: &Seg, bodies: &BTreeSet<u64>) {
+    let inst = format!("{}_meshes", seg.name);
+    let want: BTreeSet<String> = bodies.iter().map(|b| format!("{b}.ngmesh")).collect();
+    poll(&format!("the keys of {inst}"), || {
+        let got: BTreeSet<String> = seg
+            .srv
+            .keys(&seg.uuid, &inst)
+            .into_iter()
+            .filter(|k| k.ends_with(".ngmesh"))
+            .collect();
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "missing {:?}, unexpected {:?}",
+                want.difference(&got).collect::<Vec<_>>(),
+                got.difference(&want).collect::<Vec<_>>()
+            ))
+        }
+    });
+}
+
+/// Waits until `<seg>_meshes_mutid` key `<body>` is a JSON integer accepted by `ok`.
+#[track_caller]
+fn wait_mutid(seg: &Seg, body: u64, what: &str, ok: impl Fn(u64) -> bool) {
+    let inst = format!("{}_meshes_mutid", seg.name);
+    poll(&format!("{inst}/key/{body} ({what})"), || {
+        let v = fetch(seg.srv, &seg.uuid, &inst, &body.to_string())?
+            .ok_or_else(|| format!("no key {body}"))?;
+        let n: u64 = serde_json::from_slice(&v).map_err(|e| {
+            format!(
+                "{:?} is not a JSON integer: {e}",
+                String::from_utf8_lossy(&v)
+            )
+        })?;
+        if ok(n) {
+            Ok(())
+        } else {
+            Err(format!("holds {n}"))
+        }
+    });
+}
+
+/// Every body of the model, at `seg`'s version.
+fn bodies(model: &Model) -> Vec<u64> {
+    model.body_sizes().into_keys().collect()
+}
+
+#[test]
+fn kept_meshes_follow_every_write_and_mutation() {
+    let srv = Server::start();
+    let root = srv.create_repo("kept");
+    // mutid instance made by the user; the meshes instance is left to the server
+    srv.create_instance(&root, "keyvalue", "seg_meshes_mutid");
+    let seg = Seg::create(&srv, &root, "seg", &keep_settings());
+    let mut model = Model::new(mesh_fixture());
+    seg.write(&model.sv);
+    wait_kept(&seg, &bodies(&model), &[]);
+    for b in bodies(&model) {
+        wait_mutid(&seg, b, "the first POST raw", |n| n == FIRST_MUTATION);
+    }
+    assert!(
+        srv.repo_info(&root)["DataInstances"]["seg_meshes"]["Base"]["TypeName"] == "keyvalue",
+        "the server made seg_meshes a keyvalue instance"
+    );
+
+    // merge
+    let m1 = seg.merge_ok(&[3, 1, 2], "");
+    model.merge(3, &[1, 2]);
+    wait_kept(&seg, &[3], &[1, 2]);
+    wait_mutid(&seg, 3, "merge", |n| n == m1);
+
+    // cleave 1 back out of 3
+    let (cleaved, m2) = seg.cleave_ok(3, &[1], "");
+    model.cleave(3, &[1], cleaved);
+    wait_kept(&seg, &[3, cleaved], &[]);
+    wait_mutid(&seg, 3, "cleave", |n| n == m2);
+    wait_mutid(&seg, cleaved, "cleave", |n| n == m2);
+
+    // split the torus
+    let part = voxels_where(&model.sv, [0, 0, 0], [100, 128, 128], |l| l == 15);
+    let (split, m3) = seg.split_ok(15, &part, "");
+    model.split(15, &part, split);
+    wait_kept(&seg, &[15, split], &[]);
+    wait_mutid(&seg, 15, "split", |n| n == m3);
+    wait_mutid(&seg, split, "split", |n| n == m3);
+
+    // split a supervoxel of a noise body (its body's voxels do not change)
+    let part = voxels_where(&model.sv, [40, 96, 40], [64, 128, 64], |l| l == 13);
+    let (s, r, m4) = seg.split_supervoxel_ok(13, &part, "");
+    model.split_supervoxel(13, &part, s, r);
+    wait_kept(&seg, &[13], &[]);
+    assert_eq!(m4, m3 + 1);
+
+    // renumber 8 to 5000
+    seg.renumber(&[5000, 8], "").expect(200);
+    model.renumber(5000, 8);
+    wait_kept(&seg, &[5000], &[8]);
+    // every mutation, writes included, consumes one id (see proofread_log.rs)
+    wait_mutid(&seg, 5000, "renumber", |n| n == m4 + 1);
+
+    // POST blocks: block (0,0,0) gains label 950 and part of line 5 becomes 951
+    let mut blk = model.sv.block([0, 0, 0], [64; 3]);
+    for x in 20..30 {
+        for y in 20..30 {
+            for z in 20..30 {
+                blk.set([x, y, z], 950);
+            }
+        }
+    }
+    for x in 0..10 {
+        blk.set([x, 5, 5], 951);
+    }
+    seg.post(
+        "blocks",
+        records_body(&[([0, 0, 0], gzip(&encode_block(&blk)))]),
+    )
+    .expect(200);
+    model.sv.paste(&blk);
+    wait_kept(&seg, &[950, 951, 5], &[]);
+    for b in [950, 951, 5] {
+        wait_mutid(&seg, b, "POST blocks", |n| n == m4 + 2);
+    }
+
+    // and in the end: every body kept, nothing else
+    let all = bodies(&model);
+    wait_kept(&seg, &all, &[1, 2, 8, 424_242]);
+    wait_key_set(&seg, &all.iter().copied().collect());
+}
+
+#[test]
+fn kept_meshes_are_versioned() {
+    let srv = Server::start();
+    let root = srv.create_repo("kept-versions");
+    // the meshes instance made by the user beforehand is used as is
+    srv.create_instance(&root, "keyvalue", "seg_meshes");
+    srv.put_key(&root, "seg_meshes", "readme", b"not a mesh");
+    let seg = Seg::create(&srv, &root, "seg", &keep_settings());
+    let vol = spec_cubes_fixture();
+    seg.write(&vol);
+    let mut model = Model::new(vol);
+    wait_kept(&seg, &bodies(&model), &[]);
+    let root_meshes: BTreeMap<u64, Vec<u8>> = bodies(&model)
+        .into_iter()
+        .map(|b| (b, seg.mesh(b, "").expect(200).body))
+        .collect();
+
+    srv.commit(&root);
+    let child = seg.at(&srv.branch(&root, "edits"));
+    child.merge_ok(&[1, 2], "");
+    model.merge(1, &[2]);
+    let part = voxels_where(&model.sv, [0, 0, 0], [128, 128, 60], |l| l == 13);
+    let (split, _) = child.split_ok(13, &part, "");
+    model.split(13, &part, split);
+    wait_kept(&child, &[1, 13, split], &[2]);
+    wait_key_set(&child, &bodies(&model).into_iter().collect());
+    // unchanged bodies are inherited and still right at the child
+    wait_kept(&child, &[209, 311], &[]);
+
+    // the parent keeps the parent's meshes
+    for (b, bytes) in &root_meshes {
+        assert!(
+            srv.key_value(&root, "seg_meshes", &format!("{b}.ngmesh"))
+                .as_ref()
+                == Some(bytes),
+            "{b}.ngmesh changed at the parent version"
+        );
+        assert!(
+            seg.mesh(*b, "").expect(200).body == *bytes,
+            "GET mesh/{b} changed at the parent version"
+        );
+    }
+    assert!(
+        srv.key_value(&root, "seg_meshes", &format!("{split}.ngmesh"))
+            .is_none(),
+        "a child's new body appeared at the parent"
+    );
+}
+
+#[test]
+fn without_keep_meshes_nothing_is_kept() {
+    let srv = Server::start();
+    let root = srv.create_repo("not-kept");
+    // a: its own <name>_meshes instance exists but KeepMeshes is not set
+    srv.create_instance(&root, "keyvalue", "a_meshes");
+    let a = Seg::create(&srv, &root, "a", &mesh_settings(1));
+    // b: no setting; c: KeepMeshes false
+    let b = Seg::create(&srv, &root, "b", &mesh_settings(1));
+    let mut off = mesh_settings(1);
+    off["KeepMeshes"] = json!("false");
+    let c = Seg::create(&srv, &root, "c", &off);
+    // d: the control, kept
+    let d = Seg::create(&srv, &root, "d", &keep_settings());
+    let vol = spec_cubes_fixture();
+    for seg in [&a, &b, &c, &d] {
+        seg.write(&vol);
+        seg.merge_ok(&[1, 2], "");
+    }
+    // once the control is done, the others have had their chance
+    wait_kept(&d, &[1, 13, 209, 311], &[2]);
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        srv.keys(&root, "a_meshes"),
+        Vec::<String>::new(),
+        "a_meshes was filled without KeepMeshes"
+    );
+    let info = srv.repo_info(&root);
+    for name in ["b_meshes", "c_meshes", "a_meshes_mutid", "b_meshes_mutid"] {
+        assert!(
+            info["DataInstances"].get(name).is_none(),
+            "{name} was created: {}",
+            info["DataInstances"]
+        );
+    }
+    assert!(info["DataInstances"].get("d_meshes").is_some());
+}
