@@ -137,12 +137,33 @@ fn raw_index(labels: &Labels, body: u64) -> Result<Option<Vec<u8>>> {
         .get(&labels.view, &super::store::index_key(body))?)
 }
 
+/// How a label's blocks go through the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// One volume when the blocks' bounding box is no bigger than block-by-block would be.
+    Auto,
+    /// Block by block, each with the rim of its high neighbours.
+    Blocks,
+    /// One volume, however large.
+    Volume,
+}
+
 /// The label's closed surface at `scale`, in half-voxel units of that scale's voxels.
 pub fn surface(
     labels: &Labels,
     label: u64,
     scale: u8,
     supervoxels: bool,
+) -> Result<Option<Surface>> {
+    surface_with(labels, label, scale, supervoxels, Plan::Auto)
+}
+
+pub fn surface_with(
+    labels: &Labels,
+    label: u64,
+    scale: u8,
+    supervoxels: bool,
+    plan: Plan,
 ) -> Result<Option<Surface>> {
     let Some(index) = index_for(labels, label, supervoxels)? else {
         return Ok(None);
@@ -186,7 +207,9 @@ pub fn surface(
     };
     // A compact label is one volume (its blocks' bounding box, closed at its edges); a
     // sprawling one goes block by block, so memory follows its blocks, not its extent.
-    if span.iter().product::<usize>() <= owners.len() && dense.voxels() <= MAX_DENSE_VOXELS {
+    let compact =
+        span.iter().product::<usize>() <= owners.len() && dense.voxels() <= MAX_DENSE_VOXELS;
+    if plan == Plan::Volume || (plan == Plan::Auto && compact) {
         let mut vol = vec![0u64; dense.voxels()];
         for (k, m) in &masks {
             fill_dense(

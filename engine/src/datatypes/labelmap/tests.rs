@@ -325,3 +325,73 @@ fn mutations_publish_merge_cleave_and_split_events_after_commit() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Every triangle as its corners' coordinates, rotated to start at the smallest: the same set
+/// for the same surface however it was numbered.
+fn triangle_set(s: &crate::mesh::Surface) -> Vec<[[i64; 3]; 3]> {
+    let mut out: Vec<[[i64; 3]; 3]> = s
+        .triangles
+        .iter()
+        .map(|t| {
+            let p = t.map(|i| s.vertices[i as usize]);
+            let k = (0..3).min_by_key(|&k| p[k]).unwrap();
+            [p[k], p[(k + 1) % 3], p[(k + 2) % 3]]
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn meshes_block_by_block_equal_meshes_of_one_volume() {
+    let f = setup();
+    // A staircase through the diagonal blocks (sprawling: meshed block by block) and a ball
+    // across the middle block corner (compact: one volume), in 4³ blocks of 16³.
+    let vol = volume([64, 64, 64], |x, y, z| {
+        let d2 = [x, y, z]
+            .map(|c| (c as i64 - 32).pow(2))
+            .iter()
+            .sum::<i64>();
+        if x.abs_diff(y) < 3 && y.abs_diff(z) < 3 {
+            5
+        } else if d2 < 100 {
+            6
+        } else {
+            0
+        }
+    });
+    f.call(
+        Method::Post,
+        "raw",
+        &["0_1_2", "64_64_64", "0_0_0"],
+        &[],
+        vol,
+    )
+    .unwrap();
+    let ctx = f
+        .engine
+        .ctx_at(&f.root, "seg", None, &Caller::default())
+        .unwrap();
+    let labels = super::store::Labels::new(&ctx).unwrap();
+    let mapping = super::state::state(&ctx).mapping(&labels).unwrap();
+    let labels = labels.with_mapping(mapping, false);
+    use super::meshes::{Plan, surface_with};
+    for label in [5, 6] {
+        let auto = surface_with(&labels, label, 0, false, Plan::Auto)
+            .unwrap()
+            .unwrap();
+        let blocks = surface_with(&labels, label, 0, false, Plan::Blocks)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            volume.vertices.len(),
+            blocks.vertices.len(),
+            "label {label}"
+        );
+        assert_eq!(
+            triangle_set(&volume),
+            triangle_set(&blocks),
+            "label {label}"
+        );
+    }
+}
