@@ -377,7 +377,7 @@ fn meshes_block_by_block_equal_meshes_of_one_volume() {
     let labels = labels.with_mapping(mapping, false);
     use super::meshes::{Plan, surface_with};
     for label in [5, 6] {
-        let auto = surface_with(&labels, label, 0, false, Plan::Auto)
+        let volume = surface_with(&labels, label, 0, false, Plan::Volume)
             .unwrap()
             .unwrap();
         let blocks = surface_with(&labels, label, 0, false, Plan::Blocks)
