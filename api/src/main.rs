@@ -61,7 +61,9 @@ enum Command {
         input: PathBuf,
         #[arg(long)]
         out_dir: PathBuf,
-        /// ngmesh (neuroglancer legacy), obj or ply.
+        /// ngmesh (neuroglancer legacy), obj or ply, one file per label; or a neuroglancer
+        /// precomputed mesh directory: precomputed (multi-resolution, 3 levels of detail) or
+        /// precomputed-legacy.
         #[arg(long, default_value = "ngmesh")]
         format: String,
         #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]

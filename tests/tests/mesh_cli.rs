@@ -269,3 +269,74 @@ fn rejects_bad_input() {
     mesh(&good, &out, &["--compute", "cpu"]);
     check_files(&out, "ngmesh", &vol, [1.0; 3]);
 }
+
+/// neuroglancer precomputed directories: the legacy one holds, per label, a manifest naming
+/// one fragment that is the label's full mesh; the multi-resolution one an `info` of type
+/// `neuroglancer_multilod_draco` and, per label, a manifest whose fragment sizes add up to the
+/// data file (the Draco fragments themselves are checked against DracoPy in the engine's
+/// format tests).
+#[test]
+fn writes_neuroglancer_precomputed_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vol = cli_volume();
+    let input = dir.path().join("labels.npy");
+    write_volume_npy(&input, &vol, "u64");
+    let voxel = [4.0, 6.0, 40.0];
+    let by = voxels_by_label(&vol);
+
+    let legacy = dir.path().join("legacy");
+    mesh(
+        &input,
+        &legacy,
+        &["--format", "precomputed-legacy", "--voxel-size", "4,6,40"],
+    );
+    let info = std::fs::read_to_string(legacy.join("info")).expect("legacy info");
+    assert!(info.contains("neuroglancer_legacy_mesh"), "{info}");
+    for (&l, voxels) in &by {
+        let manifest = std::fs::read_to_string(legacy.join(format!("{l}:0"))).expect("manifest");
+        let v: serde_json::Value = serde_json::from_str(&manifest).expect("manifest JSON");
+        let fragments = v["fragments"].as_array().expect("fragments list");
+        assert_eq!(fragments.len(), 1, "{manifest}");
+        let name = fragments[0].as_str().expect("fragment name");
+        let bytes = std::fs::read(legacy.join(name)).expect("fragment");
+        let m = decode_ngmesh(&bytes).expect("fragment is ngmesh");
+        check_label_mesh_voxels(&m, &vol, l, voxels, voxel)
+            .unwrap_or_else(|e| panic!("legacy {l}: {e}"));
+    }
+
+    let multi = dir.path().join("multires");
+    mesh(
+        &input,
+        &multi,
+        &["--format", "precomputed", "--voxel-size", "4,6,40"],
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(multi.join("info")).expect("info")).expect("JSON");
+    assert_eq!(info["@type"], "neuroglancer_multilod_draco", "{info}");
+    for &l in by.keys() {
+        let index = std::fs::read(multi.join(format!("{l}.index"))).expect("manifest");
+        let data = std::fs::read(multi.join(l.to_string())).expect("data file");
+        let word = |i: usize| u32::from_le_bytes(index[4 * i..4 * i + 4].try_into().unwrap());
+        let lods = word(6) as usize;
+        assert!(
+            (1..=3).contains(&lods),
+            "label {l}: {lods} levels of detail"
+        );
+        let counts_at = 7 + lods + 3 * lods;
+        let counts: Vec<usize> = (0..lods).map(|k| word(counts_at + k) as usize).collect();
+        let mut at = counts_at + lods;
+        let mut total = 0u64;
+        for &n in &counts {
+            at += 3 * n;
+            total += (0..n).map(|i| word(at + i) as u64).sum::<u64>();
+            at += n;
+        }
+        assert_eq!(4 * at, index.len(), "label {l}: manifest length");
+        assert!(counts[0] > 0, "label {l}: no full-resolution fragment");
+        assert_eq!(
+            total,
+            data.len() as u64,
+            "label {l}: fragment sizes vs data file"
+        );
+    }
+}

@@ -41,8 +41,34 @@ fn parse_voxel_size(s: &str) -> anyhow::Result<[f64; 3]> {
     Ok(out)
 }
 
+/// What `--format` asks for: one file per label, or a neuroglancer precomputed mesh directory.
+#[derive(Clone, Copy)]
+enum Output {
+    File(Format),
+    /// `info`, `<id>:0` manifests and `<id>:0:0` fragments.
+    Legacy,
+    /// `info`, `<id>.index` and `<id>` (Draco fragments), levels of detail from 2×2×2 mode
+    /// downsampling.
+    Multires,
+}
+
+/// Levels of detail of the multi-resolution output, the full resolution included.
+const LODS: u32 = 3;
+/// Quantization bits of the multi-resolution fragments (neuroglancer reads 10 or 16).
+const QUANTIZATION_BITS: u32 = 16;
+
+fn output(format: &str) -> anyhow::Result<Output> {
+    Ok(match format.to_ascii_lowercase().as_str() {
+        "precomputed" => Output::Multires,
+        "precomputed-legacy" => Output::Legacy,
+        _ => Output::File(Format::from_str(format).map_err(|e| {
+            anyhow::anyhow!("--format: {e}, or \"precomputed\" / \"precomputed-legacy\"")
+        })?),
+    })
+}
+
 pub fn run(args: MeshArgs) -> anyhow::Result<()> {
-    let format = Format::from_str(&args.format).map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let out = output(&args.format)?;
     let voxel = parse_voxel_size(&args.voxel_size)?;
     let compute = super::open_compute(&args.compute)?;
     let volume = npy::read(&args.input)?;
@@ -61,10 +87,27 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let t_mesh = Instant::now();
     let mut surfaces = compute.surface(&labels, shape, Cells::all(shape))?;
+    let surfaces = surfaces.pop().unwrap_or_default();
+    // Coarser levels for the multi-resolution output: the same labels, 2^k times coarser.
+    let mut coarse: Vec<std::collections::HashMap<u64, Surface>> = Vec::new();
+    if let Output::Multires = out {
+        let levels = compute.pyramid_mode(&labels, shape, LODS - 1)?;
+        let mut s = shape;
+        for level in &levels {
+            s = s.half();
+            let items = compute.surface(level, s, Cells::all(s))?;
+            coarse.push(
+                items
+                    .into_iter()
+                    .flatten()
+                    .map(|m| (m.label, Surface::from_piece([0; 3], &m)))
+                    .collect(),
+            );
+        }
+    }
     let mesh_s = t_mesh.elapsed().as_secs_f64();
     spinner.finish_and_clear();
     drop(labels);
-    let surfaces = surfaces.pop().unwrap_or_default();
 
     let t_write = Instant::now();
     let bar =
@@ -73,15 +116,50 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} labels written, eta {eta}")
             .expect("template"),
     );
+    let write = |name: String, bytes: Vec<u8>| -> anyhow::Result<()> {
+        let path = args.out_dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    match out {
+        Output::Legacy => write("info".into(), format::precomputed_legacy_info())?,
+        Output::Multires => {
+            let identity = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+            let info = format::precomputed_multires_info(QUANTIZATION_BITS, identity);
+            write("info".into(), info)?;
+        }
+        Output::File(_) => {}
+    }
     surfaces
         .par_iter()
         .try_for_each(|s| -> anyhow::Result<()> {
             let mesh = Surface::from_piece([0; 3], s).to_mesh(voxel);
-            let path = args
-                .out_dir
-                .join(format!("{}.{}", s.label, format.extension()));
-            std::fs::write(&path, format::encode(&mesh, format))
-                .with_context(|| format!("writing {}", path.display()))?;
+            match out {
+                Output::File(f) => {
+                    write(
+                        format!("{}.{}", s.label, f.extension()),
+                        format::encode(&mesh, f),
+                    )?;
+                }
+                Output::Legacy => {
+                    for (name, bytes) in format::precomputed_legacy_files(s.label, &mesh) {
+                        write(name, bytes)?;
+                    }
+                }
+                Output::Multires => {
+                    let mut lods = vec![mesh];
+                    for (k, level) in coarse.iter().enumerate() {
+                        // A label that vanished at a coarse level keeps its finer levels only.
+                        let Some(c) = level.get(&s.label) else { break };
+                        lods.push(c.to_mesh(voxel.map(|v| v * f64::from(2u32 << k))));
+                    }
+                    // Chunks of 64 voxels of the full resolution, anchored at the origin.
+                    let chunk = voxel.map(|v| (64.0 * v) as f32);
+                    let (index, data) =
+                        format::precomputed_multires(&lods, chunk, [0.0; 3], QUANTIZATION_BITS);
+                    write(format!("{}.index", s.label), index)?;
+                    write(s.label.to_string(), data)?;
+                }
+            }
             bar.inc(1);
             Ok(())
         })?;
@@ -95,7 +173,7 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         mesh_s + write_s,
         shape.voxels() as f64 / mesh_s / 1e6,
         shape,
-        format,
+        args.format,
         compute.backend().name(),
         compute.adapter(),
     );
