@@ -892,9 +892,11 @@ impl Engine {
         version: VersionId,
         caller: &Caller,
     ) -> DataCtx {
+        let node = version;
         let version = if meta.versioned { version } else { repo.root };
         DataCtx {
             engine: Arc::clone(self),
+            node,
             instance: meta.clone(),
             uuid: repo.nodes[&version].uuid.clone(),
             view: View {
@@ -910,8 +912,8 @@ impl Engine {
     }
 
     /// A context for another instance of `ctx`'s repo, named by name or DataUUID, at `version`
-    /// (`ctx`'s own version when `None`), with `ctx`'s caller: how a datatype reads the
-    /// instances it syncs to.
+    /// (when `None`, the version of the node `ctx`'s request named, also for an unversioned
+    /// `ctx`), with `ctx`'s caller: how a datatype reads the instances it syncs to.
     pub fn sibling(
         self: &Arc<Self>,
         ctx: &DataCtx,
@@ -919,7 +921,8 @@ impl Engine {
         version: Option<VersionId>,
     ) -> Result<DataCtx> {
         let state = self.state.read();
-        let (root, own) = match_uuid(&state, &ctx.uuid)?;
+        let (root, _) = match_uuid(&state, &ctx.uuid)?;
+        let own = ctx.node;
         let repo = &state.repos[&root];
         let meta = match repo.instance_by_uuid(name_or_uuid) {
             Some(m) => m,
