@@ -892,9 +892,11 @@ impl Engine {
         version: VersionId,
         caller: &Caller,
     ) -> DataCtx {
+        let node = version;
         let version = if meta.versioned { version } else { repo.root };
         DataCtx {
             engine: Arc::clone(self),
+            node,
             instance: meta.clone(),
             uuid: repo.nodes[&version].uuid.clone(),
             view: View {
@@ -910,8 +912,8 @@ impl Engine {
     }
 
     /// A context for another instance of `ctx`'s repo, named by name or DataUUID, at `version`
-    /// (`ctx`'s own version when `None`), with `ctx`'s caller: how a datatype reads the
-    /// instances it syncs to.
+    /// (when `None`, the version of the node `ctx`'s request named, also for an unversioned
+    /// `ctx`), with `ctx`'s caller: how a datatype reads the instances it syncs to.
     pub fn sibling(
         self: &Arc<Self>,
         ctx: &DataCtx,
@@ -923,7 +925,8 @@ impl Engine {
             app: ctx.app.clone(),
             admin: ctx.admin,
         };
-        self.ctx_at(&ctx.uuid, name_or_uuid, version, &caller)
+        // The node the request named: an unversioned instance's own context is at the root.
+        self.ctx_at(&ctx.uuid, name_or_uuid, Some(version.unwrap_or(ctx.node)), &caller)
     }
 
     /// A context for the instance `name_or_uuid` (name or DataUUID) of the repo holding node

@@ -39,6 +39,9 @@ pub struct DataCtx {
     pub uuid: String,
     /// The version requests read and write: the node's, or the root's when unversioned.
     pub view: View,
+    /// The version of the node the request named, even when `view` is the root's (unversioned
+    /// instances): the version synced instances are read at.
+    pub node: VersionId,
     pub store: VersionedStore,
     pub user: Option<String>,
     pub app: Option<String>,

@@ -2,6 +2,7 @@
 
 pub mod keyvalue;
 pub mod labelmap;
+pub mod tarsupervoxels;
 
 use std::sync::Arc;
 
@@ -12,5 +13,6 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
     vec![
         Arc::new(keyvalue::KeyValueType),
         Arc::new(labelmap::LabelmapType),
+        Arc::new(tarsupervoxels::TarSupervoxelsType),
     ]
 }

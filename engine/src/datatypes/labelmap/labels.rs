@@ -166,10 +166,15 @@ fn sparsevol_size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     ))
 }
 
+/// The supervoxels of `body` at the labels' version, ascending; `None` when no body has that
+/// label (what `GET supervoxels/<body>` answers, also for instances synced to this one).
+pub fn body_supervoxels(labels: &Labels, body: u64) -> Result<Option<Vec<u64>>> {
+    Ok(index_for(labels, body, false)?.map(|i| i.supervoxel_sizes().into_keys().collect()))
+}
+
 fn supervoxels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(one_segment(req, "<label>")?)?;
-    let index = index_for(labels, label, false)?.ok_or_else(|| not_found(label))?;
-    let svs: Vec<u64> = index.supervoxel_sizes().into_keys().collect();
+    let svs = body_supervoxels(labels, label)?.ok_or_else(|| not_found(label))?;
     Ok(DataResponse::json(&serde_json::json!(svs)))
 }
 

@@ -34,6 +34,7 @@ use crate::datatype::{DataRequest, DataResponse, Datatype, Method, Query, Settin
 use crate::instance::DataCtx;
 use crate::{Error, Result};
 use config::Config;
+pub use labels::{body_supervoxels, check_hash};
 use store::Labels;
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -1,0 +1,79 @@
+//! The `tarsupervoxels` datatype (spec §4.9): one blob per supervoxel (e.g. a mesh), versioned
+//! like keyvalue values, and per body a tar archive of its supervoxels' blobs, the body's
+//! supervoxels read from the labelmap instance it syncs to.
+//!
+//! * [`config`] — the `Extension` creation setting;
+//! * [`keys`] — TKeys and ids named in paths;
+//! * [`archive`] — `POST load` and `GET tarfile` tar archives, pure functions over bytes;
+//! * [`blobs`] — the read path every endpoint shares (where a supervoxel without stored data
+//!   is decided) and the streamed archive;
+//! * [`bodies`] — body → supervoxels through the synced labelmap;
+//! * `handlers` — the endpoints.
+
+pub mod archive;
+pub mod blobs;
+pub mod bodies;
+pub mod config;
+mod handlers;
+pub mod keys;
+#[cfg(test)]
+mod tests;
+
+use crate::Result;
+use crate::datatype::{DataRequest, DataResponse, Datatype, Settings};
+use crate::instance::DataCtx;
+use blobs::Blobs;
+use config::Config;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TarSupervoxelsType;
+
+const KEYWORDS: &[&str] = &[
+    "supervoxel",
+    "tarfile",
+    "missing",
+    "exists",
+    "load",
+    "mutations",
+    "mutations-range",
+];
+
+const HELP: &str = include_str!("help.txt");
+
+impl Datatype for TarSupervoxelsType {
+    fn type_name(&self) -> &'static str {
+        "tarsupervoxels"
+    }
+    fn type_url(&self) -> &'static str {
+        "github.com/janelia-flyem/dvid/datatype/tarsupervoxels"
+    }
+    fn type_version(&self) -> &'static str {
+        "0.1"
+    }
+    fn help(&self) -> &'static str {
+        HELP
+    }
+    fn keywords(&self) -> &'static [&'static str] {
+        KEYWORDS
+    }
+    fn sync_targets(&self) -> &'static [&'static str] {
+        &["labelmap"]
+    }
+
+    fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {
+        let cfg = Config::from_settings(settings)?;
+        Ok(serde_json::to_value(cfg).expect("config serializes"))
+    }
+
+    fn extended_info(&self, ctx: &DataCtx) -> Result<serde_json::Value> {
+        Ok(
+            serde_json::to_value(Config::from_json(&ctx.instance.config)?)
+                .expect("config serializes"),
+        )
+    }
+
+    fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+        let cfg = Config::from_json(&ctx.instance.config)?;
+        handlers::handle(ctx, Blobs::new(ctx, &cfg.extension), req)
+    }
+}
