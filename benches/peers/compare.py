@@ -121,8 +121,8 @@ def main():
                 met = " ok" if ratio >= mult else " MISS"
             elif floor:
                 met = " ok" if row["gvox_s"] >= floor else " MISS"
-            print(f"{name:7} {kernel:20} {row['gvox_s']:15.2f} "
-                  f"{peer_rate if peer_rate else float('nan'):12.2f} "
+            print(f"{name:7} {kernel:20} {row['gvox_s']:15.3f} "
+                  f"{peer_rate if peer_rate else float('nan'):12.3f} "
                   f"{ratio if ratio else float('nan'):7.2f} {bar:>8}{met:5} {peer_name}", flush=True)
         wall, line = tessera_pyramid(path)
         size = os.path.getsize(path) / 2**30

@@ -926,7 +926,12 @@ impl Engine {
             admin: ctx.admin,
         };
         // The node the request named: an unversioned instance's own context is at the root.
-        self.ctx_at(&ctx.uuid, name_or_uuid, Some(version.unwrap_or(ctx.node)), &caller)
+        self.ctx_at(
+            &ctx.uuid,
+            name_or_uuid,
+            Some(version.unwrap_or(ctx.node)),
+            &caller,
+        )
     }
 
     /// A context for the instance `name_or_uuid` (name or DataUUID) of the repo holding node

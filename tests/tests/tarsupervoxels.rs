@@ -138,14 +138,20 @@ fn info_reports_extension_and_sync() {
     let info = fx.get(&fx.root, "info").expect(200).json();
     assert_eq!(info["Base"]["TypeName"], "tarsupervoxels");
     assert_eq!(info["Base"]["Syncs"], json!(["seg"]));
-    assert_eq!(info["Extended"], json!({"Extension": "drc"}));
+    assert_eq!(
+        info["Extended"],
+        json!({"Extension": "drc", "Generate": false})
+    );
     fx.srv.create_instance(&fx.root, "tarsupervoxels", "plain");
     let info = fx
         .srv
         .get(&format!("/api/node/{}/plain/info", fx.root))
         .expect(200)
         .json();
-    assert_eq!(info["Extended"], json!({"Extension": "dat"}));
+    assert_eq!(
+        info["Extended"],
+        json!({"Extension": "dat", "Generate": false})
+    );
     let help = fx.get(&fx.root, "help").expect(200).text();
     assert!(help.contains("tarfile/<body>"), "{help}");
 }
@@ -548,4 +554,76 @@ fn large_bodies_stream_in_order() {
     assert_eq!(got.len(), want.len());
     assert!(got == want, "tarfile entries differ");
     assert_eq!(fx.missing(&fx.root, target), vec![17]);
+}
+
+/// `Generate`: supervoxels without a stored blob are meshed from the synced labelmap — the
+/// same bytes as the labelmap's own `mesh/<sv>?supervoxels=true` — on read (nothing stored),
+/// and `POST generate/<body>` stores them.
+#[test]
+fn generate_meshes_supervoxels_from_the_labelmap() {
+    let fx = setup();
+    let root = &fx.root;
+    fx.srv.create_instance_with(
+        root,
+        "tarsupervoxels",
+        "svmeshes",
+        &json!({"Extension": "ngmesh", "Generate": "true"}),
+    );
+    fx.srv
+        .post_json(
+            &format!("/api/node/{root}/svmeshes/sync"),
+            &json!({"sync": "seg"}),
+        )
+        .expect(200);
+    fx.seg(root).merge_ok(&[1, 2], "");
+    let path = |rest: &str| format!("/api/node/{root}/svmeshes/{rest}");
+    let mesh_of = |sv: u64| {
+        fx.srv
+            .get(&format!("/api/node/{root}/seg/mesh/{sv}?supervoxels=true"))
+            .expect(200)
+            .body
+    };
+    // On read: the labelmap's mesh, and nothing stored.
+    let got = fx.srv.get(&path("supervoxel/2")).expect(200).body;
+    assert_eq!(got, mesh_of(2));
+    fx.srv.get(&path("supervoxel/999999")).expect(404);
+    let tar = fx.srv.get(&path("tarfile/1")).expect(200);
+    assert_eq!(
+        entries(&tar.body),
+        vec![
+            entry("1.ngmesh", &mesh_of(1)),
+            entry("2.ngmesh", &mesh_of(2))
+        ]
+    );
+    fx.srv.head(&path("tarfile/1")).expect(200);
+    let missing = fx.srv.get(&path("missing/1")).expect(200).json();
+    assert_eq!(missing, json!([]));
+    let exists = fx
+        .srv
+        .get_with_body(&path("exists"), "[1, 2, 999999]")
+        .expect(200)
+        .json();
+    assert_eq!(exists, json!([true, true, false]));
+    let log = fx.srv.get(&path("mutations")).expect(200).json();
+    assert_eq!(log, json!([]), "reads stored nothing");
+
+    // POST generate stores the body's meshes, once.
+    let r = fx.srv.post(&path("generate/1"), "").expect(200).json();
+    assert_eq!(r, json!({"generated": 2}));
+    let log = fx.srv.get(&path("mutations")).expect(200).json();
+    assert_eq!(log.as_array().map(Vec::len), Some(2), "{log}");
+    let r = fx.srv.post(&path("generate/1"), "").expect(200).json();
+    assert_eq!(r, json!({"generated": 0}));
+    assert_eq!(
+        fx.srv.get(&path("supervoxel/1")).expect(200).body,
+        mesh_of(1)
+    );
+
+    // Generate needs a mesh extension; POST generate needs Generate.
+    let r = fx.srv.post_json(
+        &format!("/api/repo/{root}/instance"),
+        &json!({"typename": "tarsupervoxels", "dataname": "bad", "Extension": "drc", "Generate": "true"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    fx.post(root, "generate/1", "").expect(400);
 }

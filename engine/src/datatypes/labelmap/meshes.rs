@@ -93,6 +93,27 @@ pub fn mesh(
         .map(|s| s.to_mesh(voxel_at(labels, scale))))
 }
 
+/// The mesh of supervoxel `sv` in the labelmap `lm` at its version (the `Generate` setting of
+/// tarsupervoxels); `None` when it has no voxels.
+pub fn supervoxel_mesh(lm: &DataCtx, sv: u64) -> Result<Option<Mesh>> {
+    let labels = mapped(lm)?;
+    mesh(lm, &labels, sv, 0, true)
+}
+
+/// Whether supervoxel `sv` has voxels in the labelmap `lm` at its version.
+pub fn supervoxel_exists(lm: &DataCtx, sv: u64) -> Result<bool> {
+    let labels = mapped(lm)?;
+    Ok(index_for(&labels, sv, true)?
+        .is_some_and(|i| i.blocks.values().any(|c| c.counts.contains_key(&sv))))
+}
+
+/// The labelmap's labels at its version, supervoxels mapped to bodies.
+fn mapped(lm: &DataCtx) -> Result<Labels> {
+    let labels = Labels::new(lm)?;
+    let mapping = state(lm).mapping(&labels)?;
+    Ok(labels.with_mapping(mapping, false))
+}
+
 /// `surface` through the cache.
 fn surface_cached(
     ctx: &DataCtx,

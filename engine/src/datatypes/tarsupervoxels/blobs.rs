@@ -10,7 +10,9 @@ use tessera_storage::{VersionedStore, View};
 use super::archive::{END, append_entry, entry_name};
 use super::keys::tkey;
 use crate::Result;
+use crate::datatypes::labelmap::meshes;
 use crate::instance::DataCtx;
+use crate::mesh::format::{self, Format};
 
 /// Bytes gathered before a streamed archive hands out a chunk.
 const CHUNK: usize = 1 << 20;
@@ -21,6 +23,20 @@ pub struct Blobs {
     store: VersionedStore,
     view: View,
     pub extension: Arc<str>,
+    generator: Option<Arc<Generator>>,
+}
+
+/// Meshes supervoxels without a stored blob (the `Generate` setting) from the synced
+/// labelmap at the request's node.
+pub struct Generator {
+    pub labelmap: DataCtx,
+    pub format: Format,
+}
+
+impl Generator {
+    pub fn mesh(&self, sv: u64) -> Result<Option<Vec<u8>>> {
+        Ok(meshes::supervoxel_mesh(&self.labelmap, sv)?.map(|m| format::encode(&m, self.format)))
+    }
 }
 
 impl Blobs {
@@ -29,7 +45,14 @@ impl Blobs {
             store: ctx.store.clone(),
             view: ctx.view.clone(),
             extension: extension.into(),
+            generator: None,
         }
+    }
+
+    /// These blobs, with supervoxels that lack one meshed by `generator`.
+    pub fn generating(mut self, generator: Generator) -> Blobs {
+        self.generator = Some(Arc::new(generator));
+        self
     }
 
     /// The blob of `sv` at this version: the value stored here or at the nearest ancestor
@@ -42,18 +65,48 @@ impl Blobs {
         }
     }
 
-    /// What a supervoxel without stored data gets: nothing, so it reads as missing (404, a
-    /// `.missing` tar entry, `false` in `exists`). The one place a data-generating setting
-    /// (e.g. DVID's meshing of supervoxels on demand) would produce a blob instead.
-    fn without_data(&self, _sv: u64) -> Result<Option<Vec<u8>>> {
-        Ok(None)
+    /// What a supervoxel without stored data gets: its mesh when generating (not stored: a
+    /// read never writes; `POST generate` stores), else nothing, so it reads as missing (404,
+    /// a `.missing` tar entry, `false` in `exists`).
+    fn without_data(&self, sv: u64) -> Result<Option<Vec<u8>>> {
+        match &self.generator {
+            Some(g) => g.mesh(sv),
+            None => Ok(None),
+        }
     }
 
-    /// Whether each supervoxel has a blob, in order.
+    /// Whether each supervoxel has a blob, in order. When generating, a supervoxel with
+    /// voxels has one, without meshing it to find out.
     pub fn present(&self, svs: &[u64]) -> Result<Vec<bool>> {
         svs.par_iter()
-            .map(|&sv| Ok(sv != 0 && self.get(sv)?.is_some()))
+            .map(|&sv| {
+                if sv == 0 {
+                    return Ok(false);
+                }
+                if self.store.get(&self.view, &tkey(sv))?.is_some() {
+                    return Ok(true);
+                }
+                match &self.generator {
+                    Some(g) => meshes::supervoxel_exists(&g.labelmap, sv),
+                    None => Ok(false),
+                }
+            })
             .collect()
+    }
+
+    /// The supervoxels among `svs` without a stored blob, in order (generation aside).
+    pub fn unstored(&self, svs: &[u64]) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for &sv in svs {
+            if self.store.get(&self.view, &tkey(sv))?.is_none() {
+                out.push(sv);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn generator(&self) -> Option<&Generator> {
+        self.generator.as_deref()
     }
 
     /// The supervoxels among `svs` without a blob, in order.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::MISSING_EXTENSION;
 use crate::datatype::Settings;
+use crate::mesh::format::Format;
 use crate::{Error, Result};
 
 /// Longest extension: keeps `<20-digit id>.<ext>` inside a tar header's 100-byte name.
@@ -14,13 +15,26 @@ pub const MAX_EXTENSION: usize = 32;
 pub struct Config {
     #[serde(rename = "Extension")]
     pub extension: String,
+    /// `Generate`: supervoxels without a stored blob are meshed from the synced labelmap
+    /// (Extension ngmesh, obj or ply names the format), on read and by `POST generate`.
+    #[serde(rename = "Generate", default)]
+    pub generate: bool,
 }
 
 impl Config {
     pub fn from_settings(settings: &Settings) -> Result<Config> {
         let extension = settings.get("Extension").unwrap_or("dat").to_string();
         check_extension(&extension)?;
-        Ok(Config { extension })
+        let generate = settings.bool("Generate")?.unwrap_or(false);
+        if generate && extension.parse::<Format>().is_err() {
+            return Err(Error::bad(format!(
+                "Generate meshes supervoxels, so Extension must name a mesh format (ngmesh, obj or ply), not {extension:?}"
+            )));
+        }
+        Ok(Config {
+            extension,
+            generate,
+        })
     }
 
     pub fn from_json(v: &serde_json::Value) -> Result<Config> {

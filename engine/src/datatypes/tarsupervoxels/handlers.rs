@@ -24,6 +24,7 @@ pub fn handle(ctx: &DataCtx, blobs: Blobs, req: &DataRequest) -> Result<DataResp
         ("missing", Method::Get) => get_missing(ctx, &blobs, req),
         ("exists", Method::Get) => get_exists(&blobs, req),
         ("load", Method::Post) => post_load(ctx, &blobs, req),
+        ("generate", Method::Post) => post_generate(ctx, &blobs, req),
         ("mutations", Method::Get) => mutlog::get_mutations(ctx, req),
         ("mutations-range", Method::Get) => mutlog::get_mutations_range(ctx, req),
         (keyword, method) => Err(Error::bad(format!(
@@ -140,6 +141,30 @@ fn post_load(ctx: &DataCtx, blobs: &Blobs, req: &DataRequest) -> Result<DataResp
     }
     ctx.store.write(batch)?;
     Ok(DataResponse::empty())
+}
+
+/// `POST generate/<body>` (with the `Generate` setting): meshes every supervoxel of the body
+/// that has no stored blob and stores the meshes in one batch → `{"generated": n}`.
+fn post_generate(ctx: &DataCtx, blobs: &Blobs, req: &DataRequest) -> Result<DataResponse> {
+    let Some(generator) = blobs.generator() else {
+        return Err(Error::bad(format!(
+            "data {:?} was not created with \"Generate\": \"true\"; it only stores what is loaded",
+            ctx.instance.name
+        )));
+    };
+    let body = body(req)?;
+    let svs = bodies::supervoxels(ctx, body)?;
+    let mut batch = WriteBatch::new();
+    let mut generated = 0;
+    for sv in blobs.unstored(&svs)? {
+        if let Some(data) = generator.mesh(sv)? {
+            put_into(&mut batch, &ctx.view, &tkey(sv), &data);
+            ctx.log_mutation(&mut batch, post_record(&ctx.uuid, sv, data.len()));
+            generated += 1;
+        }
+    }
+    ctx.store.write(batch)?;
+    Ok(DataResponse::json(&json!({ "generated": generated })))
 }
 
 #[cfg(test)]

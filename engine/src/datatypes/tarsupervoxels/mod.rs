@@ -34,6 +34,7 @@ const KEYWORDS: &[&str] = &[
     "missing",
     "exists",
     "load",
+    "generate",
     "mutations",
     "mutations-range",
 ];
@@ -74,6 +75,15 @@ impl Datatype for TarSupervoxelsType {
 
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         let cfg = Config::from_json(&ctx.instance.config)?;
-        handlers::handle(ctx, Blobs::new(ctx, &cfg.extension), req)
+        let mut blobs = Blobs::new(ctx, &cfg.extension);
+        // Reads that may need a supervoxel's mesh, and POST generate, find the labelmap.
+        let needs_labelmap = req.keyword != "load" && req.method != crate::datatype::Method::Delete;
+        if cfg.generate && needs_labelmap {
+            blobs = blobs.generating(blobs::Generator {
+                labelmap: bodies::synced_labelmap(ctx)?,
+                format: cfg.extension.parse().map_err(crate::Error::bad)?,
+            });
+        }
+        handlers::handle(ctx, blobs, req)
     }
 }
