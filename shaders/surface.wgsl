@@ -114,6 +114,23 @@ fn count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     offsets[c] = cell_triangles(corners(cell_at(c)));
 }
 
+// Hillis–Steele inclusive scan of one value per invocation of a 64-wide workgroup: returns
+// this invocation's prefix; shared_sums[63] holds the total until the next call.
+fn scan64(lane: u32, x: u32) -> u32 {
+    shared_sums[lane] = x;
+    workgroupBarrier();
+    for (var d = 1u; d < 64u; d <<= 1u) {
+        var add = 0u;
+        if lane >= d {
+            add = shared_sums[lane - d];
+        }
+        workgroupBarrier();
+        shared_sums[lane] += add;
+        workgroupBarrier();
+    }
+    return shared_sums[lane];
+}
+
 // Each workgroup scans one block of 256 counts in place (exclusive) and leaves the block's
 // total in `sums`.
 @compute @workgroup_size(64)
@@ -131,22 +148,10 @@ fn scan_blocks(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
         v[k] = total;
         total += x;
     }
-    shared_sums[lid.x] = total;
-    workgroupBarrier();
-    // Hillis–Steele inclusive scan of the 64 thread totals.
-    for (var d = 1u; d < 64u; d <<= 1u) {
-        var add = 0u;
-        if lid.x >= d {
-            add = shared_sums[lid.x - d];
-        }
-        workgroupBarrier();
-        shared_sums[lid.x] += add;
-        workgroupBarrier();
-    }
+    let before = scan64(lid.x, total) - total;
     if block >= p.blocks {
         return;
     }
-    let before = shared_sums[lid.x] - total;
     for (var k = 0u; k < 4u; k++) {
         let i = base + k;
         if i < p.cells {
@@ -168,19 +173,9 @@ fn scan_sums(@builtin(local_invocation_id) lid: vec3<u32>) {
         if i < p.blocks {
             x = sums[i];
         }
-        shared_sums[lid.x] = x;
-        workgroupBarrier();
-        for (var d = 1u; d < 64u; d <<= 1u) {
-            var add = 0u;
-            if lid.x >= d {
-                add = shared_sums[lid.x - d];
-            }
-            workgroupBarrier();
-            shared_sums[lid.x] += add;
-            workgroupBarrier();
-        }
+        let inclusive = scan64(lid.x, x);
         if i < p.blocks {
-            sums[i] = carry + shared_sums[lid.x] - x;
+            sums[i] = carry + inclusive - x;
         }
         carry += shared_sums[63];
         workgroupBarrier();

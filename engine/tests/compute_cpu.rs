@@ -1,5 +1,8 @@
 //! The rayon backend and the block codec against the scalar reference.
 
+mod common;
+
+use common::{boxes, noise};
 use proptest::prelude::*;
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::reference::Rng;
@@ -17,36 +20,6 @@ const NASTY: [u64; 7] = [
     (1 << 33) | 1,
     u64::MAX - 1,
 ];
-
-/// Segmentation-like labels: random boxes of random labels painted over a background.
-fn boxes(shape: Shape, palette: &[u64], count: usize, seed: u64) -> Vec<u64> {
-    let mut rng = Rng(seed);
-    let mut v = vec![palette[0]; shape.voxels()];
-    for _ in 0..count {
-        let label = palette[rng.below(palette.len())];
-        let (x0, y0, z0) = (rng.below(shape.x), rng.below(shape.y), rng.below(shape.z));
-        let (x1, y1, z1) = (
-            (x0 + 1 + rng.below(shape.x)).min(shape.x),
-            (y0 + 1 + rng.below(shape.y)).min(shape.y),
-            (z0 + 1 + rng.below(shape.z)).min(shape.z),
-        );
-        for z in z0..z1 {
-            for y in y0..y1 {
-                let at = (z * shape.y + y) * shape.x;
-                v[at + x0..at + x1].fill(label);
-            }
-        }
-    }
-    v
-}
-
-/// Every voxel drawn independently from `palette`: ties and mixed windows everywhere.
-fn noise(shape: Shape, palette: &[u64], seed: u64) -> Vec<u64> {
-    let mut rng = Rng(seed);
-    (0..shape.voxels())
-        .map(|_| palette[rng.below(palette.len())])
-        .collect()
-}
 
 fn is_bad_input<T: std::fmt::Debug>(r: Result<T, ComputeError>) -> bool {
     matches!(r, Err(ComputeError::BadInput(_)))

@@ -2,12 +2,15 @@
 //! the kernel promises: closed, edge-manifold, outward, non-degenerate, and enclosing the
 //! label's voxels to within half its exposed faces.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use common::{boxes, noise};
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::gpu::GpuCompute;
-use tessera_engine::compute::reference::{self, Rng};
+use tessera_engine::compute::reference;
 use tessera_engine::compute::{Cells, Compute, LabelSurface, Shape};
 
 fn gpu() -> &'static GpuCompute {
@@ -26,34 +29,6 @@ fn small_gpu() -> &'static GpuCompute {
         g.limit_binding(256 * 1024);
         g
     })
-}
-
-fn boxes(shape: Shape, palette: &[u64], count: usize, seed: u64) -> Vec<u64> {
-    let mut rng = Rng(seed);
-    let mut v = vec![palette[0]; shape.voxels()];
-    for _ in 0..count {
-        let label = palette[rng.below(palette.len())];
-        let (x0, y0, z0) = (rng.below(shape.x), rng.below(shape.y), rng.below(shape.z));
-        let (x1, y1, z1) = (
-            (x0 + 1 + rng.below(shape.x / 2 + 1)).min(shape.x),
-            (y0 + 1 + rng.below(shape.y / 2 + 1)).min(shape.y),
-            (z0 + 1 + rng.below(shape.z / 2 + 1)).min(shape.z),
-        );
-        for z in z0..z1 {
-            for y in y0..y1 {
-                let at = (z * shape.y + y) * shape.x;
-                v[at + x0..at + x1].fill(label);
-            }
-        }
-    }
-    v
-}
-
-fn noise(shape: Shape, palette: &[u64], seed: u64) -> Vec<u64> {
-    let mut rng = Rng(seed);
-    (0..shape.voxels())
-        .map(|_| palette[rng.below(palette.len())])
-        .collect()
 }
 
 /// Volumes with every hard case: single voxels, diagonal-only contacts, cavities, labels on

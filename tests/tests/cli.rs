@@ -4,23 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use tessera_tests::binary_path;
-
-/// Writes a version-1.0 .npy file of a C-order (z, y, x) array.
-fn write_npy(path: &Path, descr: &str, shape: [usize; 3], data: &[u8]) {
-    let mut header = format!(
-        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
-        shape[0], shape[1], shape[2]
-    );
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    std::fs::write(path, out).unwrap();
-}
+use tessera_tests::mesh::write_npy;
 
 /// Reads a .npy file written by tessera: (descr, shape, raw data).
 fn read_npy(path: &Path) -> (String, Vec<usize>, Vec<u8>) {

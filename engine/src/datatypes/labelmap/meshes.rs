@@ -565,60 +565,22 @@ impl Worker {
             let mapping = state(&ctx).mapping(&labels)?;
             let labels = labels.with_mapping(mapping, false);
             ensure_keyvalue(engine, &node, &meshes, &admin)?;
+            let put =
+                |key: String, value: Option<Bytes>| kv(engine, &node, &meshes, &key, value, &admin);
             for body in work.gone.difference(&work.remesh) {
-                let key = format!("{body}.ngmesh");
-                kv(
-                    engine,
-                    &node,
-                    &meshes,
-                    Method::Delete,
-                    &key,
-                    Bytes::new(),
-                    &admin,
-                )?;
+                put(format!("{body}.ngmesh"), None)?;
             }
             for &body in &work.remesh {
-                let key = format!("{body}.ngmesh");
-                match mesh(&ctx, &labels, body, 0, false)? {
-                    Some(m) => {
-                        let bytes = format::encode(&m, Format::Ngmesh);
-                        kv(
-                            engine,
-                            &node,
-                            &meshes,
-                            Method::Post,
-                            &key,
-                            bytes.into(),
-                            &admin,
-                        )?;
-                    }
-                    None => {
-                        kv(
-                            engine,
-                            &node,
-                            &meshes,
-                            Method::Delete,
-                            &key,
-                            Bytes::new(),
-                            &admin,
-                        )?;
-                    }
-                }
+                let m = mesh(&ctx, &labels, body, 0, false)?;
+                let value = m.map(|m| Bytes::from(format::encode(&m, Format::Ngmesh)));
+                put(format!("{body}.ngmesh"), value)?;
             }
             // dvidtools reads `<name>_meshes_mutid/<body>` when a lab keeps one.
             let mutids = format!("{}_meshes_mutid", self.name);
             if engine.ctx_at(&node, &mutids, None, &admin).is_ok() {
                 for (body, id) in &work.mutation {
-                    let value = Bytes::from(id.to_string());
-                    kv(
-                        engine,
-                        &node,
-                        &mutids,
-                        Method::Post,
-                        &body.to_string(),
-                        value,
-                        &admin,
-                    )?;
+                    let value = Some(Bytes::from(id.to_string()));
+                    kv(engine, &node, &mutids, &body.to_string(), value, &admin)?;
                 }
             }
         }
@@ -642,22 +604,27 @@ fn ensure_keyvalue(engine: &Arc<Engine>, node: &str, name: &str, admin: &Caller)
     }
 }
 
+/// Stores `value` under `key` of the keyvalue `instance` at `node`, or deletes the key.
 fn kv(
     engine: &Arc<Engine>,
     node: &str,
     instance: &str,
-    method: Method,
     key: &str,
-    body: Bytes,
+    value: Option<Bytes>,
     admin: &Caller,
 ) -> Result<()> {
+    let method = if value.is_some() {
+        Method::Post
+    } else {
+        Method::Delete
+    };
     let req = DataRequest {
         method,
         keyword: "key".into(),
         path: vec![key.to_string()],
         query: Query::default(),
         headers: HashMap::new(),
-        body,
+        body: value.unwrap_or_default(),
         stream: None,
     };
     engine.data_request(node, instance, &req, admin).map(|_| ())

@@ -75,8 +75,14 @@ mod tests {
         let cfg = Config::from_settings(&s).unwrap();
         assert_eq!(cfg.extension, "drc");
         let json = serde_json::to_value(&cfg).unwrap();
-        assert_eq!(json, serde_json::json!({"Extension": "drc"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"Extension": "drc", "Generate": false})
+        );
         assert_eq!(Config::from_json(&json).unwrap(), cfg);
+        // Configurations stored before Generate existed still read.
+        let old = serde_json::json!({"Extension": "drc"});
+        assert_eq!(Config::from_json(&old).unwrap(), cfg);
         for bad in ["", ".drc", "d.rc", "a/b", "ü", "missing", &"x".repeat(33)] {
             let mut s = Settings::default();
             s.set("Extension", bad);
@@ -87,5 +93,23 @@ mod tests {
         let mut s = Settings::default();
         s.set("Extension", "x".repeat(32));
         assert!(Config::from_settings(&s).is_ok());
+    }
+
+    #[test]
+    fn generate_needs_a_mesh_extension() {
+        for (ext, ok) in [
+            ("ngmesh", true),
+            ("OBJ", true),
+            ("ply", true),
+            ("drc", false),
+        ] {
+            let mut s = Settings::default();
+            s.set("Extension", ext);
+            s.set("Generate", "true");
+            assert_eq!(Config::from_settings(&s).is_ok(), ok, "{ext}");
+        }
+        let mut s = Settings::default();
+        s.set("Generate", "maybe");
+        assert!(Config::from_settings(&s).is_err());
     }
 }
