@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use tessera_engine::compute::{
     self, Cells, Compute, LabelTable, Run, Shape, normalize_runs, to_blocks,
 };
-use tessera_engine::mesh::{Mesh, Surface};
+use tessera_engine::mesh::Mesh;
 
 use super::npy::{self, Volume};
 
@@ -176,10 +176,12 @@ fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timi
         n,
         || (),
         |_| {
-            let items = compute.surface(&labels, shape, Cells::all(shape))?;
-            let meshes: Vec<Mesh> = items[0]
-                .par_iter()
-                .map(|s| Surface::from_piece([0; 3], s).to_mesh([1.0; 3]))
+            let mut items = compute.surface(&labels, shape, Cells::all(shape))?;
+            let meshes: Vec<Mesh> = items
+                .pop()
+                .unwrap_or_default()
+                .into_par_iter()
+                .map(|s| Mesh::from_piece(s, [0; 3], [1.0; 3]))
                 .collect();
             Ok(meshes)
         },

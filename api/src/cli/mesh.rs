@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use tessera_engine::compute::Cells;
-use tessera_engine::mesh::Surface;
 use tessera_engine::mesh::format::{self, Format};
+use tessera_engine::mesh::{Mesh, Surface};
 
 use super::npy::{self, Volume};
 
@@ -109,6 +109,9 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     spinner.finish_and_clear();
     drop(labels);
 
+    let count = surfaces.len();
+    let triangles: usize = surfaces.iter().map(|s| s.triangles.len()).sum();
+    let vertices: usize = surfaces.iter().map(|s| s.vertices.len()).sum();
     let t_write = Instant::now();
     let bar =
         ProgressBar::with_draw_target(Some(surfaces.len() as u64), ProgressDrawTarget::stderr());
@@ -130,18 +133,19 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         Output::File(_) => {}
     }
     surfaces
-        .par_iter()
+        .into_par_iter()
         .try_for_each(|s| -> anyhow::Result<()> {
-            let mesh = Surface::from_piece([0; 3], s).to_mesh(voxel);
+            let label = s.label;
+            let mesh = Mesh::from_piece(s, [0; 3], voxel);
             match out {
                 Output::File(f) => {
                     write(
-                        format!("{}.{}", s.label, f.extension()),
+                        format!("{}.{}", label, f.extension()),
                         format::encode(&mesh, f),
                     )?;
                 }
                 Output::Legacy => {
-                    for (name, bytes) in format::precomputed_legacy_files(s.label, &mesh) {
+                    for (name, bytes) in format::precomputed_legacy_files(label, &mesh) {
                         write(name, bytes)?;
                     }
                 }
@@ -149,15 +153,15 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
                     let mut lods = vec![mesh];
                     for (k, level) in coarse.iter().enumerate() {
                         // A label that vanished at a coarse level keeps its finer levels only.
-                        let Some(c) = level.get(&s.label) else { break };
+                        let Some(c) = level.get(&label) else { break };
                         lods.push(c.to_mesh(voxel.map(|v| v * f64::from(2u32 << k))));
                     }
                     // Chunks of 64 voxels of the full resolution, anchored at the origin.
                     let chunk = voxel.map(|v| (64.0 * v) as f32);
                     let (index, data) =
                         format::precomputed_multires(&lods, chunk, [0.0; 3], QUANTIZATION_BITS);
-                    write(format!("{}.index", s.label), index)?;
-                    write(s.label.to_string(), data)?;
+                    write(format!("{}.index", label), index)?;
+                    write(label.to_string(), data)?;
                 }
             }
             bar.inc(1);
@@ -165,11 +169,9 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         })?;
     bar.finish_and_clear();
     let write_s = t_write.elapsed().as_secs_f64();
-    let triangles: usize = surfaces.iter().map(|s| s.triangles.len()).sum();
-    let vertices: usize = surfaces.iter().map(|s| s.vertices.len()).sum();
     println!(
         "meshed {} labels: {triangles} triangles, {vertices} vertices in {:.3} s ({:.1} Mvox/s; mesh {mesh_s:.3} s, write {write_s:.3} s), {} {}, backend {}, adapter {}",
-        surfaces.len(),
+        count,
         mesh_s + write_s,
         shape.voxels() as f64 / mesh_s / 1e6,
         shape,

@@ -16,6 +16,26 @@ use std::collections::HashMap;
 
 use crate::compute::LabelSurface;
 
+impl Mesh {
+    /// One kernel output in physical units, taking its triangles over: `origin` is its item's
+    /// origin in voxels, `voxel` the size of one voxel of the meshed scale.
+    pub fn from_piece(s: LabelSurface, origin: [i64; 3], voxel: [f64; 3]) -> Mesh {
+        let vertices = s
+            .vertices
+            .iter()
+            .map(|v| {
+                std::array::from_fn(|a| {
+                    ((2 * origin[a] + v[a] as i64) as f64 * 0.5 * voxel[a]) as f32
+                })
+            })
+            .collect();
+        Mesh {
+            vertices,
+            triangles: s.triangles,
+        }
+    }
+}
+
 /// One label's surface joined from the pieces it was meshed in, in half-voxel units of global
 /// voxel coordinates (voxel `i` spans `[i, i+1)`; `h = 2·x`).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -155,9 +155,13 @@ struct EdgeInfo {
     low_sides: u8,
     /// Half-voxel offset of the midpoint from the cell's minimum-corner center.
     h: [u32; 3],
+    /// The corner the edge starts at, and its slot's offset from the cell's own (for the
+    /// sweep's slot plane width).
+    low_corner: usize,
+    slot_offset: usize,
 }
 
-fn edge_info() -> [EdgeInfo; 12] {
+fn edge_info(w: usize) -> [EdgeInfo; 12] {
     std::array::from_fn(|e| {
         let axis = e / 4;
         let [a, _] = EDGES[e];
@@ -170,6 +174,8 @@ fn edge_info() -> [EdgeInfo; 12] {
             off,
             low_sides,
             h: crate::compute::surface::edge_offset(e),
+            low_corner: a,
+            slot_offset: off[1] * w + off[0],
         }
     })
 }
@@ -209,7 +215,7 @@ impl<'a> Sweep<'a> {
             w,
             xy: [vec![[0; 2]; 2 * plane], vec![[0; 2]; 2 * plane]],
             zs: vec![[0; 2]; plane],
-            info: edge_info(),
+            info: edge_info(w),
             meshes: Vec::new(),
             by_label: HashMap::new(),
             last: [(0, usize::MAX); 2],
@@ -356,41 +362,48 @@ impl<'a> Sweep<'a> {
         let m = self.mesh(label);
         let lo = self.cells.lo;
         let at_low = (0..3).fold(0u8, |b, a| b | u8::from(q[a] == lo[a]) << a);
-        let first_slab = self.z0 == lo[2];
-        let w = self.w;
+        // The bottom x/y edges of a later slab's first plane belong to the slab below.
+        let external = q[2] == self.z0 && self.z0 != lo[2];
+        let base = (q[1] - lo[1]) as usize * self.w + (q[0] - lo[0]) as usize;
+        let center = q.map(|c| 2 * c + 1);
+        let Sweep {
+            xy,
+            zs,
+            info,
+            meshes,
+            ..
+        } = self;
+        let [bottom, top] = xy;
+        let mesh = &mut meshes[m];
         let mut numbered = 0u16;
         let range = t.start[mask as usize] as usize..t.start[mask as usize + 1] as usize;
         for tri in &t.triangles[range] {
             let mut out = [0u32; 3];
             for (slot_out, &e) in out.iter_mut().zip(tri) {
                 let e = e as usize;
-                let info = self.info[e];
-                let side = usize::from(mask >> EDGES[e][0] & 1 == 0);
-                let px = (q[0] - lo[0]) as usize + info.off[0];
-                let py = (q[1] - lo[1]) as usize + info.off[1];
-                let cell_owns = info.low_sides & !at_low == 0;
-                let slot: &mut [u32; 2] = if info.axis == 2 {
-                    &mut self.zs[py * w + px]
-                } else {
-                    let i = (py * w + px) * 2 + info.axis;
-                    if info.off[2] == 0 && q[2] == self.z0 && !first_slab {
-                        *slot_out = EXTERNAL | (i << 1 | side) as u32;
+                let info = &info[e];
+                let side = usize::from(mask >> info.low_corner & 1 == 0);
+                let at = base + info.slot_offset;
+                let slot: &mut [u32; 2] = match (info.axis, info.off[2]) {
+                    (2, _) => &mut zs[at],
+                    (a, 0) if external => {
+                        *slot_out = EXTERNAL | ((at * 2 + a) << 1 | side) as u32;
                         continue;
                     }
-                    &mut self.xy[info.off[2]][i]
+                    (a, 0) => &mut bottom[at * 2 + a],
+                    (a, _) => &mut top[at * 2 + a],
                 };
-                if cell_owns && numbered >> e & 1 == 0 {
+                if info.low_sides & !at_low == 0 && numbered >> e & 1 == 0 {
                     numbered |= 1 << e;
-                    let mesh = &mut self.meshes[m];
                     slot[side] = mesh.vertices.len() as u32;
                     // Never negative: a crossed edge has an end inside the item.
                     mesh.vertices.push(std::array::from_fn(|a| {
-                        (2 * q[a] + 1 + info.h[a] as i32) as u32
+                        (center[a] + info.h[a] as i32) as u32
                     }));
                 }
                 *slot_out = slot[side];
             }
-            self.meshes[m].triangles.push(out);
+            mesh.triangles.push(out);
         }
     }
 }
