@@ -1,7 +1,7 @@
 // surface: marching-cubes triangles of every non-zero label, in canonical order (the twin of
 // compute/cpu/surface.rs; compute/surface.rs explains the case table).
 //
-// Three steps over a piece of cells (one or more items, or a z-slab of one item):
+// Three steps over a piece of cells (one or more items, or whole strips of one item):
 //   count  — triangles per cell;
 //   scan_* — exclusive prefix sums of the counts, 256 cells a block;
 //   emit   — each cell writes its triangles at its offset, so the output is in cell order.
@@ -9,16 +9,16 @@
 // the first corner's hz word carries the item (within the piece) in its high 16 bits.
 
 struct Params {
-    // Item shape, and the voxel planes of each item held in `labels` (from `plane0`).
+    // Item shape, and the voxel rows of each plane of each item held in `labels` (from `row0`).
     sx: u32,
     sy: u32,
     sz: u32,
-    planes: u32,
-    // The piece's cell box: first cell, size.
+    rows: u32,
+    // The piece's cell box: first cell, size (whole strips of rows).
     lo_x: i32,
     lo_y: i32,
     lo_z: i32,
-    plane0: i32,
+    row0: i32,
     nx: u32,
     ny: u32,
     nz: u32,
@@ -46,8 +46,8 @@ fn voxel(item_i: u32, x: i32, y: i32, z: i32) -> vec2<u32> {
     if x < 0 || y < 0 || z < 0 || x >= i32(p.sx) || y >= i32(p.sy) || z >= i32(p.sz) {
         return vec2<u32>(0u, 0u);
     }
-    let plane = u32(z - p.plane0);
-    let at = ((item_i * p.planes + plane) * p.sy + u32(y)) * p.sx + u32(x);
+    let row = u32(y - p.row0);
+    let at = ((item_i * p.sz + u32(z)) * p.rows + row) * p.sx + u32(x);
     return labels[at];
 }
 
@@ -56,14 +56,22 @@ struct Cell {
     q: vec3<i32>,
 }
 
+// Cells in canonical order: per item, strips of STRIP rows one after another, each strip's
+// cells in (z, y, x) order (compute/surface.rs).
+const STRIP: u32 = 32u;
+
 fn cell_at(c: u32) -> Cell {
     let per_item = p.nx * p.ny * p.nz;
     let item_i = c / per_item;
     let r = c % per_item;
+    // Every strip but the last is full, so the strip follows from the index alone.
+    let strip = r / (STRIP * p.nx * p.nz);
+    let rows = min(STRIP, p.ny - strip * STRIP);
+    let s = r - strip * STRIP * p.nx * p.nz;
     let q = vec3<i32>(
-        i32(r % p.nx) + p.lo_x,
-        i32((r / p.nx) % p.ny) + p.lo_y,
-        i32(r / (p.nx * p.ny)) + p.lo_z,
+        i32(s % p.nx) + p.lo_x,
+        i32(strip * STRIP + (s / p.nx) % rows) + p.lo_y,
+        i32(s / (p.nx * rows)) + p.lo_z,
     );
     return Cell(item_i, q);
 }

@@ -21,7 +21,7 @@ fn gpu() -> &'static GpuCompute {
     })
 }
 
-/// A device with 256 KiB bindings, so that volumes are cut into many slabs.
+/// A device with 256 KiB bindings, so that volumes are cut into pieces of a few strips.
 fn small_gpu() -> &'static GpuCompute {
     static GPU: OnceLock<GpuCompute> = OnceLock::new();
     GPU.get_or_init(|| {
@@ -221,9 +221,9 @@ fn single_voxel_is_an_octahedron_and_a_full_volume_a_box() {
 }
 
 #[test]
-fn slabs_join_into_one_sweep() {
-    // Tall enough for several slabs on any thread count; the reference is one sweep.
-    let shape = Shape::new(23, 19, 150);
+fn strips_join_into_one_sweep() {
+    // Tall enough in y for five strips; the reference is one sweep.
+    let shape = Shape::new(23, 150, 19);
     let vol = boxes(shape, &[0, 1, 2, 3], 40, 77);
     let cells = Cells::all(shape);
     let got = CpuCompute::new().surface(&vol, shape, cells).unwrap();
@@ -279,6 +279,13 @@ fn gpu_matches_cpu() {
             "{shape}, small bindings"
         );
     }
+    // Tall in y: the small device takes it in pieces of a few strips.
+    let tall = Shape::new(16, 200, 16);
+    let vol = boxes(tall, &[0, 2, 3, 1 << 50], 30, 9);
+    let cells = Cells::all(tall);
+    let want = cpu.surface(&vol, tall, cells).unwrap();
+    assert_eq!(want, reference::surface(&vol, tall, 1, cells));
+    assert_eq!(small_gpu().surface(&vol, tall, cells).unwrap(), want);
     let item = Shape::new(17, 9, 12);
     let vol = boxes(Shape::new(17, 9, 12 * 6), &[0, 2, 3, 1 << 50], 30, 8);
     let cells = Cells::interior(item);

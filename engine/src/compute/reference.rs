@@ -284,8 +284,9 @@ pub fn block_encode(labels: &[u64], shape: Shape) -> Vec<u8> {
     out
 }
 
-/// Each item's closed label surfaces over `cells` (see `surface`): every cell in (z, y, x)
-/// order, every label of the cell, its case's triangles, indexed by `surface::Assembler`.
+/// Each item's closed label surfaces over `cells` (see `surface`): every cell in canonical
+/// order (strips of rows, each in (z, y, x) order), every label of the cell, its case's
+/// triangles, indexed by `surface::Assembler`.
 pub fn surface(labels: &[u64], item: Shape, items: usize, cells: Cells) -> Vec<Vec<LabelSurface>> {
     let dims = [item.x as i32, item.y as i32, item.z as i32];
     (0..items)
@@ -300,27 +301,31 @@ pub fn surface(labels: &[u64], item: Shape, items: usize, cells: Cells) -> Vec<V
             };
             let t = surface::table();
             let mut asm = surface::Assembler::default();
-            for z in cells.lo[2]..cells.hi[2] {
-                for y in cells.lo[1]..cells.hi[1] {
-                    for x in cells.lo[0]..cells.hi[0] {
-                        let l: [u64; 8] = std::array::from_fn(|c| {
-                            let o = surface::corner(c);
-                            at([x + o[0] as i32, y + o[1] as i32, z + o[2] as i32])
-                        });
-                        let mut labels: Vec<u64> = l.iter().copied().filter(|&v| v != 0).collect();
-                        labels.sort_unstable();
-                        labels.dedup();
-                        for label in labels {
-                            let mask = (0..8).fold(0u8, |m, c| m | u8::from(l[c] == label) << c);
-                            let range = t.start[mask as usize] as usize
-                                ..t.start[mask as usize + 1] as usize;
-                            for tri in &t.triangles[range] {
-                                let corners = tri.map(|e| {
-                                    let h = surface::edge_offset(e as usize);
-                                    let q = [x, y, z];
-                                    std::array::from_fn(|a| (2 * q[a] + 1 + h[a] as i32) as u32)
-                                });
-                                asm.push(label, corners);
+            for y0 in (cells.lo[1]..cells.hi[1]).step_by(surface::STRIP) {
+                for z in cells.lo[2]..cells.hi[2] {
+                    for y in y0..(y0 + surface::STRIP as i32).min(cells.hi[1]) {
+                        for x in cells.lo[0]..cells.hi[0] {
+                            let l: [u64; 8] = std::array::from_fn(|c| {
+                                let o = surface::corner(c);
+                                at([x + o[0] as i32, y + o[1] as i32, z + o[2] as i32])
+                            });
+                            let mut labels: Vec<u64> =
+                                l.iter().copied().filter(|&v| v != 0).collect();
+                            labels.sort_unstable();
+                            labels.dedup();
+                            for label in labels {
+                                let mask =
+                                    (0..8).fold(0u8, |m, c| m | u8::from(l[c] == label) << c);
+                                let range = t.start[mask as usize] as usize
+                                    ..t.start[mask as usize + 1] as usize;
+                                for tri in &t.triangles[range] {
+                                    let corners = tri.map(|e| {
+                                        let h = surface::edge_offset(e as usize);
+                                        let q = [x, y, z];
+                                        std::array::from_fn(|a| (2 * q[a] + 1 + h[a] as i32) as u32)
+                                    });
+                                    asm.push(label, corners);
+                                }
                             }
                         }
                     }

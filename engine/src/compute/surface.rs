@@ -15,11 +15,16 @@
 //!   three are collinear.
 //! * **Outward orientation** is decided once per case from which side of each edge is inside.
 //!
-//! Canonical order, the same on every backend: cells in (z, y, x) order, each label's
-//! triangles of a cell in table order, and each label's vertices in order of first use.
+//! Canonical order, the same on every backend: strips of `STRIP` cell rows (y) one after
+//! another, the cells of a strip in (z, y, x) order, each label's triangles of a cell in table
+//! order, and each label's vertices in order of first use. (Strips keep the CPU sweep's slot
+//! planes in cache; the device enumerates cells the same way.)
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+
+/// Cell rows per strip of the canonical order (shaders/surface.wgsl has the same constant).
+pub const STRIP: usize = 32;
 
 /// One label's closed surface: vertices in half-voxel units of the item's voxel coordinates,
 /// triangles counter-clockwise seen from outside (right-hand normals point out of the label).

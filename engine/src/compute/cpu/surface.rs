@@ -7,33 +7,30 @@
 //! is known from the edge's position in it, so slots never need clearing: two planes of slots
 //! for x- and y-edges (the cells' bottom and top planes) and one for z-edges roll along z.
 //!
-//! The sweep runs in z-slabs in parallel. A slab leaves its first plane's x/y vertices, which
-//! the slab below numbered, as references into that slab's top plane, resolved when the
-//! slabs' meshes are joined in order: the result is exactly a single sweep's.
+//! The canonical order sweeps strips of `STRIP` cell rows one after another, each in (z, y, x)
+//! order, so a strip's slot planes stay in the core's cache. Strips run in parallel. A strip
+//! leaves the x- and z-edge vertices of its first row, which the strip before numbered, as
+//! references into that strip's record of its last row, resolved when the strips' meshes are
+//! joined in order: the result is exactly a single sweep's.
 
 use std::collections::HashMap;
 
 use rayon::prelude::*;
 
 use crate::compute::Shape;
-use crate::compute::surface::{Cells, EDGES, LabelSurface, table};
+use crate::compute::surface::{Cells, EDGES, LabelSurface, STRIP, table};
 
-/// A vertex number that refers to the slab below: `EXTERNAL | (slot << 1 | side)`.
+/// A vertex number that refers to the strip before: `EXTERNAL | (face slot << 1 | side)`.
 const EXTERNAL: u32 = 1 << 31;
-
-/// Cell planes per slab at least: thinner slabs spend more on joining than they save.
-const MIN_SLAB: usize = 16;
 
 pub fn surface(labels: &[u64], item: Shape, items: usize, cells: Cells) -> Vec<Vec<LabelSurface>> {
     let threads = rayon::current_num_threads();
     let one = |i: usize| {
-        let vol = &labels[i * item.voxels()..(i + 1) * item.voxels()];
-        let slabs = if items >= threads {
-            1
-        } else {
-            (cells.size()[2] / MIN_SLAB).clamp(1, 2 * threads)
-        };
-        item_surface(vol, item, cells, slabs)
+        item_surface(
+            &labels[i * item.voxels()..(i + 1) * item.voxels()],
+            item,
+            cells,
+        )
     };
     if items >= threads {
         (0..items).into_par_iter().map(one).collect()
@@ -42,24 +39,18 @@ pub fn surface(labels: &[u64], item: Shape, items: usize, cells: Cells) -> Vec<V
     }
 }
 
-fn item_surface(vol: &[u64], item: Shape, cells: Cells, slabs: usize) -> Vec<LabelSurface> {
-    let nz = cells.size()[2];
+fn item_surface(vol: &[u64], item: Shape, cells: Cells) -> Vec<LabelSurface> {
     if cells.count() == 0 {
         return Vec::new();
     }
-    let bounds: Vec<(i32, i32)> = (0..slabs)
-        .map(|s| {
-            let a = cells.lo[2] + (nz * s / slabs) as i32;
-            let b = cells.lo[2] + (nz * (s + 1) / slabs) as i32;
-            (a, b)
-        })
-        .filter(|(a, b)| a < b)
-        .collect();
-    let parts: Vec<Slab> = bounds
+    let parts: Vec<Strip> = (cells.lo[1]..cells.hi[1])
+        .step_by(STRIP)
+        .collect::<Vec<i32>>()
         .into_par_iter()
-        .map(|(z0, z1)| {
-            let mut s = Sweep::new(vol, item, cells, z0);
-            for z in z0..z1 {
+        .map(|y0| {
+            let y1 = (y0 + STRIP as i32).min(cells.hi[1]);
+            let mut s = Sweep::new(vol, item, cells, y0, y1);
+            for z in cells.lo[2]..cells.hi[2] {
                 s.plane(z);
             }
             s.finish()
@@ -68,18 +59,19 @@ fn item_surface(vol: &[u64], item: Shape, cells: Cells, slabs: usize) -> Vec<Lab
     join(parts)
 }
 
-/// One slab's meshes, before joining.
-struct Slab {
+/// One strip's meshes, before joining.
+struct Strip {
     meshes: Vec<LabelSurface>,
     by_label: HashMap<u64, usize>,
-    /// Vertex numbers of the x/y edges on the plane above the slab's last cell plane.
-    top: Vec<[u32; 2]>,
+    /// Vertex numbers of the x- and z-edges on the row after the strip's last cell row, every
+    /// plane: `face[((z - lo.z)·w + px)·2 + (0 for x, 1 for z)]`.
+    face: Vec<[u32; 2]>,
 }
 
-/// Joins slabs in order into one mesh per label, resolving references to the slab below.
-fn join(mut parts: Vec<Slab>) -> Vec<LabelSurface> {
+/// Joins strips in order into one mesh per label, resolving references to the strip before.
+fn join(mut parts: Vec<Strip>) -> Vec<LabelSurface> {
     if parts.len() == 1 {
-        let mut meshes = parts.pop().expect("one slab").meshes;
+        let mut meshes = parts.pop().expect("one strip").meshes;
         meshes.sort_unstable_by_key(|m| m.label);
         return meshes;
     }
@@ -89,8 +81,8 @@ fn join(mut parts: Vec<Slab>) -> Vec<LabelSurface> {
         .collect();
     labels.sort_unstable();
     labels.dedup();
-    // Each label's pieces move out of their slabs; the first becomes the joined mesh, so a
-    // label in one slab is not copied at all.
+    // Each label's pieces move out of their strips; the first becomes the joined mesh, so a
+    // label in one strip is not copied at all.
     let mut pieces: Vec<Vec<Option<LabelSurface>>> = parts
         .iter_mut()
         .map(|p| {
@@ -117,25 +109,25 @@ fn join(mut parts: Vec<Slab>) -> Vec<LabelSurface> {
     let parts = &parts;
     per_label
         .into_par_iter()
-        .map(|slabs| {
-            let mut slabs = slabs.into_iter();
-            let (_, mut out) = slabs.next().expect("a label has a slab");
-            // Where each slab's piece starts in the joined mesh (the first at 0).
+        .map(|strips| {
+            let mut strips = strips.into_iter();
+            let (_, mut out) = strips.next().expect("a label has a strip");
+            // Where each strip's piece starts in the joined mesh (the first at 0).
             let mut base_of = vec![0u32; parts.len()];
-            for (k, piece) in slabs {
-                // A reference to the slab below names a vertex this label has there, so the
-                // label has a piece in slab k - 1 whenever one is resolved.
+            for (k, piece) in strips {
+                // A reference to the strip before names a vertex this label has there, so the
+                // label has a piece in strip k - 1 whenever one is resolved.
                 let below = base_of[k - 1];
                 let base = out.vertices.len() as u32;
                 base_of[k] = base;
                 out.vertices.extend_from_slice(&piece.vertices);
-                let top = &parts[k - 1].top;
+                let face = &parts[k - 1].face;
                 let resolve = |v: u32| {
                     if v & EXTERNAL == 0 {
                         base + v
                     } else {
                         let r = (v & !EXTERNAL) as usize;
-                        below + top[r >> 1][r & 1]
+                        below + face[r >> 1][r & 1]
                     }
                 };
                 out.triangles
@@ -184,11 +176,16 @@ struct Sweep<'a> {
     vol: &'a [u64],
     dims: [usize; 3],
     cells: Cells,
-    /// This slab's first cell plane; a later slab's x/y edges there belong to the slab below.
-    z0: i32,
+    /// This strip's cell rows; a later strip's x- and z-edges on row `y0` belong to the strip
+    /// before.
+    y0: i32,
+    y1: i32,
     zeros: Vec<u64>,
-    /// Slot plane width and height (voxel positions lo..=hi).
+    /// Slot plane width (voxel positions lo..=hi in x) and height (rows y0..=y1).
     w: usize,
+    h: usize,
+    /// The record of row `y1` the next strip resolves its references in (`Strip::face`).
+    face: Vec<[u32; 2]>,
     /// x/y-edge slots of the cells' bottom (`xy[0]`) and top (`xy[1]`) voxel planes, indexed
     /// `(py·w + px)·2 + axis`; z-edge slots of the current cell plane, indexed `py·w + px`.
     xy: [Vec<[u32; 2]>; 2],
@@ -202,17 +199,21 @@ struct Sweep<'a> {
 }
 
 impl<'a> Sweep<'a> {
-    fn new(vol: &'a [u64], item: Shape, cells: Cells, z0: i32) -> Sweep<'a> {
+    fn new(vol: &'a [u64], item: Shape, cells: Cells, y0: i32, y1: i32) -> Sweep<'a> {
         let size = cells.size();
         let w = size[0] + 1;
-        let plane = w * (size[1] + 1);
+        let h = (y1 - y0) as usize + 1;
+        let plane = w * h;
         Sweep {
             vol,
             dims: [item.x, item.y, item.z],
             cells,
-            z0,
+            y0,
+            y1,
             zeros: vec![0; item.x],
             w,
+            h,
+            face: vec![[0; 2]; 2 * w * (size[2] + 1)],
             xy: [vec![[0; 2]; 2 * plane], vec![[0; 2]; 2 * plane]],
             zs: vec![[0; 2]; plane],
             info: edge_info(w),
@@ -222,11 +223,11 @@ impl<'a> Sweep<'a> {
         }
     }
 
-    fn finish(mut self) -> Slab {
-        Slab {
+    fn finish(self) -> Strip {
+        Strip {
             meshes: self.meshes,
             by_label: self.by_label,
-            top: std::mem::take(&mut self.xy[0]),
+            face: self.face,
         }
     }
 
@@ -243,7 +244,7 @@ impl<'a> Sweep<'a> {
     fn plane(&mut self, z: i32) {
         let [lo, hi] = [self.cells.lo, self.cells.hi];
         let nx = self.dims[0] as i32;
-        for y in lo[1]..hi[1] {
+        for y in self.y0..self.y1 {
             let rows = [
                 self.row(y, z),
                 self.row(y + 1, z),
@@ -287,6 +288,15 @@ impl<'a> Sweep<'a> {
                 self.edge_cell([x, y, z], &r);
             }
             self.zeros = zeros;
+        }
+        // Record row y1 for the next strip: x-edges on both planes (the bottom's are final
+        // once this plane is done, the top's too), z-edges of this cell plane.
+        let (w, last) = (self.w, (self.h - 1) * self.w);
+        let at = |z: i32| (z - lo[2]) as usize * w;
+        for px in 0..w {
+            self.face[(at(z) + px) * 2] = self.xy[0][(last + px) * 2];
+            self.face[(at(z) + px) * 2 + 1] = self.zs[last + px];
+            self.face[(at(z + 1) + px) * 2] = self.xy[1][(last + px) * 2];
         }
         // The top plane's x/y slots are the next cell plane's bottom ones.
         self.xy.swap(0, 1);
@@ -362,9 +372,10 @@ impl<'a> Sweep<'a> {
         let m = self.mesh(label);
         let lo = self.cells.lo;
         let at_low = (0..3).fold(0u8, |b, a| b | u8::from(q[a] == lo[a]) << a);
-        // The bottom x/y edges of a later slab's first plane belong to the slab below.
-        let external = q[2] == self.z0 && self.z0 != lo[2];
-        let base = (q[1] - lo[1]) as usize * self.w + (q[0] - lo[0]) as usize;
+        // The x- and z-edges on a later strip's first row belong to the strip before.
+        let external = q[1] == self.y0 && self.y0 != lo[1];
+        let w = self.w;
+        let base = (q[1] - self.y0) as usize * w + (q[0] - lo[0]) as usize;
         let center = q.map(|c| 2 * c + 1);
         let Sweep {
             xy,
@@ -384,12 +395,15 @@ impl<'a> Sweep<'a> {
                 let info = &info[e];
                 let side = usize::from(mask >> info.low_corner & 1 == 0);
                 let at = base + info.slot_offset;
+                if external && info.off[1] == 0 && info.axis != 1 {
+                    let z = (q[2] - lo[2]) as usize + info.off[2];
+                    let px = (q[0] - lo[0]) as usize + info.off[0];
+                    let f = (z * w + px) * 2 + usize::from(info.axis == 2);
+                    *slot_out = EXTERNAL | (f << 1 | side) as u32;
+                    continue;
+                }
                 let slot: &mut [u32; 2] = match (info.axis, info.off[2]) {
                     (2, _) => &mut zs[at],
-                    (a, 0) if external => {
-                        *slot_out = EXTERNAL | ((at * 2 + a) << 1 | side) as u32;
-                        continue;
-                    }
                     (a, 0) => &mut bottom[at * 2 + a],
                     (a, _) => &mut top[at * 2 + a],
                 };

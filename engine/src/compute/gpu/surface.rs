@@ -3,7 +3,7 @@
 //! the same `Assembler` the reference uses.
 
 use super::device::{Gpu, WORKGROUP, to_u32s};
-use crate::compute::surface::{Assembler, Cells, LabelSurface, table};
+use crate::compute::surface::{Assembler, Cells, LabelSurface, STRIP, table};
 use crate::compute::{Result, Shape, reference};
 
 /// The four entry points of surface.wgsl.
@@ -18,10 +18,11 @@ const BLOCK: u64 = 256;
 /// Bytes per emitted triangle: label, then three (xy, z) corners.
 const TRIANGLE_BYTES: u64 = 32;
 
-/// A piece of work: items `items` (all their cell planes), or cell planes `z` of one item.
+/// A piece of work: items `items` (all their cells), or the cell rows `y` (whole strips of
+/// the canonical order) of one item.
 struct Piece {
     items: std::ops::Range<usize>,
-    z: std::ops::Range<i32>,
+    y: std::ops::Range<i32>,
 }
 
 pub fn surface(
@@ -38,7 +39,7 @@ pub fn surface(
     if per_item_cells == 0 {
         return Ok(out.into_iter().map(Assembler::finish).collect());
     }
-    let plane_bytes = (item.x * item.y * 8) as u64;
+    let row_bytes = (item.x * item.z * 8) as u64;
     // At most 2^16 items a piece: a triangle names its item in 16 bits.
     let fit_items = (gpu.max_binding / (item.voxels() as u64 * 8))
         .min(gpu.max_binding / (per_item_cells * 4))
@@ -48,27 +49,28 @@ pub fn surface(
         for start in (0..items).step_by(fit_items) {
             pieces.push(Piece {
                 items: start..(start + fit_items).min(items),
-                z: cells.lo[2]..cells.hi[2],
+                y: cells.lo[1]..cells.hi[1],
             });
         }
     } else {
-        // z-slabs of one item: their cell planes plus the voxel plane above.
-        let planes = (gpu.max_binding / plane_bytes)
+        // Whole strips of one item: their cell rows plus the voxel row after them, every plane.
+        let rows = (gpu.max_binding / row_bytes)
             .saturating_sub(1)
-            .min(gpu.max_binding / (nx * ny * 4) as u64) as i32;
-        if planes < 1 {
-            // Not even one plane fits a binding.
+            .min(gpu.max_binding / (nx * nz * 4) as u64) as usize;
+        let strips = (rows / STRIP) as i32;
+        if strips < 1 {
+            // Not even one strip fits a binding.
             return Ok(reference::surface(labels, item, items, cells));
         }
         for i in 0..items {
-            let mut z = cells.lo[2];
-            while z < cells.hi[2] {
-                let end = (z + planes).min(cells.hi[2]);
+            let mut y = cells.lo[1];
+            while y < cells.hi[1] {
+                let end = (y + strips * STRIP as i32).min(cells.hi[1]);
                 pieces.push(Piece {
                     items: i..i + 1,
-                    z: z..end,
+                    y: y..end,
                 });
-                z = end;
+                y = end;
             }
         }
     }
@@ -107,17 +109,18 @@ fn run_piece(
     [case_start, case_tris]: [&wgpu::Buffer; 2],
     mut push: impl FnMut(usize, (u64, [[u32; 3]; 3])),
 ) -> Result<()> {
-    let [nx, ny, _] = cells.size();
-    let nz = (piece.z.end - piece.z.start) as usize;
-    // The voxel planes the piece's cells read, clipped to the item.
-    let plane0 = piece.z.start.max(0);
-    let plane1 = (piece.z.end + 1).min(item.z as i32);
-    let planes = (plane1 - plane0).max(0) as usize;
-    let plane = item.x * item.y;
-    let mut data = Vec::with_capacity(piece.items.len() * planes * plane);
+    let [nx, _, nz] = cells.size();
+    let ny = (piece.y.end - piece.y.start) as usize;
+    // The voxel rows the piece's cells read, clipped to the item, from every plane.
+    let row0 = piece.y.start.max(0);
+    let row1 = (piece.y.end + 1).min(item.y as i32);
+    let rows = (row1 - row0).max(0) as usize;
+    let mut data = Vec::with_capacity(piece.items.len() * item.z * rows * item.x);
     for i in piece.items.clone() {
-        let start = i * item.voxels() + plane0.max(0) as usize * plane;
-        data.extend_from_slice(&labels[start..start + planes * plane]);
+        for z in 0..item.z {
+            let start = i * item.voxels() + (z * item.y + row0 as usize) * item.x;
+            data.extend_from_slice(&labels[start..start + rows * item.x]);
+        }
     }
     if data.is_empty() {
         data.push(0);
@@ -128,11 +131,11 @@ fn run_piece(
         item.x as u32,
         item.y as u32,
         item.z as u32,
-        planes as u32,
+        rows as u32,
         cells.lo[0] as u32,
-        cells.lo[1] as u32,
-        piece.z.start as u32,
-        plane0 as u32,
+        piece.y.start as u32,
+        cells.lo[2] as u32,
+        row0 as u32,
         nx as u32,
         ny as u32,
         nz as u32,
