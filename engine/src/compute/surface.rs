@@ -80,10 +80,14 @@ impl Cells {
                 )));
             }
         }
-        // Half-voxel coordinates of the rim's far side must fit the device's 16-bit fields.
-        if dims.iter().any(|&d| d >= 1 << 15) {
+        // Half-voxel coordinates of the rim's far side must fit the device's 16-bit fields,
+        // and a strip's record of its last row (four slots per x, z position) the CPU twin's
+        // 31-bit references.
+        let xz = (dims[0] + 2) * (dims[2] + 2);
+        if dims.iter().any(|&d| d >= 1 << 15) || 4 * xz >= 1 << 31 {
             return Err(super::ComputeError::BadInput(format!(
-                "surface: item {item} is too large (at most 32767 voxels along an axis)"
+                "surface: item {item} is too large (at most 32767 voxels along an axis, and \
+                 fewer than 2^29 in an x-z plane)"
             )));
         }
         Ok(())

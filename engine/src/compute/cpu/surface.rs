@@ -1,5 +1,5 @@
-//! `surface` on the CPU: one sweep over the cells in (z, y, x) order that indexes vertices as
-//! it goes, with no hashing.
+//! `surface` on the CPU: sweeps over the cells in canonical order that index vertices as they
+//! go, with no hashing.
 //!
 //! A lattice edge's vertex belongs to at most two meshes: the label of its low end and that
 //! of its high end ("sides"). The first cell in sweep order that contains the edge numbers it

@@ -339,13 +339,15 @@ fn load_masks(
 
 /// 1 where a voxel is one of `svs`. Voxels come in runs, so the last answer is reused.
 fn mask(v: &[u64], svs: &HashSet<u64>) -> Vec<u8> {
-    let mut last = (u64::MAX, 0u8);
+    let mut last: Option<(u64, u8)> = None;
     v.iter()
-        .map(|&l| {
-            if l != last.0 {
-                last = (l, u8::from(l != 0 && svs.contains(&l)));
+        .map(|&l| match last {
+            Some((prev, m)) if prev == l => m,
+            _ => {
+                let m = u8::from(l != 0 && svs.contains(&l));
+                last = Some((l, m));
+                m
             }
-            last.1
         })
         .collect()
 }
@@ -628,4 +630,17 @@ fn kv(
         stream: None,
     };
     engine.data_request(node, instance, &req, admin).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_follow_runs_and_every_label_value() {
+        let svs = HashSet::from([u64::MAX, 5]);
+        let v = [u64::MAX, u64::MAX, 0, 5, 5, 7, u64::MAX, 0];
+        assert_eq!(mask(&v, &svs), [1, 1, 0, 1, 1, 0, 1, 0]);
+        assert_eq!(mask(&[0, 0], &HashSet::from([0])), [0, 0]);
+    }
 }
