@@ -728,12 +728,7 @@ fn streamed_raw_post_refusals_and_compressed_bodies() {
     let packed = gzip(&vol.to_le_bytes());
     srv.post(&path("64_64_64", "?compression=gzip"), packed)
         .expect(200);
-    let seg = Seg {
-        srv: &srv,
-        uuid: root.clone(),
-        name: "seg".into(),
-        bs: [64; 3],
-    };
+    let seg = Seg::open(&srv, &root, "seg");
     assert_eq!(seg.raw([0, 0, 0], [64, 64, 64], ""), vol);
     assert_eq!(seg.size_of(42), Some(64 * 64 * 64));
 }

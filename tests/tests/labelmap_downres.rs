@@ -15,12 +15,7 @@ fn start(max_downres: u32) -> (Server, String) {
 }
 
 fn seg<'a>(srv: &'a Server, root: &str) -> Seg<'a> {
-    Seg {
-        srv,
-        uuid: root.to_string(),
-        name: "seg".into(),
-        bs: [64; 3],
-    }
+    Seg::open(srv, root, "seg")
 }
 
 /// The block-aligned box covering a level (origin at 0).
@@ -201,12 +196,7 @@ fn post_blocks_downres_true_builds_lower_scales() {
 
     // without downres=true the lower scales are left alone
     srv.create_instance_with(&root, "labelmap", "nodown", &standard_settings(2));
-    let other = Seg {
-        srv: &srv,
-        uuid: root.clone(),
-        name: "nodown".into(),
-        bs: [64; 3],
-    };
+    let other = Seg::open(&srv, &root, "nodown");
     other.post("blocks", records_body(&recs)).expect(200);
     assert!(other.raw([0; 3], [128; 3], "") == vol);
     assert!(

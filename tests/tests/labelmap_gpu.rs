@@ -27,12 +27,7 @@ fn gpu_and_cpu_servers_store_the_same_bytes() {
         info.to_string().contains("gpu ("),
         "the GPU server is not on the GPU backend: {info}"
     );
-    let handle = |srv, root: &str| Seg {
-        srv,
-        uuid: root.to_string(),
-        name: "seg".into(),
-        bs: [64; 3],
-    };
+    let handle = |srv, root: &str| Seg::open(srv, root, "seg");
     let (cpu_seg, gpu_seg) = (handle(&cpu, &cpu_root), handle(&gpu, &gpu_root));
     // Two writes, the second overwriting part of the first, so index updates and the
     // unchanged-octant path of the pyramid run on both.

@@ -24,12 +24,7 @@ fn setup() -> (Server, String, Volume) {
 }
 
 fn seg<'a>(srv: &'a Server, root: &str) -> Seg<'a> {
-    Seg {
-        srv,
-        uuid: root.to_string(),
-        name: "seg".into(),
-        bs: [64; 3],
-    }
+    Seg::open(srv, root, "seg")
 }
 
 #[track_caller]

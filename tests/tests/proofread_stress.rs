@@ -37,12 +37,7 @@ fn fixture() -> Volume {
 }
 
 fn seg<'a>(srv: &'a Server, uuid: &str) -> Seg<'a> {
-    Seg {
-        srv,
-        uuid: uuid.to_string(),
-        name: "seg".into(),
-        bs: [64; 3],
-    }
+    Seg::open(srv, uuid, "seg")
 }
 
 /// Creates the instance, writes the fixture and merges the bodies; returns the root UUID.

@@ -72,12 +72,7 @@ impl Fx {
         serde_json::from_value(r.json()).unwrap()
     }
     fn seg(&self, uuid: &str) -> Seg<'_> {
-        Seg {
-            srv: &self.srv,
-            uuid: uuid.to_string(),
-            name: "seg".into(),
-            bs: [64; 3],
-        }
+        Seg::open(&self.srv, uuid, "seg")
     }
 }
 

@@ -82,18 +82,18 @@ fn pack(out: &mut Vec<u8>, values: &[u32], bits: usize) {
     }
 }
 
+/// The block's distinct labels, ascending: the block table both encoders write.
+fn sorted_labels(v: &Volume) -> Vec<u64> {
+    let distinct: BTreeSet<u64> = v.data.iter().copied().collect();
+    distinct.into_iter().collect()
+}
+
 /// Encodes a block the way DVID's encoder does: a solid block becomes the 24-byte form;
 /// otherwise the block table holds the sorted distinct labels and each sub-block lists only
 /// the labels it uses (in order of first appearance), with ceil(log2 Ns) bits per voxel.
 pub fn encode_block(v: &Volume) -> Vec<u8> {
     let g = grid(v);
-    let table: Vec<u64> = v
-        .data
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let table = sorted_labels(v);
     let mut out = Vec::new();
     header(&mut out, g, &table);
     if table.len() == 1 {
@@ -139,13 +139,7 @@ pub fn encode_block(v: &Volume) -> Vec<u8> {
 /// the 24-byte form; blocks with more than 512 labels fall back to [`encode_block`].
 pub fn encode_block_full_table(v: &Volume) -> Vec<u8> {
     let g = grid(v);
-    let table: Vec<u64> = v
-        .data
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let table = sorted_labels(v);
     if table.len() > 512 {
         return encode_block(v);
     }

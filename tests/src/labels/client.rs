@@ -115,6 +115,16 @@ pub struct Seg<'a> {
 }
 
 impl<'a> Seg<'a> {
+    /// The existing labelmap instance `name` at `uuid`, with the default 64³ blocks.
+    pub fn open(srv: &'a Server, uuid: &str, name: &str) -> Seg<'a> {
+        Seg {
+            srv,
+            uuid: uuid.to_string(),
+            name: name.to_string(),
+            bs: [64; 3],
+        }
+    }
+
     /// Creates a labelmap instance named `name` with these string settings (`{}` for defaults;
     /// a `BlockSize` setting is parsed into `bs`). Asserts 200.
     #[track_caller]
@@ -131,10 +141,8 @@ impl<'a> Seg<'a> {
             None => [64; 3],
         };
         Seg {
-            srv,
-            uuid: uuid.to_string(),
-            name: name.to_string(),
             bs,
+            ..Seg::open(srv, uuid, name)
         }
     }
 
