@@ -1,13 +1,15 @@
-//! The sync bus (spec §6.1): an instance publishes events about its data, and instances that
-//! sync to it subscribe to the events they derive their own data from (annotation ← labelmap,
-//! labelsz ← annotation). Events are published only after the write they describe committed.
+//! Sync events (spec §6.1): an instance publishes events about its data, and instances that
+//! sync to it derive their own data from them (annotation ← labelmap, labelsz ← annotation,
+//! meshes ← labelmap). Durable subscribers get them through their outbox
+//! (`mutation::outbox`); the in-memory [`SyncBus`] lets a process watch them live (tests,
+//! streams). Either way an event is seen only after the write it describes committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tessera_storage::VersionId;
 
 /// Event names, as DVID spells them.
@@ -17,19 +19,30 @@ pub const MERGE_BLOCK: &str = "MERGE_BLOCK";
 pub const SPLIT_LABEL: &str = "SPLIT_LABEL";
 pub const CLEAVE_LABEL: &str = "CLEAVE_LABEL";
 
-/// One scale-0 label block a write changed, in DVID's compressed label block format (spec
-/// §5.2, not gzipped): subscribers decode only the blocks they care about.
-#[derive(Debug, Clone)]
+/// Every event name, for reading events back from an outbox.
+pub const EVENTS: &[&str] = &[
+    BLOCK_INGEST,
+    BLOCK_MUTATE,
+    MERGE_BLOCK,
+    SPLIT_LABEL,
+    CLEAVE_LABEL,
+];
+
+/// One scale-0 label block a write changed: where, and the supervoxels it held before and
+/// holds now (sorted). Events stay small enough to be kept durably; a subscriber that needs
+/// the voxels reads the block at the event's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockChange {
     /// Block coordinate (x, y, z).
     pub coord: [i32; 3],
-    /// The block before the write; `None` for `BLOCK_INGEST` (no block was there).
-    pub prev: Option<Bytes>,
-    pub block: Bytes,
+    /// The supervoxels of the block before the write; `None` for `BLOCK_INGEST` (no block was
+    /// there).
+    pub prev: Option<Vec<u64>>,
+    pub labels: Vec<u64>,
 }
 
 /// What an event says changed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Delta {
     /// `BLOCK_INGEST`, `BLOCK_MUTATE`: rewritten blocks.
     Blocks(Vec<BlockChange>),
@@ -56,15 +69,44 @@ pub enum Delta {
 }
 
 /// One published event: what happened, to which instance, at which version.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncEvent {
-    /// `BLOCK_INGEST`, `MERGE_BLOCK`, …
+    /// `BLOCK_INGEST`, `MERGE_BLOCK`, … (one of [`EVENTS`]).
     pub name: &'static str,
     /// DataUUID of the publishing instance.
     pub publisher: String,
     pub version: VersionId,
     pub mutation_id: u64,
     pub delta: Delta,
+}
+
+/// A `SyncEvent` as read back from storage, its name not yet checked.
+#[derive(Deserialize)]
+struct StoredEvent {
+    name: String,
+    publisher: String,
+    version: VersionId,
+    mutation_id: u64,
+    delta: Delta,
+}
+
+// By hand rather than derived: a derived impl would borrow `name` from the input.
+impl<'de> Deserialize<'de> for SyncEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SyncEvent, D::Error> {
+        let e = StoredEvent::deserialize(d)?;
+        let name = EVENTS
+            .iter()
+            .find(|n| **n == e.name)
+            .copied()
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown sync event {:?}", e.name)))?;
+        Ok(SyncEvent {
+            name,
+            publisher: e.publisher,
+            version: e.version,
+            mutation_id: e.mutation_id,
+            delta: e.delta,
+        })
+    }
 }
 
 type Topic = (String, &'static str);
@@ -113,8 +155,7 @@ impl SyncBus {
 
     /// Delivers `event` to every subscriber of its topic; subscribers that went away are
     /// dropped.
-    pub fn publish(&self, event: SyncEvent) {
-        let event = Arc::new(event);
+    pub fn publish(&self, event: Arc<SyncEvent>) {
         let mut subs = self.subscribers.lock();
         if let Some(list) = subs.get_mut(&(event.publisher.clone(), event.name)) {
             list.retain(|tx| tx.send(event.clone()).is_ok());
@@ -143,17 +184,36 @@ mod tests {
         let gone = bus.subscribe("a", BLOCK_INGEST);
         drop(gone);
         assert!(!bus.has_subscribers("b", BLOCK_INGEST));
-        bus.publish(event(BLOCK_INGEST, "a"));
-        bus.publish(event(BLOCK_MUTATE, "a"));
-        bus.publish(event(BLOCK_INGEST, "b"));
+        bus.publish(Arc::new(event(BLOCK_INGEST, "a")));
+        bus.publish(Arc::new(event(BLOCK_MUTATE, "a")));
+        bus.publish(Arc::new(event(BLOCK_INGEST, "b")));
         let mut e = event(BLOCK_INGEST, "a");
         e.mutation_id = 8;
-        bus.publish(e);
+        bus.publish(Arc::new(e));
         let got: Vec<u64> = rx.try_iter().map(|e| e.mutation_id).collect();
         assert_eq!(got, [7, 8]);
         assert_eq!(
             bus.subscribers.lock()[&("a".to_string(), BLOCK_INGEST)].len(),
             1
         );
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let e = SyncEvent {
+            delta: Delta::Blocks(vec![BlockChange {
+                coord: [-1, 2, 3],
+                prev: Some(vec![4, u64::MAX]),
+                labels: vec![5],
+            }]),
+            ..event(MERGE_BLOCK, "a")
+        };
+        let back: SyncEvent = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+        let bad = serde_json::to_vec(&e).unwrap();
+        let bad = String::from_utf8(bad)
+            .unwrap()
+            .replace("MERGE_BLOCK", "NO_SUCH");
+        assert!(serde_json::from_str::<SyncEvent>(&bad).is_err());
     }
 }

@@ -48,6 +48,20 @@ pub trait KvStore: Send + Sync {
         end: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()>;
+    /// Visits several ranges in one call, in order, each as `scan` would (a visitor answering
+    /// `false` ends its range); `visit` is told which range a key came from. Engines that can
+    /// answer from one consistent read do (RocksDB: one snapshot and one iterator re-seeked
+    /// per range), which is what batched block reads rely on.
+    fn scan_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        for (i, (start, end)) in ranges.iter().enumerate() {
+            self.scan(start, end, &mut |k, v| visit(i, k, v))?;
+        }
+        Ok(())
+    }
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Makes every acknowledged write durable (called on shutdown).
     fn flush(&self) -> Result<()>;

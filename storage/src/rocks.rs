@@ -55,6 +55,28 @@ impl KvStore for RocksStore {
         Ok(())
     }
 
+    fn scan_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let snapshot = self.db.snapshot();
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snapshot);
+        let mut it = self.db.raw_iterator_opt(ro);
+        for (i, (start, end)) in ranges.iter().enumerate() {
+            it.seek(start);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if (!end.is_empty() && k >= end.as_slice()) || !visit(i, k, v)? {
+                    break;
+                }
+                it.next();
+            }
+            it.status()?;
+        }
+        Ok(())
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {

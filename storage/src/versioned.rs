@@ -22,6 +22,8 @@ pub mod space {
     pub const DATA: u8 = 0x01;
     pub const BLOB: u8 = 0x02;
     pub const LOG: u8 = 0x03;
+    /// Durable outboxes of sync subscribers (engine::mutation::outbox).
+    pub const OUTBOX: u8 = 0x04;
 }
 
 const PRESENT: u8 = 0x00;
@@ -275,6 +277,29 @@ impl VersionedStore {
     pub fn get(&self, view: &View, tkey: &[u8]) -> Result<Option<Vec<u8>>> {
         let entries = self.entries(view.instance, tkey)?;
         Ok(resolve(&view.dag, view.version, &entries, tkey)?.map(<[u8]>::to_vec))
+    }
+
+    /// The values of several tkeys visible at the view's version, read in one storage call.
+    pub fn get_many(&self, view: &View, tkeys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = tkeys
+            .iter()
+            .map(|t| {
+                let base = base_key(view.instance, t);
+                let end = prefix_end(&base);
+                (base, end)
+            })
+            .collect();
+        let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); tkeys.len()];
+        self.kv.scan_ranges(&ranges, &mut |i, k, v| {
+            let (_, ver) = split_key(k)?;
+            entries[i].push((ver, decode_value(v)?));
+            Ok(true)
+        })?;
+        entries
+            .iter()
+            .zip(tkeys)
+            .map(|(e, t)| Ok(resolve(&view.dag, view.version, e, t)?.map(<[u8]>::to_vec)))
+            .collect()
     }
 
     pub fn put(&self, view: &View, tkey: &[u8], value: &[u8]) -> Result<()> {

@@ -508,6 +508,66 @@ pub fn check_versioned_smoke(s: Arc<dyn KvStore>) {
     );
 }
 
+/// `scan_ranges` equals one `scan` per range: overlapping, empty, unbounded and out-of-order
+/// ranges, and an early stop that ends only its own range.
+pub fn check_scan_ranges(s: &dyn KvStore) {
+    let model = load_tricky(s);
+    let keys: Vec<Vec<u8>> = model.keys().cloned().collect();
+    let mut ranges: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b"".to_vec(), b"".to_vec()),
+        (b"z".to_vec(), b"a".to_vec()),
+        (keys[1].clone(), keys[1].clone()),
+    ];
+    for w in keys.windows(3) {
+        ranges.push((w[2].clone(), Vec::new()));
+        ranges.push((w[0].clone(), w[2].clone()));
+    }
+    let mut got: Vec<Pairs> = vec![Vec::new(); ranges.len()];
+    s.scan_ranges(&ranges, &mut |i, k, v| {
+        got[i].push((k.to_vec(), v.to_vec()));
+        Ok(got[i].len() < 3)
+    })
+    .unwrap();
+    for (i, (start, end)) in ranges.iter().enumerate() {
+        let mut want = model_scan(&model, start, end);
+        want.truncate(3);
+        assert_eq!(got[i], want, "range {i}");
+    }
+}
+
+/// `get_many` resolves every key as `get` does, in one call.
+pub fn check_versioned_get_many(s: Arc<dyn KvStore>) {
+    let vs = VersionedStore::new(s);
+    let mut dag = Dag::new();
+    dag.add(1, vec![]);
+    dag.add(2, vec![1]);
+    let root = View {
+        instance: 7,
+        version: 1,
+        dag: dag.clone(),
+    };
+    let child = View {
+        instance: 7,
+        version: 2,
+        dag,
+    };
+    vs.put(&root, b"a", b"a1").unwrap();
+    vs.put(&root, b"b", b"b1").unwrap();
+    vs.put(&child, b"b", b"b2").unwrap();
+    vs.delete(&child, b"a").unwrap();
+    vs.put(&child, b"a\x00", b"ext").unwrap();
+    let keys: [&[u8]; 4] = [b"a", b"b", b"missing", b"a\x00"];
+    for view in [&root, &child] {
+        let many = vs.get_many(view, &keys).unwrap();
+        let one: Vec<_> = keys.iter().map(|k| vs.get(view, k).unwrap()).collect();
+        assert_eq!(many, one);
+    }
+    assert_eq!(
+        vs.get_many(&child, &keys).unwrap()[1].as_deref(),
+        Some(&b"b2"[..])
+    );
+}
+
 /// One test running one `check_*` function on a fresh store from the enclosing module's `store()`.
 macro_rules! case {
     ($name:ident, $check:ident) => {
@@ -541,6 +601,13 @@ macro_rules! conformance {
             case!(big_batch, check_big_batch);
             case!(visitor_may_write, check_visitor_may_write);
             case!(identity, check_identity);
+            case!(scan_ranges, check_scan_ranges);
+
+            #[test]
+            fn versioned_get_many() {
+                let (s, _guard) = store();
+                check_versioned_get_many(s);
+            }
 
             #[test]
             fn batch_atomic_for_readers() {

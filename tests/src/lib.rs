@@ -526,6 +526,11 @@ impl Server {
         }
     }
 
+    /// Drops an environment variable of the server process, for the next start.
+    pub fn remove_env(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
     /// Start again after `kill()`/`stop()`, on the same data directory.
     pub fn start_again(&mut self) {
         self.spawn();

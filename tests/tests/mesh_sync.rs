@@ -4,18 +4,16 @@
 //! `POST blocks`) and proofreading mutation (merge, cleave, split, split-supervoxel,
 //! renumber), and deletes the keys of bodies that no longer exist. When `<name>_meshes_mutid`
 //! exists, its key `<body>` holds the mutation ID of the body's last change (a JSON integer).
-//! The updates are asynchronous: every expectation is polled for up to 60 s.
+//! The updates are asynchronous: every expectation is checked once the server reports its
+//! sync subscribers caught up (`GET /api/server/sync?wait=`).
 //! Without the setting nothing is kept and no `<name>_meshes` instance appears.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use tessera_tests::labels::*;
 use tessera_tests::mesh::*;
 use tessera_tests::*;
 
-const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 const FIRST_MUTATION: u64 = 1_000_000_000;
 
 fn keep_settings() -> Value {
@@ -24,19 +22,18 @@ fn keep_settings() -> Value {
     s
 }
 
-/// Retries `check` every 200 ms until it returns Ok or the timeout passes (then panics with
-/// `what` and the last failure).
+/// Waits for `srv`'s sync subscribers to have applied every acknowledged write, then checks
+/// once (panicking with `what` and the failure).
 #[track_caller]
-fn poll(what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + SYNC_TIMEOUT;
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("{what}: still not so after {SYNC_TIMEOUT:?}: {e}")
-            }
-            Err(_) => thread::sleep(Duration::from_millis(200)),
-        }
+fn synced(srv: &Server, what: &str, check: impl FnOnce() -> Result<(), String>) {
+    let status = srv.get("/api/server/sync?wait=120").expect(200).json();
+    assert_eq!(
+        status["CaughtUp"],
+        json!(true),
+        "sync subscribers not caught up after 120 s: {status}"
+    );
+    if let Err(e) = check() {
+        panic!("{what}: not so once caught up: {e}");
     }
 }
 
@@ -63,7 +60,8 @@ fn wait_kept(seg: &Seg, bodies: &[u64], gone: &[u64]) {
     for &g in gone {
         seg.mesh(g, "").expect(404);
     }
-    poll(
+    synced(
+        seg.srv,
         &format!(
             "{inst} at {} for bodies {bodies:?}, without {gone:?}",
             seg.uuid
@@ -97,7 +95,7 @@ fn wait_kept(seg: &Seg, bodies: &[u64], gone: &[u64]) {
 fn wait_key_set(seg: &Seg, bodies: &BTreeSet<u64>) {
     let inst = format!("{}_meshes", seg.name);
     let want: BTreeSet<String> = bodies.iter().map(|b| format!("{b}.ngmesh")).collect();
-    poll(&format!("the keys of {inst}"), || {
+    synced(seg.srv, &format!("the keys of {inst}"), || {
         let got: BTreeSet<String> = seg
             .srv
             .keys(&seg.uuid, &inst)
@@ -120,7 +118,7 @@ fn wait_key_set(seg: &Seg, bodies: &BTreeSet<u64>) {
 #[track_caller]
 fn wait_mutid(seg: &Seg, body: u64, what: &str, ok: impl Fn(u64) -> bool) {
     let inst = format!("{}_meshes_mutid", seg.name);
-    poll(&format!("{inst}/key/{body} ({what})"), || {
+    synced(seg.srv, &format!("{inst}/key/{body} ({what})"), || {
         let v = fetch(seg.srv, &seg.uuid, &inst, &body.to_string())?
             .ok_or_else(|| format!("no key {body}"))?;
         let n: u64 = serde_json::from_slice(&v).map_err(|e| {
@@ -293,8 +291,8 @@ fn without_keep_meshes_nothing_is_kept() {
         seg.merge_ok(&[1, 2], "");
     }
     // once the control is done, the others have had their chance
+    // Caught up means every subscriber applied everything, so the others had their chance.
     wait_kept(&d, &[1, 13, 209, 311], &[2]);
-    thread::sleep(Duration::from_secs(2));
     assert_eq!(
         srv.keys(&root, "a_meshes"),
         Vec::<String>::new(),
@@ -309,4 +307,47 @@ fn without_keep_meshes_nothing_is_kept() {
         );
     }
     assert!(info["DataInstances"].get("d_meshes").is_some());
+}
+
+/// A change acknowledged before the KeepMeshes worker applied it survives SIGKILL: its outbox
+/// entry committed with it, and the restarted server's worker applies it.
+#[test]
+fn kept_meshes_catch_up_after_a_kill_between_commit_and_delivery() {
+    const HOLD: &str = "TESSERA_SYNC_HOLD";
+    let mut srv = Server::builder().env(HOLD, "1").start();
+    let root = srv.create_repo("crash");
+    {
+        let seg = Seg::create(&srv, &root, "seg", &keep_settings());
+        seg.write(&spec_cubes_fixture());
+        seg.merge_ok(&[1, 2], "");
+    }
+    let status = srv.get("/api/server/sync?wait=0.5").expect(200).json();
+    assert_eq!(status["CaughtUp"], json!(false), "{status}");
+    let waiting: u64 = status["Backlog"]
+        .as_object()
+        .expect("a backlog object")
+        .values()
+        .map(|v| v.as_u64().expect("a count"))
+        .sum();
+    assert!(waiting >= 2, "the write and the merge wait: {status}");
+    assert!(
+        srv.repo_info(&root)["DataInstances"]
+            .get("seg_meshes")
+            .is_none(),
+        "nothing was delivered while held"
+    );
+    srv.kill();
+    srv.remove_env(HOLD);
+    srv.start_again();
+    let seg = Seg::open(&srv, &root, "seg");
+    wait_kept(&seg, &[1, 13, 209, 311], &[2]);
+    let status = srv.get("/api/server/sync").expect(200).json();
+    assert!(
+        status["Backlog"]
+            .as_object()
+            .expect("a backlog object")
+            .values()
+            .all(|v| v == &json!(0)),
+        "{status}"
+    );
 }

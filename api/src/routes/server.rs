@@ -111,11 +111,41 @@ pub async fn action(
             )
                 .into_response()
         }
+        "sync" => sync_status(&st, q.get("wait")).await?,
         "types" => type_map(&st, false),
         "compiled-types" => type_map(&st, true),
         other => return Err(ApiError::bad(format!("unknown server action {other:?}"))),
     };
     Ok(resp)
+}
+
+/// `GET /api/server/sync[?wait=SECONDS]` (Tessera's own): whether every sync subscriber
+/// (KeepMeshes, …) has applied every committed change, waiting up to `wait` seconds (at most
+/// 600) for it, and the events waiting per subscription.
+async fn sync_status(st: &Shared, wait: Option<&String>) -> ApiResult<Response> {
+    let wait = match wait {
+        None => 0.0,
+        Some(w) => match w.parse::<f64>() {
+            Ok(s) if (0.0..=600.0).contains(&s) => s,
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "wait={w:?} must be a number of seconds from 0 to 600"
+                )));
+            }
+        },
+    };
+    let engine = st.engine.clone();
+    let (caught_up, backlog) = tokio::task::spawn_blocking(move || {
+        let caught_up = engine.wait_caught_up(std::time::Duration::from_secs_f64(wait));
+        engine.sync_backlog().map(|b| (caught_up, b))
+    })
+    .await
+    .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;
+    let backlog: Map<String, Value> = backlog
+        .into_iter()
+        .map(|(id, n)| (id, Value::from(n)))
+        .collect();
+    Ok(json(&json!({"CaughtUp": caught_up, "Backlog": backlog})))
 }
 
 fn type_map(st: &Shared, all: bool) -> Response {

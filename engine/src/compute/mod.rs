@@ -10,6 +10,7 @@
 //!
 //! This module depends on nothing else in the engine, so it can be built and tested alone.
 
+pub mod batch;
 pub mod codec;
 pub mod cpu;
 pub mod gpu;

@@ -1,34 +1,64 @@
-//! The one interface every datatype implements. The router hands each instance request
-//! (`/api/node/<uuid>/<name>/<keyword>/...`) to the instance's datatype as a [`DataRequest`], so a
-//! new datatype plugs in by registering here, without touching the router.
+//! The one interface every datatype implements, and what a datatype works with: the request
+//! it is handed, its context ([`DataCtx`]: services, catalog, store, caller), typed handles on
+//! other instances, and mutations. The router hands each instance request
+//! (`/api/node/<uuid>/<name>/<keyword>/...`) to the instance's datatype as a [`DataRequest`],
+//! so a new datatype plugs in by registering in `datatypes::all`, without touching the router.
 
+mod ctx;
+pub mod log;
 mod request;
 mod settings;
 
+pub use ctx::{Caller, Catalog, DataCtx, Handle, Mutation};
 pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query};
 pub use settings::Settings;
 
 use crate::Result;
-use crate::instance::DataCtx;
+use crate::mutation::Subscription;
 
-pub trait Datatype: Send + Sync + 'static {
+/// What a datatype says about itself, declared once per type.
+#[derive(Debug)]
+pub struct Description {
     /// DVID's type name, e.g. "keyvalue".
-    fn type_name(&self) -> &'static str;
+    pub name: &'static str,
     /// DVID's type URL, e.g. "github.com/janelia-flyem/dvid/datatype/keyvalue".
-    fn type_url(&self) -> &'static str;
-    fn type_version(&self) -> &'static str;
-    fn help(&self) -> &'static str;
+    pub url: &'static str,
+    pub version: &'static str,
+    pub help: &'static str,
     /// The keywords this type serves besides the common ones (info, tags, sync, blobstore,
     /// help); any other keyword gets DVID's "Bad API call" 400 from the router.
-    fn keywords(&self) -> &'static [&'static str];
+    pub keywords: &'static [&'static str],
     /// Type names this type may sync to (spec §4.0 `POST sync`).
-    fn sync_targets(&self) -> &'static [&'static str] {
-        &[]
-    }
+    pub sync_targets: &'static [&'static str],
     /// Compression name used when creation settings give none.
-    fn default_compression(&self) -> &'static str {
-        "lz4"
+    pub default_compression: &'static str,
+}
+
+pub trait Datatype: Send + Sync + 'static {
+    fn description(&self) -> &'static Description;
+
+    fn type_name(&self) -> &'static str {
+        self.description().name
     }
+    fn type_url(&self) -> &'static str {
+        self.description().url
+    }
+    fn type_version(&self) -> &'static str {
+        self.description().version
+    }
+    fn help(&self) -> &'static str {
+        self.description().help
+    }
+    fn keywords(&self) -> &'static [&'static str] {
+        self.description().keywords
+    }
+    fn sync_targets(&self) -> &'static [&'static str] {
+        self.description().sync_targets
+    }
+    fn default_compression(&self) -> &'static str {
+        self.description().default_compression
+    }
+
     /// Validates type-specific creation settings and returns the type's configuration, kept
     /// with the instance and handed back in every [`DataCtx`].
     fn configure(&self, settings: &Settings) -> Result<serde_json::Value>;
@@ -48,6 +78,13 @@ pub trait Datatype: Send + Sync + 'static {
     fn streams_body(&self, method: Method, keyword: &str) -> bool {
         let _ = (method, keyword);
         false
+    }
+    /// The durable sync subscriptions the instance of `ctx` wants (its background workers).
+    /// The engine subscribes them when it starts and whenever the instance's description
+    /// changes; `ctx` is at the repo's root.
+    fn subscriptions(&self, ctx: &DataCtx) -> Result<Vec<Subscription>> {
+        let _ = ctx;
+        Ok(Vec::new())
     }
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse>;
 }

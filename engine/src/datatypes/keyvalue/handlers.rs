@@ -3,16 +3,16 @@
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
 
 use super::formats::{self, Format, Item, KeyRequest};
 use super::keys::{self, tkey};
 use super::proto::{self, KeyValues};
 use super::range::{self, content_range, parse_range_header};
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Method};
-use crate::instance::DataCtx;
-use crate::{Error, Result, mutlog};
+use crate::mutation::log as mutlog;
+use crate::{Error, Result};
 
 pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     match (req.keyword.as_str(), req.method) {
@@ -25,8 +25,8 @@ pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         ("keyvalues", Method::Get) => get_keyvalues(ctx, req),
         ("keyvalues", Method::Post) => post_keyvalues(ctx, req),
         ("keyrangevalues", Method::Get) => get_keyrangevalues(ctx, req),
-        ("mutations", Method::Get) => mutlog::get_mutations(ctx, req),
-        ("mutations-range", Method::Get) => mutlog::get_mutations_range(ctx, req),
+        ("mutations", Method::Get) => crate::datatype::log::get_mutations(ctx, req),
+        ("mutations-range", Method::Get) => crate::datatype::log::get_mutations_range(ctx, req),
         (keyword, method) => Err(Error::bad(format!(
             "keyvalue endpoint {keyword:?} does not support the {} method",
             method.as_str()
@@ -113,21 +113,29 @@ pub fn delete_record(uuid: &str, key: &str) -> Value {
 }
 
 fn post_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
-    let mut batch = WriteBatch::new();
-    put_into(&mut batch, &ctx.view, &tkey(key), &req.body);
-    ctx.log_mutation(&mut batch, postkv_record(&ctx.uuid, key, req.body.len()));
-    ctx.store.write(batch)?;
+    put(ctx, keys::key_from_path(&req.path)?, &req.body)?;
     Ok(DataResponse::empty())
 }
 
 fn delete_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
-    let mut batch = WriteBatch::new();
-    delete_into(&mut batch, &ctx.view, &tkey(key));
-    ctx.log_mutation(&mut batch, delete_record(&ctx.uuid, key));
-    ctx.store.write(batch)?;
+    delete(ctx, keys::key_from_path(&req.path)?)?;
     Ok(DataResponse::empty())
+}
+
+/// Stores `value` under `key`, with its mutation record.
+pub fn put(ctx: &DataCtx, key: &str, value: &[u8]) -> Result<()> {
+    let mut m = ctx.write();
+    put_into(&mut m.batch, &ctx.view, &tkey(key), value);
+    m.record(postkv_record(&ctx.uuid, key, value.len()));
+    m.commit()
+}
+
+/// Deletes `key` at this version, with its mutation record.
+pub fn delete(ctx: &DataCtx, key: &str) -> Result<()> {
+    let mut m = ctx.write();
+    delete_into(&mut m.batch, &ctx.view, &tkey(key));
+    m.record(delete_record(&ctx.uuid, key));
+    m.commit()
 }
 
 /// Reads the requested values in order; a byte range of an existing value must lie within it.
@@ -170,15 +178,12 @@ fn post_keyvalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     if kvs.kvs.is_empty() {
         return Ok(DataResponse::empty());
     }
-    let mut batch = WriteBatch::new();
+    let mut m = ctx.write();
     for kv in &kvs.kvs {
-        put_into(&mut batch, &ctx.view, &tkey(&kv.key), &kv.value);
-        ctx.log_mutation(
-            &mut batch,
-            postkv_record(&ctx.uuid, &kv.key, kv.value.len()),
-        );
+        put_into(&mut m.batch, &ctx.view, &tkey(&kv.key), &kv.value);
+        m.record(postkv_record(&ctx.uuid, &kv.key, kv.value.len()));
     }
-    ctx.store.write(batch)?;
+    m.commit()?;
     Ok(DataResponse::empty())
 }
 

@@ -5,9 +5,10 @@
 //! * [`range`] — `byte_start`/`byte_end` and HTTP `Range` handling,
 //! * [`proto`] — the protobuf messages,
 //! * [`formats`] — batch request/response encodings (protobuf, JSON, tar),
-//! * `handlers` — the endpoints.
+//! * `handlers` — the endpoints; [`KeyValue`] — the typed handle other instances write with.
 
 pub mod formats;
+mod handle;
 mod handlers;
 pub mod keys;
 pub mod proto;
@@ -17,9 +18,11 @@ mod tests;
 
 use serde_json::json;
 
+pub use handle::KeyValue;
+
 use crate::Result;
-use crate::datatype::{DataRequest, DataResponse, Datatype, Settings};
-use crate::instance::DataCtx;
+use crate::datatype::DataCtx;
+use crate::datatype::{DataRequest, DataResponse, Datatype, Description, Settings};
 
 /// The keyvalue datatype.
 #[derive(Debug, Default, Clone, Copy)]
@@ -99,25 +102,19 @@ Protobuf messages (proto3, package proto):
     message KeyValues { repeated KeyValue kvs = 1; }
 "#;
 
+static DESCRIPTION: Description = Description {
+    name: "keyvalue",
+    url: "github.com/janelia-flyem/dvid/datatype/keyvalue",
+    version: "0.2",
+    help: HELP,
+    keywords: KEYWORDS,
+    sync_targets: &[],
+    default_compression: "lz4",
+};
+
 impl Datatype for KeyValueType {
-    fn type_name(&self) -> &'static str {
-        "keyvalue"
-    }
-
-    fn type_url(&self) -> &'static str {
-        "github.com/janelia-flyem/dvid/datatype/keyvalue"
-    }
-
-    fn type_version(&self) -> &'static str {
-        "0.2"
-    }
-
-    fn help(&self) -> &'static str {
-        HELP
-    }
-
-    fn keywords(&self) -> &'static [&'static str] {
-        KEYWORDS
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     fn configure(&self, _settings: &Settings) -> Result<serde_json::Value> {

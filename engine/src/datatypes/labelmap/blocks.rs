@@ -4,13 +4,14 @@
 use bytes::Bytes;
 use rayon::prelude::*;
 
-use super::geom::{BlockCoord, VoxelBox, check_block_coord, parse_point, parse_size};
 use super::ingest::{Given, Mode, Write, check_unique};
 use super::scale;
 use super::state::state;
-use super::store::{self, Labels, deserialize};
+use super::store::{self, Labels};
+use crate::block::geom::{BlockCoord, VoxelBox, check_block_coord, parse_point, parse_size};
+use crate::block::stored::deserialize;
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse};
-use crate::instance::DataCtx;
 use crate::{Error, Result};
 
 /// Most blocks one `specificblocks` request may list.
@@ -44,9 +45,9 @@ fn transcode(labels: &Labels, stored: &[u8], payload: Payload) -> Result<Vec<u8>
     if let Payload::Blocks = payload {
         let mut block = deserialize(stored)?;
         if !labels.map_reads || !store::map_table(&mut block, &labels.mapping)? {
-            return store::gzip_payload(stored);
+            return crate::block::stored::gzip_payload(stored);
         }
-        return Ok(store::gzip(&block, 1));
+        return Ok(crate::block::stored::gzip(&block, 1));
     }
     let mut voxels = vec![0u64; labels.cfg.block_voxels()];
     labels.decode_mapped(&[stored.to_vec()], &mut voxels)?;
@@ -54,7 +55,7 @@ fn transcode(labels: &Labels, stored: &[u8], payload: Payload) -> Result<Vec<u8>
     Ok(match payload {
         Payload::Uncompressed => raw.to_vec(),
         Payload::Lz4 => lz4_flex::block::compress(raw),
-        _ => store::gzip(raw, 1),
+        _ => crate::block::stored::gzip(raw, 1),
     })
 }
 
@@ -98,7 +99,7 @@ pub fn get(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
     let rows = (lo[2]..=hi[2]).flat_map(move |z| (lo[1]..=hi[1]).map(move |y| (z, y)));
     let it = rows.map(move |(z, y)| {
         let mut blocks = Vec::new();
-        labels.row(scale, z, y, lo[0], hi[0], &mut |c, v| {
+        labels.blocks.row(scale, z, y, lo[0], hi[0], &mut |c, v| {
             blocks.push((c, v.to_vec()));
             Ok(())
         })?;
@@ -220,18 +221,18 @@ pub fn post(
     let block_voxels = labels.cfg.block_voxels();
     // A labels.Block can't be larger than a table entry and an index per voxel plus packing.
     let limit = block_voxels * 16 + (1 << 20);
-    let mutation_id = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let change = ctx.mutation()?;
     let st = state(ctx);
     let _writes = st.writes.write();
     let mapping = labels.mapping.clone();
     let per_batch = labels.blocks_per_batch();
     let mut buf = vec![0u64; per_batch.min(records.len()) * block_voxels];
-    let mut write = Write::new(ctx, labels.clone(), mode, mutation_id, mapping);
+    let mut write = Write::new(labels.clone(), mode, change, mapping);
     for batch in records.chunks(per_batch) {
         let given: Vec<Given> = batch
             .par_iter()
             .map(|(c, gz)| {
-                let raw = store::gunzip(gz, limit).map_err(|e| {
+                let raw = crate::block::stored::gunzip(gz, limit).map_err(|e| {
                     Error::bad(format!(
                         "block {c:?}: payload is not a gzipped label block: {e}"
                     ))

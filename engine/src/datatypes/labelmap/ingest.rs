@@ -1,27 +1,28 @@
-//! The write path shared by `POST raw`, `POST blocks` and `POST ingest-supervoxels`: new
-//! blocks in; stored blocks, label indices, max label, extents and the pyramid out, all in
-//! one storage batch that commits before the request returns (spec §4.4; DVID updates the
-//! index asynchronously, Tessera before replying — see docs/compatibility.md).
+//! The write path shared by `POST raw`, `POST blocks`, `POST ingest-supervoxels` and the
+//! block-rewriting mutations: new blocks in; label indices, max label, extents and sync events
+//! around the block layer's writer (blocks and pyramid), all committed through the mutation
+//! service in one storage batch before the request returns (spec §4.4; DVID updates the index
+//! asynchronously, Tessera before replying — see docs/compatibility.md).
+//!
+//! The voxels of a batch of blocks go to the compute backend once (`Compute::run_batch`):
+//! counts, the first pyramid level and the encoded blocks come back together.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rayon::prelude::*;
-use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
 
-use super::geom::{BlockCoord, pack_block};
 use super::index::IndexUpdate;
 use super::mapping::Mapping;
-use super::pyramid::Level;
-use super::store::{
-    self, CLASS_EXTENTS, CLASS_MAX_LABEL, Labels, Stored, block_key, deserialize, encode_index,
-    index_key,
-};
-use crate::instance::DataCtx;
-use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta, SyncEvent};
+use super::store::{self, CLASS_EXTENTS, CLASS_MAX_LABEL, Labels, encode_index, index_key};
+use crate::block::Writer;
+use crate::block::geom::{BlockCoord, pack_block};
+use crate::block::stored::{Stored, deserialize, wrap_gzip};
+use crate::compute::batch::{BatchInput, BatchOutput, BatchSteps, run_steps};
+use crate::datatype::Mutation;
+use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta};
 use crate::{Error, Result};
 
 /// What a write updates besides the blocks themselves.
@@ -39,7 +40,7 @@ pub struct Mode {
 /// Where the time of a write went, logged once per write.
 #[derive(Default, Debug)]
 struct Timings {
-    codec: Duration,
+    compute: Duration,
     index: Duration,
     pyramid: Duration,
     storage: Duration,
@@ -59,14 +60,20 @@ pub struct Given {
     pub gzipped: Option<Vec<u8>>,
 }
 
+/// New blocks as the compute backend handed them back: labels.Block bytes, counts (when the
+/// index is kept) and the half-size first pyramid level (when it is rebuilt).
+pub struct Computed {
+    pub blocks: Vec<Vec<u8>>,
+    pub counts: Vec<crate::compute::BlockCounts>,
+    pub half: Vec<u64>,
+}
+
 pub struct Write<'a> {
-    ctx: &'a DataCtx,
     labels: Labels,
     mode: Mode,
-    mutation_id: u64,
-    batch: WriteBatch,
+    change: Mutation<'a>,
+    writer: Writer<u64>,
     index: IndexUpdate,
-    pyramid: Level,
     extents: Option<([i64; 3], [i64; 3])>,
     max_label: u64,
     events: Option<Vec<BlockChange>>,
@@ -83,26 +90,31 @@ pub struct Write<'a> {
 }
 
 impl<'a> Write<'a> {
+    /// A write committed as `change` (a numbered mutation).
     pub fn new(
-        ctx: &'a DataCtx,
         labels: Labels,
         mode: Mode,
-        mutation_id: u64,
+        change: Mutation<'a>,
         mapping: Arc<Mapping>,
     ) -> Write<'a> {
-        let publisher = &ctx.instance.data_uuid;
-        let bus = ctx.engine.sync_bus();
-        let subscribed = bus.has_subscribers(publisher, BLOCK_INGEST)
-            || bus.has_subscribers(publisher, BLOCK_MUTATE);
-        let block = labels.block_shape();
+        let subscribed = change.wants(BLOCK_INGEST) || change.wants(BLOCK_MUTATE);
+        let top = if mode.downres {
+            labels.cfg.max_downres_level
+        } else {
+            0
+        };
+        let writer = Writer::new(
+            labels.blocks.clone(),
+            labels.compute.clone(),
+            mode.scale,
+            top,
+        );
         Write {
-            ctx,
             labels,
             mode,
-            mutation_id,
-            batch: WriteBatch::new(),
+            change,
+            writer,
             index: IndexUpdate::default(),
-            pyramid: Level::new(block),
             extents: None,
             max_label: 0,
             events: (mode.track && subscribed).then(Vec::new),
@@ -122,9 +134,19 @@ impl<'a> Write<'a> {
         self.only = Some(only);
     }
 
-    /// The batch the write commits, for a mutation's other records.
-    pub fn batch(&mut self) -> &mut WriteBatch {
-        &mut self.batch
+    /// The mutation the write commits as, for its other records.
+    pub fn change(&mut self) -> &mut Mutation<'a> {
+        &mut self.change
+    }
+
+    /// What the backend must compute for new blocks of this write.
+    pub fn steps(&self) -> BatchSteps {
+        BatchSteps {
+            counts: self.mode.index,
+            downsample: self.writer.downres(),
+            encode: true,
+            ..BatchSteps::default()
+        }
     }
 
     /// Adds a batch of new blocks at `coords` whose voxels are `voxels`, one block after
@@ -135,92 +157,99 @@ impl<'a> Write<'a> {
         voxels: &[u64],
         given: Option<Vec<Given>>,
     ) -> Result<()> {
+        let mut steps = self.steps();
+        steps.encode = given.is_none();
         let shape = self.labels.block_shape();
-        let stored_as = self.labels.stored;
-        let t = &mut self.timings;
         let compute = self.labels.compute.clone();
-        // The stored values, and the labels.Block bytes sync events carry.
-        let keep_raw = self.events.is_some();
-        let (values, raw): (Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) =
-            timed(&mut t.codec, || -> Result<_> {
-                let given = match given {
-                    Some(g) => g,
-                    None => compute
-                        .block_encode(voxels, shape)?
-                        .into_iter()
-                        .map(|raw| Given { raw, gzipped: None })
-                        .collect(),
-                };
-                Ok(given
-                    .into_par_iter()
-                    .map(|g| {
-                        let value = match (&g.gzipped, stored_as) {
-                            (Some(gz), Stored::Gzip(_)) => store::wrap_gzip(gz),
-                            _ => stored_as.serialize(&g.raw),
-                        };
-                        (value, keep_raw.then_some(g.raw))
-                    })
-                    .unzip())
-            })?;
-        if self.mode.index || self.events.is_some() {
-            let old: Vec<Option<Vec<u8>>> = timed(&mut t.storage, || {
-                coords
-                    .par_iter()
-                    .map(|c| self.labels.stored_block(self.mode.scale, *c))
-                    .collect::<Result<_>>()
-            })?;
-            let old_raw: Vec<Option<Vec<u8>>> = timed(&mut t.codec, || {
-                old.par_iter()
-                    .map(|o| o.as_deref().map(deserialize).transpose())
-                    .collect::<Result<_>>()
-            })?;
-            if self.mode.index {
-                let counts = timed(&mut t.index, || compute.label_counts(voxels, shape))?;
-                timed(&mut t.index, || -> Result<()> {
-                    for ((c, old), new) in coords.iter().zip(&old_raw).zip(&counts) {
-                        let old_labels = match old {
-                            Some(b) => store::table_labels(b)?,
-                            None => Vec::new(),
-                        };
-                        let (before, after) = (&self.before, &self.after);
-                        self.index.add_block(
-                            pack_block(*c),
-                            &old_labels,
-                            new,
-                            |sv| before.body(sv),
-                            |sv| after.get(&sv).copied().unwrap_or_else(|| before.body(sv)),
-                        );
-                        if let Some(&top) = new.labels.last() {
-                            self.max_label = self.max_label.max(top);
-                        }
+        let out: BatchOutput = timed(&mut self.timings.compute, || {
+            run_steps(compute.as_ref(), BatchInput::Voxels(voxels), shape, &steps)
+        })?;
+        let (blocks, gzipped) = match given {
+            Some(g) => g.into_iter().map(|g| (g.raw, g.gzipped)).unzip(),
+            None => (out.blocks, vec![None; coords.len()]),
+        };
+        let prev = if self.mode.index || self.events.is_some() {
+            timed(&mut self.timings.storage, || {
+                self.labels.blocks.get_many(self.mode.scale, coords)
+            })?
+        } else {
+            Vec::new()
+        };
+        let computed = Computed {
+            blocks,
+            counts: out.counts,
+            half: out.half,
+        };
+        self.add_computed(coords, computed, gzipped, prev)
+    }
+
+    /// Adds a batch of new blocks already computed. `gzipped` holds, per block, the gzip
+    /// stream a client sent it in (stored as sent when blocks are stored gzipped); `prev` the
+    /// blocks stored there before (needed for the index and sync events, else empty).
+    pub fn add_computed(
+        &mut self,
+        coords: &[BlockCoord],
+        computed: Computed,
+        gzipped: Vec<Option<Vec<u8>>>,
+        prev: Vec<Option<Vec<u8>>>,
+    ) -> Result<()> {
+        let stored_as = self.labels.blocks.stored;
+        let Computed {
+            blocks,
+            counts,
+            half,
+        } = computed;
+        let t = &mut self.timings;
+        let old_raw: Vec<Option<Vec<u8>>> = timed(&mut t.storage, || {
+            prev.par_iter()
+                .map(|o| o.as_deref().map(deserialize).transpose())
+                .collect::<Result<_>>()
+        })?;
+        if self.mode.index {
+            timed(&mut t.index, || -> Result<()> {
+                for ((c, old), new) in coords.iter().zip(&old_raw).zip(&counts) {
+                    let old_labels = match old {
+                        Some(b) => store::table_labels(b)?,
+                        None => Vec::new(),
+                    };
+                    let (before, after) = (&self.before, &self.after);
+                    self.index.add_block(
+                        pack_block(*c),
+                        &old_labels,
+                        new,
+                        |sv| before.body(sv),
+                        |sv| after.get(&sv).copied().unwrap_or_else(|| before.body(sv)),
+                    );
+                    if let Some(&top) = new.labels.last() {
+                        self.max_label = self.max_label.max(top);
                     }
-                    Ok(())
-                })?;
-            }
-            if let Some(events) = &mut self.events {
-                for ((c, old), new) in coords.iter().zip(old_raw).zip(raw) {
-                    events.push(BlockChange {
-                        coord: *c,
-                        prev: old.map(Bytes::from),
-                        block: Bytes::from(new.unwrap_or_default()),
-                    });
                 }
-            }
-        }
-        if self.mode.downres {
-            let labels = &self.labels;
-            let pyramid = &mut self.pyramid;
-            timed(&mut t.pyramid, || {
-                pyramid.add_children(labels, coords, voxels)
+                Ok(())
             })?;
         }
-        for (c, v) in coords.iter().zip(values) {
-            put_into(
-                &mut self.batch,
-                &self.labels.view,
-                &block_key(self.mode.scale, *c),
-                &v,
-            );
+        if let Some(events) = &mut self.events {
+            for ((c, old), new) in coords.iter().zip(&old_raw).zip(&blocks) {
+                events.push(BlockChange {
+                    coord: *c,
+                    prev: old.as_deref().map(store::table_labels).transpose()?,
+                    labels: store::table_labels(new)?,
+                });
+            }
+        }
+        let values: Vec<Vec<u8>> = timed(&mut t.storage, || {
+            blocks
+                .into_par_iter()
+                .zip(gzipped)
+                .map(|(raw, gz)| match (gz, stored_as) {
+                    (Some(gz), Stored::Gzip(_)) => wrap_gzip(&gz),
+                    _ => stored_as.serialize(&raw),
+                })
+                .collect()
+        });
+        self.writer.put_stored(coords, values);
+        if self.writer.downres() {
+            let writer = &mut self.writer;
+            timed(&mut t.pyramid, || writer.add_half(coords, &half));
         }
         if self.mode.track {
             let b = self.labels.cfg.block_size;
@@ -240,20 +269,19 @@ impl<'a> Write<'a> {
         Ok(())
     }
 
-    /// Finishes the pyramid, indices, max label and extents, and commits everything in one
-    /// batch; then publishes the sync events.
+    /// Finishes the pyramid, indices, max label and extents, and commits everything as one
+    /// mutation; then the sync events go out.
     pub fn commit(mut self) -> Result<()> {
-        if self.mode.downres {
-            self.finish_pyramid()?;
-        }
+        let blocks = timed(&mut self.timings.pyramid, || self.writer.finish())?;
+        self.change.batch.append(blocks);
         if self.mode.index {
             self.finish_index()?;
         }
         // Allocations read and raise the max label too; hold theirs until the batch commits.
-        let st = super::state::state(self.ctx);
+        let st = super::state::state(self.change.ctx());
         let _alloc = st.alloc.lock();
         if self.mode.index && self.max_label > 0 {
-            raise_max_label(&mut self.batch, &self.labels, self.max_label)?;
+            raise_max_label(&mut self.change.batch, &self.labels, self.max_label)?;
         }
         if let Some((lo, hi)) = self.extents {
             let (l0, h0) = extents(&self.labels)?.unwrap_or((lo, hi));
@@ -263,82 +291,49 @@ impl<'a> Write<'a> {
             for x in lo.iter().chain(&hi) {
                 v.extend_from_slice(&x.to_le_bytes());
             }
-            put_into(&mut self.batch, &self.labels.view, &[CLASS_EXTENTS], &v);
+            put_into(
+                &mut self.change.batch,
+                &self.labels.blocks.view,
+                &[CLASS_EXTENTS],
+                &v,
+            );
         }
-        let batch = std::mem::take(&mut self.batch);
-        timed(&mut self.timings.storage, || self.labels.store.write(batch))?;
+        if let Some(blocks) = self.events.take() {
+            let (ingest, mutate): (Vec<BlockChange>, Vec<BlockChange>) =
+                blocks.into_iter().partition(|b| b.prev.is_none());
+            for (name, blocks) in [(BLOCK_INGEST, ingest), (BLOCK_MUTATE, mutate)] {
+                if !blocks.is_empty() {
+                    self.change.event(name, Delta::Blocks(blocks));
+                }
+            }
+        }
+        let mutation_id = self.change.mutation_id();
+        let instance = self.change.ctx().instance.name.clone();
+        let change = self.change;
+        timed(&mut self.timings.storage, || change.commit())?;
         let t = &self.timings;
         tracing::info!(
-            instance = %self.ctx.instance.name,
+            instance = %instance,
             blocks = self.blocks,
             scale = self.mode.scale,
-            mutation_id = self.mutation_id,
-            codec_ms = t.codec.as_millis() as u64,
+            mutation_id,
+            compute_ms = t.compute.as_millis() as u64,
             index_ms = t.index.as_millis() as u64,
             pyramid_ms = t.pyramid.as_millis() as u64,
             storage_ms = t.storage.as_millis() as u64,
             total_ms = self.started.elapsed().as_millis() as u64,
             "labelmap ingest"
         );
-        if let Some(blocks) = self.events.take() {
-            self.publish(blocks);
-        }
-        Ok(())
-    }
-
-    fn publish(&self, blocks: Vec<BlockChange>) {
-        let (ingest, mutate): (Vec<BlockChange>, Vec<BlockChange>) =
-            blocks.into_iter().partition(|b| b.prev.is_none());
-        for (name, blocks) in [(BLOCK_INGEST, ingest), (BLOCK_MUTATE, mutate)] {
-            if !blocks.is_empty() {
-                self.ctx.engine.sync_bus().publish(SyncEvent {
-                    name,
-                    publisher: self.ctx.instance.data_uuid.clone(),
-                    version: self.labels.view.version,
-                    mutation_id: self.mutation_id,
-                    delta: Delta::Blocks(blocks),
-                });
-            }
-        }
-    }
-
-    fn finish_pyramid(&mut self) -> Result<()> {
-        let shape = self.labels.block_shape();
-        let mut level = std::mem::replace(&mut self.pyramid, Level::new(shape));
-        for scale in 1..=self.labels.cfg.max_downres_level {
-            if level.is_empty() {
-                break;
-            }
-            let labels = &self.labels;
-            let t = &mut self.timings;
-            let (coords, voxels) = timed(&mut t.pyramid, || level.finish(labels, scale))?;
-            let encoded = timed(&mut t.codec, || -> Result<Vec<Vec<u8>>> {
-                let blocks = labels.compute.block_encode(&voxels, shape)?;
-                Ok(blocks
-                    .par_iter()
-                    .map(|b| labels.stored.serialize(b))
-                    .collect())
-            })?;
-            for (c, v) in coords.iter().zip(encoded) {
-                put_into(&mut self.batch, &labels.view, &block_key(scale, *c), &v);
-            }
-            let mut next = Level::new(shape);
-            if scale < labels.cfg.max_downres_level {
-                timed(&mut t.pyramid, || {
-                    next.add_children(labels, &coords, &voxels)
-                })?;
-            }
-            level = next;
-        }
         Ok(())
     }
 
     fn finish_index(&mut self) -> Result<()> {
         let labels = &self.labels;
+        let ctx = self.change.ctx();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let user = self.ctx.user.clone().unwrap_or_default();
-        let app = self.ctx.app.clone().unwrap_or_default();
-        let mutation_id = self.mutation_id;
+        let user = ctx.user.clone().unwrap_or_default();
+        let app = ctx.app.clone().unwrap_or_default();
+        let mutation_id = self.change.mutation_id();
         let mut bodies = std::mem::take(&mut self.index.bodies);
         if let Some(only) = &self.only {
             bodies.retain(|b, _| only.contains(b));
@@ -361,10 +356,11 @@ impl<'a> Write<'a> {
                 })
                 .collect::<Result<_>>()
         })?;
+        let batch = &mut self.change.batch;
         for (body, value) in updated {
             match value {
-                Some(v) => put_into(&mut self.batch, &labels.view, &index_key(body), &v),
-                None => delete_into(&mut self.batch, &labels.view, &index_key(body)),
+                Some(v) => put_into(batch, &labels.blocks.view, &index_key(body), &v),
+                None => delete_into(batch, &labels.blocks.view, &index_key(body)),
             }
         }
         Ok(())
@@ -383,11 +379,15 @@ pub fn max_label(labels: &Labels) -> Result<Option<u64>> {
 
 /// Adds to `batch` a raise of this version's max label to `label`, when that is higher (the
 /// max label never falls).
-pub fn raise_max_label(batch: &mut WriteBatch, labels: &Labels, label: u64) -> Result<()> {
+pub fn raise_max_label(
+    batch: &mut tessera_storage::WriteBatch,
+    labels: &Labels,
+    label: u64,
+) -> Result<()> {
     if label > max_label(labels)?.unwrap_or(0) {
         put_into(
             batch,
-            &labels.view,
+            &labels.blocks.view,
             &[CLASS_MAX_LABEL],
             &label.to_le_bytes(),
         );

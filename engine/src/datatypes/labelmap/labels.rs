@@ -7,7 +7,6 @@ use rayon::prelude::*;
 use tessera_storage::versioned::{delete_into, put_into};
 use tessera_storage::{VersionId, WriteBatch};
 
-use super::geom::unpack_block;
 use super::index::{LabelIndex, LabelIndices};
 use super::ingest::{max_label, raise_max_label};
 use super::state::state;
@@ -16,8 +15,9 @@ use super::store::{
     index_key, index_key_label,
 };
 use super::{no_voxels as not_found, one_segment, parse_label};
+use crate::block::geom::unpack_block;
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Method};
-use crate::instance::DataCtx;
 use crate::{Error, Result};
 
 /// Largest label `POST maxlabel` accepts (spec §4.4).
@@ -168,7 +168,7 @@ fn sparsevol_size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 
 /// The supervoxels of `body` at the labels' version, ascending; `None` when no body has that
 /// label (what `GET supervoxels/<body>` answers, also for instances synced to this one).
-pub fn body_supervoxels(labels: &Labels, body: u64) -> Result<Option<Vec<u64>>> {
+fn body_supervoxels(labels: &Labels, body: u64) -> Result<Option<Vec<u64>>> {
     Ok(index_for(labels, body, false)?.map(|i| i.supervoxel_sizes().into_keys().collect()))
 }
 
@@ -342,14 +342,14 @@ fn store_indices(ctx: &DataCtx, labels: &Labels, indices: Vec<LabelIndex>) -> Re
         }
         let key = index_key(index.label);
         if index.blocks.is_empty() {
-            delete_into(&mut batch, &labels.view, &key);
+            delete_into(&mut batch, &labels.blocks.view, &key);
         } else {
-            put_into(&mut batch, &labels.view, &key, &encode_index(index));
+            put_into(&mut batch, &labels.blocks.view, &key, &encode_index(index));
         }
     }
     let st = state(ctx);
     let _writes = st.writes.write();
-    labels.store.write(batch)?;
+    labels.blocks.store.write(batch)?;
     Ok(())
 }
 
@@ -406,7 +406,12 @@ fn indices_compressed(labels: &Labels, req: &DataRequest) -> Result<DataResponse
     let list = requested_labels(req)?;
     let found: Vec<Option<Vec<u8>>> = list
         .par_iter()
-        .map(|&l| Ok(labels.store.get(&labels.view, &index_key(l))?))
+        .map(|&l| {
+            Ok(labels
+                .blocks
+                .store
+                .get(&labels.blocks.view, &index_key(l))?)
+        })
         .collect::<Result<_>>()?;
     let mut out = Vec::new();
     for (l, v) in list.iter().zip(found) {
@@ -463,6 +468,7 @@ pub fn max_repo_label(labels: &Labels) -> Result<u64> {
 
 fn repo_wide(labels: &Labels, class: u8) -> Result<u64> {
     Ok(labels
+        .blocks
         .store
         .get(&labels.repo_view(), &[class])?
         .map_or(0, |v| store::u64_value(&v)))
@@ -502,7 +508,7 @@ fn post_maxlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     let _alloc = st.alloc.lock();
     let mut batch = WriteBatch::new();
     raise_max_label(&mut batch, labels, n)?;
-    labels.store.write(batch)?;
+    labels.blocks.store.write(batch)?;
     Ok(DataResponse::empty())
 }
 
@@ -545,7 +551,7 @@ pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
         );
     }
     raise_max_label(&mut batch, labels, end)?;
-    labels.store.write(batch)?;
+    labels.blocks.store.write(batch)?;
     Ok(start)
 }
 
@@ -577,6 +583,6 @@ fn set_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     if let Some(c) = ceiling {
         put_into(&mut batch, &view, &[CLASS_CEILING], &c.to_le_bytes());
     }
-    labels.store.write(batch)?;
+    labels.blocks.store.write(batch)?;
     Ok(DataResponse::empty())
 }

@@ -12,17 +12,19 @@ use bytes::Bytes;
 use serde_json::Value;
 use tessera_storage::{KvStore, VersionId};
 
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse};
-use crate::instance::DataCtx;
-use crate::{Engine, Error, Result, mutlog};
+use crate::mutation::Mutations;
+use crate::mutation::log as mutlog;
+use crate::{Error, Result};
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     match (req.keyword.as_str(), req.path.as_slice()) {
         ("mutations", [s]) if s == "stream" => stream(ctx, req),
-        ("mutations", []) => mutlog::get_mutations(ctx, req),
-        ("mutations-range", _) => mutlog::get_mutations_range(ctx, req),
+        ("mutations", []) => crate::datatype::log::get_mutations(ctx, req),
+        ("mutations-range", _) => crate::datatype::log::get_mutations_range(ctx, req),
         _ => Err(Error::bad(
             "expected mutations, mutations/stream or mutations-range/<begin>/<end>",
         )),
@@ -41,7 +43,7 @@ fn stream(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         (None, None) => 0,
     };
     let events = Events {
-        engine: ctx.engine.clone(),
+        mutations: ctx.services.mutations.clone(),
         kv: ctx.store.kv().clone(),
         instance: ctx.instance.id,
         version: ctx.version(),
@@ -54,7 +56,7 @@ fn stream(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
 }
 
 struct Events {
-    engine: std::sync::Arc<Engine>,
+    mutations: std::sync::Arc<Mutations>,
     kv: std::sync::Arc<dyn KvStore>,
     instance: u32,
     version: VersionId,
@@ -106,7 +108,7 @@ impl Iterator for Events {
                 self.last_sent = Instant::now();
                 return Some(Ok(Bytes::from_static(b": keepalive\n\n")));
             }
-            self.appends = self.engine.wait_for_log(seen, KEEPALIVE);
+            self.appends = self.mutations.wait_for_log(seen, KEEPALIVE);
         }
     }
 }

@@ -15,8 +15,8 @@ use super::labels::check_hash;
 use super::state::state;
 use super::store::{self, Labels};
 use crate::compute::LabelTable;
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Method};
-use crate::instance::DataCtx;
 use crate::{Error, Result};
 
 pub const CLASS_MAPPING: u8 = 190;
@@ -98,7 +98,12 @@ pub fn load_mapping(labels: &Labels) -> Result<Mapping> {
 /// Adds mapping changes to a mutation's batch.
 pub fn put_changes(batch: &mut WriteBatch, labels: &Labels, changes: &HashMap<u64, u64>) {
     for (&sv, &body) in changes {
-        put_into(batch, &labels.view, &mapping_key(sv), &body.to_le_bytes());
+        put_into(
+            batch,
+            &labels.blocks.view,
+            &mapping_key(sv),
+            &body.to_le_bytes(),
+        );
     }
 }
 
@@ -196,7 +201,7 @@ fn post_mappings(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     let _w = st.writes.write();
     let mut batch = WriteBatch::new();
     put_changes(&mut batch, labels, &changes);
-    labels.store.write(batch)?;
+    labels.blocks.store.write(batch)?;
     st.mapping_changed(labels, &changes);
     Ok(DataResponse::empty())
 }
@@ -217,15 +222,15 @@ pub fn put_sv_split(
     for x in [old, remain, split] {
         v.extend_from_slice(&x.to_le_bytes());
     }
-    put_into(batch, &labels.view, &k, &v);
+    put_into(batch, &labels.blocks.view, &k, &v);
 }
 
 /// `GET supervoxel-splits`: `["<uuid>", [[mutid, old, remain, split], …], …]` for this version
 /// and its ancestors that split supervoxels, this version first.
 fn supervoxel_splits(ctx: &DataCtx, labels: &Labels) -> Result<DataResponse> {
     let mut by_version: HashMap<u32, Vec<[u64; 4]>> = HashMap::new();
-    let dag = &labels.view.dag;
-    let v = labels.view.version;
+    let dag = &labels.blocks.view.dag;
+    let v = labels.blocks.view.version;
     let hi = [
         CLASS_SV_SPLIT,
         0xFF,
@@ -237,8 +242,8 @@ fn supervoxel_splits(ctx: &DataCtx, labels: &Labels) -> Result<DataResponse> {
         0xFF,
         0xFF,
     ];
-    labels.store.scan_grouped(
-        labels.view.instance,
+    labels.blocks.store.scan_grouped(
+        labels.blocks.view.instance,
         &[CLASS_SV_SPLIT],
         Some(&hi),
         &mut |k, entries| {
@@ -274,7 +279,7 @@ fn supervoxel_splits(ctx: &DataCtx, labels: &Labels) -> Result<DataResponse> {
     let mut out = Vec::new();
     for ver in versions {
         out.push(serde_json::json!(
-            ctx.engine.uuid_of_version(&ctx.uuid, ver)?
+            ctx.catalog.uuid_of_version(&ctx.uuid, ver)?
         ));
         out.push(serde_json::json!(by_version[&ver]));
     }

@@ -11,25 +11,26 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tessera_storage::VersionId;
 
-use super::geom::{BlockCoord, unpack_block, zyx};
+use super::handle::Labelmap;
 use super::labels::index_for;
 use super::state::state;
-use super::store::{Labels, table_labels};
+use super::store::Labels;
 use super::{one_segment, parse_label, scale};
+use crate::block::geom::{BlockCoord, unpack_block, zyx};
 use crate::compute::{Cells, Shape};
-use crate::datatype::{DataRequest, DataResponse, Method, Query, Settings};
-use crate::engine::{Caller, Engine};
-use crate::instance::DataCtx;
+use crate::datatype::{
+    Caller, Catalog, DataCtx, DataRequest, DataResponse, Handle, Query, Settings,
+};
+use crate::datatypes::keyvalue::KeyValue;
 use crate::mesh::decimate::decimate;
 use crate::mesh::format::{self, Format};
 use crate::mesh::{Mesh, Surface};
+use crate::mutation::{Subscriber, Subscription};
 use crate::sync::{
     BLOCK_INGEST, BLOCK_MUTATE, CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL, SyncEvent,
 };
@@ -93,27 +94,6 @@ pub fn mesh(
         .map(|s| s.to_mesh(voxel_at(labels, scale))))
 }
 
-/// The mesh of supervoxel `sv` in the labelmap `lm` at its version (the `Generate` setting of
-/// tarsupervoxels); `None` when it has no voxels.
-pub fn supervoxel_mesh(lm: &DataCtx, sv: u64) -> Result<Option<Mesh>> {
-    let labels = mapped(lm)?;
-    mesh(lm, &labels, sv, 0, true)
-}
-
-/// Whether supervoxel `sv` has voxels in the labelmap `lm` at its version.
-pub fn supervoxel_exists(lm: &DataCtx, sv: u64) -> Result<bool> {
-    let labels = mapped(lm)?;
-    Ok(index_for(&labels, sv, true)?
-        .is_some_and(|i| i.blocks.values().any(|c| c.counts.contains_key(&sv))))
-}
-
-/// The labelmap's labels at its version, supervoxels mapped to bodies.
-fn mapped(lm: &DataCtx) -> Result<Labels> {
-    let labels = Labels::new(lm)?;
-    let mapping = state(lm).mapping(&labels)?;
-    Ok(labels.with_mapping(mapping, false))
-}
-
 /// `surface` through the cache.
 fn surface_cached(
     ctx: &DataCtx,
@@ -137,7 +117,7 @@ fn surface_cached(
     if stamp.index.is_none() {
         return Ok(None);
     }
-    let key = (labels.view.version, label, scale, supervoxels);
+    let key = (labels.blocks.view.version, label, scale, supervoxels);
     if let Some(m) = st.meshes.get(&key, &stamp) {
         return Ok(Some(m));
     }
@@ -154,8 +134,9 @@ fn raw_index(labels: &Labels, body: u64) -> Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     Ok(labels
+        .blocks
         .store
-        .get(&labels.view, &super::store::index_key(body))?)
+        .get(&labels.blocks.view, &super::store::index_key(body))?)
 }
 
 /// How a label's blocks go through the kernel.
@@ -392,8 +373,6 @@ pub struct Cache {
     /// Bumped after every voxel write.
     pub voxel_writes: AtomicU64,
     inner: Mutex<CacheInner>,
-    /// The `KeepMeshes` worker, started by the first request that needs it.
-    pub worker: std::sync::OnceLock<()>,
 }
 
 #[derive(Default)]
@@ -444,40 +423,33 @@ impl Cache {
     }
 }
 
-/// Starts the `KeepMeshes` worker of this instance once: it subscribes before the request
-/// that starts it can publish, so no change is missed.
-pub fn ensure_worker(ctx: &DataCtx, labels: &Labels) {
-    if !labels.cfg.keep_meshes {
-        return;
-    }
-    let st = state(ctx);
-    st.meshes.worker.get_or_init(|| {
-        let events = ctx.engine.sync_bus().subscribe_all(
-            &ctx.instance.data_uuid,
-            &[
-                BLOCK_INGEST,
-                BLOCK_MUTATE,
-                MERGE_BLOCK,
-                SPLIT_LABEL,
-                CLEAVE_LABEL,
-            ],
-        );
-        let worker = Worker {
-            engine: Arc::downgrade(&ctx.engine),
+/// The `KeepMeshes` subscription of a labelmap: its own block and label events, applied by
+/// a [`Worker`].
+pub fn subscription(ctx: &DataCtx) -> Subscription {
+    Subscription {
+        id: format!("{}/meshes", ctx.instance.data_uuid),
+        publisher: ctx.instance.data_uuid.clone(),
+        events: vec![
+            BLOCK_INGEST,
+            BLOCK_MUTATE,
+            MERGE_BLOCK,
+            SPLIT_LABEL,
+            CLEAVE_LABEL,
+        ],
+        kv: ctx.store.kv().clone(),
+        handler: Arc::new(Worker {
+            catalog: Arc::downgrade(&ctx.catalog),
             uuid: ctx.uuid.clone(),
             name: ctx.instance.name.clone(),
-        };
-        std::thread::Builder::new()
-            .name(format!("meshes-{}", ctx.instance.name))
-            .spawn(move || worker.run(events))
-            .expect("spawning the mesh worker");
-    });
+        }),
+    }
 }
 
 /// Keeps `<name>_meshes/<body>.ngmesh` equal to `GET mesh/<body>` for the bodies that writes
-/// and mutations change, at the version they changed in.
+/// and mutations change, at the version they changed in. Meshes are recomputed from the state
+/// at that version, so applying an event twice (after a crash) gives the same keys.
 struct Worker {
-    engine: Weak<Engine>,
+    catalog: Weak<dyn Catalog>,
     /// A node of the repo, to find versions and instances by.
     uuid: String,
     name: String,
@@ -492,32 +464,15 @@ struct Work {
     mutation: HashMap<u64, u64>,
 }
 
-impl Worker {
-    fn run(self, events: Receiver<Arc<SyncEvent>>) {
-        while let Ok(first) = events.recv() {
-            // Everything already queued joins this batch, so a burst meshes each body once.
-            let batch: Vec<Arc<SyncEvent>> =
-                std::iter::once(first).chain(events.try_iter()).collect();
-            let Some(engine) = self.engine.upgrade() else {
-                return;
-            };
-            if let Err(e) = self.apply(&engine, &batch) {
-                tracing::warn!("KeepMeshes for {}: {e}", self.name);
-            }
-        }
-    }
-
-    fn apply(&self, engine: &Arc<Engine>, batch: &[Arc<SyncEvent>]) -> Result<()> {
-        let admin = Caller {
-            admin: true,
-            ..Default::default()
-        };
+impl Subscriber for Worker {
+    fn apply(&self, batch: &[SyncEvent]) -> Result<()> {
+        let catalog = self
+            .catalog
+            .upgrade()
+            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
+        let admin = Caller::admin();
         let mut by_version: HashMap<VersionId, Work> = HashMap::new();
         for e in batch {
-            let ctx = engine.ctx_at(&self.uuid, &self.name, Some(e.version), &admin)?;
-            let labels = Labels::new(&ctx)?;
-            let mapping = state(&ctx).mapping(&labels)?;
-            let labels = labels.with_mapping(mapping, false);
             let w = by_version.entry(e.version).or_default();
             let touch = |body: u64, w: &mut Work| {
                 w.remesh.insert(body);
@@ -546,13 +501,13 @@ impl Worker {
                     touch(*cleaved_label, w);
                 }
                 Delta::Blocks(changes) => {
+                    let ctx = catalog.ctx_at(&self.uuid, &self.name, Some(e.version), &admin)?;
+                    let lm = Labelmap::open(ctx)?;
                     for c in changes {
-                        for b in [Some(&c.block), c.prev.as_ref()].into_iter().flatten() {
-                            for sv in table_labels(b)? {
-                                let body = labels.body(sv);
-                                if body != 0 {
-                                    touch(body, w);
-                                }
+                        for sv in c.labels.iter().chain(c.prev.iter().flatten()) {
+                            let body = lm.body(*sv);
+                            if body != 0 {
+                                touch(body, w);
                             }
                         }
                     }
@@ -561,28 +516,25 @@ impl Worker {
         }
         let meshes = format!("{}_meshes", self.name);
         for (version, work) in by_version {
-            let node = engine.uuid_of_version(&self.uuid, version)?;
-            let ctx = engine.ctx_at(&node, &self.name, Some(version), &admin)?;
-            let labels = Labels::new(&ctx)?;
-            let mapping = state(&ctx).mapping(&labels)?;
-            let labels = labels.with_mapping(mapping, false);
-            ensure_keyvalue(engine, &node, &meshes, &admin)?;
-            let put =
-                |key: String, value: Option<Bytes>| kv(engine, &node, &meshes, &key, value, &admin);
+            let node = catalog.uuid_of_version(&self.uuid, version)?;
+            let lm = Labelmap::open(catalog.ctx_at(&node, &self.name, Some(version), &admin)?)?;
+            let store = keyvalue(catalog.as_ref(), &node, &meshes, &admin)?;
             for body in work.gone.difference(&work.remesh) {
-                put(format!("{body}.ngmesh"), None)?;
+                store.delete(&format!("{body}.ngmesh"))?;
             }
             for &body in &work.remesh {
-                let m = mesh(&ctx, &labels, body, 0, false)?;
-                let value = m.map(|m| Bytes::from(format::encode(&m, Format::Ngmesh)));
-                put(format!("{body}.ngmesh"), value)?;
+                let key = format!("{body}.ngmesh");
+                match lm.mesh(body, false)? {
+                    Some(m) => store.put(&key, &format::encode(&m, Format::Ngmesh))?,
+                    None => store.delete(&key)?,
+                }
             }
             // dvidtools reads `<name>_meshes_mutid/<body>` when a lab keeps one.
             let mutids = format!("{}_meshes_mutid", self.name);
-            if engine.ctx_at(&node, &mutids, None, &admin).is_ok() {
+            if let Ok(ctx) = catalog.ctx_at(&node, &mutids, None, &admin) {
+                let ids = KeyValue::open(ctx)?;
                 for (body, id) in &work.mutation {
-                    let value = Some(Bytes::from(id.to_string()));
-                    kv(engine, &node, &mutids, &body.to_string(), value, &admin)?;
+                    ids.put(&body.to_string(), id.to_string().as_bytes())?;
                 }
             }
         }
@@ -590,46 +542,20 @@ impl Worker {
     }
 }
 
-/// Creates the keyvalue `name` in the repo of `node` unless it exists.
-fn ensure_keyvalue(engine: &Arc<Engine>, node: &str, name: &str, admin: &Caller) -> Result<()> {
-    if engine.ctx_at(node, name, None, admin).is_ok() {
-        return Ok(());
+/// The keyvalue `name` in the repo of `node`, created unless it exists.
+fn keyvalue(catalog: &dyn Catalog, node: &str, name: &str, admin: &Caller) -> Result<KeyValue> {
+    if let Ok(ctx) = catalog.ctx_at(node, name, None, admin) {
+        return KeyValue::open(ctx);
     }
     let mut s = Settings::default();
     s.set("typename", "keyvalue");
     s.set("dataname", name);
-    match engine.create_instance(node, &s, admin) {
-        Ok(_) => Ok(()),
-        // Created meanwhile by someone else.
-        Err(_) if engine.ctx_at(node, name, None, admin).is_ok() => Ok(()),
-        Err(e) => Err(e),
+    // Created meanwhile by someone else, the instance is there either way.
+    let created = catalog.create_instance(node, &s, admin);
+    match catalog.ctx_at(node, name, None, admin) {
+        Ok(ctx) => KeyValue::open(ctx),
+        Err(e) => Err(created.err().unwrap_or(e)),
     }
-}
-
-/// Stores `value` under `key` of the keyvalue `instance` at `node`, or deletes the key.
-fn kv(
-    engine: &Arc<Engine>,
-    node: &str,
-    instance: &str,
-    key: &str,
-    value: Option<Bytes>,
-    admin: &Caller,
-) -> Result<()> {
-    let method = if value.is_some() {
-        Method::Post
-    } else {
-        Method::Delete
-    };
-    let req = DataRequest {
-        method,
-        keyword: "key".into(),
-        path: vec![key.to_string()],
-        query: Query::default(),
-        headers: HashMap::new(),
-        body: value.unwrap_or_default(),
-        stream: None,
-    };
-    engine.data_request(node, instance, &req, admin).map(|_| ())
 }
 
 #[cfg(test)]

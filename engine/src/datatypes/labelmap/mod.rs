@@ -2,9 +2,11 @@
 //! format, a label index kept exact on every write, and multiscale pyramids recomputed
 //! through the compute engine before a write returns.
 //!
-//! * [`config`] — creation settings; [`geom`] — boxes, block coordinates;
-//! * [`store`] — keys, stored values, reading blocks at a version;
-//! * [`ingest`] — the write path; [`pyramid`] — scales 1..MaxDownresLevel;
+//! * [`config`] — creation settings;
+//! * [`store`] — keys besides blocks, and [`Labels`], the data at a version over the block
+//!   layer (`crate::block`: geometry, block keys, storage wrapper, reads, pyramid writer);
+//! * [`ingest`] — the write path: label index, extents and sync events around the block
+//!   writer;
 //! * [`index`] — the label index protobuf and its updates;
 //! * `voxels`, `blocks`, `labels`, `sparsevol` — the endpoints; [`cseg`] — neuroglancer's
 //!   compressed_segmentation for `compression=google`.
@@ -12,7 +14,7 @@
 mod blocks;
 pub mod config;
 pub mod cseg;
-pub mod geom;
+mod handle;
 pub mod index;
 pub mod ingest;
 mod labels;
@@ -20,7 +22,6 @@ mod log;
 pub mod mapping;
 pub mod meshes;
 mod mutate;
-pub mod pyramid;
 mod sparsevol;
 mod state;
 pub mod store;
@@ -30,11 +31,13 @@ mod voxels;
 
 use serde_json::json;
 
-use crate::datatype::{DataRequest, DataResponse, Datatype, Method, Query, Settings};
-use crate::instance::DataCtx;
+use crate::datatype::DataCtx;
+use crate::datatype::{DataRequest, DataResponse, Datatype, Description, Method, Query, Settings};
+use crate::mutation::Subscription;
 use crate::{Error, Result};
 use config::Config;
-pub use labels::{body_supervoxels, check_hash};
+pub use handle::Labelmap;
+pub use labels::check_hash;
 use store::Labels;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -98,34 +101,26 @@ const NEED_INDEX: &[&str] = &[
 
 const HELP: &str = include_str!("help.txt");
 
+static DESCRIPTION: Description = Description {
+    name: "labelmap",
+    url: "github.com/janelia-flyem/dvid/datatype/labelmap",
+    version: "0.1",
+    help: HELP,
+    keywords: KEYWORDS,
+    sync_targets: &["labelmap", "labelvol"],
+    // gzip like DVID, but at level 1: DVID's level 6 more than doubles the ingest time
+    // (docs/benchmarks.md).
+    default_compression: "gzip:1",
+};
+
 impl Datatype for LabelmapType {
-    fn type_name(&self) -> &'static str {
-        "labelmap"
-    }
-    fn type_url(&self) -> &'static str {
-        "github.com/janelia-flyem/dvid/datatype/labelmap"
-    }
-    fn type_version(&self) -> &'static str {
-        "0.1"
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn keywords(&self) -> &'static [&'static str] {
-        KEYWORDS
-    }
-    fn sync_targets(&self) -> &'static [&'static str] {
-        &["labelmap", "labelvol"]
-    }
-    /// gzip like DVID, but at level 1: DVID's level 6 more than doubles the ingest time
-    /// (docs/benchmarks.md).
-    fn default_compression(&self) -> &'static str {
-        "gzip:1"
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {
         let cfg = Config::from_settings(settings)?;
-        store::Stored::from_setting(
+        crate::block::Stored::from_setting(
             &settings
                 .get("compression")
                 .unwrap_or(self.default_compression())
@@ -184,11 +179,19 @@ impl Datatype for LabelmapType {
         method == Method::Post && keyword == "raw"
     }
 
+    fn subscriptions(&self, ctx: &DataCtx) -> Result<Vec<Subscription>> {
+        let cfg = Config::from_json(&ctx.instance.config)?;
+        Ok(if cfg.keep_meshes {
+            vec![meshes::subscription(ctx)]
+        } else {
+            Vec::new()
+        })
+    }
+
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         let labels = Labels::new(ctx)?;
         let mapping = state::state(ctx).mapping(&labels)?;
         let labels = labels.with_mapping(mapping, req.query.flag("supervoxels"));
-        meshes::ensure_worker(ctx, &labels);
         let kw = req.keyword.as_str();
         if !labels.cfg.indexed_labels && NEED_INDEX.contains(&kw) {
             return Err(Error::bad(format!(

@@ -10,19 +10,22 @@ use serde_json::{Value, json};
 use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
 
-use super::geom::{BlockCoord, pack_block, unpack_block, zyx};
 use super::index::{LabelIndex, SvCount};
-use super::ingest::{Mode, Write};
+use super::ingest::{Computed, Mode, Write};
 use super::labels::allocate;
 use super::mapping::{put_changes, put_sv_split};
 use super::state::state;
 use super::store::{Labels, encode_index, index_key};
 use super::{one_segment, parse_label};
-use crate::compute::{LabelTable, Run, Shape, merge_runs};
-use crate::datatype::{DataRequest, DataResponse};
-use crate::instance::DataCtx;
-use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL, SyncEvent};
-use crate::{Error, Result, mutlog};
+use crate::block::Blocks;
+use crate::block::geom::{BlockCoord, pack_block, unpack_block, zyx};
+use crate::compute::batch::{BatchInput, run_steps};
+use crate::compute::{LabelTable, Run, merge_runs};
+use crate::datatype::DataCtx;
+use crate::datatype::{DataRequest, DataResponse, Mutation};
+use crate::mutation::log as mutlog;
+use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL};
+use crate::{Error, Result};
 
 fn json_list(body: &[u8], what: &str) -> Result<Vec<u64>> {
     serde_json::from_slice(body)
@@ -46,11 +49,11 @@ fn stamp(index: &mut LabelIndex, ctx: &DataCtx, label: u64, mutid: u64) {
 
 fn put_index(batch: &mut WriteBatch, labels: &Labels, index: &LabelIndex) {
     if index.blocks.is_empty() {
-        delete_into(batch, &labels.view, &index_key(index.label));
+        delete_into(batch, &labels.blocks.view, &index_key(index.label));
     } else {
         put_into(
             batch,
-            &labels.view,
+            &labels.blocks.view,
             &index_key(index.label),
             &encode_index(index),
         );
@@ -71,50 +74,13 @@ fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> Value {
     r
 }
 
-/// Commits a mutation's batch with its records; then the cached mapping, log readers and
-/// sync subscribers hear of it.
-fn commit(
-    ctx: &DataCtx,
-    labels: &Labels,
-    mut batch: WriteBatch,
-    changes: &HashMap<u64, u64>,
-    records: Vec<Value>,
-    event: Option<(&'static str, u64, Delta)>,
-) -> Result<()> {
-    put_changes(&mut batch, labels, changes);
-    for rec in records {
-        ctx.log_mutation(&mut batch, rec);
-    }
-    labels.store.write(batch)?;
-    finish(ctx, labels, changes, event);
-    Ok(())
-}
-
-fn finish(
-    ctx: &DataCtx,
-    labels: &Labels,
-    changes: &HashMap<u64, u64>,
-    event: Option<(&'static str, u64, Delta)>,
-) {
+/// Commits a mutation with the mapping changes it makes; then the cached mapping follows.
+fn commit(labels: &Labels, mut m: Mutation<'_>, changes: &HashMap<u64, u64>) -> Result<()> {
+    put_changes(&mut m.batch, labels, changes);
+    let ctx = m.ctx();
+    m.commit()?;
     state(ctx).mapping_changed(labels, changes);
-    ctx.engine.log_appended();
-    if let Some((name, mutation_id, delta)) = event {
-        publish(ctx, labels, name, mutation_id, delta);
-    }
-}
-
-/// Tells the instance's sync subscribers, if any, of a committed change.
-fn publish(ctx: &DataCtx, labels: &Labels, name: &'static str, mutation_id: u64, delta: Delta) {
-    let bus = ctx.engine.sync_bus();
-    if bus.has_subscribers(&ctx.instance.data_uuid, name) {
-        bus.publish(SyncEvent {
-            name,
-            publisher: ctx.instance.data_uuid.clone(),
-            version: labels.view.version,
-            mutation_id,
-            delta,
-        });
-    }
+    Ok(())
 }
 
 fn sorted_blocks(index: &LabelIndex) -> Vec<[i32; 3]> {
@@ -136,7 +102,8 @@ fn absorb(into: &mut LabelIndex, from: LabelIndex, target: u64, changes: &mut Ha
 
 /// `POST merge` `[target, a, b, …]` → `{"MutationID": n}`.
 pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let mut m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let list = json_list(&req.body, "merge")?;
     if list.len() < 2 {
         return Err(Error::bad(
@@ -165,32 +132,25 @@ pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         others.push(must_index(labels, m, "merged")?);
     }
     let mut changes = HashMap::new();
-    let mut batch = WriteBatch::new();
-    for (m, other) in merged.iter().zip(others) {
+    for (label, other) in merged.iter().zip(others) {
         absorb(&mut index, other, target, &mut changes);
-        delete_into(&mut batch, &labels.view, &index_key(*m));
+        delete_into(&mut m.batch, &labels.blocks.view, &index_key(*label));
     }
     stamp(&mut index, ctx, target, mutid);
-    put_index(&mut batch, labels, &index);
-    let rec = record(
+    put_index(&mut m.batch, labels, &index);
+    m.record(record(
         ctx,
         "merge-complete",
         mutid,
         json!({"Target": target, "Labels": merged}),
-    );
+    ));
     let delta = Delta::Merge {
         target,
         merged: merged.clone(),
         blocks: sorted_blocks(&index),
     };
-    commit(
-        ctx,
-        labels,
-        batch,
-        &changes,
-        vec![rec],
-        Some((MERGE_BLOCK, mutid, delta)),
-    )?;
+    m.event(MERGE_BLOCK, delta);
+    commit(labels, m, &changes)?;
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"MutationID\": {mutid}}}"),
@@ -200,7 +160,8 @@ pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
 /// `POST renumber` `[new1, old1, new2, old2, …]`: each old body takes the new label, which
 /// must not exist (a merge into an empty label).
 pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let mut m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let list = json_list(&req.body, "renumber")?;
     if list.is_empty() || list.len() % 2 != 0 {
         return Err(Error::bad("renumber needs [new, old, new, old, …] pairs"));
@@ -219,9 +180,6 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
     let _bodies = st.bodies.lock(list.iter().copied());
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let mut changes = HashMap::new();
-    let mut batch = WriteBatch::new();
-    let mut records = Vec::new();
-    let mut moved = Vec::new();
     for pair in list.chunks_exact(2) {
         let (new, old) = (pair[0], pair[1]);
         if labels.index(new)?.is_some() {
@@ -233,36 +191,33 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
         let mut index = LabelIndex::default();
         absorb(&mut index, from, new, &mut changes);
         stamp(&mut index, ctx, new, mutid);
-        moved.push((new, old, sorted_blocks(&index)));
-        delete_into(&mut batch, &labels.view, &index_key(old));
-        put_index(&mut batch, labels, &index);
+        delete_into(&mut m.batch, &labels.blocks.view, &index_key(old));
+        put_index(&mut m.batch, labels, &index);
         // One record per pair, as DVID logs each renumber.
-        records.push(record(
+        m.record(record(
             ctx,
             "renumber-complete",
             mutid,
             json!({"NewLabel": new, "OrigLabel": old}),
         ));
-    }
-    commit(ctx, labels, batch, &changes, records, None)?;
-    // To subscribers a renumber is a merge into a label that had no voxels: what they keep
-    // of the old label moves to the new one.
-    for (target, old, blocks) in moved {
-        let merged = vec![old];
+        // To subscribers a renumber is a merge into a label that had no voxels: what they
+        // keep of the old label moves to the new one.
         let delta = Delta::Merge {
-            target,
-            merged,
-            blocks,
+            target: new,
+            merged: vec![old],
+            blocks: sorted_blocks(&index),
         };
-        publish(ctx, labels, MERGE_BLOCK, mutid, delta);
+        m.event(MERGE_BLOCK, delta);
     }
+    commit(labels, m, &changes)?;
     Ok(DataResponse::empty())
 }
 
 /// `POST cleave/<label>` `[sv, …]` → `{"CleavedLabel": n, "MutationID": m}`. The new label is
 /// allocated before anything is checked, as DVID does.
 pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let mut m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let label = parse_label(one_segment(req, "<label>")?)?;
     let svs = json_list(&req.body, "cleave")?;
     let st = state(ctx);
@@ -315,31 +270,24 @@ pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
     let (cleaved_size, remain_size) = (out.num_voxels(), index.num_voxels());
     stamp(&mut index, ctx, label, mutid);
     stamp(&mut out, ctx, cleaved, mutid);
-    let mut batch = WriteBatch::new();
-    put_index(&mut batch, labels, &index);
-    put_index(&mut batch, labels, &out);
+    put_index(&mut m.batch, labels, &index);
+    put_index(&mut m.batch, labels, &out);
     let mut list: Vec<u64> = wanted.into_iter().collect();
     list.sort_unstable();
-    let rec = record(
+    m.record(record(
         ctx,
         "cleave-complete",
         mutid,
         json!({"OrigLabel": label, "CleavedLabel": cleaved, "CleavedSupervoxels": list,
                "CleavedSize": cleaved_size, "RemainSize": remain_size}),
-    );
+    ));
     let delta = Delta::Cleave {
         target: label,
         cleaved_label: cleaved,
         supervoxels: list,
     };
-    commit(
-        ctx,
-        labels,
-        batch,
-        &changes,
-        vec![rec],
-        Some((CLEAVE_LABEL, mutid, delta)),
-    )?;
+    m.event(CLEAVE_LABEL, delta);
+    commit(labels, m, &changes)?;
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"CleavedLabel\": {cleaved}, \"MutationID\": {mutid}}}"),
@@ -466,28 +414,17 @@ fn count_under_runs(
 }
 
 /// What a split does: supervoxels renamed (old → (split id, remain id)), the mapping changes
-/// that go with it, the bodies whose indices change, and its record.
+/// that go with it, the bodies whose indices change, its record and its sync event.
 struct Renaming {
     renamed: BTreeMap<u64, (u64, u64)>,
     changes: HashMap<u64, u64>,
     only: HashSet<u64>,
     record: Value,
+    event: Option<(&'static str, Delta)>,
 }
 
-/// Rewrites every block of `index` holding a renamed supervoxel: voxels under the runs take
-/// its split id, the rest its remain id; then commits through `Write` (indices of `only`,
-/// pyramid when `downres`) with the mapping changes, split history and record.
-fn rewrite_blocks(
-    ctx: &DataCtx,
-    labels: &Labels,
-    mutid: u64,
-    index: &LabelIndex,
-    runs: &[Run],
-    r: Renaming,
-    downres: bool,
-) -> Result<Vec<BlockCoord>> {
-    let renamed = &r.renamed;
-    let st = state(ctx);
+/// The blocks of `index` holding a renamed supervoxel, in (z, y, x) order.
+fn blocks_to_rewrite(index: &LabelIndex, renamed: &BTreeMap<u64, (u64, u64)>) -> Vec<BlockCoord> {
     let mut coords: Vec<BlockCoord> = index
         .blocks
         .iter()
@@ -495,6 +432,28 @@ fn rewrite_blocks(
         .map(|(p, _)| unpack_block(*p))
         .collect();
     coords.sort_unstable_by_key(zyx);
+    coords
+}
+
+/// Rewrites every block of `index` holding a renamed supervoxel: voxels under the runs take
+/// its split id, the rest its remain id; then commits `m` through `Write` (indices of `only`,
+/// pyramid when `downres`) with the mapping changes, split history, record and event.
+///
+/// Each batch of blocks is read in one storage call, once, and goes to the compute backend
+/// once: decode → split → relabel → counts → first pyramid level → encode.
+fn rewrite_blocks(
+    labels: &Labels,
+    m: Mutation<'_>,
+    index: &LabelIndex,
+    runs: &[Run],
+    r: Renaming,
+    downres: bool,
+) -> Result<()> {
+    let ctx = m.ctx();
+    let mutid = m.mutation_id();
+    let renamed = &r.renamed;
+    let st = state(ctx);
+    let coords = blocks_to_rewrite(index, renamed);
     // The blocks and, when the pyramid is rebuilt, their parents at every scale: two splits
     // rewriting different children of one parent must not both rebuild it from a stale copy.
     let levels = if downres {
@@ -514,41 +473,57 @@ fn rewrite_blocks(
         track: false,
         downres: downres && labels.cfg.max_downres_level > 0,
     };
-    let mut write = Write::new(ctx, labels.clone(), mode, mutid, labels.mapping.clone());
+    let mut write = Write::new(labels.clone(), mode, m, labels.mapping.clone());
     write.relabel(r.changes.clone(), r.only);
     let bs = labels.cfg.block_size;
-    let bv = labels.cfg.block_voxels();
-    let mut buf = Vec::new();
+    let shape = labels.block_shape();
+    let mut steps = write.steps();
     for batch in coords.chunks(labels.blocks_per_batch()) {
-        let mut stored = Vec::with_capacity(batch.len());
-        for c in batch {
-            stored.push(labels.stored_block(0, *c)?.ok_or_else(|| {
-                Error::Internal(format!(
-                    "the label index lists block {c:?}, which is not stored"
-                ))
-            })?);
-        }
-        buf.resize(batch.len() * bv, 0);
-        labels.decode_stored(&stored, &mut buf)?;
+        let stored = labels
+            .blocks
+            .get_many(0, batch)?
+            .into_iter()
+            .zip(batch)
+            .map(|(s, c)| {
+                s.ok_or_else(|| {
+                    Error::Internal(format!(
+                        "the label index lists block {c:?}, which is not stored"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let payloads = Blocks::payloads(&stored)?;
         let mut stacked = Vec::new();
         for (i, c) in batch.iter().enumerate() {
             runs_in_block(runs, *c, bs, (i * bs[2]) as i32, &mut stacked);
         }
-        let shape = Shape::new(bs[0], bs[1], bs[2] * batch.len());
-        labels
-            .compute
-            .split_apply(&mut buf, shape, &stacked, &split)?;
-        labels.compute.relabel(&mut buf, &remain)?;
-        write.add(batch, &buf, None)?;
+        steps.split = Some((stacked, split.clone()));
+        steps.relabel = Some(remain.clone());
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let out = run_steps(
+            labels.compute.as_ref(),
+            BatchInput::Encoded(&refs),
+            shape,
+            &steps,
+        )?;
+        let computed = Computed {
+            blocks: out.blocks,
+            counts: out.counts,
+            half: out.half,
+        };
+        let prev = payloads.into_iter().map(Some).collect();
+        write.add_computed(batch, computed, vec![None; batch.len()], prev)?;
     }
-    let batch = write.batch();
-    put_changes(batch, labels, &r.changes);
+    let change = write.change();
+    put_changes(&mut change.batch, labels, &r.changes);
     for (sv, (split, remain)) in renamed {
-        put_sv_split(batch, labels, mutid, *sv, *remain, *split);
+        put_sv_split(&mut change.batch, labels, mutid, *sv, *remain, *split);
     }
-    ctx.log_mutation(batch, r.record);
-    write.commit()?;
-    Ok(coords)
+    change.record(r.record);
+    if let Some((name, delta)) = r.event {
+        change.event(name, delta);
+    }
+    write.commit()
 }
 
 /// The lock key of block `c` at `scale`. Distinct blocks may share a key; that only makes
@@ -561,12 +536,13 @@ fn block_lock_key(scale: u8, c: BlockCoord) -> u64 {
 /// supervoxel they touch gets two new ids (split part, remainder), allocated after the new
 /// body's label, in supervoxel order; the old supervoxel is retired (maps to 0).
 pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    if !ctx.engine.allow_labelmap_split() {
+    if !ctx.services.allow_labelmap_split {
         return Err(Error::bad(
             "POST split is turned off on this server ([server] allow_labelmap_split = false)",
         ));
     }
-    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let label = parse_label(one_segment(req, "<label>")?)?;
     let runs = parse_rles(&req.body)?;
     let st = state(ctx);
@@ -611,20 +587,21 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         mutid,
         json!({"Target": label, "NewLabel": new_body, "SVSplits": svsplits, "SplitVoxels": split_voxels}),
     );
+    let delta = Delta::Split {
+        target: label,
+        new_label: new_body,
+        blocks: blocks_to_rewrite(&index, &renamed),
+        voxels: split_voxels,
+    };
     let renaming = Renaming {
         renamed,
         changes: changes.clone(),
         only: HashSet::from([label, new_body]),
         record: rec,
+        event: Some((SPLIT_LABEL, delta)),
     };
-    let coords = rewrite_blocks(ctx, labels, mutid, &index, &runs, renaming, true)?;
-    let delta = Delta::Split {
-        target: label,
-        new_label: new_body,
-        blocks: coords,
-        voxels: split_voxels,
-    };
-    finish(ctx, labels, &changes, Some((SPLIT_LABEL, mutid, delta)));
+    rewrite_blocks(labels, m, &index, &runs, renaming, true)?;
+    st.mapping_changed(labels, &changes);
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"label\": {new_body}, \"MutationID\": {mutid}}}"),
@@ -641,7 +618,8 @@ fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
 /// `POST split-supervoxel/<sv>[?split=&remain=&downres=]`: the RLE's voxels, strictly inside
 /// the supervoxel, become a new supervoxel and the rest another; both stay in its body.
 pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let mutid = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let sv = parse_label(one_segment(req, "<supervoxel>")?)?;
     let runs = parse_rles(&req.body)?;
     let (given_split, given_remain) = (id_param(req, "split")?, id_param(req, "remain")?);
@@ -713,9 +691,10 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
         changes: changes.clone(),
         only: HashSet::from([body]),
         record: rec,
+        event: None,
     };
-    rewrite_blocks(ctx, labels, mutid, &index, &runs, renaming, downres)?;
-    finish(ctx, labels, &changes, None);
+    rewrite_blocks(labels, m, &index, &runs, renaming, downres)?;
+    st.mapping_changed(labels, &changes);
     Ok(DataResponse::bytes(
         "application/json",
         format!(

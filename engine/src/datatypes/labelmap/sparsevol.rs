@@ -3,10 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::geom::{BlockCoord, parse_point, unpack_block, zyx};
 use super::index::LabelIndex;
 use super::store::{self, Labels, index_key, index_key_label};
 use super::{no_voxels as not_found, one_segment, parse_label, scale, voxels};
+use crate::block::geom::{BlockCoord, parse_point, unpack_block, zyx};
 use crate::compute::{Run, merge_runs};
 use crate::datatype::{DataRequest, DataResponse, Query};
 use crate::{Error, Result};
@@ -263,7 +263,7 @@ fn compress(body: Vec<u8>, q: &Query) -> Result<Vec<u8>> {
     match q.get("compression") {
         None | Some("") => Ok(body),
         Some("lz4") => Ok(lz4_flex::block::compress(&body)),
-        Some("gzip") => Ok(store::gzip(&body, 6)),
+        Some("gzip") => Ok(crate::block::stored::gzip(&body, 6)),
         Some(other) => Err(Error::bad(format!(
             "sparsevol compression {other:?}: use lz4 or gzip"
         ))),

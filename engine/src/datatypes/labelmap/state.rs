@@ -16,7 +16,7 @@ use tessera_storage::VersionId;
 use super::mapping::{Mapping, load_mapping};
 use super::store::Labels;
 use crate::Result;
-use crate::instance::DataCtx;
+use crate::datatype::DataCtx;
 
 #[derive(Default)]
 pub struct State {
@@ -38,13 +38,13 @@ struct MappingCache {
 }
 
 pub fn state(ctx: &DataCtx) -> Arc<State> {
-    ctx.engine.instance_state(ctx.instance.id, State::default)
+    ctx.services.instance_state(ctx.instance.id, State::default)
 }
 
 impl State {
     /// The mapping visible at the labels' version.
     pub fn mapping(&self, labels: &Labels) -> Result<Arc<Mapping>> {
-        let v = labels.view.version;
+        let v = labels.blocks.view.version;
         let generation = {
             let c = self.mapping.lock();
             if let Some(m) = c.by_version.get(&v) {
@@ -64,7 +64,7 @@ impl State {
     /// cached mappings are dropped: an admin write to a committed node can change what its
     /// descendants see.
     pub fn mapping_changed(&self, labels: &Labels, changes: &HashMap<u64, u64>) {
-        let v = labels.view.version;
+        let v = labels.blocks.view.version;
         let mut c = self.mapping.lock();
         c.generation += 1;
         let current = c.by_version.remove(&v);

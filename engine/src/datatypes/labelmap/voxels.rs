@@ -6,13 +6,13 @@ use std::io::{Read, Write as _};
 use bytes::Bytes;
 use rayon::prelude::*;
 
-use super::geom::{BlockCoord, VoxelBox, parse_point, parse_size};
 use super::ingest::{Mode, Write};
 use super::state::state;
-use super::store::{self, Labels};
+use super::store::Labels;
 use super::{cseg, scale};
+use crate::block::geom::{BlockCoord, VoxelBox, parse_point, parse_size};
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse};
-use crate::instance::DataCtx;
 use crate::{Error, Result};
 
 /// Output produced per streamed chunk of a 3-D read, so a read of any size holds a bounded
@@ -90,11 +90,13 @@ fn fill_planes(
         for by in lo[1]..=hi[1] {
             let mut coords: Vec<BlockCoord> = Vec::new();
             let mut values: Vec<Vec<u8>> = Vec::new();
-            labels.row(scale, bz, by, lo[0], hi[0], &mut |c, v| {
-                coords.push(c);
-                values.push(v.to_vec());
-                Ok(())
-            })?;
+            labels
+                .blocks
+                .row(scale, bz, by, lo[0], hi[0], &mut |c, v| {
+                    coords.push(c);
+                    values.push(v.to_vec());
+                    Ok(())
+                })?;
             for (cs, vs) in coords.chunks(per_batch).zip(values.chunks(per_batch)) {
                 decoded.resize(cs.len() * block_voxels, 0);
                 labels.decode_mapped(vs, &mut decoded)?;
@@ -248,7 +250,7 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
                     if compression == "google" {
                         Ok(DataResponse::octets(enc))
                     } else {
-                        Ok(DataResponse::octets(store::gzip(&enc, 6))
+                        Ok(DataResponse::octets(crate::block::stored::gzip(&enc, 6))
                             .with_header("Content-Encoding", "gzip"))
                     }
                 }
@@ -374,7 +376,7 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
                     Error::bad(format!("body is not an LZ4 block of {want} bytes: {e}"))
                 })?
             } else {
-                store::gunzip(&packed, want).map_err(|e| {
+                crate::block::stored::gunzip(&packed, want).map_err(|e| {
                     Error::bad(format!("body is not gzip of at most {want} bytes: {e}"))
                 })?
             };
@@ -399,7 +401,7 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
             req.body_reader()
         }
     };
-    let mutation_id = ctx.engine.next_mutation_id(&ctx.uuid)?;
+    let change = ctx.mutation()?;
     let st = state(ctx);
     let _writes = st.writes.write();
     let mapping = labels.mapping.clone();
@@ -414,7 +416,7 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
     let (lo, hi) = bx.block_range(bs);
     let slab_bytes = bx.size[0] * bx.size[1] * bs[2] * 8;
     let layers = (hi[2] - lo[2] + 1) as usize;
-    let mut write = Write::new(ctx, labels, mode, mutation_id, mapping);
+    let mut write = Write::new(labels, mode, change, mapping);
     let mut buf = vec![0u64; per_batch.min(bx.voxels() / block_voxels) * block_voxels];
     std::thread::scope(|s| -> Result<()> {
         // Two slab buffers travel between the reader and this thread.

@@ -10,8 +10,8 @@ use tessera_storage::{VersionedStore, View};
 use super::archive::{END, append_entry, entry_name};
 use super::keys::tkey;
 use crate::Result;
-use crate::datatypes::labelmap::meshes;
-use crate::instance::DataCtx;
+use crate::datatype::DataCtx;
+use crate::datatypes::labelmap::Labelmap;
 use crate::mesh::format::{self, Format};
 
 /// Bytes gathered before a streamed archive hands out a chunk.
@@ -29,13 +29,16 @@ pub struct Blobs {
 /// Meshes supervoxels without a stored blob (the `Generate` setting) from the synced
 /// labelmap at the request's node.
 pub struct Generator {
-    pub labelmap: DataCtx,
+    pub labelmap: Labelmap,
     pub format: Format,
 }
 
 impl Generator {
     pub fn mesh(&self, sv: u64) -> Result<Option<Vec<u8>>> {
-        Ok(meshes::supervoxel_mesh(&self.labelmap, sv)?.map(|m| format::encode(&m, self.format)))
+        Ok(self
+            .labelmap
+            .mesh(sv, true)?
+            .map(|m| format::encode(&m, self.format)))
     }
 }
 
@@ -87,7 +90,7 @@ impl Blobs {
                     return Ok(true);
                 }
                 match &self.generator {
-                    Some(g) => meshes::supervoxel_exists(&g.labelmap, sv),
+                    Some(g) => g.labelmap.supervoxel_exists(sv),
                     None => Ok(false),
                 }
             })

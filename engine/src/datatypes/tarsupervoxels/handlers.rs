@@ -2,17 +2,17 @@
 //! then reads, or writes one atomic batch holding the blobs and their mutation-log records.
 
 use serde_json::{Value, json};
-use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
 
 use super::archive;
 use super::blobs::Blobs;
 use super::bodies;
 use super::keys::{id_from_path, tkey};
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Method};
 use crate::datatypes::labelmap::check_hash;
-use crate::instance::DataCtx;
-use crate::{Error, Result, mutlog};
+use crate::mutation::log as mutlog;
+use crate::{Error, Result};
 
 pub fn handle(ctx: &DataCtx, blobs: Blobs, req: &DataRequest) -> Result<DataResponse> {
     match (req.keyword.as_str(), req.method) {
@@ -25,8 +25,8 @@ pub fn handle(ctx: &DataCtx, blobs: Blobs, req: &DataRequest) -> Result<DataResp
         ("exists", Method::Get) => get_exists(&blobs, req),
         ("load", Method::Post) => post_load(ctx, &blobs, req),
         ("generate", Method::Post) => post_generate(ctx, &blobs, req),
-        ("mutations", Method::Get) => mutlog::get_mutations(ctx, req),
-        ("mutations-range", Method::Get) => mutlog::get_mutations_range(ctx, req),
+        ("mutations", Method::Get) => crate::datatype::log::get_mutations(ctx, req),
+        ("mutations-range", Method::Get) => crate::datatype::log::get_mutations_range(ctx, req),
         (keyword, method) => Err(Error::bad(format!(
             "tarsupervoxels endpoint {keyword:?} does not support the {} method",
             method.as_str()
@@ -74,19 +74,19 @@ fn get_supervoxel(blobs: &Blobs, req: &DataRequest) -> Result<DataResponse> {
 
 fn post_supervoxel(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     let sv = supervoxel(req)?;
-    let mut batch = WriteBatch::new();
-    put_into(&mut batch, &ctx.view, &tkey(sv), &req.body);
-    ctx.log_mutation(&mut batch, post_record(&ctx.uuid, sv, req.body.len()));
-    ctx.store.write(batch)?;
+    let mut m = ctx.write();
+    put_into(&mut m.batch, &ctx.view, &tkey(sv), &req.body);
+    m.record(post_record(&ctx.uuid, sv, req.body.len()));
+    m.commit()?;
     Ok(DataResponse::empty())
 }
 
 fn delete_supervoxel(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     let sv = supervoxel(req)?;
-    let mut batch = WriteBatch::new();
-    delete_into(&mut batch, &ctx.view, &tkey(sv));
-    ctx.log_mutation(&mut batch, delete_record(&ctx.uuid, sv));
-    ctx.store.write(batch)?;
+    let mut m = ctx.write();
+    delete_into(&mut m.batch, &ctx.view, &tkey(sv));
+    m.record(delete_record(&ctx.uuid, sv));
+    m.commit()?;
     Ok(DataResponse::empty())
 }
 
@@ -134,12 +134,12 @@ fn post_load(ctx: &DataCtx, blobs: &Blobs, req: &DataRequest) -> Result<DataResp
     if members.is_empty() {
         return Ok(DataResponse::empty());
     }
-    let mut batch = WriteBatch::new();
+    let mut m = ctx.write();
     for (sv, data) in &members {
-        put_into(&mut batch, &ctx.view, &tkey(*sv), data);
-        ctx.log_mutation(&mut batch, post_record(&ctx.uuid, *sv, data.len()));
+        put_into(&mut m.batch, &ctx.view, &tkey(*sv), data);
+        m.record(post_record(&ctx.uuid, *sv, data.len()));
     }
-    ctx.store.write(batch)?;
+    m.commit()?;
     Ok(DataResponse::empty())
 }
 
@@ -154,16 +154,16 @@ fn post_generate(ctx: &DataCtx, blobs: &Blobs, req: &DataRequest) -> Result<Data
     };
     let body = body(req)?;
     let svs = bodies::supervoxels(ctx, body)?;
-    let mut batch = WriteBatch::new();
+    let mut m = ctx.write();
     let mut generated = 0;
     for sv in blobs.unstored(&svs)? {
         if let Some(data) = generator.mesh(sv)? {
-            put_into(&mut batch, &ctx.view, &tkey(sv), &data);
-            ctx.log_mutation(&mut batch, post_record(&ctx.uuid, sv, data.len()));
+            put_into(&mut m.batch, &ctx.view, &tkey(sv), &data);
+            m.record(post_record(&ctx.uuid, sv, data.len()));
             generated += 1;
         }
     }
-    ctx.store.write(batch)?;
+    m.commit()?;
     Ok(DataResponse::json(&json!({ "generated": generated })))
 }
 

@@ -20,8 +20,8 @@ pub mod keys;
 mod tests;
 
 use crate::Result;
-use crate::datatype::{DataRequest, DataResponse, Datatype, Settings};
-use crate::instance::DataCtx;
+use crate::datatype::DataCtx;
+use crate::datatype::{DataRequest, DataResponse, Datatype, Description, Settings};
 use blobs::Blobs;
 use config::Config;
 
@@ -41,24 +41,19 @@ const KEYWORDS: &[&str] = &[
 
 const HELP: &str = include_str!("help.txt");
 
+static DESCRIPTION: Description = Description {
+    name: "tarsupervoxels",
+    url: "github.com/janelia-flyem/dvid/datatype/tarsupervoxels",
+    version: "0.1",
+    help: HELP,
+    keywords: KEYWORDS,
+    sync_targets: &["labelmap"],
+    default_compression: "lz4",
+};
+
 impl Datatype for TarSupervoxelsType {
-    fn type_name(&self) -> &'static str {
-        "tarsupervoxels"
-    }
-    fn type_url(&self) -> &'static str {
-        "github.com/janelia-flyem/dvid/datatype/tarsupervoxels"
-    }
-    fn type_version(&self) -> &'static str {
-        "0.1"
-    }
-    fn help(&self) -> &'static str {
-        HELP
-    }
-    fn keywords(&self) -> &'static [&'static str] {
-        KEYWORDS
-    }
-    fn sync_targets(&self) -> &'static [&'static str] {
-        &["labelmap"]
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {

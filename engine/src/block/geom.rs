@@ -103,7 +103,7 @@ impl VoxelBox {
 pub fn check_block_coord(c: BlockCoord) -> Result<()> {
     if c.iter().any(|&v| (v as i64).abs() > MAX_BLOCK_COORD) {
         return Err(Error::bad(format!(
-            "block coordinate {c:?} is outside ±{MAX_BLOCK_COORD}, the range labelmap stores"
+            "block coordinate {c:?} is outside ±{MAX_BLOCK_COORD}, the range blocks are stored in"
         )));
     }
     Ok(())

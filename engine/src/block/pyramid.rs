@@ -11,25 +11,26 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::geom::BlockCoord;
-use super::store::{Labels, deserialize};
+use super::geom::{BlockCoord, zyx};
+use super::read::Blocks;
+use super::voxel::Voxel;
 use crate::Result;
-use crate::compute::Shape;
+use crate::compute::{Compute, Shape};
 
 /// A parent block being assembled: its voxels and which octants are filled (bit oz·4+oy·2+ox).
-struct Parent {
-    voxels: Vec<u64>,
+struct Parent<V> {
+    voxels: Vec<V>,
     have: u8,
 }
 
 /// The changed blocks of one scale, waiting to be finished and handed to the next.
-pub struct Level {
+pub struct Level<V: Voxel> {
     block: Shape,
-    parents: HashMap<BlockCoord, Parent>,
+    parents: HashMap<BlockCoord, Parent<V>>,
 }
 
-impl Level {
-    pub fn new(block: Shape) -> Level {
+impl<V: Voxel> Level<V> {
+    pub fn new(block: Shape) -> Level<V> {
         Level {
             block,
             parents: HashMap::new(),
@@ -44,19 +45,27 @@ impl Level {
     /// parents' octants.
     pub fn add_children(
         &mut self,
-        labels: &Labels,
+        compute: &dyn Compute,
         coords: &[BlockCoord],
-        voxels: &[u64],
+        voxels: &[V],
     ) -> Result<()> {
         let b = self.block;
         let stacked = Shape::new(b.x, b.y, b.z * coords.len());
-        let half = labels.compute.downsample_mode(voxels, stacked)?;
+        let half = V::downsample(compute, voxels, stacked)?;
+        self.add_half(coords, &half);
+        Ok(())
+    }
+
+    /// Places already downsampled children (each `block.half()`, one after another) into
+    /// their parents' octants.
+    pub fn add_half(&mut self, coords: &[BlockCoord], half: &[V]) {
+        let b = self.block;
         let (hx, hy, hz) = (b.x / 2, b.y / 2, b.z / 2);
         for (i, c) in coords.iter().enumerate() {
             let parent_coord = c.map(|v| v >> 1);
             let [ox, oy, oz] = c.map(|v| (v & 1) as usize);
             let parent = self.parents.entry(parent_coord).or_insert_with(|| Parent {
-                voxels: vec![0; b.voxels()],
+                voxels: vec![V::default(); b.voxels()],
                 have: 0,
             });
             parent.have |= 1 << (oz * 4 + oy * 2 + ox);
@@ -69,33 +78,43 @@ impl Level {
                 }
             }
         }
-        Ok(())
     }
 
     /// The finished blocks of this scale, sorted by coordinate: octants no child changed are
-    /// copied from the block stored at `scale` (zeros where none is).
-    pub fn finish(self, labels: &Labels, scale: u8) -> Result<(Vec<BlockCoord>, Vec<u64>)> {
+    /// copied from the block stored at `scale` (zeros where none is), read in one batch.
+    pub fn finish(
+        self,
+        blocks: &Blocks,
+        compute: &dyn Compute,
+        scale: u8,
+    ) -> Result<(Vec<BlockCoord>, Vec<V>)> {
         let b = self.block;
-        let mut parents: Vec<(BlockCoord, Parent)> = self.parents.into_iter().collect();
-        parents.sort_unstable_by_key(|(c, _)| super::geom::zyx(c));
+        let mut parents: Vec<(BlockCoord, Parent<V>)> = self.parents.into_iter().collect();
+        parents.sort_unstable_by_key(|(c, _)| zyx(c));
+        let partial: Vec<BlockCoord> = parents
+            .iter()
+            .filter(|(_, p)| p.have != 0xFF)
+            .map(|(c, _)| *c)
+            .collect();
+        let stored: HashMap<BlockCoord, Vec<u8>> = partial
+            .iter()
+            .zip(blocks.get_many(scale, &partial)?)
+            .filter_map(|(c, s)| s.map(|s| (*c, s)))
+            .collect();
         parents
             .par_iter_mut()
-            .try_for_each(|(c, p)| -> Result<()> {
-                if p.have == 0xFF {
-                    return Ok(());
-                }
-                let Some(stored) = labels.stored_block(scale, *c)? else {
-                    return Ok(());
-                };
-                let mut old = vec![0u64; b.voxels()];
-                labels.decode_blocks(&[&deserialize(&stored)?], &mut old)?;
+            .map(|(c, p)| (stored.get(c), p))
+            .try_for_each(|(old, p)| -> Result<()> {
+                let Some(old) = old else { return Ok(()) };
+                let mut prev = vec![V::default(); b.voxels()];
+                blocks.decode(compute, std::slice::from_ref(old), &mut prev)?;
                 let (hx, hy, hz) = (b.x / 2, b.y / 2, b.z / 2);
                 for oct in (0..8).filter(|o| p.have & (1 << o) == 0) {
                     let (ox, oy, oz) = (oct & 1, (oct >> 1) & 1, oct >> 2);
                     for z in oz * hz..(oz + 1) * hz {
                         for y in oy * hy..(oy + 1) * hy {
                             let at = (z * b.y + y) * b.x + ox * hx;
-                            p.voxels[at..at + hx].copy_from_slice(&old[at..at + hx]);
+                            p.voxels[at..at + hx].copy_from_slice(&prev[at..at + hx]);
                         }
                     }
                 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use super::{Engine, blob_key};
+use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Datatype, Method};
-use crate::engine::{Engine, blob_key};
-use crate::instance::DataCtx;
 use crate::{Error, Result};
 
 /// Answers a common keyword, or returns `None` for the datatype to handle.

@@ -7,8 +7,6 @@ use serde_json::Value;
 use tessera_storage::versioned::{prefix_end, space};
 use tessera_storage::{KvStore, VersionId, WriteBatch};
 
-use crate::datatype::{DataRequest, DataResponse};
-use crate::instance::DataCtx;
 use crate::{Error, Result};
 
 fn prefix(instance: u32, version: VersionId) -> Vec<u8> {
@@ -110,34 +108,6 @@ pub fn records_json(records: &[Vec<u8>], userid: Option<&str>) -> Result<Vec<u8>
     }
     out.push(b']');
     Ok(out)
-}
-
-/// `GET mutations[?userid=]`: the version's records.
-pub fn get_mutations(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let records = ctx.mutations()?;
-    let userid = req.query.get("userid").filter(|u| !u.is_empty());
-    Ok(DataResponse::bytes(
-        "application/json",
-        records_json(&records, userid)?,
-    ))
-}
-
-/// `GET mutations-range/<begin>/<end>`: the records of every version from begin to end.
-pub fn get_mutations_range(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let (begin, end) = match req.path.as_slice() {
-        [b, e] | [b, e, _] if req.path.get(2).is_none_or(|s| s.is_empty()) => (b, e),
-        _ => {
-            return Err(Error::bad(
-                "expected beginning and end UUIDs after \"mutations-range/\"",
-            ));
-        }
-    };
-    let records = ctx.mutations_range(begin, end)?;
-    let userid = req.query.get("userid").filter(|u| !u.is_empty());
-    Ok(DataResponse::bytes(
-        "application/json",
-        records_json(&records, userid)?,
-    ))
 }
 
 #[cfg(test)]

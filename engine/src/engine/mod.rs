@@ -1,10 +1,12 @@
-//! The engine: every repo, version and instance of a server, persisted in the metadata store,
-//! and the entry points the API calls.
+//! The engine facade: every repo, version and instance of a server, persisted in the metadata
+//! store, the entry points the API calls, and the [`Catalog`] datatypes reach each other
+//! through. It sits above the datatypes and the services; nothing below it names it.
 
-use std::any::Any;
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -14,11 +16,13 @@ use tessera_storage::{Dag, KvStore, VersionId, VersionedStore, View, WriteBatch}
 
 use crate::compute::Compute;
 use crate::compute::cpu::CpuCompute;
-use crate::datatype::{DataRequest, DataResponse, Datatype, Method, Settings};
-use crate::instance::{DataCtx, InstanceMeta};
+pub use crate::datatype::Caller;
+use crate::datatype::{Catalog, DataCtx, DataRequest, DataResponse, Datatype, Method, Settings};
+use crate::instance::InstanceMeta;
 use crate::repo::{INITIAL_MUTATION_ID, MUTATION_ID_STRIDE, Node, Repo, log_line, now};
+use crate::services::Services;
 use crate::sync::SyncBus;
-use crate::{Error, Result, common, datatypes};
+use crate::{Error, Result, datatypes};
 
 /// How the engine is set up: its stores and the rules assigning instances to them (DVID's
 /// `[store.*]` and `[backend.*]`).
@@ -48,14 +52,6 @@ impl EngineOptions {
             allow_labelmap_split: true,
         }
     }
-}
-
-/// Who is making a request: `u=`/`app=` and whether they hold admin privilege.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    pub user: Option<String>,
-    pub app: Option<String>,
-    pub admin: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -92,14 +88,9 @@ pub struct Engine {
     /// can't land in a node after the node was committed.
     commit_gate: Arc<RwLock<()>>,
     min_mutation_id_start: u64,
-    log_seq: AtomicU64,
-    compute: Arc<dyn Compute>,
-    sync: SyncBus,
-    /// Per-instance state a datatype keeps in memory (locks, caches), by instance id.
-    instance_state: parking_lot::Mutex<HashMap<u32, Arc<dyn Any + Send + Sync>>>,
-    /// Counts mutation-log appends; log readers wait on it for new records.
-    log_appends: (parking_lot::Mutex<u64>, parking_lot::Condvar),
-    allow_labelmap_split: bool,
+    services: Arc<Services>,
+    /// This engine, for the contexts it hands out (they reach it as their `Catalog`).
+    me: Weak<Engine>,
 }
 
 impl Engine {
@@ -166,7 +157,7 @@ impl Engine {
             .into_iter()
             .map(|t| (t.type_name(), t))
             .collect();
-        Ok(Arc::new(Engine {
+        let engine = Arc::new_cyclic(|me| Engine {
             meta,
             stores: opts.stores,
             backends: opts.backends,
@@ -175,13 +166,59 @@ impl Engine {
             state: RwLock::new(state),
             commit_gate: Arc::new(RwLock::new(())),
             min_mutation_id_start: opts.min_mutation_id_start,
-            log_seq: AtomicU64::new(0),
-            compute: opts.compute,
-            sync: SyncBus::default(),
-            instance_state: Default::default(),
-            log_appends: Default::default(),
-            allow_labelmap_split: opts.allow_labelmap_split,
-        }))
+            services: Arc::new(Services::new(opts.compute, opts.allow_labelmap_split)),
+            me: me.clone(),
+        });
+        // Background workers start with the engine and first finish what they had not
+        // acknowledged before it stopped.
+        let instances: Vec<(String, String)> = {
+            let state = engine.state.read();
+            state
+                .repos
+                .values()
+                .flat_map(|r| {
+                    r.instances
+                        .values()
+                        .map(|i| (r.root_uuid().to_string(), i.name.clone()))
+                })
+                .collect()
+        };
+        for (root, name) in instances {
+            engine.subscribe_instance(&root, &name)?;
+        }
+        Ok(engine)
+    }
+
+    /// Subscribes the durable sync subscriptions instance `name` of the repo of `spec` wants.
+    fn subscribe_instance(&self, spec: &str, name: &str) -> Result<()> {
+        let root = {
+            let state = self.state.read();
+            let (root, _) = match_uuid(&state, spec)?;
+            state.repos[&root].root_uuid().to_string()
+        };
+        let ctx = self.ctx_at(&root, name, None, &Caller::admin())?;
+        let dt = self.datatype(&ctx.instance.type_name)?.clone();
+        for sub in dt.subscriptions(&ctx)? {
+            self.services.mutations.subscribe(sub)?;
+        }
+        Ok(())
+    }
+
+    fn arc(&self) -> Arc<Engine> {
+        self.me
+            .upgrade()
+            .expect("the engine outlives the calls made on it")
+    }
+
+    /// Waits up to `timeout` for every sync subscriber to have applied every committed
+    /// change; returns whether they have.
+    pub fn wait_caught_up(&self, timeout: Duration) -> bool {
+        self.services.mutations.wait_idle(timeout)
+    }
+
+    /// Every sync subscription with the events waiting in its outbox.
+    pub fn sync_backlog(&self) -> Result<Vec<(String, usize)>> {
+        self.services.mutations.backlog()
     }
 
     /// Makes every store durable (on shutdown).
@@ -193,48 +230,12 @@ impl Engine {
     }
 
     pub fn compute(&self) -> &Arc<dyn Compute> {
-        &self.compute
+        &self.services.compute
     }
 
+    /// Live watchers of committed sync events.
     pub fn sync_bus(&self) -> &SyncBus {
-        &self.sync
-    }
-
-    /// The in-memory state a datatype keeps for instance `id`, made by `init` on first use.
-    /// Panics if the same instance is asked for state of two types (a datatype bug).
-    pub fn instance_state<T: Any + Send + Sync>(
-        &self,
-        id: u32,
-        init: impl FnOnce() -> T,
-    ) -> Arc<T> {
-        let state = self
-            .instance_state
-            .lock()
-            .entry(id)
-            .or_insert_with(|| Arc::new(init()))
-            .clone();
-        state
-            .downcast::<T>()
-            .unwrap_or_else(|_| panic!("instance {id} holds state of another type"))
-    }
-
-    pub fn allow_labelmap_split(&self) -> bool {
-        self.allow_labelmap_split
-    }
-
-    /// Tells log readers that records were appended (after the batch holding them committed).
-    pub fn log_appended(&self) {
-        *self.log_appends.0.lock() += 1;
-        self.log_appends.1.notify_all();
-    }
-
-    /// Waits until the append count differs from `seen` or `timeout` passes; returns the count.
-    pub fn wait_for_log(&self, seen: u64, timeout: std::time::Duration) -> u64 {
-        let mut n = self.log_appends.0.lock();
-        if *n == seen {
-            self.log_appends.1.wait_for(&mut n, timeout);
-        }
-        *n
+        self.services.mutations.bus()
     }
 
     pub fn datatypes(&self) -> impl Iterator<Item = &Arc<dyn Datatype>> {
@@ -274,25 +275,6 @@ impl Engine {
             .collect();
         out.dedup();
         out
-    }
-
-    /// A server-wide, strictly increasing sequence for mutation-log keys. Seeded from the clock
-    /// so it keeps increasing across restarts.
-    pub fn next_log_seq(&self) -> u64 {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
-        let mut prev = self.log_seq.load(Ordering::Relaxed);
-        loop {
-            let next = now.max(prev + 1);
-            match self.log_seq.compare_exchange_weak(
-                prev,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(p) => prev = p,
-            }
-        }
     }
 
     fn persist(&self, state: &State, roots: &[VersionId]) -> Result<()> {
@@ -797,7 +779,7 @@ impl Engine {
         };
         let tags = parse_tags(settings.get("tags").unwrap_or(""))?;
         let config = dt.configure(settings)?;
-        self.modify(spec, |state, root, version| {
+        let created = self.modify(spec, |state, root, version| {
             let repo = &state.repos[&root];
             if repo.nodes[&version].locked && !caller.admin {
                 return Err(Error::bad(format!(
@@ -829,7 +811,9 @@ impl Engine {
             )));
             repo.touch();
             Ok((name.to_string(), dt.type_name().to_string()))
-        })
+        })?;
+        self.subscribe_instance(spec, &created.0)?;
+        Ok(created)
     }
 
     /// DVID's backend precedence (spec §2.4): DataUUID, `name:rootUUID`, tag, type, default.
@@ -886,7 +870,7 @@ impl Engine {
     }
 
     fn ctx_for(
-        self: &Arc<Self>,
+        &self,
         repo: &Repo,
         meta: &InstanceMeta,
         version: VersionId,
@@ -895,7 +879,8 @@ impl Engine {
         let node = version;
         let version = if meta.versioned { version } else { repo.root };
         DataCtx {
-            engine: Arc::clone(self),
+            services: self.services.clone(),
+            catalog: self.arc(),
             node,
             instance: meta.clone(),
             uuid: repo.nodes[&version].uuid.clone(),
@@ -911,34 +896,11 @@ impl Engine {
         }
     }
 
-    /// A context for another instance of `ctx`'s repo, named by name or DataUUID, at `version`
-    /// (when `None`, the version of the node `ctx`'s request named, also for an unversioned
-    /// `ctx`), with `ctx`'s caller: how a datatype reads the instances it syncs to.
-    pub fn sibling(
-        self: &Arc<Self>,
-        ctx: &DataCtx,
-        name_or_uuid: &str,
-        version: Option<VersionId>,
-    ) -> Result<DataCtx> {
-        let caller = Caller {
-            user: ctx.user.clone(),
-            app: ctx.app.clone(),
-            admin: ctx.admin,
-        };
-        // The node the request named: an unversioned instance's own context is at the root.
-        self.ctx_at(
-            &ctx.uuid,
-            name_or_uuid,
-            Some(version.unwrap_or(ctx.node)),
-            &caller,
-        )
-    }
-
     /// A context for the instance `name_or_uuid` (name or DataUUID) of the repo holding node
     /// `spec`, at `version` (the node's own when `None`): for work done outside a request,
     /// such as sync workers.
     pub fn ctx_at(
-        self: &Arc<Self>,
+        &self,
         spec: &str,
         name_or_uuid: &str,
         version: Option<VersionId>,
@@ -974,7 +936,9 @@ impl Engine {
             repo.instances.insert(name.to_string(), meta);
             repo.touch();
             Ok(())
-        })
+        })?;
+        // New syncs may want subscriptions.
+        self.subscribe_instance(spec, name)
     }
 
     /// Whether the instance's datatype wants this request's body streamed; false when the
@@ -1039,6 +1003,39 @@ impl Engine {
             )));
         }
         dt.handle(&ctx, req)
+    }
+}
+
+impl Catalog for Engine {
+    fn ctx_at(
+        &self,
+        spec: &str,
+        name_or_uuid: &str,
+        version: Option<VersionId>,
+        caller: &Caller,
+    ) -> Result<DataCtx> {
+        Engine::ctx_at(self, spec, name_or_uuid, version, caller)
+    }
+
+    fn uuid_of_version(&self, any_uuid: &str, version: VersionId) -> Result<String> {
+        Engine::uuid_of_version(self, any_uuid, version)
+    }
+
+    fn version_path(&self, any_uuid: &str, begin: &str, end: &str) -> Result<Vec<VersionId>> {
+        Engine::version_path(self, any_uuid, begin, end)
+    }
+
+    fn next_mutation_id(&self, spec: &str) -> Result<u64> {
+        Engine::next_mutation_id(self, spec)
+    }
+
+    fn create_instance(
+        &self,
+        spec: &str,
+        settings: &Settings,
+        caller: &Caller,
+    ) -> Result<(String, String)> {
+        Engine::create_instance(self, spec, settings, caller)
     }
 }
 

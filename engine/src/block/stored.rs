@@ -1,0 +1,130 @@
+//! The storage wrapper of every stored value: DVID's serialization (spec §2.2), a first byte
+//! `compression << 5`, then the payload as is, gzipped, or LZ4-compressed.
+
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+
+use crate::{Error, Result};
+
+/// How stored values are compressed: DVID serialization (spec §2.2), first byte
+/// `compression << 5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    None,
+    Gzip(u32),
+    Lz4,
+}
+
+const FORMAT_NONE: u8 = 0x00;
+const FORMAT_GZIP: u8 = 0x40;
+const FORMAT_LZ4: u8 = 0x80;
+
+impl Stored {
+    /// From the instance's normalized compression setting (`Settings` normalizes it). JPEG,
+    /// which uint8 grayscale will take, joins here as a variant of its own.
+    pub fn from_setting(s: &str) -> Result<Stored> {
+        match s.split_once(':') {
+            None if s == "gzip" => Ok(Stored::Gzip(6)),
+            Some(("gzip", level)) => Ok(Stored::Gzip(level.parse().unwrap_or(6))),
+            None if s == "lz4" => Ok(Stored::Lz4),
+            None if s == "none" => Ok(Stored::None),
+            _ => Err(Error::bad(format!(
+                "blocks can be stored with gzip, gzip:N, lz4 or none, not {s:?}"
+            ))),
+        }
+    }
+
+    pub fn serialize(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Stored::None => {
+                let mut out = Vec::with_capacity(data.len() + 1);
+                out.push(FORMAT_NONE);
+                out.extend_from_slice(data);
+                out
+            }
+            Stored::Gzip(level) => {
+                let mut out = vec![FORMAT_GZIP];
+                out.extend_from_slice(&gzip(data, level));
+                out
+            }
+            Stored::Lz4 => lz4_serialize(data),
+        }
+    }
+}
+
+/// A gzip stream as a stored value, passed through as it came.
+pub fn wrap_gzip(gz: &[u8]) -> Vec<u8> {
+    [&[FORMAT_GZIP][..], gz].concat()
+}
+
+/// A stored value as the DVID LZ4 serialization: `0x80 ‖ u32 LE length ‖ LZ4 block`.
+pub fn lz4_serialize(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![FORMAT_LZ4];
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&lz4_flex::block::compress(data));
+    out
+}
+
+/// The bytes inside a stored value.
+pub fn deserialize(stored: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = |what: &str| Error::Internal(format!("stored value: {what}"));
+    match stored.split_first() {
+        None => Ok(Vec::new()),
+        Some((&FORMAT_NONE, rest)) => Ok(rest.to_vec()),
+        Some((&FORMAT_GZIP, rest)) => gunzip(rest, usize::MAX).map_err(|_| corrupt("bad gzip")),
+        Some((&FORMAT_LZ4, rest)) if rest.len() >= 4 => {
+            let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            lz4_flex::block::decompress(&rest[4..], len).map_err(|_| corrupt("bad lz4"))
+        }
+        Some((b, _)) => Err(corrupt(&format!("unknown format byte {b:#04x}"))),
+    }
+}
+
+/// gzip(labels.Block) of a stored block, as `compression=blocks` serves it: the stored bytes
+/// themselves when they are gzip.
+pub fn gzip_payload(stored: &[u8]) -> Result<Vec<u8>> {
+    match stored.split_first() {
+        Some((&FORMAT_GZIP, rest)) => Ok(rest.to_vec()),
+        _ => Ok(gzip(&deserialize(stored)?, 6)),
+    }
+}
+
+pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        Compression::new(level),
+    );
+    enc.write_all(data).expect("writing to a Vec");
+    enc.finish().expect("writing to a Vec")
+}
+
+/// Inflates a gzip stream, refusing to produce more than `limit` bytes.
+pub fn gunzip(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() * 4);
+    let read = GzDecoder::new(data)
+        .take(limit.saturating_add(1) as u64)
+        .read_to_end(&mut out)?;
+    if read > limit {
+        return Err(std::io::Error::other("inflated data is too large"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializations_round_trip() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        for s in [Stored::None, Stored::Gzip(6), Stored::Lz4] {
+            assert_eq!(deserialize(&s.serialize(&data)).unwrap(), data);
+        }
+        assert_eq!(Stored::Gzip(1).serialize(&data)[0], 0x40);
+        assert!(deserialize(&[0x40, 1, 2, 3]).is_err());
+        assert!(gunzip(&gzip(&data, 1), 100).is_err());
+    }
+}

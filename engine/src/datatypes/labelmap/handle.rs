@@ -1,0 +1,61 @@
+//! The typed handle on a labelmap instance, for the datatypes that read one they sync to
+//! (tarsupervoxels; annotation and labelsz next) and for its own workers.
+
+use super::labels::index_for;
+use super::meshes;
+use super::state::state;
+use super::store::Labels;
+use crate::Result;
+use crate::datatype::{DataCtx, Handle};
+use crate::mesh::Mesh;
+
+/// A labelmap at one version, supervoxels mapped to their bodies.
+pub struct Labelmap {
+    ctx: DataCtx,
+    labels: Labels,
+}
+
+impl Handle for Labelmap {
+    const TYPE_NAME: &'static str = "labelmap";
+
+    fn from_ctx(ctx: DataCtx) -> Result<Labelmap> {
+        let labels = Labels::new(&ctx)?;
+        let mapping = state(&ctx).mapping(&labels)?;
+        let labels = labels.with_mapping(mapping, false);
+        Ok(Labelmap { ctx, labels })
+    }
+}
+
+impl Labelmap {
+    pub fn name(&self) -> &str {
+        &self.ctx.instance.name
+    }
+
+    /// Whether the instance keeps a label index (`IndexedLabels`).
+    pub fn indexed(&self) -> bool {
+        self.labels.cfg.indexed_labels
+    }
+
+    /// The body a supervoxel belongs to (0: retired).
+    pub fn body(&self, sv: u64) -> u64 {
+        self.labels.body(sv)
+    }
+
+    /// The supervoxels of `body`, ascending; `None` when no body has that label.
+    pub fn body_supervoxels(&self, body: u64) -> Result<Option<Vec<u64>>> {
+        Ok(index_for(&self.labels, body, false)?
+            .map(|i| i.supervoxel_sizes().into_keys().collect()))
+    }
+
+    /// Whether supervoxel `sv` has voxels.
+    pub fn supervoxel_exists(&self, sv: u64) -> Result<bool> {
+        Ok(index_for(&self.labels, sv, true)?
+            .is_some_and(|i| i.blocks.values().any(|c| c.counts.contains_key(&sv))))
+    }
+
+    /// The mesh of a body (or, with `supervoxels`, of a supervoxel) at scale 0, as `GET mesh`
+    /// serves it; `None` when it has no voxels.
+    pub fn mesh(&self, label: u64, supervoxels: bool) -> Result<Option<Mesh>> {
+        meshes::mesh(&self.ctx, &self.labels, label, 0, supervoxels)
+    }
+}

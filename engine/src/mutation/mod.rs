@@ -1,0 +1,330 @@
+//! The mutation service: the one way instance data changes. A datatype hands it a storage
+//! batch with the mutation's log records and sync events; it appends the records to the
+//! durable log and one outbox entry per interested subscriber to the same batch, commits it
+//! atomically, and only then wakes log readers, subscribers and live watchers.
+//!
+//! Mutation IDs are the repo's (allocated by the catalog, `DataCtx::mutation`); this service
+//! owns what happens from the batch on. Subscribers' workers start when they subscribe (at
+//! engine start for every instance that wants one), drain what they had not acknowledged
+//! before a restart, and report when they are caught up (`wait_idle`).
+
+pub mod log;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde_json::Value;
+use tessera_storage::{KvStore, VersionId, WriteBatch};
+
+use crate::Result;
+use crate::sync::{SyncBus, SyncEvent};
+pub use outbox::{Subscriber, Subscription};
+
+/// Set to `1` to keep subscriber workers from running: events stay in their outboxes until a
+/// server starts without it (recovery tests; an operator draining a server).
+pub const HOLD_ENV: &str = "TESSERA_SYNC_HOLD";
+
+/// One mutation ready to commit at one instance and version.
+pub struct Commit {
+    /// The instance's store: data, log and outbox entries commit together there.
+    pub kv: Arc<dyn KvStore>,
+    pub instance: u32,
+    pub version: VersionId,
+    pub batch: WriteBatch,
+    /// Mutation-log records (`GET mutations`), oldest first.
+    pub records: Vec<Value>,
+    pub events: Vec<SyncEvent>,
+}
+
+pub struct Mutations {
+    log_seq: AtomicU64,
+    /// Counts commits that appended log records; log readers wait on it.
+    appends: (Mutex<u64>, Condvar),
+    workers: Mutex<HashMap<String, Arc<Worker>>>,
+    /// Signalled whenever a worker finishes a run.
+    idle: (Mutex<()>, Condvar),
+    bus: SyncBus,
+    hold: bool,
+}
+
+impl Default for Mutations {
+    /// A service that delivers unless `TESSERA_SYNC_HOLD=1`.
+    fn default() -> Self {
+        Mutations::new(std::env::var(HOLD_ENV).is_ok_and(|v| v == "1"))
+    }
+}
+
+impl Mutations {
+    /// A service whose subscribers' workers run, or, with `hold`, never start.
+    pub fn new(hold: bool) -> Mutations {
+        Mutations {
+            log_seq: AtomicU64::new(0),
+            appends: Default::default(),
+            workers: Default::default(),
+            idle: Default::default(),
+            bus: SyncBus::default(),
+            hold,
+        }
+    }
+
+    /// Live, in-memory watchers of committed events (not durable).
+    pub fn bus(&self) -> &SyncBus {
+        &self.bus
+    }
+
+    /// Whether anyone, durable or live, wants `publisher`'s `event`: publishers skip building
+    /// events nobody receives.
+    pub fn wanted(&self, publisher: &str, event: &'static str) -> bool {
+        self.workers
+            .lock()
+            .values()
+            .any(|w| w.wants(publisher, event))
+            || self.bus.has_subscribers(publisher, event)
+    }
+
+    /// A server-wide, strictly increasing sequence for log and outbox keys. Seeded from the
+    /// clock so it keeps increasing across restarts.
+    pub fn next_seq(&self) -> u64 {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        let mut prev = self.log_seq.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(prev + 1);
+            match self.log_seq.compare_exchange_weak(
+                prev,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    /// Commits a mutation: data, log records and outbox entries in one atomic batch; then
+    /// wakes log readers, the subscribers it wrote to, and live watchers.
+    pub fn commit(&self, c: Commit) -> Result<()> {
+        let Commit {
+            kv,
+            instance,
+            version,
+            mut batch,
+            records,
+            events,
+        } = c;
+        for r in &records {
+            log::append(&mut batch, instance, version, self.next_seq(), r);
+        }
+        let mut woken: Vec<Arc<Worker>> = Vec::new();
+        {
+            let workers = self.workers.lock();
+            for e in &events {
+                for w in workers.values().filter(|w| w.wants(&e.publisher, e.name)) {
+                    outbox::put(&mut batch, &w.sub.id, self.next_seq(), e);
+                    if !woken.iter().any(|x| Arc::ptr_eq(x, w)) {
+                        woken.push(w.clone());
+                    }
+                }
+            }
+        }
+        kv.write(batch)?;
+        if !records.is_empty() {
+            *self.appends.0.lock() += 1;
+            self.appends.1.notify_all();
+        }
+        for w in woken {
+            w.poke();
+        }
+        for e in events {
+            self.bus.publish(Arc::new(e));
+        }
+        Ok(())
+    }
+
+    /// Waits until the log-append count differs from `seen` or `timeout` passes; returns the
+    /// count.
+    pub fn wait_for_log(&self, seen: u64, timeout: Duration) -> u64 {
+        let mut n = self.appends.0.lock();
+        if *n == seen {
+            self.appends.1.wait_for(&mut n, timeout);
+        }
+        *n
+    }
+
+    /// Starts delivering to `sub` (a no-op when a subscription of that id runs already): its
+    /// worker first drains whatever its outbox kept from before.
+    pub fn subscribe(self: &Arc<Self>, sub: Subscription) -> Result<()> {
+        outbox::check_id(&sub.id)?;
+        let mut workers = self.workers.lock();
+        if workers.contains_key(&sub.id) {
+            return Ok(());
+        }
+        let worker = Arc::new(Worker {
+            sub,
+            state: Mutex::new(WorkerState {
+                pending: true,
+                ..Default::default()
+            }),
+            wake: Condvar::new(),
+        });
+        workers.insert(worker.sub.id.clone(), worker.clone());
+        if !self.hold {
+            let service = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name(format!("sync {}", worker.sub.id))
+                .spawn(move || worker.run(service))
+                .map_err(|e| crate::Error::Internal(format!("starting a sync worker: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the subscription `id` and drops its outbox (its subscriber went away).
+    pub fn unsubscribe(&self, id: &str) -> Result<()> {
+        let Some(w) = self.workers.lock().remove(id) else {
+            return Ok(());
+        };
+        w.stop();
+        let keys: Vec<Vec<u8>> = outbox::read(w.sub.kv.as_ref(), id, usize::MAX)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        outbox::ack(w.sub.kv.as_ref(), keys)
+    }
+
+    /// Waits up to `timeout` for every subscriber to have applied everything committed so far;
+    /// returns whether they all have.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.idle.0.lock();
+        loop {
+            let busy = self.workers.lock().values().any(|w| w.busy());
+            if !busy {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            // Re-checked at least every 50 ms: a run can end between the check and the wait.
+            self.idle
+                .1
+                .wait_for(&mut guard, (deadline - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Every subscription with the number of events waiting in its outbox.
+    pub fn backlog(&self) -> Result<Vec<(String, usize)>> {
+        let workers: Vec<Arc<Worker>> = self.workers.lock().values().cloned().collect();
+        let mut out = Vec::with_capacity(workers.len());
+        for w in workers {
+            out.push((w.sub.id.clone(), outbox::len(w.sub.kv.as_ref(), &w.sub.id)?));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn ran(&self) {
+        let _g = self.idle.0.lock();
+        self.idle.1.notify_all();
+    }
+}
+
+impl Drop for Mutations {
+    fn drop(&mut self) {
+        for w in self.workers.lock().values() {
+            w.stop();
+        }
+    }
+}
+
+#[derive(Default)]
+struct WorkerState {
+    /// The outbox may hold entries the worker has not read.
+    pending: bool,
+    running: bool,
+    stop: bool,
+}
+
+struct Worker {
+    sub: Subscription,
+    state: Mutex<WorkerState>,
+    wake: Condvar,
+}
+
+impl Worker {
+    fn wants(&self, publisher: &str, event: &'static str) -> bool {
+        self.sub.publisher == publisher && self.sub.events.contains(&event)
+    }
+
+    fn busy(&self) -> bool {
+        let st = self.state.lock();
+        st.pending || st.running
+    }
+
+    fn poke(&self) {
+        self.state.lock().pending = true;
+        self.wake.notify_one();
+    }
+
+    fn stop(&self) {
+        self.state.lock().stop = true;
+        self.wake.notify_one();
+    }
+
+    fn run(self: Arc<Worker>, service: std::sync::Weak<Mutations>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            {
+                let mut st = self.state.lock();
+                while !st.pending && !st.stop {
+                    self.wake.wait(&mut st);
+                }
+                if st.stop {
+                    return;
+                }
+                st.pending = false;
+                st.running = true;
+            }
+            let result = self.drain();
+            let failed = result.is_err();
+            if let Err(e) = result {
+                tracing::warn!(subscription = %self.sub.id, "sync delivery failed, will retry: {e}");
+            }
+            {
+                let mut st = self.state.lock();
+                st.running = false;
+                st.pending |= failed;
+            }
+            match service.upgrade() {
+                Some(s) => s.ran(),
+                None => return,
+            }
+            if failed {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+        }
+    }
+
+    /// Applies and acknowledges runs of events until the outbox is empty.
+    fn drain(&self) -> Result<()> {
+        loop {
+            let run = outbox::read(self.sub.kv.as_ref(), &self.sub.id, outbox::RUN)?;
+            if run.is_empty() {
+                return Ok(());
+            }
+            let (keys, events): (Vec<Vec<u8>>, Vec<SyncEvent>) = run.into_iter().unzip();
+            self.sub.handler.apply(&events)?;
+            outbox::ack(self.sub.kv.as_ref(), keys)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,130 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tessera_storage::{KvStore, MemoryStore, WriteBatch};
+
+use super::*;
+use crate::sync::{BLOCK_INGEST, Delta, MERGE_BLOCK, SyncEvent};
+
+/// Remembers what it applied; fails its first `fail` runs.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<u64>>,
+    fail: Mutex<usize>,
+}
+
+impl Subscriber for Recorder {
+    fn apply(&self, events: &[SyncEvent]) -> Result<()> {
+        let mut fail = self.fail.lock();
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(crate::Error::Internal("not now".into()));
+        }
+        self.seen
+            .lock()
+            .extend(events.iter().map(|e| e.mutation_id));
+        Ok(())
+    }
+}
+
+fn event(name: &'static str, id: u64) -> SyncEvent {
+    SyncEvent {
+        name,
+        publisher: "pub".into(),
+        version: 1,
+        mutation_id: id,
+        delta: Delta::Merge {
+            target: 1,
+            merged: vec![2],
+            blocks: vec![],
+        },
+    }
+}
+
+fn commit(service: &Mutations, kv: &Arc<dyn KvStore>, ids: &[u64]) {
+    let mut batch = WriteBatch::new();
+    batch.put(b"data".to_vec(), ids[0].to_be_bytes().to_vec());
+    service
+        .commit(Commit {
+            kv: kv.clone(),
+            instance: 1,
+            version: 1,
+            batch,
+            records: vec![serde_json::json!({"MutationID": ids[0]})],
+            events: ids.iter().map(|&i| event(MERGE_BLOCK, i)).collect(),
+        })
+        .unwrap();
+}
+
+fn subscription(kv: &Arc<dyn KvStore>, handler: Arc<Recorder>) -> Subscription {
+    Subscription {
+        id: "sub/test".into(),
+        publisher: "pub".into(),
+        events: vec![MERGE_BLOCK],
+        kv: kv.clone(),
+        handler,
+    }
+}
+
+#[test]
+fn delivers_in_order_after_commit_and_reports_idle() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let service = Arc::new(Mutations::new(false));
+    let rec = Arc::new(Recorder::default());
+    service.subscribe(subscription(&kv, rec.clone())).unwrap();
+    assert!(service.wanted("pub", MERGE_BLOCK));
+    assert!(!service.wanted("pub", BLOCK_INGEST));
+    commit(&service, &kv, &[1, 2]);
+    commit(&service, &kv, &[3]);
+    assert!(service.wait_idle(Duration::from_secs(10)));
+    assert_eq!(*rec.seen.lock(), [1, 2, 3]);
+    assert_eq!(service.backlog().unwrap(), [("sub/test".to_string(), 0)]);
+    // The log records committed with the data.
+    assert_eq!(log::read(kv.as_ref(), 1, 1).unwrap().len(), 2);
+}
+
+#[test]
+fn a_failed_run_is_retried_without_loss() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let service = Arc::new(Mutations::new(false));
+    let rec = Arc::new(Recorder::default());
+    *rec.fail.lock() = 2;
+    service.subscribe(subscription(&kv, rec.clone())).unwrap();
+    commit(&service, &kv, &[7, 8]);
+    assert!(service.wait_idle(Duration::from_secs(20)));
+    assert_eq!(*rec.seen.lock(), [7, 8]);
+}
+
+#[test]
+fn events_kept_while_held_are_delivered_by_the_next_service() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let held = Arc::new(Mutations::new(true));
+    let first = Arc::new(Recorder::default());
+    held.subscribe(subscription(&kv, first.clone())).unwrap();
+    commit(&held, &kv, &[1]);
+    commit(&held, &kv, &[2, 3]);
+    assert!(!held.wait_idle(Duration::from_millis(100)));
+    assert_eq!(held.backlog().unwrap(), [("sub/test".to_string(), 3)]);
+    drop(held);
+    assert!(first.seen.lock().is_empty());
+    // A "restart": a new service on the same store, the same subscription id.
+    let service = Arc::new(Mutations::new(false));
+    let rec = Arc::new(Recorder::default());
+    service.subscribe(subscription(&kv, rec.clone())).unwrap();
+    assert!(service.wait_idle(Duration::from_secs(10)));
+    assert_eq!(*rec.seen.lock(), [1, 2, 3]);
+}
+
+#[test]
+fn unsubscribing_drops_the_outbox() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let held = Arc::new(Mutations::new(true));
+    held.subscribe(subscription(&kv, Arc::new(Recorder::default())))
+        .unwrap();
+    commit(&held, &kv, &[1]);
+    held.unsubscribe("sub/test").unwrap();
+    assert!(held.backlog().unwrap().is_empty());
+    assert_eq!(outbox::len(kv.as_ref(), "sub/test").unwrap(), 0);
+    assert!(held.wait_idle(Duration::from_millis(10)));
+}
