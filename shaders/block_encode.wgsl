@@ -2,10 +2,14 @@
 //
 // `locals`: one workgroup per 8×8×8 sub-block numbers the sub-block's labels in order of first
 // appearance (z, y, x scan): it writes the local index of every voxel, the label count, and
-// the labels in that order (fixed stride of 512 per sub-block).
-// `pack`: one invocation per output u32 word of a sub-block's packed values (each sub-block
-// owns a slot of 144 words, enough for 9 bits × 512 values) builds the word from the local
-// indices, MSB-first, so no two invocations ever write the same word.
+// the labels in that order.
+// `pack`: one invocation per output u32 word of a sub-block's packed values builds the word
+// from the local indices, MSB-first, so no two invocations ever write the same word.
+// Where each sub-block's labels and packed words go is its slot: with `fixed` set, a stride of
+// 512 labels and 144 words (9 bits × 512 values), room for anything; otherwise `slots` gives
+// (first label, label capacity, first word) per sub-block, a layout the host packed from known
+// bounds on the labels (a batch). A sub-block with more labels than its capacity writes no
+// labels past it and no packed words; the host sees its count and refuses the result.
 // The host merges the per-sub-block label lists into the block table and assembles the bytes.
 
 struct Params {
@@ -17,6 +21,7 @@ struct Params {
     gx: u32,
     gy: u32,
     nsb: u32,
+    fixed: u32,
 }
 
 const SLOT_WORDS: u32 = 144u;
@@ -27,6 +32,15 @@ const SLOT_WORDS: u32 = 144u;
 @group(0) @binding(3) var<storage, read_write> counts: array<u32>;
 @group(0) @binding(4) var<storage, read_write> locals_out: array<vec2<u32>>;
 @group(0) @binding(5) var<storage, read_write> packed: array<u32>;
+@group(0) @binding(6) var<storage, read> slots: array<vec4<u32>>;
+
+// (first label, label capacity, first packed word) of sub-block `sb`.
+fn slot(sb: u32) -> vec3<u32> {
+    if p.fixed != 0u {
+        return vec3<u32>(sb * 512u, 512u, sb * SLOT_WORDS);
+    }
+    return slots[sb].xyz;
+}
 
 var<workgroup> lab: array<vec2<u32>, 512>;
 var<workgroup> first: array<u32, 512>;
@@ -87,12 +101,15 @@ fn locals(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     }
     workgroupBarrier();
 
+    let place = slot(sb);
     var r = partial[t];
     for (var k = 0u; k < 8u; k++) {
         let v = t * 8u + k;
         if first[v] == v {
             rank[v] = r;
-            locals_out[sb * 512u + r] = lab[v];
+            if r < place.y {
+                locals_out[place.x + r] = lab[v];
+            }
             r++;
         }
     }
@@ -117,7 +134,8 @@ fn pack(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let sb = i / SLOT_WORDS;
     let j = i % SLOT_WORDS;
     let n = counts[sb];
-    if n < 2u {
+    let place = slot(sb);
+    if n < 2u || n > place.y {
         return;
     }
     let bits = firstLeadingBit(n - 1u) + 1u;
@@ -139,5 +157,5 @@ fn pack(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     // Stored little-endian, the stream's first byte must be the word's low byte.
-    packed[i] = byte_swap(word);
+    packed[place.z + j] = byte_swap(word);
 }

@@ -4,7 +4,9 @@
 // hash table. A slot is claimed by writing the claiming voxel's index + 1 into `owner`; the
 // slot's key is then that voxel's label, read from the (read-only) input, so the 64-bit key
 // never has to be published atomically and no invocation waits for another.
-// `compact`: one invocation per slot appends (label, count, block) of each used slot.
+// `compact`: one invocation per slot appends (label, count, block) of each used slot; an entry
+// past the end of the entry arrays is counted by `cursor` but not written (the host sizes the
+// arrays from a bound on the labels, and checks `cursor` against it).
 // Tables have at least twice as many slots as the block has voxels, so probing ends.
 
 struct Params {
@@ -19,9 +21,11 @@ struct Params {
 @group(0) @binding(1) var<storage, read> labels: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> owner: array<atomic<u32>>;
 @group(0) @binding(3) var<storage, read_write> count: array<atomic<u32>>;
-// (label lo, label hi, count, block index in the batch).
-@group(0) @binding(4) var<storage, read_write> entries: array<vec4<u32>>;
+// Entry labels (lo, hi), and (count, block index in the batch) of the same entries: two
+// arrays of 8 bytes an entry, so a batch's entries fit a binding as often as its voxels do.
+@group(0) @binding(4) var<storage, read_write> entry_labels: array<vec2<u32>>;
 @group(0) @binding(5) var<storage, read_write> cursor: atomic<u32>;
+@group(0) @binding(6) var<storage, read_write> entry_meta: array<vec2<u32>>;
 
 fn hash(l: vec2<u32>) -> u32 {
     var h = l.x ^ (l.y * 0x9e3779b9u);
@@ -68,5 +72,8 @@ fn compact(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
     let l = labels[o - 1u];
     let at = atomicAdd(&cursor, 1u);
-    entries[at] = vec4<u32>(l.x, l.y, atomicLoad(&count[s]), s >> p.slots_log2);
+    if at < arrayLength(&entry_labels) {
+        entry_labels[at] = l;
+        entry_meta[at] = vec2<u32>(atomicLoad(&count[s]), s >> p.slots_log2);
+    }
 }

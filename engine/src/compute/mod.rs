@@ -8,6 +8,9 @@
 //! device). A batch of 64³ blocks stacked along z is itself a volume, so one kernel serves
 //! whole volumes and block batches alike: a 2×2×2 window never straddles two blocks.
 //!
+//! `run_batch` runs a labelmap's per-block sequence in one call (`batch`), so that the GPU keeps
+//! the voxels on the device between kernels; `transfers` counts what crossed the bus.
+//!
 //! This module depends on nothing else in the engine, so it can be built and tested alone.
 
 pub mod batch;
@@ -20,6 +23,7 @@ mod select;
 pub mod surface;
 mod types;
 
+pub use batch::{BatchInput, BatchOutput, BatchSteps, Transfers};
 pub use layout::to_blocks;
 pub use select::{Selection, select};
 pub use surface::{Cells, LabelSurface};
@@ -119,4 +123,21 @@ pub trait Compute: Send + Sync {
     /// Encode a batch of blocks of shape `block` (each dimension a multiple of 8) in the
     /// canonical form described in `codec`.
     fn block_encode(&self, labels: &[u64], block: Shape) -> Result<Vec<Vec<u8>>>;
+
+    /// The whole per-block sequence in one call: decode (when the input is encoded) → split →
+    /// relabel → counts → downsample → encode, each step optional (`BatchSteps`). The result
+    /// equals `batch::step_by_step`, the individual kernels called one after another; the GPU
+    /// keeps the voxels on the device between steps. Validates everything (shapes, every
+    /// block's header, step preconditions) before running anything.
+    fn run_batch(
+        &self,
+        input: BatchInput<'_>,
+        block: Shape,
+        steps: &BatchSteps,
+    ) -> Result<BatchOutput>;
+
+    /// Host↔device traffic since the backend was made (CPU: always zero).
+    fn transfers(&self) -> Transfers {
+        Transfers::default()
+    }
 }

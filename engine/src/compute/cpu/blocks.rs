@@ -8,7 +8,7 @@ use super::codec::{self, Encoder};
 use super::{BlockCounts, Result, Shape};
 
 /// Counts one block's labels, hashing once per run of equal labels.
-fn counts(block: &[u64]) -> BlockCounts {
+pub fn counts(block: &[u64]) -> BlockCounts {
     let mut map: HashMap<u64, u32> = HashMap::new();
     let mut run = (block[0], 0u32);
     for &l in block {

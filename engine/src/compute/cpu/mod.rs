@@ -2,9 +2,10 @@
 //!
 //! `relabel` holds `relabel` and `split_apply` (through the hash in `lookup`), `pyramid` the
 //! tiled 2×2×2 downsampling shared by `mode` (u64 labels) and `mean` (u8 images), `blocks` the
-//! per-block kernels and the batch codec.
+//! per-block kernels and the batch codec, `batch` the whole per-block sequence of `run_batch`.
 
 mod alloc;
+mod batch;
 mod blocks;
 mod lookup;
 mod mean;
@@ -13,7 +14,10 @@ mod pyramid;
 mod relabel;
 mod surface;
 
-use super::{Backend, BlockCounts, Cells, Compute, LabelSurface, LabelTable, Result, Run, Shape};
+use super::{
+    Backend, BatchInput, BatchOutput, BatchSteps, BlockCounts, Cells, Compute, LabelSurface,
+    LabelTable, Result, Run, Shape,
+};
 use super::{check_levels, codec, normalize_runs};
 
 pub struct CpuCompute {}
@@ -103,5 +107,14 @@ impl Compute for CpuCompute {
         codec::check_block_shape(block)?;
         block.check_batch(labels.len(), "block encode")?;
         blocks::block_encode(labels, block)
+    }
+
+    fn run_batch(
+        &self,
+        input: BatchInput<'_>,
+        block: Shape,
+        steps: &BatchSteps,
+    ) -> Result<BatchOutput> {
+        batch::run(input, block, steps)
     }
 }

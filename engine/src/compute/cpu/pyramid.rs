@@ -72,13 +72,18 @@ fn reduce_view<T: Reduce>(src: View<T>, out: &mut [T], out_row: usize, out_plane
 
 /// One level over a dense volume, output planes in parallel.
 pub fn downsample<T: Reduce>(src: &[T], shape: Shape) -> Vec<T> {
+    let mut out = alloc::zeroed(shape.half().voxels());
+    downsample_into(src, shape, &mut out);
+    out
+}
+
+/// `downsample` into `out`, which holds exactly `shape.half()` values.
+pub fn downsample_into<T: Reduce>(src: &[T], shape: Shape, out: &mut [T]) {
     let half = shape.half();
-    let mut out = alloc::zeroed(half.voxels());
     let view = View::dense(src, shape);
     out.par_chunks_mut(half.x * half.y)
         .enumerate()
         .for_each(|(z, plane)| reduce_plane(view, z, plane, half.x));
-    out
 }
 
 /// Tile height and depth of the fused pyramid, and the levels a tile computes by itself.

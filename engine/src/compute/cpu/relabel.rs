@@ -47,10 +47,14 @@ pub fn relabel(labels: &mut [u64], table: &LabelTable) {
     if table.is_empty() {
         return;
     }
-    let lookup = Lookup::new(table);
+    relabel_with(labels, &Lookup::new(table));
+}
+
+/// `relabel` with a lookup built once for many calls (the batch builds one per table).
+pub fn relabel_with(labels: &mut [u64], lookup: &Lookup) {
     labels
         .par_chunks_mut(CHUNK)
-        .for_each(|chunk| map_run_cached(chunk, &lookup));
+        .for_each(|chunk| map_run_cached(chunk, lookup));
 }
 
 /// `runs` are normalized (sorted by z, y, x, inside `shape`, not overlapping). Returns the
@@ -59,13 +63,25 @@ pub fn split_apply(labels: &mut [u64], shape: Shape, runs: &[Run], table: &Label
     if table.is_empty() || runs.is_empty() {
         return 0;
     }
-    let lookup = Lookup::new(table);
+    split_apply_with(labels, shape, 0, runs, &Lookup::new(table))
+}
+
+/// `split_apply` on the planes of a larger volume of width `shape.x` and height `shape.y`
+/// that start at plane `z0` (`labels` holds whole planes from there); `runs` are normalized in
+/// the larger volume's coordinates, and only those of these planes are applied.
+pub fn split_apply_with(
+    labels: &mut [u64],
+    shape: Shape,
+    z0: usize,
+    runs: &[Run],
+    lookup: &Lookup,
+) -> u64 {
     let plane = shape.x * shape.y;
     labels
         .par_chunks_mut(plane)
         .enumerate()
         .map(|(z, slice)| {
-            let z = z as i32;
+            let z = (z0 + z) as i32;
             let start = runs.partition_point(|r| r.z < z);
             let end = runs.partition_point(|r| r.z <= z);
             let span = |r: &Run| {
@@ -80,7 +96,7 @@ pub fn split_apply(labels: &mut [u64], shape: Shape, runs: &[Run], table: &Label
                 if let Some(next) = plane_runs.get(i + 1) {
                     prefetch(&slice[span(next)]);
                 }
-                written += map_span(&mut slice[span(r)], &lookup);
+                written += map_span(&mut slice[span(r)], lookup);
             }
             written
         })

@@ -1,15 +1,20 @@
 //! The adapter, device and queue, and the few buffer and dispatch helpers every kernel uses.
 //!
 //! Every kernel follows the same shape: upload inputs (`storage`), record dispatches into one
-//! encoder (`dispatch`), then copy results to staging buffers and wait for them (`read`).
+//! encoder (`dispatch`), then copy results to one staging buffer and wait for it (`read`).
 //! Buffers are created per call; wgpu zero-fills new buffers, which the atomic counters and
 //! hash tables rely on.
+//!
+//! Every host→device and device→host transfer goes through `storage`, `params`, `upload` or
+//! `download`, which count them (`transfers`).
 
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use wgpu::util::DeviceExt;
 
-use crate::compute::{ComputeError, Result};
+use crate::compute::{ComputeError, Result, Transfers};
 
 /// Invocations per workgroup of every one-thread-per-item kernel (the `@workgroup_size` of the
 /// shaders must agree).
@@ -22,7 +27,48 @@ pub struct Gpu {
     /// Largest storage buffer a kernel may bind, in bytes (a multiple of 256). Kernels chunk
     /// their inputs so that no buffer exceeds it.
     pub max_binding: u64,
+    /// Largest buffer (bound or not), in bytes.
+    pub max_buffer: u64,
+    /// Alignment of a binding's offset inside a buffer that is both storage and uniform.
+    pub offset_align: u64,
     max_groups: u32,
+    counter: Counter,
+}
+
+/// Transfer counters, shared by every call on the device.
+#[derive(Default)]
+struct Counter {
+    uploads: AtomicU64,
+    downloads: AtomicU64,
+    upload_bytes: AtomicU64,
+    download_bytes: AtomicU64,
+}
+
+/// A range of a buffer, as a binding or a copy source.
+#[derive(Clone, Copy)]
+pub struct Range<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl<'a> Range<'a> {
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Range<'a> {
+        Range {
+            buffer,
+            offset: 0,
+            size: buffer.size(),
+        }
+    }
+
+    /// The first `size` bytes of `buffer`.
+    pub fn prefix(buffer: &'a wgpu::Buffer, size: u64) -> Range<'a> {
+        Range {
+            buffer,
+            offset: 0,
+            size,
+        }
+    }
 }
 
 impl Gpu {
@@ -56,13 +102,61 @@ impl Gpu {
             .min(limits.max_buffer_size)
             .min(1 << 28)
             & !255;
+        let offset_align = (limits.min_storage_buffer_offset_alignment as u64)
+            .max(limits.min_uniform_buffer_offset_alignment as u64);
         Ok(Gpu {
             device,
             queue,
             info,
             max_binding,
+            max_buffer: limits.max_buffer_size,
+            offset_align,
             max_groups: limits.max_compute_workgroups_per_dimension,
+            counter: Counter::default(),
         })
+    }
+
+    /// Host↔device traffic so far.
+    pub fn transfers(&self) -> Transfers {
+        let c = &self.counter;
+        Transfers {
+            uploads: c.uploads.load(Ordering::Relaxed),
+            downloads: c.downloads.load(Ordering::Relaxed),
+            upload_bytes: c.upload_bytes.load(Ordering::Relaxed),
+            download_bytes: c.download_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_upload(&self, bytes: usize) {
+        self.counter.uploads.fetch_add(1, Ordering::Relaxed);
+        (self.counter.upload_bytes).fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// One buffer of `size` bytes (a multiple of 4) holding `parts` (offset, bytes) and zeros
+    /// elsewhere, usable as storage, uniform and copy source: a batch's whole input in one
+    /// transfer, bound by ranges. The parts are written straight into the mapped buffer.
+    pub fn upload(&self, size: u64, parts: &[(u64, &[u8])]) -> Result<wgpu::Buffer> {
+        self.count_upload(size as usize);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("batch input"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = buffer
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| ComputeError::Device(format!("mapping the batch input: {e}")))?;
+            for &(at, bytes) in parts {
+                let at = at as usize;
+                view.slice(at..at + bytes.len()).copy_from_slice(bytes);
+            }
+        }
+        buffer.unmap();
+        Ok(buffer)
     }
 
     pub fn describe(&self) -> String {
@@ -94,6 +188,7 @@ impl Gpu {
     /// least 16 bytes: empty bindings are not allowed).
     pub fn storage(&self, bytes: &[u8]) -> wgpu::Buffer {
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        self.count_upload(bytes.len());
         if bytes.len().is_multiple_of(4) && bytes.len() >= 16 {
             return self
                 .device
@@ -113,12 +208,14 @@ impl Gpu {
             })
     }
 
-    /// A zero-filled storage buffer of at least `size` bytes.
+    /// A zero-filled storage buffer of at least `size` bytes (a copy may fill it).
     pub fn zeroed(&self, size: u64) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: size.next_multiple_of(4).max(16),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     }
@@ -127,6 +224,7 @@ impl Gpu {
     pub fn params(&self, words: &[u32]) -> wgpu::Buffer {
         let mut padded = words.to_vec();
         padded.resize(words.len().next_multiple_of(4).max(4), 0);
+        self.count_upload(padded.len() * 4);
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
@@ -152,15 +250,35 @@ impl Gpu {
         items: u64,
         per_group: u32,
     ) {
+        let ranges: Vec<(u32, Range)> = bindings
+            .iter()
+            .map(|&(binding, buffer)| (binding, Range::whole(buffer)))
+            .collect();
+        self.dispatch_ranges(encoder, pipeline, &ranges, items, per_group);
+    }
+
+    /// `dispatch` with bindings that are ranges of buffers.
+    pub fn dispatch_ranges(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[(u32, Range)],
+        items: u64,
+        per_group: u32,
+    ) {
         if items == 0 {
             return;
         }
         let layout = pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
-            .map(|&(binding, buffer)| wgpu::BindGroupEntry {
-                binding,
-                resource: buffer.as_entire_binding(),
+            .map(|(binding, r)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: r.buffer,
+                    offset: r.offset,
+                    size: NonZeroU64::new(r.size),
+                }),
             })
             .collect();
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -180,56 +298,72 @@ impl Gpu {
         pass.dispatch_workgroups(x, y, 1);
     }
 
-    /// Submits `encoder` with copies of `(buffer, bytes from its start)` to staging buffers
+    /// Submits `encoder` with copies of `(buffer, bytes from its start)` to one staging buffer
     /// appended, waits, and returns the bytes of each (exactly the lengths asked for).
     pub fn read(
         &self,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         reads: &[(&wgpu::Buffer, u64)],
     ) -> Result<Vec<Vec<u8>>> {
-        let staging: Vec<wgpu::Buffer> = reads
+        let ranges: Vec<Range> = reads
             .iter()
-            .map(|&(buffer, len)| {
-                let size = len.next_multiple_of(4).max(4);
-                let s = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                if len > 0 {
-                    encoder.copy_buffer_to_buffer(buffer, 0, &s, 0, size);
-                }
-                s
-            })
+            .map(|&(buffer, len)| Range::prefix(buffer, len))
             .collect();
-        self.queue.submit([encoder.finish()]);
-        let (tx, rx) = mpsc::channel();
-        for (i, s) in staging.iter().enumerate() {
-            let tx = tx.clone();
-            s.slice(..)
-                .map_async(wgpu::MapMode::Read, move |r| drop(tx.send((i, r))));
+        let (bytes, at) = self.download(encoder, &ranges)?;
+        Ok(ranges
+            .iter()
+            .zip(at)
+            .map(|(r, at)| bytes[at..at + r.size as usize].to_vec())
+            .collect())
+    }
+
+    /// Submits `encoder` with copies of every range (offsets and sizes multiples of 4, except
+    /// that a size is rounded up to one) into ONE staging buffer appended, maps it once, and
+    /// returns its bytes and where each range starts in them. One download.
+    pub fn download(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        ranges: &[Range],
+    ) -> Result<(Vec<u8>, Vec<usize>)> {
+        let mut at = Vec::with_capacity(ranges.len());
+        let mut total = 0u64;
+        for r in ranges {
+            at.push(total as usize);
+            total += r.size.next_multiple_of(4);
         }
-        drop(tx);
+        let size = total.max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        for (r, &to) in ranges.iter().zip(&at) {
+            if r.size > 0 {
+                let len = r.size.next_multiple_of(4);
+                encoder.copy_buffer_to_buffer(r.buffer, r.offset, &staging, to as u64, len);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        self.counter.downloads.fetch_add(1, Ordering::Relaxed);
+        (self.counter.download_bytes).fetch_add(total, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| ComputeError::Device(format!("waiting for the device: {e}")))?;
-        for (i, r) in rx.iter() {
-            r.map_err(|e| ComputeError::Device(format!("reading result {i} back: {e}")))?;
-        }
-        staging
-            .iter()
-            .zip(reads)
-            .map(|(s, &(_, len))| {
-                let view = s
-                    .get_mapped_range(..)
-                    .map_err(|e| ComputeError::Device(format!("mapping a result: {e}")))?;
-                let out = view[..len as usize].to_vec();
-                drop(view);
-                s.unmap();
-                Ok(out)
-            })
-            .collect()
+        rx.recv()
+            .map_err(|e| ComputeError::Device(format!("reading results back: {e}")))?
+            .map_err(|e| ComputeError::Device(format!("reading results back: {e}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| ComputeError::Device(format!("mapping results: {e}")))?;
+        let out = view[..total as usize].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok((out, at))
     }
 }
 

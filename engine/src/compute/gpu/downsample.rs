@@ -7,7 +7,7 @@
 //! levels kept on the device. When 2^levels planes do not fit in one binding, the levels are
 //! done in groups, each group starting from the previous group's last level.
 
-use super::device::{Gpu, WORKGROUP, to_u64s};
+use super::device::{Gpu, Range, WORKGROUP, to_u64s};
 use crate::compute::{Result, Shape, reference};
 
 /// How a voxel type lives on the device.
@@ -116,6 +116,33 @@ fn pyramid(
     Ok(out)
 }
 
+/// The parameters of one level down from `shape`.
+pub fn params(shape: Shape) -> [u32; 7] {
+    let half = shape.half();
+    [
+        shape.x as u32,
+        shape.y as u32,
+        shape.z as u32,
+        half.x as u32,
+        half.y as u32,
+        half.z as u32,
+        half.voxels() as u32,
+    ]
+}
+
+/// Records one level from `src` into `dst` with `invocations` invocations (one per output
+/// voxel for labels).
+pub fn record_level(
+    gpu: &Gpu,
+    enc: &mut wgpu::CommandEncoder,
+    pipe: &wgpu::ComputePipeline,
+    [params, src, dst]: [Range; 3],
+    invocations: u64,
+) {
+    let bindings = [(0, params), (1, src), (2, dst)];
+    gpu.dispatch_ranges(enc, pipe, &bindings, invocations, WORKGROUP);
+}
+
 /// `levels` levels of one slab in one submission; returns each level's exact bytes.
 fn slab_levels(
     gpu: &Gpu,
@@ -132,22 +159,9 @@ fn slab_levels(
     for _ in 0..levels {
         let half = shape.half();
         let dst = gpu.zeroed((half.voxels() * voxel.size()) as u64);
-        let params = gpu.params(&[
-            shape.x as u32,
-            shape.y as u32,
-            shape.z as u32,
-            half.x as u32,
-            half.y as u32,
-            half.z as u32,
-            half.voxels() as u32,
-        ]);
-        gpu.dispatch(
-            &mut enc,
-            pipe,
-            &[(0, &params), (1, bufs.last().unwrap()), (2, &dst)],
-            voxel.invocations(half),
-            WORKGROUP,
-        );
+        let params = gpu.params(&params(shape));
+        let ranges = [&params, bufs.last().unwrap(), &dst].map(Range::whole);
+        record_level(gpu, &mut enc, pipe, ranges, voxel.invocations(half));
         bufs.push(dst);
         lens.push((half.voxels() * voxel.size()) as u64);
         shape = half;

@@ -5,7 +5,12 @@
 //! one storage binding (`Gpu::max_binding`, 128 MiB on lavapipe) are cut into independent
 //! pieces: z-slabs for volumes, groups of blocks for batches. Shapes so large that not even one
 //! piece fits (a single plane beyond the binding size) are computed by `reference` instead.
+//!
+//! Each kernel module exposes `record`, which records its dispatches into a given encoder on
+//! given buffer ranges; the single-kernel methods upload, record and read back around it, and
+//! `batch` chains the records of a whole `run_batch` on device-resident buffers.
 
+mod batch;
 mod counts;
 mod decode;
 mod device;
@@ -15,8 +20,8 @@ mod labels;
 mod surface;
 
 use super::{
-    Backend, BlockCounts, Cells, Compute, LabelSurface, LabelTable, Result, Run, Shape,
-    check_levels,
+    Backend, BatchInput, BatchOutput, BatchSteps, BlockCounts, Cells, Compute, LabelSurface,
+    LabelTable, Result, Run, Shape, Transfers, check_levels,
 };
 use device::Gpu;
 
@@ -115,6 +120,11 @@ impl GpuCompute {
     pub fn limit_binding(&mut self, bytes: u64) {
         self.gpu.max_binding = self.gpu.max_binding.min(bytes.max(256)) & !255;
     }
+
+    /// The largest buffer a kernel binds, in bytes: it decides how batches are chunked.
+    pub fn max_binding(&self) -> u64 {
+        self.gpu.max_binding
+    }
 }
 
 impl Compute for GpuCompute {
@@ -200,5 +210,26 @@ impl Compute for GpuCompute {
             emit: &self.pipes.surface_emit,
         };
         surface::surface(&self.gpu, &kernels, labels, item, cells)
+    }
+
+    fn run_batch(
+        &self,
+        input: BatchInput<'_>,
+        block: Shape,
+        steps: &BatchSteps,
+    ) -> Result<BatchOutput> {
+        let kernels = batch::Kernels {
+            decode: &self.pipes.decode,
+            split: &self.pipes.split_apply,
+            relabel: &self.pipes.relabel,
+            counts: [&self.pipes.count_insert, &self.pipes.count_compact],
+            mode: &self.pipes.mode,
+            encode: [&self.pipes.encode_locals, &self.pipes.encode_pack],
+        };
+        batch::run(&self.gpu, &kernels, input, block, steps)
+    }
+
+    fn transfers(&self) -> Transfers {
+        self.gpu.transfers()
     }
 }

@@ -20,7 +20,7 @@ use super::store::{self, CLASS_EXTENTS, CLASS_MAX_LABEL, Labels, encode_index, i
 use crate::block::Writer;
 use crate::block::geom::{BlockCoord, pack_block};
 use crate::block::stored::{Stored, deserialize, wrap_gzip};
-use crate::compute::batch::{BatchInput, BatchOutput, BatchSteps, run_steps};
+use crate::compute::{BatchInput, BatchOutput, BatchSteps};
 use crate::datatype::Mutation;
 use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta};
 use crate::{Error, Result};
@@ -162,7 +162,7 @@ impl<'a> Write<'a> {
         let shape = self.labels.block_shape();
         let compute = self.labels.compute.clone();
         let out: BatchOutput = timed(&mut self.timings.compute, || {
-            run_steps(compute.as_ref(), BatchInput::Voxels(voxels), shape, &steps)
+            compute.run_batch(BatchInput::Voxels(voxels), shape, &steps)
         })?;
         let (blocks, gzipped) = match given {
             Some(g) => g.into_iter().map(|g| (g.raw, g.gzipped)).unzip(),

@@ -19,8 +19,7 @@ use super::store::{Labels, encode_index, index_key};
 use super::{one_segment, parse_label};
 use crate::block::Blocks;
 use crate::block::geom::{BlockCoord, pack_block, unpack_block, zyx};
-use crate::compute::batch::{BatchInput, run_steps};
-use crate::compute::{LabelTable, Run, merge_runs};
+use crate::compute::{BatchInput, LabelTable, Run, merge_runs};
 use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Mutation};
 use crate::mutation::log as mutlog;
@@ -500,12 +499,9 @@ fn rewrite_blocks(
         steps.split = Some((stacked, split.clone()));
         steps.relabel = Some(remain.clone());
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let out = run_steps(
-            labels.compute.as_ref(),
-            BatchInput::Encoded(&refs),
-            shape,
-            &steps,
-        )?;
+        let out = labels
+            .compute
+            .run_batch(BatchInput::Encoded(&refs), shape, &steps)?;
         let computed = Computed {
             blocks: out.blocks,
             counts: out.counts,
