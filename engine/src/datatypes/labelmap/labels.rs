@@ -48,7 +48,11 @@ pub fn handle(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
         (Method::Post, "maxlabel") => post_maxlabel(ctx, labels, req),
         (Method::Get, "nextlabel") => Ok(DataResponse::bytes(
             "application/json",
-            format!("{{\"nextlabel\": {}}}", allocation_base(labels)? + 1),
+            // Saturating: blocks may hold u64::MAX, which then can't be allocated past.
+            format!(
+                "{{\"nextlabel\": {}}}",
+                allocation_base(labels)?.saturating_add(1)
+            ),
         )),
         (Method::Post, "nextlabel") => post_nextlabel(ctx, labels, req),
         (Method::Post, "set-nextlabel") => set_nextlabel(ctx, labels, req),
@@ -527,8 +531,15 @@ pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
     let st = state(ctx);
     let _alloc = st.alloc.lock();
     let next = next_label_setting(labels)?;
-    let start = allocation_base(labels)? + 1;
-    let end = start + count - 1;
+    let base = allocation_base(labels)?;
+    // Labels stay below u64::MAX, DVID's range sentinel, so neither sum below can wrap.
+    if count == 0 || count >= u64::MAX - base {
+        return Err(Error::bad(format!(
+            "allocating {count} new labels would overflow the uint64 label space (next label {base})"
+        )));
+    }
+    let start = base + 1;
+    let end = base + count;
     let ceiling = repo_wide(labels, CLASS_CEILING)?;
     if ceiling != 0 && end > ceiling {
         return Err(Error::bad(format!(
@@ -554,6 +565,16 @@ fn set_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     let label: u64 = one_segment(req, "<label>")?
         .parse()
         .map_err(|_| Error::bad("set-nextlabel/<label> needs a non-negative integer"))?;
+    if label == 0 {
+        return Err(Error::bad(
+            "label 0 is protected background value and cannot be used as next label",
+        ));
+    }
+    if label == u64::MAX {
+        return Err(Error::bad(format!(
+            "next label start {label} is reserved and would overflow uint64 label space"
+        )));
+    }
     let ceiling = match req.query.get("ceiling") {
         None => None,
         Some(c) => Some(
