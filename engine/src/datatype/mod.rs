@@ -5,7 +5,7 @@
 mod request;
 mod settings;
 
-pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query};
+pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query, RAW_PATH_HEADER};
 pub use settings::Settings;
 
 use crate::Result;

@@ -7,7 +7,7 @@ use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
 
 use super::formats::{self, Format, Item, KeyRequest};
-use super::keys::{self, tkey};
+use super::keys::{self, shown, tkey};
 use super::proto::{self, KeyValues};
 use super::range::{self, content_range, parse_range_header};
 use crate::datatype::{DataRequest, DataResponse, Method};
@@ -40,7 +40,8 @@ fn get_keys(ctx: &DataCtx) -> Result<DataResponse> {
 }
 
 fn get_keyrange(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let (first, last) = keys::range_from_path("keyrange", &req.path)?;
+    let path = req.path_bytes();
+    let (first, last) = keys::range_from_path("keyrange", &path)?;
     let list = keys::list(&ctx.store, &ctx.view, Some(first), Some(last))?;
     Ok(DataResponse::json(&json!(list)))
 }
@@ -49,12 +50,13 @@ fn accept_ranges(resp: DataResponse) -> DataResponse {
     resp.with_header("Accept-Ranges", "bytes")
 }
 
-fn not_found(key: &str) -> Error {
-    Error::not_found(format!("Key {key:?} not found"))
+fn not_found(key: &[u8]) -> Error {
+    Error::not_found(format!("Key {:?} not found", shown(key)))
 }
 
 fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
+    let path = req.path_bytes();
+    let key = keys::key_from_path(&path)?;
     let bounds = range::query_range(req.query.get("byte_start"), req.query.get("byte_end"))?;
     let range_header = req.header("range").filter(|h| !h.trim().is_empty());
     if bounds.is_some() && range_header.is_some() {
@@ -68,7 +70,7 @@ fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
             .ok_or_else(|| not_found(key))?,
     );
     if let Some(b) = bounds {
-        let slice = b.slice_of(value.len(), key)?;
+        let slice = b.slice_of(value.len(), &shown(key))?;
         return Ok(accept_ranges(DataResponse::octets(value.slice(slice))));
     }
     if let Some(r) = range_header.and_then(parse_range_header) {
@@ -83,7 +85,8 @@ fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
 }
 
 fn head_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
+    let path = req.path_bytes();
+    let key = keys::key_from_path(&path)?;
     match ctx.store.get(&ctx.view, &tkey(key))? {
         Some(_) => Ok(accept_ranges(DataResponse::octets(Bytes::new()))),
         None => Err(not_found(key)),
@@ -113,19 +116,22 @@ pub fn delete_record(uuid: &str, key: &str) -> Value {
 }
 
 fn post_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
+    let path = req.path_bytes();
+    let key = keys::key_from_path(&path)?;
     let mut batch = WriteBatch::new();
     put_into(&mut batch, &ctx.view, &tkey(key), &req.body);
-    ctx.log_mutation(&mut batch, postkv_record(&ctx.uuid, key, req.body.len()));
+    let rec = postkv_record(&ctx.uuid, &shown(key), req.body.len());
+    ctx.log_mutation(&mut batch, rec);
     ctx.store.write(batch)?;
     Ok(DataResponse::empty())
 }
 
 fn delete_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
+    let path = req.path_bytes();
+    let key = keys::key_from_path(&path)?;
     let mut batch = WriteBatch::new();
     delete_into(&mut batch, &ctx.view, &tkey(key));
-    ctx.log_mutation(&mut batch, delete_record(&ctx.uuid, key));
+    ctx.log_mutation(&mut batch, delete_record(&ctx.uuid, &shown(key)));
     ctx.store.write(batch)?;
     Ok(DataResponse::empty())
 }
@@ -183,7 +189,8 @@ fn post_keyvalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
 }
 
 fn get_keyrangevalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let (first, last) = keys::range_from_path("keyrangevalues", &req.path)?;
+    let path = req.path_bytes();
+    let (first, last) = keys::range_from_path("keyrangevalues", &path)?;
     let format = Format::from_query(&req.query)?;
     let mut items = Vec::new();
     keys::scan(
@@ -193,7 +200,7 @@ fn get_keyrangevalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> 
         Some(last),
         &mut |key, value| {
             items.push(Item {
-                key: key.to_string(),
+                key: shown(key).into_owned(),
                 value: Some(value.to_vec()),
                 ranged: false,
             });
