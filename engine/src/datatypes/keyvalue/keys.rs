@@ -83,6 +83,9 @@ pub fn range_from_path<'a>(keyword: &str, path: &'a [Vec<u8>]) -> Result<(&'a [u
     }
 }
 
+/// A scan's visitor: key and value; `false` stops the scan.
+pub type KeyVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// Visits every key in `[first, last]` (inclusive; `None` bounds are open) visible at the view's
 /// version, in key order, with its value; the visitor returns `false` to stop.
 pub fn scan(
@@ -90,7 +93,7 @@ pub fn scan(
     view: &View,
     first: Option<&[u8]>,
     last: Option<&[u8]>,
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    visit: &mut KeyVisitor<'_>,
 ) -> Result<()> {
     if let (Some(a), Some(b)) = (first, last)
         && a > b
