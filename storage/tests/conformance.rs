@@ -541,6 +541,7 @@ pub fn check_versioned_get_many(s: Arc<dyn KvStore>) {
     let mut dag = Dag::new();
     dag.add(1, vec![]);
     dag.add(2, vec![1]);
+    let dag = Arc::new(dag);
     let root = View {
         instance: 7,
         version: 1,

@@ -45,6 +45,13 @@ pub async fn handle(
         ));
     }
     let path = segs.split_off(3);
+    // The same segments still encoded, for datatypes whose segments are bytes (keyvalue keys).
+    let raw_path = raw
+        .split('/')
+        .skip(3)
+        .take(path.len())
+        .collect::<Vec<_>>()
+        .join("/");
     let (uuid, name, keyword) = (segs[0].clone(), segs[1].clone(), segs[2].clone());
     let caller = st.caller(&q);
     let limit = st.config.max_body_bytes();
@@ -64,6 +71,7 @@ pub async fn handle(
         headers: headers
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .chain([(datatype::RAW_PATH_HEADER.to_string(), raw_path)])
             .collect(),
         body,
         stream,

@@ -10,7 +10,7 @@ mod request;
 mod settings;
 
 pub use ctx::{Caller, Catalog, DataCtx, Handle, Mutation};
-pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query};
+pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query, RAW_PATH_HEADER};
 pub use settings::Settings;
 
 use crate::Result;

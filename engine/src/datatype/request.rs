@@ -59,9 +59,30 @@ pub struct DataRequest {
     pub stream: Option<BodyStream>,
 }
 
+/// The pseudo-header (no HTTP header name can begin with ':') under which the API passes the
+/// path segments after the keyword as the client sent them, still percent-encoded and joined by
+/// '/', so that datatypes whose segments are bytes (keyvalue keys) see them exactly; `path`
+/// holds them as text, with U+FFFD for bytes that are not UTF-8.
+pub const RAW_PATH_HEADER: &str = ":raw-path";
+
 impl DataRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// The path segments after the keyword as bytes: percent-decoded from the raw path the API
+    /// passed ([`RAW_PATH_HEADER`]), else (requests built inside the engine) `path`'s text.
+    pub fn path_bytes(&self) -> Vec<Vec<u8>> {
+        if let Some(raw) = self
+            .header(RAW_PATH_HEADER)
+            .filter(|_| !self.path.is_empty())
+        {
+            let segs: Vec<Vec<u8>> = raw.split('/').map(percent_decode).collect();
+            if segs.len() == self.path.len() {
+                return segs;
+            }
+        }
+        self.path.iter().map(|s| s.as_bytes().to_vec()).collect()
     }
 
     /// The body's reader: the stream when there is one, else the buffered body.
@@ -71,6 +92,29 @@ impl DataRequest {
             None => Box::new(&self.body[..]),
         }
     }
+}
+
+/// `%XX` (two hex digits) → that byte; anything else, a lone '%' included, stays as it is.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// A request body read while it arrives (blocking reads). A body past the server's size
@@ -153,5 +197,41 @@ impl DataResponse {
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &[&str], raw: Option<&str>) -> DataRequest {
+        DataRequest {
+            method: Method::Get,
+            keyword: "key".into(),
+            path: path.iter().map(|s| s.to_string()).collect(),
+            query: Query::default(),
+            headers: raw
+                .map(|r| (RAW_PATH_HEADER.to_string(), r.to_string()))
+                .into_iter()
+                .collect(),
+            body: Bytes::new(),
+            stream: None,
+        }
+    }
+
+    #[test]
+    fn path_bytes_come_from_the_raw_path() {
+        assert_eq!(
+            percent_decode("%FF%fe%2Fa%"),
+            [0xFF, 0xFE, b'/', b'a', b'%']
+        );
+        assert_eq!(percent_decode("%G1%4"), b"%G1%4");
+        let r = req(&["\u{FFFD}\u{FFFD}", "b"], Some("%FF%FE/b"));
+        assert_eq!(r.path_bytes(), [vec![0xFF, 0xFE], b"b".to_vec()]);
+        assert_eq!(req(&["a"], None).path_bytes(), [b"a".to_vec()]);
+        assert_eq!(req(&[], Some("")).path_bytes(), Vec::<Vec<u8>>::new());
+        assert_eq!(req(&[""], Some("")).path_bytes(), [Vec::<u8>::new()]);
+        // a raw path that doesn't match the segments is not used
+        assert_eq!(req(&["a"], Some("x/y")).path_bytes(), [b"a".to_vec()]);
     }
 }

@@ -26,11 +26,11 @@ impl KeyValue {
 
     /// Stores a value, recorded in the mutation log as `POST key` records it.
     pub fn put(&self, key: &str, value: &[u8]) -> Result<()> {
-        handlers::put(&self.ctx, key, value)
+        handlers::put(&self.ctx, key.as_bytes(), value)
     }
 
     /// Deletes a key at this version, recorded as `DELETE key` records it.
     pub fn delete(&self, key: &str) -> Result<()> {
-        handlers::delete(&self.ctx, key)
+        handlers::delete(&self.ctx, key.as_bytes())
     }
 }

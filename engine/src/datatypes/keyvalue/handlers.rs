@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tessera_storage::versioned::{delete_into, put_into};
 
 use super::formats::{self, Format, Item, KeyRequest};
-use super::keys::{self, tkey};
+use super::keys::{self, shown, tkey};
 use super::proto::{self, KeyValues};
 use super::range::{self, content_range, parse_range_header};
 use crate::datatype::DataCtx;
@@ -40,7 +40,8 @@ fn get_keys(ctx: &DataCtx) -> Result<DataResponse> {
 }
 
 fn get_keyrange(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let (first, last) = keys::range_from_path("keyrange", &req.path)?;
+    let path = req.path_bytes();
+    let (first, last) = keys::range_from_path("keyrange", &path)?;
     let list = keys::list(&ctx.store, &ctx.view, Some(first), Some(last))?;
     Ok(DataResponse::json(&json!(list)))
 }
@@ -49,12 +50,13 @@ fn accept_ranges(resp: DataResponse) -> DataResponse {
     resp.with_header("Accept-Ranges", "bytes")
 }
 
-fn not_found(key: &str) -> Error {
-    Error::not_found(format!("Key {key:?} not found"))
+fn not_found(key: &[u8]) -> Error {
+    Error::not_found(format!("Key {:?} not found", shown(key)))
 }
 
 fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
+    let path = req.path_bytes();
+    let key = keys::key_from_path(&path)?;
     let bounds = range::query_range(req.query.get("byte_start"), req.query.get("byte_end"))?;
     let range_header = req.header("range").filter(|h| !h.trim().is_empty());
     if bounds.is_some() && range_header.is_some() {
@@ -68,7 +70,7 @@ fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
             .ok_or_else(|| not_found(key))?,
     );
     if let Some(b) = bounds {
-        let slice = b.slice_of(value.len(), key)?;
+        let slice = b.slice_of(value.len(), &shown(key))?;
         return Ok(accept_ranges(DataResponse::octets(value.slice(slice))));
     }
     if let Some(r) = range_header.and_then(parse_range_header) {
@@ -83,7 +85,8 @@ fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
 }
 
 fn head_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let key = keys::key_from_path(&req.path)?;
+    let path = req.path_bytes();
+    let key = keys::key_from_path(&path)?;
     match ctx.store.get(&ctx.view, &tkey(key))? {
         Some(_) => Ok(accept_ranges(DataResponse::octets(Bytes::new()))),
         None => Err(not_found(key)),
@@ -113,28 +116,28 @@ pub fn delete_record(uuid: &str, key: &str) -> Value {
 }
 
 fn post_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    put(ctx, keys::key_from_path(&req.path)?, &req.body)?;
+    put(ctx, keys::key_from_path(&req.path_bytes())?, &req.body)?;
     Ok(DataResponse::empty())
 }
 
 fn delete_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    delete(ctx, keys::key_from_path(&req.path)?)?;
+    delete(ctx, keys::key_from_path(&req.path_bytes())?)?;
     Ok(DataResponse::empty())
 }
 
 /// Stores `value` under `key`, with its mutation record.
-pub fn put(ctx: &DataCtx, key: &str, value: &[u8]) -> Result<()> {
+pub fn put(ctx: &DataCtx, key: &[u8], value: &[u8]) -> Result<()> {
     let mut m = ctx.write();
     put_into(&mut m.batch, &ctx.view, &tkey(key), value);
-    m.record(postkv_record(&ctx.uuid, key, value.len()));
+    m.record(postkv_record(&ctx.uuid, &shown(key), value.len()));
     m.commit()
 }
 
 /// Deletes `key` at this version, with its mutation record.
-pub fn delete(ctx: &DataCtx, key: &str) -> Result<()> {
+pub fn delete(ctx: &DataCtx, key: &[u8]) -> Result<()> {
     let mut m = ctx.write();
     delete_into(&mut m.batch, &ctx.view, &tkey(key));
-    m.record(delete_record(&ctx.uuid, key));
+    m.record(delete_record(&ctx.uuid, &shown(key)));
     m.commit()
 }
 
@@ -188,7 +191,8 @@ fn post_keyvalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
 }
 
 fn get_keyrangevalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let (first, last) = keys::range_from_path("keyrangevalues", &req.path)?;
+    let path = req.path_bytes();
+    let (first, last) = keys::range_from_path("keyrangevalues", &path)?;
     let format = Format::from_query(&req.query)?;
     let mut items = Vec::new();
     keys::scan(
@@ -198,7 +202,7 @@ fn get_keyrangevalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> 
         Some(last),
         &mut |key, value| {
             items.push(Item {
-                key: key.to_string(),
+                key: shown(key).into_owned(),
                 value: Some(value.to_vec()),
                 ranged: false,
             });

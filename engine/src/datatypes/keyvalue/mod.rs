@@ -42,8 +42,9 @@ const HELP: &str = r#"
 API for datatype "keyvalue" (github.com/janelia-flyem/dvid/datatype/keyvalue)
 =============================================================================
 
-Opaque values stored under string keys. Keys order byte-lexicographically. Every path below
-is relative to /api/node/<UUID>/<data name>/.
+Opaque values stored under string keys. Keys order byte-lexicographically. Keys are bytes: a
+percent-escaped path segment may name any (key/%FF%FE); listings and records show bytes that
+are not UTF-8 as U+FFFD. Every path below is relative to /api/node/<UUID>/<data name>/.
 
 Creation settings: only the common ones (e.g. "versioned": "false" stores one value per key for
 the whole repo).

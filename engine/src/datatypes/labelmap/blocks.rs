@@ -194,6 +194,15 @@ pub fn post(
     supervoxels_only: bool,
 ) -> Result<DataResponse> {
     let scale = scale(&labels.cfg, &req.query)?;
+    // DVID takes only its own block format here; anything else would be stored as if it were.
+    match req.query.get("compression") {
+        None | Some("" | "blocks") => {}
+        Some(other) => {
+            return Err(Error::bad(format!(
+                "compression {other:?} is not accepted: posted blocks must be \"blocks\" (the default, gzip of labels.Block)"
+            )));
+        }
+    }
     let downres = req.query.flag("downres");
     if downres && (supervoxels_only || scale != 0) {
         return Err(Error::bad(

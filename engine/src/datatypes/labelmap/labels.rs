@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use prost::Message;
 use rayon::prelude::*;
+use tessera_storage::VersionId;
 use tessera_storage::versioned::{delete_into, put_into};
-use tessera_storage::{VersionId, WriteBatch};
 
 use super::index::{LabelIndex, LabelIndices};
 use super::ingest::{max_label, raise_max_label};
@@ -48,7 +48,11 @@ pub fn handle(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
         (Method::Post, "maxlabel") => post_maxlabel(ctx, labels, req),
         (Method::Get, "nextlabel") => Ok(DataResponse::bytes(
             "application/json",
-            format!("{{\"nextlabel\": {}}}", allocation_base(labels)? + 1),
+            // Saturating: blocks may hold u64::MAX, which then can't be allocated past.
+            format!(
+                "{{\"nextlabel\": {}}}",
+                allocation_base(labels)?.saturating_add(1)
+            ),
         )),
         (Method::Post, "nextlabel") => post_nextlabel(ctx, labels, req),
         (Method::Post, "set-nextlabel") => set_nextlabel(ctx, labels, req),
@@ -168,7 +172,7 @@ fn sparsevol_size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 
 /// The supervoxels of `body` at the labels' version, ascending; `None` when no body has that
 /// label (what `GET supervoxels/<body>` answers, also for instances synced to this one).
-fn body_supervoxels(labels: &Labels, body: u64) -> Result<Option<Vec<u64>>> {
+pub(super) fn body_supervoxels(labels: &Labels, body: u64) -> Result<Option<Vec<u64>>> {
     Ok(index_for(labels, body, false)?.map(|i| i.supervoxel_sizes().into_keys().collect()))
 }
 
@@ -335,21 +339,26 @@ fn decode_proto<M: Message + Default>(body: &[u8], what: &str) -> Result<M> {
 
 /// Stores or (when it has no blocks) deletes each index; labels must be non-zero.
 fn store_indices(ctx: &DataCtx, labels: &Labels, indices: Vec<LabelIndex>) -> Result<()> {
-    let mut batch = WriteBatch::new();
+    let mut m = ctx.write();
     for index in &indices {
         if index.label == 0 {
             return Err(Error::bad("a label index names label 0"));
         }
         let key = index_key(index.label);
         if index.blocks.is_empty() {
-            delete_into(&mut batch, &labels.blocks.view, &key);
+            delete_into(&mut m.batch, &labels.blocks.view, &key);
         } else {
-            put_into(&mut batch, &labels.blocks.view, &key, &encode_index(index));
+            put_into(
+                &mut m.batch,
+                &labels.blocks.view,
+                &key,
+                &encode_index(index),
+            );
         }
     }
     let st = state(ctx);
     let _writes = st.writes.write();
-    labels.blocks.store.write(batch)?;
+    m.commit()?;
     Ok(())
 }
 
@@ -506,9 +515,9 @@ fn post_maxlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     }
     let st = state(ctx);
     let _alloc = st.alloc.lock();
-    let mut batch = WriteBatch::new();
-    raise_max_label(&mut batch, labels, n)?;
-    labels.blocks.store.write(batch)?;
+    let mut m = ctx.write();
+    raise_max_label(&mut m.batch, labels, n)?;
+    m.commit()?;
     Ok(DataResponse::empty())
 }
 
@@ -533,25 +542,32 @@ pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
     let st = state(ctx);
     let _alloc = st.alloc.lock();
     let next = next_label_setting(labels)?;
-    let start = allocation_base(labels)? + 1;
-    let end = start + count - 1;
+    let base = allocation_base(labels)?;
+    // Labels stay below u64::MAX, DVID's range sentinel, so neither sum below can wrap.
+    if count == 0 || count >= u64::MAX - base {
+        return Err(Error::bad(format!(
+            "allocating {count} new labels would overflow the uint64 label space (next label {base})"
+        )));
+    }
+    let start = base + 1;
+    let end = base + count;
     let ceiling = repo_wide(labels, CLASS_CEILING)?;
     if ceiling != 0 && end > ceiling {
         return Err(Error::bad(format!(
             "allocating {count} labels from {start} would pass the ceiling {ceiling}"
         )));
     }
-    let mut batch = WriteBatch::new();
+    let mut m = ctx.write();
     if next != 0 {
         put_into(
-            &mut batch,
+            &mut m.batch,
             &labels.repo_view(),
             &[CLASS_NEXT_LABEL],
             &end.to_le_bytes(),
         );
     }
-    raise_max_label(&mut batch, labels, end)?;
-    labels.blocks.store.write(batch)?;
+    raise_max_label(&mut m.batch, labels, end)?;
+    m.commit()?;
     Ok(start)
 }
 
@@ -560,6 +576,16 @@ fn set_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     let label: u64 = one_segment(req, "<label>")?
         .parse()
         .map_err(|_| Error::bad("set-nextlabel/<label> needs a non-negative integer"))?;
+    if label == 0 {
+        return Err(Error::bad(
+            "label 0 is protected background value and cannot be used as next label",
+        ));
+    }
+    if label == u64::MAX {
+        return Err(Error::bad(format!(
+            "next label start {label} is reserved and would overflow uint64 label space"
+        )));
+    }
     let ceiling = match req.query.get("ceiling") {
         None => None,
         Some(c) => Some(
@@ -577,12 +603,17 @@ fn set_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     }
     let st = state(ctx);
     let _alloc = st.alloc.lock();
-    let mut batch = WriteBatch::new();
+    let mut m = ctx.write();
     let view = labels.repo_view();
-    put_into(&mut batch, &view, &[CLASS_NEXT_LABEL], &label.to_le_bytes());
+    put_into(
+        &mut m.batch,
+        &view,
+        &[CLASS_NEXT_LABEL],
+        &label.to_le_bytes(),
+    );
     if let Some(c) = ceiling {
-        put_into(&mut batch, &view, &[CLASS_CEILING], &c.to_le_bytes());
+        put_into(&mut m.batch, &view, &[CLASS_CEILING], &c.to_le_bytes());
     }
-    labels.blocks.store.write(batch)?;
+    m.commit()?;
     Ok(DataResponse::empty())
 }

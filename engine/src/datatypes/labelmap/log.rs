@@ -1,4 +1,4 @@
-//! The mutation log of a labelmap version: `GET mutations`, `mutations-range`, and
+//! The mutation log of a labelmap version: `GET mutations`, `mutations-range`, `history`, and
 //! `GET mutations/stream`, the completed mutations as server-sent events, live.
 //!
 //! The stream replays the version's records with `MutationID ≥ from` (`?from=`, or the
@@ -6,12 +6,17 @@
 //! each new record once its mutation committed. A comment line every 15 s keeps idle
 //! connections open and lets the server notice clients that left.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
 use tessera_storage::{KvStore, VersionId};
 
+use super::labels::body_supervoxels;
+use super::parse_label;
+use super::state::state;
+use super::store::Labels;
 use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse};
 use crate::mutation::Mutations;
@@ -25,9 +30,116 @@ pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         ("mutations", [s]) if s == "stream" => stream(ctx, req),
         ("mutations", []) => crate::datatype::log::get_mutations(ctx, req),
         ("mutations-range", _) => crate::datatype::log::get_mutations_range(ctx, req),
+        ("history", _) => history(ctx, req),
         _ => Err(Error::bad(
-            "expected mutations, mutations/stream or mutations-range/<begin>/<end>",
+            "expected mutations, mutations/stream, mutations-range/<begin>/<end> or history/<label>/<from>/<to>",
         )),
+    }
+}
+
+/// `GET history/<label>/<from UUID>/<to UUID>`, as DVID answers it: the supervoxels `label` has
+/// at `to`, and the bodies that held them at `from`; then, over the versions from `from` to
+/// `to` (along `to`'s first parents, oldest first, each in log order), the merges (renumbers
+/// too, which DVID logs as merges), cleaves and splits whose target is one of those bodies and
+/// the supervoxel splits that made (or split) one of those supervoxels, in DVID's short record
+/// shapes. DVID matches only the split supervoxel itself, which no longer exists at `to`. DVID
+/// writes the records back to back; Tessera puts them in a JSON array, one document a JSON
+/// client can read. A label without voxels at `to` has no history (`[]`).
+fn history(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    let (label, from, to) = match req.path.as_slice() {
+        [l, f, t] | [l, f, t, _] if req.path.get(3).is_none_or(|s| s.is_empty()) => {
+            (parse_label(l)?, f, t)
+        }
+        _ => {
+            return Err(Error::bad("expected history/<label>/<from UUID>/<to UUID>"));
+        }
+    };
+    let versions = ctx.catalog.version_path(&ctx.uuid, from, to)?;
+    let (Some(&first), Some(&last)) = (versions.first(), versions.last()) else {
+        return Err(Error::Internal("an empty version path".into()));
+    };
+    let base = Labels::new(ctx)?;
+    let at = |v: VersionId| -> Result<Labels> {
+        let mut l = base.clone();
+        l.blocks.view.version = v;
+        let m = state(ctx).mapping(&l)?;
+        Ok(l.with_mapping(m, false))
+    };
+    let svs: HashSet<u64> = body_supervoxels(&at(last)?, label)?
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let before = at(first)?;
+    let bodies: HashSet<u64> = svs.iter().map(|sv| before.body(*sv)).collect();
+    let mut out = Vec::new();
+    for v in versions {
+        for rec in mutlog::read(ctx.store.kv().as_ref(), ctx.instance.id, v)? {
+            let rec: Value = serde_json::from_slice(&rec)
+                .map_err(|e| Error::Internal(format!("corrupt mutation record: {e}")))?;
+            if let Some(entry) = history_entry(&rec, &bodies, &svs) {
+                out.push(entry);
+            }
+        }
+    }
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!("[{}]", out.join(",")),
+    ))
+}
+
+/// A mutation record in DVID's `history` shape (its Go structs' field order), when it concerns
+/// one of `bodies` (or, for supervoxel splits, one of `svs`, split or made).
+fn history_entry(rec: &Value, bodies: &HashSet<u64>, svs: &HashSet<u64>) -> Option<String> {
+    let n = |k: &str| rec.get(k).and_then(Value::as_u64);
+    let list = |k: &str| {
+        rec.get(k)
+            .map_or_else(|| "[]".to_string(), Value::to_string)
+    };
+    match rec.get("Action")?.as_str()? {
+        "merge-complete" => {
+            let t = n("Target").filter(|t| bodies.contains(t))?;
+            let labels = list("Labels");
+            Some(format!(
+                r#"{{"Action":"merge","Target":{t},"Labels":{labels}}}"#
+            ))
+        }
+        "renumber-complete" => {
+            let (t, o) = (
+                n("NewLabel").filter(|t| bodies.contains(t))?,
+                n("OrigLabel")?,
+            );
+            Some(format!(
+                r#"{{"Action":"merge","Target":{t},"Labels":[{o}]}}"#
+            ))
+        }
+        "cleave-complete" => {
+            let t = n("OrigLabel").filter(|t| bodies.contains(t))?;
+            let (c, cleaved) = (n("CleavedLabel")?, list("CleavedSupervoxels"));
+            Some(format!(
+                r#"{{"Action":"cleave","OrigLabel":{t},"CleavedLabel":{c},"CleavedSupervoxels":{cleaved}}}"#
+            ))
+        }
+        "split-complete" => {
+            let t = n("Target").filter(|t| bodies.contains(t))?;
+            let new = n("NewLabel")?;
+            Some(format!(
+                r#"{{"Action":"split","Target":{t},"NewLabel":{new},"Coarse":false}}"#
+            ))
+        }
+        "split-supervoxel-complete" => {
+            let (sv, s, r) = (
+                n("Supervoxel")?,
+                n("SplitSupervoxel")?,
+                n("RemainSupervoxel")?,
+            );
+            if ![sv, s, r].iter().any(|x| svs.contains(x)) {
+                return None;
+            }
+            Some(format!(
+                r#"{{"Action":"split-supervoxel","Supervoxel":{sv},"SplitSupervoxel":{s},"RemainSupervoxel":{r}}}"#
+            ))
+        }
+        _ => None,
     }
 }
 

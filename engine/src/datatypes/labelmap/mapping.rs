@@ -199,9 +199,9 @@ fn post_mappings(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     }
     let st = state(ctx);
     let _w = st.writes.write();
-    let mut batch = WriteBatch::new();
-    put_changes(&mut batch, labels, &changes);
-    labels.blocks.store.write(batch)?;
+    let mut m = ctx.write();
+    put_changes(&mut m.batch, labels, &changes);
+    m.commit()?;
     st.mapping_changed(labels, &changes);
     Ok(DataResponse::empty())
 }

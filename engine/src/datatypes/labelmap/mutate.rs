@@ -334,6 +334,89 @@ pub fn parse_rles(body: &[u8]) -> Result<Vec<Run>> {
     Ok(merged)
 }
 
+/// Checks a split's runs against what they split before any block is read: each run must lie
+/// in the bounding box of the blocks holding `only` (every block of `index` when `None`) and
+/// touch only such blocks, and together the runs may cover at most `most` voxels (all a valid
+/// split can claim). The work a request causes is then bounded by the body's own size, not by
+/// the run lengths it declares.
+fn check_runs(
+    runs: &[Run],
+    index: &LabelIndex,
+    only: Option<u64>,
+    bs: [usize; 3],
+    most: u64,
+    whose: &str,
+) -> Result<()> {
+    let blocks: HashSet<u64> = index
+        .blocks
+        .iter()
+        .filter(|(_, c)| only.is_none_or(|sv| c.counts.get(&sv).is_some_and(|n| *n > 0)))
+        .map(|(p, _)| *p)
+        .collect();
+    let bs = bs.map(|b| b as i64);
+    let (mut lo, mut hi) = ([i64::MAX; 3], [i64::MIN; 3]);
+    for p in &blocks {
+        let c = unpack_block(*p);
+        for a in 0..3 {
+            lo[a] = lo[a].min(c[a] as i64 * bs[a]);
+            hi[a] = hi[a].max((c[a] as i64 + 1) * bs[a]);
+        }
+    }
+    let name = |r: &Run| {
+        format!(
+            "split run at ({}, {}, {}) of length {}",
+            r.x, r.y, r.z, r.len
+        )
+    };
+    let mut total = 0u64;
+    for r in runs {
+        let (x0, x1, y, z) = (
+            r.x as i64,
+            r.x as i64 + r.len as i64,
+            r.y as i64,
+            r.z as i64,
+        );
+        if x0 < lo[0] || x1 > hi[0] || !(lo[1]..hi[1]).contains(&y) || !(lo[2]..hi[2]).contains(&z)
+        {
+            return Err(Error::bad(format!(
+                "{} lies outside {whose}, whose blocks span voxels ({}, {}, {}) to ({}, {}, {})",
+                name(r),
+                lo[0],
+                lo[1],
+                lo[2],
+                hi[0] - 1,
+                hi[1] - 1,
+                hi[2] - 1
+            )));
+        }
+        total += r.len as u64;
+        if total > most {
+            return Err(Error::bad(format!(
+                "the split runs cover more voxels than the {most} of {whose} (at {})",
+                name(r)
+            )));
+        }
+    }
+    for r in runs {
+        let (by, bz) = (
+            (r.y as i64).div_euclid(bs[1]),
+            (r.z as i64).div_euclid(bs[2]),
+        );
+        let x0 = (r.x as i64).div_euclid(bs[0]);
+        let x1 = (r.x as i64 + r.len as i64 - 1).div_euclid(bs[0]);
+        for bx in x0..=x1 {
+            let c = [bx as i32, by as i32, bz as i32];
+            if !blocks.contains(&pack_block(c)) {
+                return Err(Error::bad(format!(
+                    "{} crosses block {c:?}, which holds no voxels of {whose}",
+                    name(r)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The runs inside block `c`, in the block's own coordinates shifted down `z_shift` planes
 /// (its place in a batch stacked along z).
 fn runs_in_block(runs: &[Run], c: BlockCoord, bs: [usize; 3], z_shift: i32, out: &mut Vec<Run>) {
@@ -546,6 +629,15 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
     let _body = st.bodies.lock([label]);
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let index = must_index(labels, label, "split")?;
+    let whose = format!("body {label}");
+    check_runs(
+        &runs,
+        &index,
+        None,
+        labels.cfg.block_size,
+        index.num_voxels(),
+        &whose,
+    )?;
     let under = count_under_runs(labels, &runs, &|v| {
         if v != 0 && labels.body(v) == label {
             Ok(())
@@ -607,7 +699,12 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
 fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
     match req.query.get(name) {
         None => Ok(None),
-        Some(v) => parse_label(v).map(Some),
+        Some(v) => match parse_label(v)? {
+            u64::MAX => Err(Error::bad(format!(
+                "{name}={v} is reserved (u64::MAX) and can't be a supervoxel id"
+            ))),
+            id => Ok(Some(id)),
+        },
     }
 }
 
@@ -642,6 +739,15 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
     if sv_voxels == 0 {
         return Err(Error::bad(format!("supervoxel {sv} has no voxels")));
     }
+    let bs = labels.cfg.block_size;
+    check_runs(
+        &runs,
+        &index,
+        Some(sv),
+        bs,
+        sv_voxels,
+        &format!("supervoxel {sv}"),
+    )?;
     let under = count_under_runs(labels, &runs, &|v| {
         if v == sv {
             Ok(())
