@@ -169,9 +169,13 @@ impl<'a> Write<'a> {
             None => (out.blocks, vec![None; coords.len()]),
         };
         let prev = if self.mode.index || self.events.is_some() {
-            timed(&mut self.timings.storage, || {
+            let stored = timed(&mut self.timings.storage, || {
                 self.labels.blocks.get_many(self.mode.scale, coords)
-            })?
+            })?;
+            stored
+                .par_iter()
+                .map(|o| o.as_deref().map(deserialize).transpose())
+                .collect::<Result<_>>()?
         } else {
             Vec::new()
         };
@@ -185,7 +189,8 @@ impl<'a> Write<'a> {
 
     /// Adds a batch of new blocks already computed. `gzipped` holds, per block, the gzip
     /// stream a client sent it in (stored as sent when blocks are stored gzipped); `prev` the
-    /// blocks stored there before (needed for the index and sync events, else empty).
+    /// labels.Block bytes of the blocks there before (needed for the index and sync events,
+    /// else empty).
     pub fn add_computed(
         &mut self,
         coords: &[BlockCoord],
@@ -200,11 +205,7 @@ impl<'a> Write<'a> {
             half,
         } = computed;
         let t = &mut self.timings;
-        let old_raw: Vec<Option<Vec<u8>>> = timed(&mut t.storage, || {
-            prev.par_iter()
-                .map(|o| o.as_deref().map(deserialize).transpose())
-                .collect::<Result<_>>()
-        })?;
+        let old_raw = prev;
         if self.mode.index {
             timed(&mut t.index, || -> Result<()> {
                 for ((c, old), new) in coords.iter().zip(&old_raw).zip(&counts) {
