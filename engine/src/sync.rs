@@ -129,22 +129,6 @@ impl SyncBus {
         rx
     }
 
-    /// One channel for several events of one publisher, in publication order across them.
-    pub fn subscribe_all(
-        &self,
-        publisher: &str,
-        events: &[&'static str],
-    ) -> Receiver<Arc<SyncEvent>> {
-        let (tx, rx) = channel();
-        let mut subs = self.subscribers.lock();
-        for &event in events {
-            subs.entry((publisher.to_string(), event))
-                .or_default()
-                .push(tx.clone());
-        }
-        rx
-    }
-
     /// Whether anyone listens: publishers skip building events nobody receives.
     pub fn has_subscribers(&self, publisher: &str, event: &'static str) -> bool {
         self.subscribers

@@ -46,10 +46,6 @@ impl<V: Voxel> Writer<V> {
         self.top > self.scale
     }
 
-    pub fn blocks(&self) -> &Blocks {
-        &self.blocks
-    }
-
     /// The batch the write commits, for the datatype's other records.
     pub fn batch(&mut self) -> &mut WriteBatch {
         &mut self.batch

@@ -85,6 +85,20 @@ impl DataRequest {
         self.path.iter().map(|s| s.as_bytes().to_vec()).collect()
     }
 
+    /// `hash=<md5 hex of the body>`, checked when given (labelmap and tarsupervoxels reads
+    /// that carry a body).
+    pub fn check_hash(&self) -> crate::Result<()> {
+        if let Some(want) = self.query.get("hash") {
+            let got = format!("{:x}", md5::compute(&self.body));
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(crate::Error::bad(format!(
+                    "hash {want} does not match the body's MD5 {got}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The body's reader: the stream when there is one, else the buffered body.
     pub fn body_reader(&self) -> Box<dyn Read + Send + '_> {
         match &self.stream {

@@ -136,7 +136,7 @@ pub fn specific(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
     let coords: Vec<BlockCoord> = nums.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
     let found: Vec<Option<Vec<u8>>> = coords
         .par_iter()
-        .map(|c| labels.stored_block(scale, *c))
+        .map(|c| labels.blocks.get(scale, *c))
         .collect::<Result<_>>()?;
     let blocks: Vec<(BlockCoord, Vec<u8>)> = coords
         .into_iter()

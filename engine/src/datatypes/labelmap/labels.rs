@@ -63,19 +63,6 @@ pub fn handle(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
     }
 }
 
-/// `hash=<md5 hex of the body>`, checked when given.
-pub fn check_hash(req: &DataRequest) -> Result<()> {
-    if let Some(want) = req.query.get("hash") {
-        let got = format!("{:x}", md5::compute(&req.body));
-        if !got.eq_ignore_ascii_case(want) {
-            return Err(Error::bad(format!(
-                "hash {want} does not match the body's MD5 {got}"
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn json_labels(body: &[u8]) -> Result<Vec<u64>> {
     serde_json::from_slice(body)
         .map_err(|e| Error::bad(format!("body must be a JSON list of labels: {e}")))
@@ -116,7 +103,7 @@ fn size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 }
 
 fn sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    check_hash(req)?;
+    req.check_hash()?;
     let list = json_labels(&req.body)?;
     let sv = req.query.flag("supervoxels");
     let out: Vec<u64> = list

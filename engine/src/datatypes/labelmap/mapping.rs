@@ -11,7 +11,6 @@ use prost::Message;
 use tessera_storage::WriteBatch;
 use tessera_storage::versioned::put_into;
 
-use super::labels::check_hash;
 use super::state::state;
 use super::store::{self, Labels};
 use crate::compute::LabelTable;
@@ -124,7 +123,7 @@ pub fn handle(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
 /// `nolookup=true`, for never-mapped ids whose own label index doesn't hold them as a
 /// supervoxel (ids that don't exist, and body ids made by cleaves and splits).
 fn get_mapping(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    check_hash(req)?;
+    req.check_hash()?;
     let svs: Vec<u64> = serde_json::from_slice(&req.body).map_err(|e| {
         Error::bad(format!(
             "mapping body must be a JSON list of supervoxels: {e}"

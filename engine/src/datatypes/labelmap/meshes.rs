@@ -301,14 +301,12 @@ fn load_masks(
     let mut out = HashMap::with_capacity(blocks.len());
     let coords: Vec<[i32; 3]> = blocks.iter().copied().collect();
     for chunk in coords.chunks(labels.blocks_per_batch()) {
-        let mut stored = Vec::with_capacity(chunk.len());
-        let mut present = Vec::with_capacity(chunk.len());
-        for k in chunk {
-            if let Some(b) = labels.stored_block(scale, [k[2], k[1], k[0]])? {
-                stored.push(b);
-                present.push(*k);
-            }
-        }
+        let xyz: Vec<BlockCoord> = chunk.iter().map(|k| [k[2], k[1], k[0]]).collect();
+        let (present, stored): (Vec<[i32; 3]>, Vec<Vec<u8>>) = chunk
+            .iter()
+            .zip(labels.blocks.get_many(scale, &xyz)?)
+            .filter_map(|(k, b)| b.map(|b| (*k, b)))
+            .unzip();
         let mut vox = vec![0u64; n * stored.len()];
         labels.decode_stored(&stored, &mut vox)?;
         for (k, v) in present.into_iter().zip(vox.chunks_exact(n)) {

@@ -37,7 +37,6 @@ use crate::mutation::Subscription;
 use crate::{Error, Result};
 use config::Config;
 pub use handle::Labelmap;
-pub use labels::check_hash;
 use store::Labels;
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -471,7 +471,7 @@ fn count_under_runs(
     for c in blocks_of_runs(runs, bs) {
         local.clear();
         runs_in_block(runs, c, bs, 0, &mut local);
-        let stored = labels.stored_block(0, c)?;
+        let stored = labels.blocks.get(0, c)?;
         match stored {
             Some(s) => labels.decode_stored(&[s], &mut block)?,
             None => block.fill(0),

@@ -125,14 +125,11 @@ fn each_block(
     let bv = labels.cfg.block_voxels();
     let mut buf = Vec::new();
     for batch in w.blocks.chunks(BATCH_BLOCKS) {
-        let mut coords = Vec::with_capacity(batch.len());
-        let mut stored = Vec::with_capacity(batch.len());
-        for c in batch {
-            if let Some(s) = labels.stored_block(scale, *c)? {
-                coords.push(*c);
-                stored.push(s);
-            }
-        }
+        let (coords, stored): (Vec<BlockCoord>, Vec<Vec<u8>>) = batch
+            .iter()
+            .zip(labels.blocks.get_many(scale, batch)?)
+            .filter_map(|(c, s)| s.map(|s| (*c, s)))
+            .unzip();
         buf.resize(coords.len() * bv, 0);
         labels.decode_stored(&stored, &mut buf)?;
         for (c, block) in coords.iter().zip(buf.chunks(bv)) {

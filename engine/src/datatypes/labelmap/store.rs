@@ -17,7 +17,7 @@ use super::index::LabelIndex;
 use super::mapping::Mapping;
 use crate::block::read::{KeyVisitor, scan_visible};
 use crate::block::stored::{Stored, deserialize, lz4_serialize};
-use crate::block::{BlockCoord, Blocks, Voxel};
+use crate::block::{Blocks, Voxel};
 use crate::compute::{Compute, Shape, codec};
 use crate::datatype::DataCtx;
 use crate::{Error, Result};
@@ -92,11 +92,6 @@ impl Labels {
 
     pub fn block_shape(&self) -> Shape {
         self.blocks.shape
-    }
-
-    /// The stored (serialized) block at `c`, if any.
-    pub fn stored_block(&self, scale: u8, c: BlockCoord) -> Result<Option<Vec<u8>>> {
-        self.blocks.get(scale, c)
     }
 
     /// Visits the keys in `[lo, hi]` visible at this version, in key order, until the

@@ -515,7 +515,7 @@ pub(super) fn label_at(
     let bs = labels.cfg.block_size;
     let c: BlockCoord = std::array::from_fn(|a| p[a].div_euclid(bs[a] as i64) as i32);
     if cache.as_ref().is_none_or(|(cc, _)| *cc != c) {
-        let block = match labels.stored_block(scale, c)? {
+        let block = match labels.blocks.get(scale, c)? {
             None => Vec::new(),
             Some(s) => {
                 let mut out = vec![0u64; labels.cfg.block_voxels()];
@@ -546,7 +546,7 @@ pub fn label(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 
 /// `GET labels` with a JSON body `[[x,y,z],…]` → `[n,…]`.
 pub fn labels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    super::labels::check_hash(req)?;
+    req.check_hash()?;
     let points: Vec<[i64; 3]> = serde_json::from_slice::<Vec<[i32; 3]>>(&req.body)
         .map_err(|e| {
             Error::bad(format!(

@@ -10,7 +10,6 @@ use super::bodies;
 use super::keys::{id_from_path, tkey};
 use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Method};
-use crate::datatypes::labelmap::check_hash;
 use crate::mutation::log as mutlog;
 use crate::{Error, Result};
 
@@ -120,7 +119,7 @@ fn get_missing(ctx: &DataCtx, blobs: &Blobs, req: &DataRequest) -> Result<DataRe
 }
 
 fn get_exists(blobs: &Blobs, req: &DataRequest) -> Result<DataResponse> {
-    check_hash(req)?;
+    req.check_hash()?;
     let svs: Vec<u64> = serde_json::from_slice(&req.body).map_err(|e| {
         Error::bad(format!(
             "exists needs a JSON list of supervoxel ids in the request body: {e}"
