@@ -56,7 +56,7 @@ enum Command {
     },
     /// Closed surface meshes of every label of a numpy volume: DIR/<label>.<format>.
     Mesh {
-        /// (z, y, x) C-order .npy of uint64, uint32 or uint8 labels; 0 is background.
+        /// (z, y, x) C-order .npy of uint64, uint32, uint16 or uint8 labels; 0 is background.
         #[arg(long)]
         input: PathBuf,
         #[arg(long)]
@@ -71,6 +71,52 @@ enum Command {
         /// Physical size of a voxel, x,y,z (vertices are written in these units).
         #[arg(long, default_value = "1,1,1")]
         voxel_size: String,
+    },
+    /// Ingest a volume on disk into an image instance of a running server, over HTTP.
+    ///
+    /// The volume is written as block-aligned slabs (one z-layer of blocks per request,
+    /// zero-padded to whole blocks). Acknowledged slabs are recorded in a resume file, so
+    /// rerunning the same command after a failure sends only what is missing.
+    Load {
+        /// A (z, y, x) C-order .npy (uint8, uint16, uint64); a directory of 2-D TIFF/PNG
+        /// slices (8-bit gray, or 16-bit for uint16), one per z in file-name order; a
+        /// neuroglancer precomputed volume directory (raw or png encoding; gzip-compressed
+        /// files too); or a zarr v2/v3 array directory (uncompressed, gzip or zlib).
+        input: PathBuf,
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        server: String,
+        /// Version (node) to write to.
+        #[arg(long)]
+        uuid: String,
+        /// Data instance; created if missing. Pyramid levels go to <instance>_1 … _N.
+        #[arg(long)]
+        instance: String,
+        /// Instance type when creating it; by default from the input's element type.
+        #[arg(long = "type", value_parser = ["uint8blk", "uint16blk", "uint64blk"])]
+        typename: Option<String>,
+        /// Compression setting of a created instance.
+        #[arg(long, value_parser = ["jpeg", "lz4", "gzip", "none"])]
+        compression: Option<String>,
+        /// BlockSize of a created instance: n or x,y,z (an existing instance keeps its own).
+        #[arg(long)]
+        block_size: Option<String>,
+        /// Where the volume's first voxel goes, x,y,z (default: 0,0,0, or a precomputed
+        /// volume's voxel_offset).
+        #[arg(long, allow_hyphen_values = true)]
+        offset: Option<String>,
+        /// Also write N 2×2×2 mean levels to <instance>_1 … <instance>_N (uint8 only).
+        #[arg(long, default_value_t = 0)]
+        pyramid: u32,
+        /// Compute backend for the pyramid's mean kernel.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
+        compute: String,
+        /// Where to record acknowledged slabs (default: <INPUT>.tessera-load beside it).
+        #[arg(long)]
+        resume_file: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Benchmarks.
     Bench {
@@ -147,6 +193,33 @@ fn main() -> anyhow::Result<()> {
             format,
             compute,
             voxel_size,
+        }),
+        Command::Load {
+            input,
+            server,
+            uuid,
+            instance,
+            typename,
+            compression,
+            block_size,
+            offset,
+            pyramid,
+            compute,
+            resume_file,
+            quiet,
+        } => cli::load::run(cli::load::LoadArgs {
+            server,
+            uuid,
+            instance,
+            input,
+            typename,
+            compression,
+            block_size,
+            offset,
+            pyramid,
+            compute,
+            resume_file,
+            quiet,
         }),
         Command::Bench {
             what:

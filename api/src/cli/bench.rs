@@ -99,7 +99,10 @@ fn labels_input(args: &BenchArgs) -> anyhow::Result<(Shape, Vec<u64>)> {
         Some(p) => match npy::read(p)? {
             Volume::U64(s, v) => Ok((s, v)),
             Volume::U32(s, v) => Ok((s, v.into_iter().map(u64::from).collect())),
-            Volume::U8(..) => bail!("--input must hold uint64 or uint32 labels"),
+            v => bail!(
+                "--input must hold uint64 or uint32 labels, not {}",
+                v.dtype()
+            ),
         },
     }
 }

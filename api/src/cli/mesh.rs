@@ -76,6 +76,7 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     let labels: Vec<u64> = match volume {
         Volume::U64(_, v) => v,
         Volume::U32(_, v) => v.into_iter().map(u64::from).collect(),
+        Volume::U16(_, v) => v.into_iter().map(u64::from).collect(),
         Volume::U8(_, v) => v.into_iter().map(u64::from).collect(),
     };
     std::fs::create_dir_all(&args.out_dir)

@@ -1,6 +1,8 @@
-//! Offline commands: `tessera pyramid`, `tessera mesh` and `tessera bench kernels`.
+//! Offline commands: `tessera pyramid`, `tessera mesh` and `tessera bench kernels`; and
+//! `tessera load`, a client that ingests a volume into a running server.
 
 pub mod bench;
+pub mod load;
 pub mod mesh;
 mod npy;
 pub mod pyramid;

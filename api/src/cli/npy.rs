@@ -4,7 +4,7 @@
 //! in memory and no more (the pyramid command promises a peak under 3× its input).
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -15,13 +15,14 @@ use tessera_engine::compute::Shape;
 pub enum Volume {
     U64(Shape, Vec<u64>),
     U32(Shape, Vec<u32>),
+    U16(Shape, Vec<u16>),
     U8(Shape, Vec<u8>),
 }
 
 impl Volume {
     pub fn shape(&self) -> Shape {
         match self {
-            Volume::U64(s, _) | Volume::U32(s, _) | Volume::U8(s, _) => *s,
+            Volume::U64(s, _) | Volume::U32(s, _) | Volume::U16(s, _) | Volume::U8(s, _) => *s,
         }
     }
 
@@ -29,6 +30,7 @@ impl Volume {
         match self {
             Volume::U64(..) => "uint64",
             Volume::U32(..) => "uint32",
+            Volume::U16(..) => "uint16",
             Volume::U8(..) => "uint8",
         }
     }
@@ -146,8 +148,35 @@ fn finish<T: Copy>(header: &Header, dims: [usize; 3], v: Vec<T>) -> (Shape, Vec<
     (Shape::new(dims[2], dims[1], dims[0]), v)
 }
 
-/// Reads a 3-D uint64, uint32 or uint8 array.
-pub fn read(path: &Path) -> anyhow::Result<Volume> {
+/// Where a 3-D array's elements are in its file, and how they are laid out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// (x, y, z) = the array's (d2, d1, d0).
+    pub shape: Shape,
+    /// numpy's type string, e.g. `"<u2"`.
+    pub descr: String,
+    /// Bytes per element: 8 (uint64), 4 (uint32), 2 (uint16) or 1 (uint8).
+    pub elem_size: usize,
+    /// Fortran order: the file's first axis (z) varies fastest.
+    pub fortran_order: bool,
+    /// Byte offset of the first element.
+    pub data_at: u64,
+}
+
+impl Layout {
+    pub fn dtype(&self) -> &'static str {
+        match self.elem_size {
+            8 => "uint64",
+            4 => "uint32",
+            2 => "uint16",
+            _ => "uint8",
+        }
+    }
+}
+
+/// Reads and checks the header of a 3-D uint64, uint32, uint16 or uint8 array, and that the
+/// file holds exactly its data; leaves the elements on disk (`tessera load` streams them).
+pub fn inspect(path: &Path) -> anyhow::Result<Layout> {
     let name = path.display();
     let mut f = File::open(path).with_context(|| format!("opening {name}"))?;
     let (header, data_at) = read_header(&mut f).with_context(|| format!("reading {name}"))?;
@@ -162,24 +191,45 @@ pub fn read(path: &Path) -> anyhow::Result<Volume> {
         .checked_mul(d1)
         .and_then(|v| v.checked_mul(d2))
         .with_context(|| format!("{name}: shape {:?} is too large", header.shape))?;
-    let size = match header.descr.as_str() {
+    let elem_size = match header.descr.as_str() {
         "<u8" => 8,
         "<u4" => 4,
+        "<u2" => 2,
         "|u1" | "<u1" => 1,
         d => bail!(
-            "{name}: dtype {d:?}: the array must be little-endian uint64 or uint32 (labels) or uint8 (grayscale)"
+            "{name}: dtype {d:?}: the array must be little-endian uint64 or uint32 (labels), or uint8 or uint16 (grayscale)"
         ),
     };
     let file_len = f.metadata()?.len();
-    let want = n.checked_mul(size).context("shape too large")? as u64 + data_at;
+    let want = n.checked_mul(elem_size).context("shape too large")? as u64 + data_at;
     ensure!(
         file_len == want,
         "{name}: {file_len} bytes, but a {:?} array of {} needs {want}",
         header.shape,
         header.descr
     );
-    let dims = [d0, d1, d2];
-    Ok(match size {
+    Ok(Layout {
+        shape: Shape::new(d2, d1, d0),
+        descr: header.descr,
+        elem_size,
+        fortran_order: header.fortran_order,
+        data_at,
+    })
+}
+
+/// Reads a 3-D uint64, uint32, uint16 or uint8 array.
+pub fn read(path: &Path) -> anyhow::Result<Volume> {
+    let layout = inspect(path)?;
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    f.seek(SeekFrom::Start(layout.data_at))?;
+    let header = Header {
+        descr: layout.descr.clone(),
+        fortran_order: layout.fortran_order,
+        shape: vec![layout.shape.z, layout.shape.y, layout.shape.x],
+    };
+    let dims = [layout.shape.z, layout.shape.y, layout.shape.x];
+    let n = layout.shape.voxels();
+    Ok(match layout.elem_size {
         8 => {
             let (s, v) = finish(&header, dims, read_elements::<u64>(&mut f, n)?);
             Volume::U64(s, v)
@@ -187,6 +237,10 @@ pub fn read(path: &Path) -> anyhow::Result<Volume> {
         4 => {
             let (s, v) = finish(&header, dims, read_elements::<u32>(&mut f, n)?);
             Volume::U32(s, v)
+        }
+        2 => {
+            let (s, v) = finish(&header, dims, read_elements::<u16>(&mut f, n)?);
+            Volume::U16(s, v)
         }
         _ => {
             let (s, v) = finish(&header, dims, read_elements::<u8>(&mut f, n)?);
@@ -206,6 +260,10 @@ impl Element for u64 {
 
 impl Element for u32 {
     const DESCR: &'static str = "<u4";
+}
+
+impl Element for u16 {
+    const DESCR: &'static str = "<u2";
 }
 
 impl Element for u8 {
@@ -270,6 +328,25 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let Volume::U32(s, v) = read(&path).unwrap() else {
             panic!("not u32")
+        };
+        assert_eq!((s, v), (shape, data));
+    }
+
+    #[test]
+    fn reads_uint16_and_inspects_without_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.npy");
+        let shape = Shape::new(5, 3, 2);
+        let data: Vec<u16> = (0..30).map(|i| i * 1000 + 7).collect();
+        write(&path, shape, &data).unwrap();
+        let layout = inspect(&path).unwrap();
+        assert_eq!(
+            (layout.shape, layout.elem_size, layout.dtype()),
+            (shape, 2, "uint16")
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), layout.data_at + 60);
+        let Volume::U16(s, v) = read(&path).unwrap() else {
+            panic!("not u16")
         };
         assert_eq!((s, v), (shape, data));
     }
