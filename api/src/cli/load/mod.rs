@@ -131,11 +131,13 @@ fn progress(total: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {percent:>3}% {pos}/{len} voxels, {mvox} eta {eta}")
-            .expect("a valid template")
-            .with_key("mvox", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.1} Mvox/s", s.per_sec() / 1e6);
-            }),
+        ProgressStyle::with_template(
+            "{bar:40} {percent:>3}% {human_pos}/{human_len} voxels, {mvox} eta {eta}",
+        )
+        .expect("a valid template")
+        .with_key("mvox", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.1} Mvox/s", s.per_sec() / 1e6);
+        }),
     );
     bar
 }
