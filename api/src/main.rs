@@ -117,6 +117,9 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Largest request body, MiB: a wider slab is sent as bands of block rows.
+        #[arg(long, default_value_t = 256)]
+        max_request_mb: u64,
     },
     /// Benchmarks.
     Bench {
@@ -207,6 +210,7 @@ fn main() -> anyhow::Result<()> {
             compute,
             resume_file,
             quiet,
+            max_request_mb,
         } => cli::load::run(cli::load::LoadArgs {
             server,
             uuid,
@@ -220,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             compute,
             resume_file,
             quiet,
+            max_request_mb,
         }),
         Command::Bench {
             what:

@@ -138,6 +138,22 @@ fn npy_uint8_of_unaligned_size_round_trips_at_an_offset() {
 }
 
 #[test]
+fn wide_slabs_go_as_bands_of_block_rows() {
+    let (srv, uuid) = start("bands");
+    let dir = tempfile::tempdir().unwrap();
+    // Slabs of 224×160×32 voxels (1.1 MiB) over a 1 MiB request limit: bands of 4 block rows
+    // (224×128×32) and 1 (224×32×32).
+    let d = [200, 150, 40];
+    let data = pattern(voxels(d), 11);
+    let input = dir.path().join("wide.npy");
+    npy_u8(&input, d, &data);
+    let args = ["--block-size", "32", "--max-request-mb", "1"];
+    let stdout = ok(&load(&srv, &uuid, "wide", &input, &args));
+    assert!(stdout.contains("2 slabs (4 requests)"), "{stdout}");
+    assert_eq!(get_raw(&srv, &uuid, "wide", d, [0, 0, 0]), data);
+}
+
+#[test]
 fn npy_uint16_creates_a_uint16blk() {
     let (srv, uuid) = start("npy16");
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ mod input;
 mod resume;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
@@ -47,6 +47,7 @@ pub struct LoadArgs {
     pub compute: String,
     pub resume_file: Option<PathBuf>,
     pub quiet: bool,
+    pub max_request_mb: u64,
 }
 
 fn parse_triple<T: std::str::FromStr>(text: &str, what: &str) -> anyhow::Result<[T; 3]> {
@@ -97,6 +98,43 @@ struct Job {
     size: [usize; 3],
     offset: [i64; 3],
     body: Bytes,
+}
+
+/// Posts a slab: whole, or, when it is over `max` bytes, as bands of whole block rows (along
+/// y) of at most `max` bytes where a block row allows. Returns the number of requests.
+fn post_slab(
+    client: &Client,
+    job: Job,
+    block_y: usize,
+    es: usize,
+    max: usize,
+) -> anyhow::Result<usize> {
+    let [sx, sy, sz] = job.size;
+    let row_bytes = sx * block_y * sz * es;
+    let rows = sy / block_y;
+    let per = (max / row_bytes).max(1);
+    if per >= rows {
+        client.post_raw(&job.instance, job.size, job.offset, job.body)?;
+        return Ok(1);
+    }
+    let mut n = 0;
+    for r0 in (0..rows).step_by(per) {
+        let (y0, ny) = (r0 * block_y, per.min(rows - r0) * block_y);
+        let mut band = Vec::with_capacity(sx * ny * sz * es);
+        for z in 0..sz {
+            let at = (z * sy + y0) * sx * es;
+            band.extend_from_slice(&job.body[at..at + ny * sx * es]);
+        }
+        let [x, y, z] = job.offset;
+        client.post_raw(
+            &job.instance,
+            [sx, ny, sz],
+            [x, y + y0 as i64, z],
+            Bytes::from(band),
+        )?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Makes sure `name` exists (creating it with `settings`) and returns its type and blocks.
@@ -313,6 +351,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let done_before = resume.done().clone();
     let resume = Mutex::new(resume);
     let abort = AtomicBool::new(false);
+    let requests = AtomicUsize::new(0);
+    ensure!(
+        args.max_request_mb > 0,
+        "--max-request-mb must be at least 1"
+    );
+    let max_request = (args.max_request_mb as usize).saturating_mul(1 << 20);
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let (tx, rx) = mpsc::sync_channel::<Job>(1);
     let rx = Mutex::new(rx);
@@ -327,10 +371,14 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                         continue;
                     }
                     let voxels = job.body.len() / dtype.size();
-                    let done = client
-                        .post_raw(&job.instance, job.size, job.offset, job.body)
-                        .with_context(|| format!("writing slab {} of {}", job.layer, job.instance))
-                        .and_then(|()| resume.lock().expect("resume").mark(job.level, job.layer));
+                    let (level, layer) = (job.level, job.layer);
+                    let what = format!("writing slab {} of {}", job.layer, job.instance);
+                    let done = post_slab(&client, job, block[1], dtype.size(), max_request)
+                        .map(|n| {
+                            requests.fetch_add(n, Ordering::Relaxed);
+                        })
+                        .context(what)
+                        .and_then(|()| resume.lock().expect("resume").mark(level, layer));
                     match done {
                         Ok(()) => bar.inc(voxels as u64),
                         Err(e) => {
@@ -406,7 +454,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         String::new()
     };
     println!(
-        "load: {} ({}×{}×{} at {},{},{}) into {}{level_names}: {total} voxels in {slabs} slabs, {secs:.2} s, {:.1} Mvox/s, {skipped} slabs skipped (already loaded); {:.2} s in all",
+        "load: {} ({}×{}×{} at {},{},{}) into {}{level_names}: {total} voxels in {slabs} slabs ({} requests), {secs:.2} s, {:.1} Mvox/s, {skipped} slabs skipped (already loaded); {:.2} s in all",
         source.kind(),
         shape[0],
         shape[1],
@@ -415,6 +463,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         offset[1],
         offset[2],
         args.instance,
+        requests.load(Ordering::Relaxed),
         total as f64 / secs.max(1e-9) / 1e6,
         t0.elapsed().as_secs_f64(),
     );
