@@ -219,6 +219,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             source.kind()
         );
     }
+    // The backend first: `--compute gpu` without a GPU fails before anything is written.
+    let compute: Option<Arc<dyn Compute>> = if args.pyramid > 0 {
+        Some(super::open_compute(&args.compute)?)
+    } else {
+        None
+    };
     let offset = match &args.offset {
         Some(o) => parse_triple::<i64>(o, "--offset")?,
         None => source.origin(),
@@ -341,11 +347,6 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                 * lv.slab_voxels() as u64
         })
         .sum();
-    let compute: Option<Arc<dyn Compute>> = if args.pyramid > 0 {
-        Some(super::open_compute(&args.compute)?)
-    } else {
-        None
-    };
     let bar = progress(total, args.quiet);
 
     let done_before = resume.done().clone();

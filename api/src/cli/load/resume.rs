@@ -60,7 +60,9 @@ impl Resume {
             .create(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("opening resume file {name}"))?;
+            .with_context(|| {
+                format!("opening resume file {name} (--resume-file puts it elsewhere)")
+            })?;
         if fresh {
             file.set_len(0)?;
             writeln!(file, "{header}")
