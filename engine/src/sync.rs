@@ -60,6 +60,8 @@ pub enum Delta {
         blocks: Vec<[i32; 3]>,
         voxels: u64,
     },
+    /// `BLOCK_INGEST` of an image instance: the blocks written, sorted in (z, y, x) order.
+    Image(Vec<[i32; 3]>),
     /// `CLEAVE_LABEL`: supervoxels moved from `target` to `cleaved_label`.
     Cleave {
         target: u64,

@@ -1,5 +1,5 @@
-//! The block layer every block-shaped datatype builds on (labelmap today; uint8blk and its
-//! siblings next): block coordinates and boxes, block keys per scale, the storage wrapper,
+//! The block layer every block-shaped datatype builds on (labelmap, and uint8blk with its
+//! siblings): block coordinates and boxes, block keys per scale, the storage wrapper,
 //! batched reads at a version, and one writer whose pyramid is generic over the voxel type.
 //!
 //! * [`geom`] — voxel boxes, block coordinates, the label index's packed coordinates;
@@ -8,11 +8,15 @@
 //! * [`voxel`] — how each voxel type is stored and downsampled;
 //! * [`pyramid`] and [`writer`] — the write path with its scales above.
 
+pub mod extents;
 pub mod geom;
+pub mod jpeg;
 pub mod keys;
 pub mod pyramid;
 pub mod read;
+pub mod records;
 pub mod stored;
+pub mod volume;
 pub mod voxel;
 pub mod writer;
 

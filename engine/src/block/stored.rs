@@ -1,5 +1,6 @@
 //! The storage wrapper of every stored value: DVID's serialization (spec §2.2), a first byte
-//! `compression << 5`, then the payload as is, gzipped, or LZ4-compressed.
+//! `compression << 5`, then the payload as is, gzipped, LZ4-compressed, or (grayscale blocks)
+//! as a JPEG image.
 
 use std::io::{Read, Write};
 
@@ -7,6 +8,8 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
+use super::jpeg;
+use crate::compute::Shape;
 use crate::{Error, Result};
 
 /// How stored values are compressed: DVID serialization (spec §2.2), first byte
@@ -16,29 +19,48 @@ pub enum Stored {
     None,
     Gzip(u32),
     Lz4,
+    /// Lossy: a gray image `width` pixels wide (a block's x size), at this quality.
+    Jpeg {
+        quality: u8,
+        width: usize,
+    },
 }
 
 const FORMAT_NONE: u8 = 0x00;
 const FORMAT_GZIP: u8 = 0x40;
 const FORMAT_LZ4: u8 = 0x80;
+const FORMAT_JPEG: u8 = 0xA0;
 
 impl Stored {
-    /// From the instance's normalized compression setting (`Settings` normalizes it). JPEG,
-    /// which uint8 grayscale will take, joins here as a variant of its own.
-    pub fn from_setting(s: &str) -> Result<Stored> {
+    /// From the instance's normalized compression setting (`Settings` normalizes it) for
+    /// blocks of shape `block`.
+    pub fn from_setting(s: &str, block: Shape) -> Result<Stored> {
         match s.split_once(':') {
+            None if s == "jpeg" => Ok(Stored::Jpeg {
+                quality: jpeg::DEFAULT_QUALITY,
+                width: block.x,
+            }),
+            Some(("jpeg", q)) => Ok(Stored::Jpeg {
+                quality: q.parse().unwrap_or(jpeg::DEFAULT_QUALITY),
+                width: block.x,
+            }),
             None if s == "gzip" => Ok(Stored::Gzip(6)),
             Some(("gzip", level)) => Ok(Stored::Gzip(level.parse().unwrap_or(6))),
             None if s == "lz4" => Ok(Stored::Lz4),
             None if s == "none" => Ok(Stored::None),
             _ => Err(Error::bad(format!(
-                "blocks can be stored with gzip, gzip:N, lz4 or none, not {s:?}"
+                "blocks can be stored with gzip, gzip:N, lz4, jpeg, jpeg:N or none, not {s:?}"
             ))),
         }
     }
 
-    pub fn serialize(self, data: &[u8]) -> Vec<u8> {
-        match self {
+    pub fn is_jpeg(self) -> bool {
+        matches!(self, Stored::Jpeg { .. })
+    }
+
+    /// The stored value of `data`; fails only for JPEG, whose image sides are limited.
+    pub fn serialize(self, data: &[u8]) -> Result<Vec<u8>> {
+        Ok(match self {
             Stored::None => {
                 let mut out = Vec::with_capacity(data.len() + 1);
                 out.push(FORMAT_NONE);
@@ -51,7 +73,20 @@ impl Stored {
                 out
             }
             Stored::Lz4 => lz4_serialize(data),
-        }
+            Stored::Jpeg { quality, width } => {
+                let mut out = vec![FORMAT_JPEG];
+                out.extend_from_slice(&jpeg::encode(data, width, false, quality)?);
+                out
+            }
+        })
+    }
+}
+
+/// The JPEG inside a stored value, when it is one (served as stored, never re-encoded).
+pub fn jpeg_payload(stored: &[u8]) -> Option<&[u8]> {
+    match stored.split_first() {
+        Some((&FORMAT_JPEG, rest)) => Some(rest),
+        _ => None,
     }
 }
 
@@ -78,6 +113,9 @@ pub fn deserialize(stored: &[u8]) -> Result<Vec<u8>> {
         Some((&FORMAT_LZ4, rest)) if rest.len() >= 4 => {
             let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
             lz4_flex::block::decompress(&rest[4..], len).map_err(|_| corrupt("bad lz4"))
+        }
+        Some((&FORMAT_JPEG, rest)) => {
+            jpeg::decode_gray(rest, None).map_err(|_| corrupt("bad jpeg"))
         }
         Some((b, _)) => Err(corrupt(&format!("unknown format byte {b:#04x}"))),
     }
@@ -121,9 +159,13 @@ mod tests {
     fn serializations_round_trip() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         for s in [Stored::None, Stored::Gzip(6), Stored::Lz4] {
-            assert_eq!(deserialize(&s.serialize(&data)).unwrap(), data);
+            assert_eq!(deserialize(&s.serialize(&data).unwrap()).unwrap(), data);
         }
-        assert_eq!(Stored::Gzip(1).serialize(&data)[0], 0x40);
+        assert_eq!(Stored::Gzip(1).serialize(&data).unwrap()[0], 0x40);
+        let jpeg = Stored::from_setting("jpeg:95", Shape::new(50, 10, 10)).unwrap();
+        let j = jpeg.serialize(&data).unwrap();
+        assert_eq!(deserialize(&j).unwrap().len(), data.len());
+        assert!(jpeg_payload(&j).is_some());
         assert!(deserialize(&[0x40, 1, 2, 3]).is_err());
         assert!(gunzip(&gzip(&data, 1), 100).is_err());
     }

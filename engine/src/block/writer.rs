@@ -83,7 +83,10 @@ impl<V: Voxel> Writer<V> {
     pub fn put_voxels(&mut self, coords: &[BlockCoord], voxels: &[V]) -> Result<()> {
         let payloads = V::encode(self.compute.as_ref(), voxels, self.blocks.shape)?;
         let stored = self.blocks.stored;
-        let values = payloads.par_iter().map(|p| stored.serialize(p)).collect();
+        let values = payloads
+            .par_iter()
+            .map(|p| stored.serialize(p))
+            .collect::<Result<_>>()?;
         self.put_stored(coords, values);
         self.add_voxels(coords, voxels)
     }
@@ -100,7 +103,10 @@ impl<V: Voxel> Writer<V> {
             let (coords, voxels) = level.finish(&self.blocks, self.compute.as_ref(), scale)?;
             let payloads = V::encode(self.compute.as_ref(), &voxels, shape)?;
             let stored = self.blocks.stored;
-            let values: Vec<Vec<u8>> = payloads.par_iter().map(|p| stored.serialize(p)).collect();
+            let values: Vec<Vec<u8>> = payloads
+                .par_iter()
+                .map(|p| stored.serialize(p))
+                .collect::<Result<_>>()?;
             for (c, v) in coords.iter().zip(values) {
                 put_into(
                     &mut self.batch,

@@ -48,6 +48,9 @@ pub trait Catalog: Send + Sync {
     fn version_path(&self, any_uuid: &str, begin: &str, end: &str) -> Result<Vec<VersionId>>;
     /// A new mutation ID of the repo holding node `spec`.
     fn next_mutation_id(&self, spec: &str) -> Result<u64>;
+    /// Replaces the configuration of instance `name` (its datatype's `configure` output) in
+    /// the repo holding `spec`, e.g. a new voxel size.
+    fn set_config(&self, spec: &str, name: &str, config: serde_json::Value) -> Result<()>;
     /// Creates an instance in the repo holding `spec`; returns (name, type name).
     fn create_instance(
         &self,

@@ -51,6 +51,46 @@ impl Settings {
         }
     }
 
+    /// A setting of three comma-separated numbers, e.g. `BlockSize` "64,64,64".
+    pub fn triple<T: std::str::FromStr>(&self, key: &str) -> Result<Option<[T; 3]>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let bad = || Error::bad(format!("{key} {v:?} must be three comma-separated numbers"));
+        let parts: Vec<T> = v
+            .split(',')
+            .map(|p| p.trim().parse::<T>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad())?;
+        parts.try_into().map(Some).map_err(|_| bad())
+    }
+
+    /// `VoxelSize` (nanometers by default 8 each): three positive numbers.
+    pub fn voxel_size(&self) -> Result<[f64; 3]> {
+        let r = self.triple::<f64>("VoxelSize")?.unwrap_or([8.0; 3]);
+        if r.iter().any(|f| !f.is_finite() || *f <= 0.0) {
+            return Err(Error::bad(format!(
+                "VoxelSize {r:?}: sizes must be positive numbers"
+            )));
+        }
+        Ok(r)
+    }
+
+    /// `VoxelUnits`: one unit for all axes or three, comma-separated; nanometers by default.
+    pub fn voxel_units(&self) -> Result<[String; 3]> {
+        let Some(v) = self.get("VoxelUnits") else {
+            return Ok(std::array::from_fn(|_| "nanometers".to_string()));
+        };
+        let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+        match parts.as_slice() {
+            [one] => Ok(std::array::from_fn(|_| one.to_string())),
+            [a, b, c] => Ok([a.to_string(), b.to_string(), c.to_string()]),
+            _ => Err(Error::bad(format!(
+                "VoxelUnits {v:?}: give one unit or three, comma-separated"
+            ))),
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }

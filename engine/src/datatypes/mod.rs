@@ -1,5 +1,6 @@
 //! The compiled-in datatypes.
 
+pub mod imageblk;
 pub mod keyvalue;
 pub mod labelmap;
 pub mod tarsupervoxels;
@@ -10,9 +11,15 @@ use crate::datatype::Datatype;
 
 /// Every datatype this server knows, in the order `compiled-types` lists them.
 pub fn all() -> Vec<Arc<dyn Datatype>> {
-    vec![
+    let mut types: Vec<Arc<dyn Datatype>> = vec![
         Arc::new(keyvalue::KeyValueType),
         Arc::new(labelmap::LabelmapType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
-    ]
+    ];
+    types.extend(
+        imageblk::Kind::ALL
+            .into_iter()
+            .map(|k| Arc::new(imageblk::ImageblkType(k)) as Arc<dyn Datatype>),
+    );
+    types
 }

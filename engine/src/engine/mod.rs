@@ -1037,6 +1037,13 @@ impl Catalog for Engine {
     ) -> Result<(String, String)> {
         Engine::create_instance(self, spec, settings, caller)
     }
+
+    fn set_config(&self, spec: &str, name: &str, config: serde_json::Value) -> Result<()> {
+        self.modify_instance(spec, name, |_, meta| {
+            meta.config = config;
+            Ok(())
+        })
+    }
 }
 
 /// A conflict-free merge child of `parents` in `root`'s repo; returns its UUID.
@@ -1190,7 +1197,8 @@ fn compression_description(c: &str) -> String {
         "snappy" => "Snappy",
         "lz4" => "LZ4",
         "gzip" => "gzip",
-        _ => "JPEG",
+        // Lower case: neuroglancer looks for "jpeg" in it to take the JPEG block path.
+        _ => "jpeg",
     };
     format!("{label} compression, level {level}")
 }

@@ -8,14 +8,12 @@ use super::ingest::{Given, Mode, Write, check_unique};
 use super::scale;
 use super::state::state;
 use super::store::{self, Labels};
-use crate::block::geom::{BlockCoord, VoxelBox, check_block_coord, parse_point, parse_size};
+use crate::block::geom::BlockCoord;
+use crate::block::records;
 use crate::block::stored::deserialize;
 use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse};
 use crate::{Error, Result};
-
-/// Most blocks one `specificblocks` request may list.
-const MAX_SPECIFIC: usize = 1 << 20;
 
 /// A block payload format of `compression=`.
 #[derive(Clone, Copy)]
@@ -65,11 +63,7 @@ fn records(labels: &Labels, blocks: Vec<(BlockCoord, Vec<u8>)>, payload: Payload
         .map(|(c, stored)| {
             let p = transcode(labels, stored, payload)?;
             let mut rec = Vec::with_capacity(16 + p.len());
-            for v in c {
-                rec.extend_from_slice(&v.to_le_bytes());
-            }
-            rec.extend_from_slice(&(p.len() as i32).to_le_bytes());
-            rec.extend_from_slice(&p);
+            records::put(&mut rec, *c, &p);
             Ok(rec)
         })
         .collect::<Result<_>>()?;
@@ -79,20 +73,8 @@ fn records(labels: &Labels, blocks: Vec<(BlockCoord, Vec<u8>)>, payload: Payload
 /// `GET blocks/<size>/<offset>`: every stored block of a block-aligned box, one (z, y) row of
 /// blocks per streamed chunk.
 pub fn get(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
-    let [size, offset] = req.path.as_slice() else {
-        return Err(Error::bad(
-            "expected blocks/<size>/<offset>, e.g. blocks/128_128_64/0_0_0",
-        ));
-    };
-    let s = parse_size(size, 3, "size")?;
-    let bx = VoxelBox::new(parse_point(offset, "offset")?, [s[0], s[1], s[2]])?;
     let bs = labels.cfg.block_size;
-    if !bx.is_block_aligned(bs) {
-        return Err(Error::bad(format!(
-            "blocks/ needs a block-aligned box: offset {:?} and size {:?} must be multiples of {bs:?}",
-            bx.min, bx.size
-        )));
-    }
+    let bx = records::aligned_box(&req.path, bs, "blocks")?;
     let scale = scale(&labels.cfg, &req.query)?;
     let payload = parse_payload(req.query.get("compression"), Payload::Lz4)?;
     let (lo, hi) = bx.block_range(bs);
@@ -114,26 +96,9 @@ pub fn specific(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
         .query
         .get("blocks")
         .ok_or_else(|| Error::bad("specificblocks needs blocks=x,y,z,... (block coordinates)"))?;
-    let nums: Vec<i32> = list
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim()
-                .parse::<i32>()
-                .map_err(|_| Error::bad(format!("blocks: {s:?} is not a 32-bit integer")))
-        })
-        .collect::<Result<_>>()?;
-    if !nums.len().is_multiple_of(3) {
-        return Err(Error::bad("blocks= must list x,y,z triples"));
-    }
-    if nums.len() / 3 > MAX_SPECIFIC {
-        return Err(Error::bad(format!(
-            "at most {MAX_SPECIFIC} blocks per request"
-        )));
-    }
+    let coords = records::parse_list(list)?;
     let scale = scale(&labels.cfg, &req.query)?;
     let payload = parse_payload(req.query.get("compression"), Payload::Blocks)?;
-    let coords: Vec<BlockCoord> = nums.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
     let found: Vec<Option<Vec<u8>>> = coords
         .par_iter()
         .map(|c| labels.blocks.get(scale, *c))
@@ -144,45 +109,6 @@ pub fn specific(labels: Labels, req: &DataRequest) -> Result<DataResponse> {
         .filter_map(|(c, v)| v.map(|v| (c, v)))
         .collect();
     Ok(DataResponse::octets(records(&labels, blocks, payload)?))
-}
-
-/// One record of a POST body: block coordinate and payload.
-fn parse_records(body: &[u8]) -> Result<Vec<(BlockCoord, &[u8])>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        if body.len() - at < 16 {
-            return Err(Error::bad(format!(
-                "block record at byte {at} is truncated: {} bytes left, a record header is 16",
-                body.len() - at
-            )));
-        }
-        let int = |i: usize| {
-            i32::from_le_bytes(
-                body[at + 4 * i..at + 4 * i + 4]
-                    .try_into()
-                    .expect("4 bytes"),
-            )
-        };
-        let c = [int(0), int(1), int(2)];
-        let n = int(3);
-        if n <= 0 {
-            return Err(Error::bad(format!(
-                "block {c:?} has a record length of {n}: payloads can't be empty"
-            )));
-        }
-        let n = n as usize;
-        if body.len() - at - 16 < n {
-            return Err(Error::bad(format!(
-                "block {c:?} claims {n} payload bytes but only {} remain",
-                body.len() - at - 16
-            )));
-        }
-        check_block_coord(c)?;
-        out.push((c, &body[at + 16..at + 16 + n]));
-        at += 16 + n;
-    }
-    Ok(out)
 }
 
 /// `POST blocks` and `POST ingest-supervoxels`: records whose payloads are gzip(labels.Block).
@@ -209,7 +135,7 @@ pub fn post(
             "downres=true applies only to POST blocks at scale 0",
         ));
     }
-    let records = parse_records(&req.body)?;
+    let records = records::parse(&req.body)?;
     let coords: Vec<BlockCoord> = records.iter().map(|r| r.0).collect();
     check_unique(&coords)?;
     let mode = if supervoxels_only {

@@ -26,47 +26,21 @@ pub struct Config {
 
 impl Config {
     pub fn from_settings(s: &Settings) -> Result<Config> {
-        let block_size = match s.get("blocksize") {
+        let block_size = match s.triple::<usize>("BlockSize")? {
             None => [64; 3],
-            Some(v) => {
-                let b: [usize; 3] = parse_triple(v, "BlockSize")?;
+            Some(b) => {
                 if b.iter()
                     .any(|&n| n == 0 || n % 16 != 0 || n > MAX_BLOCK_EDGE)
                 {
                     return Err(Error::bad(format!(
-                        "BlockSize {v:?}: each size must be a multiple of 16 from 16 to {MAX_BLOCK_EDGE}"
+                        "BlockSize {b:?}: each size must be a multiple of 16 from 16 to {MAX_BLOCK_EDGE}"
                     )));
                 }
                 b
             }
         };
-        let voxel_size = match s.get("voxelsize") {
-            None => [8.0; 3],
-            Some(v) => {
-                let r: [f64; 3] = parse_triple(v, "VoxelSize")?;
-                if r.iter().any(|f| !f.is_finite() || *f <= 0.0) {
-                    return Err(Error::bad(format!(
-                        "VoxelSize {v:?}: sizes must be positive numbers"
-                    )));
-                }
-                r
-            }
-        };
-        let voxel_units = match s.get("voxelunits") {
-            None => std::array::from_fn(|_| "nanometers".to_string()),
-            Some(v) => {
-                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
-                match parts.as_slice() {
-                    [one] => std::array::from_fn(|_| one.to_string()),
-                    [a, b, c] => [a.to_string(), b.to_string(), c.to_string()],
-                    _ => {
-                        return Err(Error::bad(format!(
-                            "VoxelUnits {v:?}: give one unit or three, comma-separated"
-                        )));
-                    }
-                }
-            }
-        };
+        let voxel_size = s.voxel_size()?;
+        let voxel_units = s.voxel_units()?;
         let indexed_labels = s.bool("IndexedLabels")?.unwrap_or(true);
         let keep_meshes = s.bool("KeepMeshes")?.unwrap_or(false);
         if keep_meshes && !indexed_labels {
@@ -121,22 +95,4 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// "a,b,c" → three numbers.
-fn parse_triple<T: std::str::FromStr>(v: &str, what: &str) -> Result<[T; 3]> {
-    let parts: Vec<T> = v
-        .split(',')
-        .map(|p| p.trim().parse::<T>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| {
-            Error::bad(format!(
-                "{what} {v:?} must be three comma-separated numbers"
-            ))
-        })?;
-    parts.try_into().map_err(|_| {
-        Error::bad(format!(
-            "{what} {v:?} must be three comma-separated numbers"
-        ))
-    })
 }

@@ -16,10 +16,10 @@ use tessera_storage::versioned::{delete_into, put_into};
 
 use super::index::IndexUpdate;
 use super::mapping::Mapping;
-use super::store::{self, CLASS_EXTENTS, CLASS_MAX_LABEL, Labels, encode_index, index_key};
-use crate::block::Writer;
+use super::store::{self, CLASS_MAX_LABEL, Labels, encode_index, index_key};
 use crate::block::geom::{BlockCoord, pack_block};
 use crate::block::stored::{Stored, deserialize, wrap_gzip};
+use crate::block::{Writer, extents};
 use crate::compute::{BatchInput, BatchOutput, BatchSteps};
 use crate::datatype::Mutation;
 use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta};
@@ -74,7 +74,7 @@ pub struct Write<'a> {
     change: Mutation<'a>,
     writer: Writer<u64>,
     index: IndexUpdate,
-    extents: Option<([i64; 3], [i64; 3])>,
+    extents: Option<extents::Bounds>,
     max_label: u64,
     events: Option<Vec<BlockChange>>,
     /// The mapping before the write, and what the write changes in it (splits give
@@ -242,11 +242,11 @@ impl<'a> Write<'a> {
                 .into_par_iter()
                 .zip(gzipped)
                 .map(|(raw, gz)| match (gz, stored_as) {
-                    (Some(gz), Stored::Gzip(_)) => wrap_gzip(&gz),
+                    (Some(gz), Stored::Gzip(_)) => Ok(wrap_gzip(&gz)),
                     _ => stored_as.serialize(&raw),
                 })
-                .collect()
-        });
+                .collect::<Result<_>>()
+        })?;
         self.writer.put_stored(coords, values);
         if self.writer.downres() {
             let writer = &mut self.writer;
@@ -255,15 +255,7 @@ impl<'a> Write<'a> {
         if self.mode.track {
             let b = self.labels.cfg.block_size;
             for c in coords {
-                let lo: [i64; 3] = std::array::from_fn(|a| c[a] as i64 * b[a] as i64);
-                let hi: [i64; 3] = std::array::from_fn(|a| lo[a] + b[a] as i64 - 1);
-                self.extents = Some(match self.extents {
-                    None => (lo, hi),
-                    Some((l, h)) => (
-                        std::array::from_fn(|a| l[a].min(lo[a])),
-                        std::array::from_fn(|a| h[a].max(hi[a])),
-                    ),
-                });
+                self.extents = Some(extents::union(self.extents, extents::of_block(*c, b)));
             }
         }
         self.blocks += coords.len();
@@ -284,20 +276,9 @@ impl<'a> Write<'a> {
         if self.mode.index && self.max_label > 0 {
             raise_max_label(&mut self.change.batch, &self.labels, self.max_label)?;
         }
-        if let Some((lo, hi)) = self.extents {
-            let (l0, h0) = extents(&self.labels)?.unwrap_or((lo, hi));
-            let lo: [i64; 3] = std::array::from_fn(|a| lo[a].min(l0[a]));
-            let hi: [i64; 3] = std::array::from_fn(|a| hi[a].max(h0[a]));
-            let mut v = Vec::with_capacity(48);
-            for x in lo.iter().chain(&hi) {
-                v.extend_from_slice(&x.to_le_bytes());
-            }
-            put_into(
-                &mut self.change.batch,
-                &self.labels.blocks.view,
-                &[CLASS_EXTENTS],
-                &v,
-            );
+        if let Some(b) = self.extents {
+            let blocks = &self.labels.blocks;
+            extents::widen(&mut self.change.batch, &blocks.store, &blocks.view, b)?;
         }
         if let Some(blocks) = self.events.take() {
             let (ingest, mutate): (Vec<BlockChange>, Vec<BlockChange>) =
@@ -394,29 +375,6 @@ pub fn raise_max_label(
         );
     }
     Ok(())
-}
-
-/// Voxel bounds of everything written at this version and its ancestors: (min, max), inclusive.
-pub fn extents(labels: &Labels) -> Result<Option<([i64; 3], [i64; 3])>> {
-    let mut out: Option<([i64; 3], [i64; 3])> = None;
-    for (_, v) in labels.ancestry_values(&[CLASS_EXTENTS])? {
-        if v.len() != 48 {
-            return Err(Error::Internal("stored extents are malformed".into()));
-        }
-        let n: Vec<i64> = v
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        let (lo, hi) = ([n[0], n[1], n[2]], [n[3], n[4], n[5]]);
-        out = Some(match out {
-            None => (lo, hi),
-            Some((l, h)) => (
-                std::array::from_fn(|a| l[a].min(lo[a])),
-                std::array::from_fn(|a| h[a].max(hi[a])),
-            ),
-        });
-    }
-    Ok(out)
 }
 
 /// Rejects a batch listing one block twice: its index update would count the first copy.

@@ -119,19 +119,25 @@ impl Datatype for LabelmapType {
 
     fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {
         let cfg = Config::from_settings(settings)?;
-        crate::block::Stored::from_setting(
+        let stored = crate::block::Stored::from_setting(
             &settings
                 .get("compression")
                 .unwrap_or(self.default_compression())
                 .to_ascii_lowercase(),
+            cfg.block_shape(),
         )?;
+        if stored.is_jpeg() {
+            return Err(Error::bad(
+                "labels can't be stored as JPEG, which is lossy: use gzip, lz4 or none",
+            ));
+        }
         Ok(serde_json::to_value(cfg).expect("config serializes"))
     }
 
     fn extended_info(&self, ctx: &DataCtx) -> Result<serde_json::Value> {
         let labels = Labels::new(ctx)?;
         let cfg = &labels.cfg;
-        let extents = ingest::extents(&labels)?;
+        let extents = crate::block::extents::read(&labels.blocks.store, &labels.blocks.view)?;
         let bs = cfg.block_size;
         let (min_point, max_point, min_index, max_index) = match extents {
             Some((lo, hi)) => (

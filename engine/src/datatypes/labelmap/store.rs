@@ -23,7 +23,6 @@ use crate::datatype::DataCtx;
 use crate::{Error, Result};
 
 pub const CLASS_INDEX: u8 = 187;
-pub const CLASS_EXTENTS: u8 = 236;
 pub const CLASS_MAX_LABEL: u8 = 237;
 pub const CLASS_NEXT_LABEL: u8 = 239;
 pub const CLASS_CEILING: u8 = 241;
@@ -69,7 +68,7 @@ impl Labels {
                 store: ctx.store.clone(),
                 view: ctx.view.clone(),
                 shape: cfg.block_shape(),
-                stored: Stored::from_setting(&ctx.instance.compression)?,
+                stored: Stored::from_setting(&ctx.instance.compression, cfg.block_shape())?,
             },
             cfg: Arc::new(cfg),
             compute: ctx.services.compute.clone(),

@@ -1,88 +1,29 @@
 //! Voxel endpoints: `raw` and `isotropic` (3-D volumes and 2-D PNG slices), `label`, `labels`,
 //! and the block-aligned `POST raw`.
 
-use std::io::{Read, Write as _};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use rayon::prelude::*;
 
 use super::ingest::{Mode, Write};
 use super::state::state;
 use super::store::Labels;
 use super::{cseg, scale};
-use crate::block::geom::{BlockCoord, VoxelBox, parse_point, parse_size};
+use crate::block::geom::{BlockCoord, VoxelBox, parse_point};
+use crate::block::volume::{
+    Dims, Fill, Isotropic, Planes, bytes_wide, check_whole, copy_block, gather_block,
+    parse_geometry, posted_volume, read_slabs,
+};
 use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse};
 use crate::{Error, Result};
 
-/// Output produced per streamed chunk of a 3-D read, so a read of any size holds a bounded
-/// amount in memory.
-const CHUNK_BYTES: usize = 64 << 20;
-
-/// Largest response that has to be built whole (lz4, compressed_segmentation, PNG).
-const MAX_WHOLE_BYTES: usize = 1 << 30;
-
-/// Which axes a request's `<dims>` names.
-enum Dims {
-    Volume,
-    /// A 2-D slice over two of the axes (x=0, y=1, z=2).
-    Slice(usize, usize),
-}
-
-fn parse_dims(s: &str) -> Result<Dims> {
-    match s {
-        "0_1_2" => Ok(Dims::Volume),
-        "0_1" | "xy" => Ok(Dims::Slice(0, 1)),
-        "0_2" | "xz" => Ok(Dims::Slice(0, 2)),
-        "1_2" | "yz" => Ok(Dims::Slice(1, 2)),
-        _ => Err(Error::bad(format!(
-            "dims {s:?} must be 0_1_2 (a volume) or 0_1, 0_2, 1_2 (xy, xz, yz slices)"
-        ))),
-    }
-}
-
-/// `<dims>/<size>/<offset>` → the box and its dims.
-fn parse_geometry(path: &[String]) -> Result<(Dims, VoxelBox)> {
-    if path.len() < 3 {
-        return Err(Error::bad(
-            "expected <dims>/<size>/<offset>, e.g. 0_1_2/64_64_64/0_0_0",
-        ));
-    }
-    let dims = parse_dims(&path[0])?;
-    let offset = parse_point(&path[2], "offset")?;
-    let size = match dims {
-        Dims::Volume => {
-            let s = parse_size(&path[1], 3, "size")?;
-            [s[0], s[1], s[2]]
-        }
-        Dims::Slice(a, b) => {
-            let s = parse_size(&path[1], 2, "size")?;
-            let mut size = [1; 3];
-            size[a] = s[0];
-            size[b] = s[1];
-            size
-        }
-    };
-    Ok((dims, VoxelBox::new(offset, size)?))
-}
-
-/// Fills `out` with the voxels of `bx` whose z lies in `z0..z1` (x fastest, then y, then z),
-/// reading the blocks at `scale`; absent blocks read as 0.
-fn fill_planes(
-    labels: &Labels,
-    scale: u8,
-    bx: &VoxelBox,
-    z0: i64,
-    z1: i64,
-    out: &mut [u64],
-) -> Result<()> {
+/// Fills `out` with the voxels of `sub` (x fastest, then y, then z), reading the blocks at
+/// `scale`; absent blocks read as 0.
+fn fill_box(labels: &Labels, scale: u8, sub: &VoxelBox, out: &mut [u64]) -> Result<()> {
     out.fill(0);
     let bs = labels.cfg.block_size;
     let block_voxels = labels.cfg.block_voxels();
-    let sub = VoxelBox::new(
-        [bx.min[0], bx.min[1], z0],
-        [bx.size[0], bx.size[1], (z1 - z0) as usize],
-    )?;
     let (lo, hi) = sub.block_range(bs);
     let per_batch = labels.blocks_per_batch();
     let mut decoded = Vec::new();
@@ -101,7 +42,7 @@ fn fill_planes(
                 decoded.resize(cs.len() * block_voxels, 0);
                 labels.decode_mapped(vs, &mut decoded)?;
                 for (c, block) in cs.iter().zip(decoded.chunks(block_voxels)) {
-                    copy_block(block, *c, bs, &sub, out);
+                    copy_block(block, *c, bs, sub, out);
                 }
             }
         }
@@ -109,39 +50,11 @@ fn fill_planes(
     Ok(())
 }
 
-/// Copies the part of one decoded block that lies inside `bx` into `out` (laid out as `bx`).
-fn copy_block(block: &[u64], c: BlockCoord, bs: [usize; 3], bx: &VoxelBox, out: &mut [u64]) {
-    let origin: [i64; 3] = std::array::from_fn(|a| c[a] as i64 * bs[a] as i64);
-    let end = bx.end();
-    let lo: [i64; 3] = std::array::from_fn(|a| origin[a].max(bx.min[a]));
-    let hi: [i64; 3] = std::array::from_fn(|a| (origin[a] + bs[a] as i64).min(end[a]));
-    if (0..3).any(|a| lo[a] >= hi[a]) {
-        return;
-    }
-    let n = (hi[0] - lo[0]) as usize;
-    for z in lo[2]..hi[2] {
-        for y in lo[1]..hi[1] {
-            let src = (((z - origin[2]) as usize * bs[1] + (y - origin[1]) as usize) * bs[0])
-                + (lo[0] - origin[0]) as usize;
-            let dst = (((z - bx.min[2]) as usize * bx.size[1] + (y - bx.min[1]) as usize)
-                * bx.size[0])
-                + (lo[0] - bx.min[0]) as usize;
-            out[dst..dst + n].copy_from_slice(&block[src..src + n]);
-        }
-    }
-}
-
 /// The whole box in memory, for responses that must be built whole.
 pub fn read_box(labels: &Labels, scale: u8, bx: &VoxelBox) -> Result<Vec<u64>> {
-    if bx.voxels().saturating_mul(8) > MAX_WHOLE_BYTES {
-        return Err(Error::bad(format!(
-            "a {:?} box is too large for this response format (at most {MAX_WHOLE_BYTES} bytes); \
-             request it uncompressed, which streams, or in smaller pieces",
-            bx.size
-        )));
-    }
+    check_whole(bx, 8)?;
     let mut out = vec![0u64; bx.voxels()];
-    fill_planes(labels, scale, bx, bx.min[2], bx.end()[2], &mut out)?;
+    fill_box(labels, scale, bx, &mut out)?;
     Ok(out)
 }
 
@@ -150,58 +63,16 @@ fn le_bytes(v: &[u64]) -> Vec<u8> {
     bytemuck::cast_slice(v).to_vec()
 }
 
-/// The planes of a 3-D read, chunk by chunk.
-struct Planes {
-    labels: Labels,
-    scale: u8,
-    bx: VoxelBox,
-    z: i64,
-}
-
-impl Iterator for Planes {
-    type Item = Result<Bytes>;
-    fn next(&mut self) -> Option<Result<Bytes>> {
-        let end = self.bx.end()[2];
-        if self.z >= end {
-            return None;
-        }
-        let plane = self.bx.size[0] * self.bx.size[1];
-        let bz = self.labels.cfg.block_size[2] as i64;
-        let fits = (CHUNK_BYTES / (plane * 8)).max(1) as i64;
-        let next_block = (self.z.div_euclid(bz) + 1) * bz;
-        let z1 = (self.z + fits).min(next_block).min(end);
-        let mut out = vec![0u64; plane * (z1 - self.z) as usize];
-        let r = fill_planes(&self.labels, self.scale, &self.bx, self.z, z1, &mut out);
-        self.z = if r.is_ok() { z1 } else { end };
-        Some(r.map(|()| Bytes::from(le_bytes(&out))))
-    }
-}
-
-/// Gzips a stream of chunks as it goes.
-struct Gzipped<I> {
-    inner: I,
-    enc: Option<flate2::write::GzEncoder<Vec<u8>>>,
-}
-
-impl<I: Iterator<Item = Result<Bytes>>> Iterator for Gzipped<I> {
-    type Item = Result<Bytes>;
-    fn next(&mut self) -> Option<Result<Bytes>> {
-        let enc = self.enc.as_mut()?;
-        match self.inner.next() {
-            Some(Ok(chunk)) => {
-                enc.write_all(&chunk).expect("writing to a Vec");
-                Some(Ok(Bytes::from(std::mem::take(enc.get_mut()))))
-            }
-            Some(Err(e)) => {
-                self.enc = None;
-                Some(Err(e))
-            }
-            None => {
-                let enc = self.enc.take()?;
-                Some(Ok(Bytes::from(enc.finish().expect("writing to a Vec"))))
-            }
-        }
-    }
+/// A 3-D read as a stream of little-endian labels.
+fn planes(labels: &Labels, scale: u8, bx: VoxelBox) -> Planes {
+    let owned = labels.clone();
+    let fill: Fill = Arc::new(move |sub, out| {
+        let mut v = vec![0u64; sub.voxels()];
+        fill_box(&owned, scale, sub, &mut v)?;
+        out.copy_from_slice(bytemuck::cast_slice(&v));
+        Ok(())
+    });
+    Planes::new(fill, bx, 8, labels.cfg.block_size[2])
 }
 
 pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
@@ -218,23 +89,12 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
                     "isotropic 3-D reads are only served when the voxels are isotropic",
                 ));
             }
-            let planes = Planes {
-                labels: labels.clone(),
-                scale,
-                bx,
-                z: bx.min[2],
-            };
+            let planes = planes(labels, scale, bx);
             match compression {
                 "" => Ok(DataResponse::stream("application/octet-stream", planes)),
                 "gzip" => Ok(DataResponse::stream(
                     "application/octet-stream",
-                    Gzipped {
-                        inner: planes,
-                        enc: Some(flate2::write::GzEncoder::new(
-                            Vec::new(),
-                            flate2::Compression::fast(),
-                        )),
-                    },
+                    planes.gzipped(),
                 )),
                 "lz4" => {
                     let v = read_box(labels, scale, &bx)?;
@@ -282,8 +142,7 @@ fn isotropic_voxels(labels: &Labels) -> bool {
     r[0] == r[1] && r[1] == r[2]
 }
 
-/// A slice resampled to square pixels: pixel i along an axis whose voxels are k times the
-/// finest of the two axes samples voxel floor(i / k) from the offset (nearest neighbour).
+/// A slice resampled to square pixels (`volume::Isotropic`).
 fn isotropic_slice(
     labels: &Labels,
     scale: u8,
@@ -291,24 +150,9 @@ fn isotropic_slice(
     a: usize,
     b: usize,
 ) -> Result<Vec<u64>> {
-    let r = labels.cfg.voxel_size;
-    let fine = r[a].min(r[b]);
-    let src_len = |axis: usize| ((bx.size[axis] as f64 * fine / r[axis]).ceil() as usize).max(1);
-    let mut src_size = bx.size;
-    src_size[a] = src_len(a);
-    src_size[b] = src_len(b);
-    let src_box = VoxelBox::new(bx.min, src_size)?;
-    let src = read_box(labels, scale, &src_box)?;
-    let (w, h) = (bx.size[a], bx.size[b]);
-    let sample =
-        |i: usize, axis: usize| ((i as f64 * fine / r[axis]) as usize).min(src_size[axis] - 1);
-    let mut out = Vec::with_capacity(w * h);
-    for j in 0..h {
-        for i in 0..w {
-            out.push(src[sample(j, b) * src_size[a] + sample(i, a)]);
-        }
-    }
-    Ok(out)
+    let iso = Isotropic::new(bx, labels.cfg.voxel_size, a, b)?;
+    let src = read_box(labels, scale, &iso.source)?;
+    Ok(iso.indices().map(|i| src[i]).collect())
 }
 
 /// DVID's label slice PNG: 16-bit RGBA, so each pixel's 8 bytes are the label's little-endian
@@ -357,50 +201,18 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
         )));
     }
     bx.check_storable(bs)?;
-    let want = bx.voxels() * 8;
-    let wrong_length = |got: String| {
-        Error::bad(format!(
-            "body holds {got} bytes but a {:?} volume of uint64 labels is {want} bytes",
-            bx.size
-        ))
-    };
-    let decompressed: Option<Vec<u8>> = match req.query.get("compression") {
-        None | Some("") => None,
-        Some(c @ ("lz4" | "gzip")) => {
-            let mut packed = Vec::new();
-            req.body_reader()
-                .read_to_end(&mut packed)
-                .map_err(body_error)?;
-            let out = if c == "lz4" {
-                lz4_flex::block::decompress(&packed, want).map_err(|e| {
-                    Error::bad(format!("body is not an LZ4 block of {want} bytes: {e}"))
-                })?
-            } else {
-                crate::block::stored::gunzip(&packed, want).map_err(|e| {
-                    Error::bad(format!("body is not gzip of at most {want} bytes: {e}"))
-                })?
-            };
-            Some(out)
-        }
-        Some(other) => {
-            return Err(Error::bad(format!(
-                "POST raw compression {other:?}: use lz4 or gzip"
-            )));
-        }
-    };
-    let mut body: Box<dyn Read + Send + '_> = match &decompressed {
-        Some(v) => Box::new(&v[..]),
-        None => {
-            if let Some(n) = req
-                .header("content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-                && n != want
-            {
-                return Err(wrong_length(n.to_string()));
-            }
-            req.body_reader()
-        }
-    };
+    let what = "uint64 labels";
+    let content_length = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = posted_volume(
+        req.query.get("compression"),
+        req.body_reader(),
+        content_length,
+        &bx,
+        8,
+        what,
+    )?;
     let change = ctx.mutation()?;
     let st = state(ctx);
     let _writes = st.writes.write();
@@ -413,96 +225,34 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
     };
     let block_voxels = labels.cfg.block_voxels();
     let per_batch = labels.blocks_per_batch();
-    let (lo, hi) = bx.block_range(bs);
-    let slab_bytes = bx.size[0] * bx.size[1] * bs[2] * 8;
-    let layers = (hi[2] - lo[2] + 1) as usize;
-    let mut write = Write::new(labels, mode, change, mapping);
     let mut buf = vec![0u64; per_batch.min(bx.voxels() / block_voxels) * block_voxels];
-    std::thread::scope(|s| -> Result<()> {
-        // Two slab buffers travel between the reader and this thread.
-        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
-        let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        free_tx.send(Vec::new()).expect("fresh channel");
-        free_tx.send(Vec::new()).expect("fresh channel");
-        s.spawn(move || {
-            for _ in 0..layers {
-                let Ok(mut slab) = free_rx.recv() else { return };
-                slab.resize(slab_bytes, 0);
-                let r = body.read_exact(&mut slab).map(|()| slab);
-                let failed = r.is_err();
-                if full_tx.send(r).is_err() || failed {
-                    return;
-                }
-            }
-            let mut extra = [0u8; 1];
-            let r = match body.read(&mut extra) {
-                Ok(0) => Ok(Vec::new()),
-                Ok(_) => Err(std::io::Error::from(std::io::ErrorKind::InvalidData)),
-                Err(e) => Err(e),
-            };
-            let _ = full_tx.send(r);
-        });
-        for bz in lo[2]..=hi[2] {
-            let slab = full_rx
-                .recv()
-                .map_err(|_| Error::Internal("body reader stopped".into()))?
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof => wrong_length("fewer".into()),
-                    _ => body_error(e),
-                })?;
-            let slab_box = VoxelBox {
-                min: [bx.min[0], bx.min[1], bz as i64 * bs[2] as i64],
-                size: [bx.size[0], bx.size[1], bs[2]],
-            };
-            let coords: Vec<BlockCoord> = (lo[1]..=hi[1])
-                .flat_map(|y| (lo[0]..=hi[0]).map(move |x| [x, y, bz]))
-                .collect();
-            for batch in coords.chunks(per_batch) {
-                let voxels = &mut buf[..batch.len() * block_voxels];
-                voxels
-                    .par_chunks_mut(block_voxels)
-                    .zip(batch)
-                    .for_each(|(dst, c)| gather_block(&slab, &slab_box, bs, *c, dst));
-                write.add(batch, voxels, None)?;
-            }
-            // The reader may have stopped after an error; the next recv reports it.
-            let _ = free_tx.send(slab);
+    let mut write = Write::new(labels, mode, change, mapping);
+    read_slabs(body, &bx, bs, 8, what, &mut |slab_box, slab| {
+        let (lo, hi) = slab_box.block_range(bs);
+        let coords: Vec<BlockCoord> = (lo[1]..=hi[1])
+            .flat_map(|y| (lo[0]..=hi[0]).map(move |x| [x, y, lo[2]]))
+            .collect();
+        let (bytes_box, bytes_bs) = bytes_wide(slab_box, bs, 8);
+        for batch in coords.chunks(per_batch) {
+            let voxels = &mut buf[..batch.len() * block_voxels];
+            voxels
+                .par_chunks_mut(block_voxels)
+                .zip(batch)
+                .for_each_init(
+                    || vec![0u8; block_voxels * 8],
+                    |bytes, (dst, c)| {
+                        gather_block(slab, &bytes_box, bytes_bs, *c, bytes);
+                        for (o, b) in dst.iter_mut().zip(bytes.chunks_exact(8)) {
+                            *o = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+                        }
+                    },
+                );
+            write.add(batch, voxels, None)?;
         }
-        match full_rx.recv() {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Err(wrong_length("more".into()))
-            }
-            Ok(Err(e)) => Err(body_error(e)),
-            Err(_) => Err(Error::Internal("body reader stopped".into())),
-        }
+        Ok(())
     })?;
     write.commit()?;
     Ok(DataResponse::empty())
-}
-
-/// A failure reading the request body: over the size limit, or the client's fault.
-fn body_error(e: std::io::Error) -> Error {
-    match e.kind() {
-        std::io::ErrorKind::FileTooLarge => Error::PayloadTooLarge(e.to_string()),
-        _ => Error::bad(format!("reading the request body: {e}")),
-    }
-}
-
-/// Copies block `c` out of a raw little-endian volume laid out as `bx`.
-fn gather_block(body: &[u8], bx: &VoxelBox, bs: [usize; 3], c: BlockCoord, dst: &mut [u64]) {
-    let local: [usize; 3] =
-        std::array::from_fn(|a| (c[a] as i64 * bs[a] as i64 - bx.min[a]) as usize);
-    for z in 0..bs[2] {
-        for y in 0..bs[1] {
-            let src = (((local[2] + z) * bx.size[1] + local[1] + y) * bx.size[0] + local[0]) * 8;
-            let row = &body[src..src + bs[0] * 8];
-            let out = &mut dst[(z * bs[1] + y) * bs[0]..][..bs[0]];
-            for (o, b) in out.iter_mut().zip(row.chunks_exact(8)) {
-                *o = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-            }
-        }
-    }
 }
 
 /// The label at one point, reading (and decoding) its block.

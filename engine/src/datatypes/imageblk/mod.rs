@@ -1,0 +1,180 @@
+//! The voxel-array datatypes (spec §4.2): uint8blk, uint16blk, uint32blk, uint64blk,
+//! float32blk and rgba8blk — one generic implementation over the block layer, parameterized
+//! by [`Kind`] (bytes per voxel, channels, whether JPEG applies).
+//!
+//! * [`config`] — kinds and creation settings; [`image`] — the data at a version: reading
+//!   boxes, writing blocks;
+//! * `voxels` — `raw`/`isotropic` 3-D and 2-D; `blocks` — `subvolblocks`, `specificblocks`,
+//!   `blocks`; `meta` — `metadata`, `extents`, `resolution`, `rawkey`;
+//! * [`downres`] — multiscale as sibling instances: `grayscale_1` synced to `grayscale` keeps
+//!   itself the 2×2×2 mean of its source, after every write and in bulk (`POST resync`).
+
+mod blocks;
+pub mod config;
+pub mod downres;
+pub mod image;
+mod meta;
+mod voxels;
+
+use serde_json::json;
+
+use crate::datatype::{
+    DataCtx, DataRequest, DataResponse, Datatype, Description, Method, Settings,
+};
+use crate::mutation::Subscription;
+use crate::{Error, Result};
+use config::Config;
+pub use config::Kind;
+use image::Image;
+
+const KEYWORDS: &[&str] = &[
+    "raw",
+    "isotropic",
+    "subvolblocks",
+    "specificblocks",
+    "blocks",
+    "metadata",
+    "extents",
+    "resolution",
+    "rawkey",
+    "resync",
+];
+
+const HELP: &str = include_str!("help.txt");
+
+macro_rules! description {
+    ($name:literal, $syncs:expr) => {
+        Description {
+            name: $name,
+            url: concat!("github.com/janelia-flyem/dvid/datatype/imageblk/", $name),
+            version: "0.2",
+            help: HELP,
+            keywords: KEYWORDS,
+            sync_targets: $syncs,
+            default_compression: "lz4",
+        }
+    };
+}
+
+static DESCRIPTIONS: [Description; 6] = [
+    // A lower-resolution grayscale level syncs to the level above it (see `downres`).
+    description!("uint8blk", &["uint8blk"]),
+    description!("uint16blk", &[]),
+    description!("uint32blk", &[]),
+    description!("uint64blk", &[]),
+    description!("float32blk", &[]),
+    description!("rgba8blk", &[]),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct ImageblkType(pub Kind);
+
+impl Datatype for ImageblkType {
+    fn description(&self) -> &'static Description {
+        let i = Kind::ALL
+            .iter()
+            .position(|k| *k == self.0)
+            .expect("every kind");
+        &DESCRIPTIONS[i]
+    }
+
+    fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {
+        let cfg = Config::from_settings(self.0, settings)?;
+        let stored = crate::block::Stored::from_setting(
+            &settings
+                .get("compression")
+                .unwrap_or(self.default_compression())
+                .to_ascii_lowercase(),
+            cfg.block_shape(),
+        )?;
+        if stored.is_jpeg() {
+            if self.0 != Kind::Uint8 {
+                return Err(Error::bad(format!(
+                    "{} blocks can't be stored as JPEG: only uint8blk (grayscale) can",
+                    self.type_name()
+                )));
+            }
+            let [x, y, z] = cfg.block_size;
+            if y * z > crate::block::jpeg::MAX_SIDE {
+                return Err(Error::bad(format!(
+                    "a JPEG block is {x} pixels wide and {} tall, over JPEG's {}: use smaller blocks",
+                    y * z,
+                    crate::block::jpeg::MAX_SIDE
+                )));
+            }
+        }
+        Ok(serde_json::to_value(cfg).expect("config serializes"))
+    }
+
+    fn extended_info(&self, ctx: &DataCtx) -> Result<serde_json::Value> {
+        let image = Image::new(ctx)?;
+        let cfg = &image.cfg;
+        let bs = cfg.block_size;
+        let ext = crate::block::extents::read(&image.blocks.store, &image.blocks.view)?;
+        let index =
+            |p: [i64; 3]| -> [i64; 3] { std::array::from_fn(|a| p[a].div_euclid(bs[a] as i64)) };
+        let (min_point, max_point, min_index, max_index) = match ext {
+            Some((lo, hi)) => (json!(lo), json!(hi), json!(index(lo)), json!(index(hi))),
+            None => (json!(null), json!(null), json!(null), json!(null)),
+        };
+        Ok(json!({
+            "Values": cfg.kind.values(),
+            "Interpolable": true,
+            "BlockSize": bs,
+            "VoxelSize": cfg.voxel_size,
+            "VoxelUnits": cfg.voxel_units,
+            "MinPoint": min_point,
+            "MaxPoint": max_point,
+            "MinIndex": min_index,
+            "MaxIndex": max_index,
+            "Background": 0,
+            "GridStore": "",
+            "ScaleLevel": 0,
+        }))
+    }
+
+    fn streams_body(&self, method: Method, keyword: &str) -> bool {
+        method == Method::Post && keyword == "raw"
+    }
+
+    fn subscriptions(&self, ctx: &DataCtx) -> Result<Vec<Subscription>> {
+        downres::subscriptions(ctx)
+    }
+
+    fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+        let image = Image::new(ctx)?;
+        if let Some(roi) = req.query.get("roi") {
+            return Err(Error::bad(format!(
+                "roi={roi:?}: ROI masking needs the roi datatype, which this server doesn't have yet"
+            )));
+        }
+        if let Some(a) = req.query.get("attenuation") {
+            return Err(Error::bad(format!(
+                "attenuation={a:?} dims voxels outside an roi=, which needs the roi datatype this server doesn't have yet"
+            )));
+        }
+        if let Some(s) = req.query.get("scale").filter(|s| *s != "0") {
+            return Err(Error::bad(format!(
+                "scale={s}: image instances hold one scale; lower resolutions are the sibling instances <name>_1, <name>_2, …"
+            )));
+        }
+        match (req.method, req.keyword.as_str()) {
+            (Method::Get | Method::Head, "raw" | "isotropic") => voxels::get(&image, req),
+            (Method::Post, "raw") => voxels::post(ctx, &image, req),
+            (Method::Get, "subvolblocks") => blocks::subvolblocks(&image, req),
+            (Method::Get, "specificblocks") => blocks::specific(&image, req),
+            (Method::Get, "blocks") => blocks::get(&image, req),
+            (Method::Post, "blocks") => blocks::post(ctx, &image, req),
+            (Method::Get, "metadata") => meta::metadata(&image),
+            (Method::Post, "extents") => meta::post_extents(ctx, &image, req),
+            (Method::Post, "resolution") => meta::post_resolution(ctx, req),
+            (Method::Get, "rawkey") => meta::rawkey(&image, req),
+            (Method::Post, "resync") => downres::resync(ctx, req),
+            (m, kw) => Err(Error::bad(format!(
+                "{} {kw} is not served by {} instances",
+                m.as_str(),
+                self.type_name()
+            ))),
+        }
+    }
+}
