@@ -80,8 +80,9 @@ enum Command {
     Load {
         /// A (z, y, x) C-order .npy (uint8, uint16, uint64); a directory of 2-D TIFF/PNG
         /// slices (8-bit gray, or 16-bit for uint16), one per z in file-name order; a
-        /// neuroglancer precomputed volume directory (raw or png encoding; gzip-compressed
-        /// files too); or a zarr v2/v3 array directory (uncompressed, gzip or zlib).
+        /// neuroglancer precomputed volume directory (raw, png or jpeg encoding;
+        /// gzip-compressed files too); or a zarr v2/v3 array directory (uncompressed, gzip or
+        /// zlib).
         input: PathBuf,
         /// Base URL of the server.
         #[arg(long, default_value = "http://127.0.0.1:8000")]

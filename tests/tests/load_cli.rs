@@ -334,6 +334,68 @@ fn precomputed_raw_loads_at_its_voxel_offset() {
     assert_eq!(get_raw(&srv, &uuid, "ng", d, offset), data);
 }
 
+#[test]
+fn precomputed_jpeg_chunks_decode() {
+    let (srv, uuid) = start("jpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir_all(vol.join("s0")).unwrap();
+    // Constant 8×8 tiles, which JPEG at quality 100 keeps (to within a level).
+    let (d, chunk) = ([64, 48, 16], [32, 24, 8]);
+    let tile = pattern(8 * 6 * 16, 12);
+    let data: Vec<u8> = (0..voxels(d))
+        .map(|i| {
+            let (x, y, z) = (i % 64, i / 64 % 48, i / (64 * 48));
+            tile[(z * 6 + y / 8) * 8 + x / 8]
+        })
+        .collect();
+    std::fs::write(
+        vol.join("info"),
+        json!({
+            "type": "image", "data_type": "uint8", "num_channels": 1,
+            "scales": [{"key": "s0", "size": d, "voxel_offset": [0, 0, 0],
+                "resolution": [4, 4, 40], "chunk_sizes": [chunk], "encoding": "jpeg"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    for z0 in (0..d[2]).step_by(chunk[2]) {
+        for y0 in (0..d[1]).step_by(chunk[1]) {
+            for x0 in (0..d[0]).step_by(chunk[0]) {
+                // One image chunk[0] wide and chunk[1]·chunk[2] tall.
+                let mut px = Vec::new();
+                for z in z0..z0 + chunk[2] {
+                    for y in y0..y0 + chunk[1] {
+                        let at = (z * d[1] + y) * d[0] + x0;
+                        px.extend_from_slice(&data[at..at + chunk[0]]);
+                    }
+                }
+                let mut jpeg = Vec::new();
+                jpeg_encoder::Encoder::new(&mut jpeg, 100)
+                    .encode(
+                        &px,
+                        chunk[0] as u16,
+                        (chunk[1] * chunk[2]) as u16,
+                        jpeg_encoder::ColorType::Luma,
+                    )
+                    .unwrap();
+                let name = format!(
+                    "{x0}-{}_{y0}-{}_{z0}-{}",
+                    x0 + chunk[0],
+                    y0 + chunk[1],
+                    z0 + chunk[2]
+                );
+                std::fs::write(vol.join("s0").join(name), jpeg).unwrap();
+            }
+        }
+    }
+    ok(&load(&srv, &uuid, "ngj", &vol, &["--block-size", "16"]));
+    let got = get_raw(&srv, &uuid, "ngj", d, [0, 0, 0]);
+    for (i, (&g, &w)) in got.iter().zip(&data).enumerate() {
+        assert!(g.abs_diff(w) <= 1, "voxel {i}: {g}, the JPEG held {w}");
+    }
+}
+
 fn zarr_chunks(d: Dims, chunk: Dims, data: &[u8], mut put: impl FnMut([usize; 3], Vec<u8>)) {
     for cz in 0..d[2].div_ceil(chunk[2]) {
         for cy in 0..d[1].div_ceil(chunk[1]) {
@@ -484,6 +546,47 @@ fn pyramid_levels_are_means_of_the_padded_level_below() {
                 got[i], level[i]
             );
         }
+    }
+}
+
+#[test]
+fn client_levels_equal_the_levels_a_server_sync_keeps() {
+    let (srv, uuid) = start("sync");
+    let dir = tempfile::tempdir().unwrap();
+    let d = [90, 60, 70];
+    let data = pattern(voxels(d), 13);
+    let input = dir.path().join("gray.npy");
+    npy_u8(&input, d, &data);
+    // The server keeps synced_1 and synced_2 the means of synced, as it is written ...
+    let bs = json!({"BlockSize": "32,32,32"});
+    for name in ["synced", "synced_1", "synced_2"] {
+        srv.create_instance_with(&uuid, "uint8blk", name, &bs);
+    }
+    for (level, source) in [("synced_1", "synced"), ("synced_2", "synced_1")] {
+        srv.post_json(
+            &format!("/api/node/{uuid}/{level}/sync"),
+            &json!({"sync": source}),
+        )
+        .expect(200);
+    }
+    let at = ["--offset", "-20,33,7", "--block-size", "32"];
+    ok(&load(&srv, &uuid, "synced", &input, &at));
+    // ... and the loader computes them itself.
+    let mut args = at.to_vec();
+    args.extend_from_slice(&["--pyramid", "2", "--compute", "cpu"]);
+    ok(&load(&srv, &uuid, "client", &input, &args));
+    let s = srv.get("/api/server/sync?wait=120").expect(200).json();
+    assert_eq!(s["CaughtUp"], json!(true), "sync not caught up: {s}");
+    for k in 1..=2 {
+        let region = [256 >> k, 256 >> k, 256 >> k];
+        let corner = [-128 >> k, -128 >> k, -128 >> k];
+        let server = get_raw(&srv, &uuid, &format!("synced_{k}"), region, corner);
+        let client = get_raw(&srv, &uuid, &format!("client_{k}"), region, corner);
+        assert!(server.iter().any(|&v| v != 0), "level {k} is empty");
+        assert!(
+            server == client,
+            "level {k}: the loader's means differ from the server's"
+        );
     }
 }
 

@@ -2,10 +2,10 @@
 //! their metadata and chunk files rather than a general library.
 //!
 //! Supported: precomputed `raw` (each chunk file optionally gzip-compressed, with or without a
-//! `.gz` suffix) and `png` encodings, unsharded, one channel; zarr arrays of uint8, uint16 or
+//! `.gz` suffix), `png` and (uint8) `jpeg` encodings, unsharded, one channel; zarr arrays of uint8, uint16 or
 //! uint64 whose chunks are uncompressed or gzip/zlib-compressed (v2 `compressor` null, gzip,
 //! zlib; v3 codecs `bytes`, `transpose`, `gzip`, `crc32c`), in C or F order. Everything else
-//! (blosc, zstd, lz4, sharding, filters, compressed_segmentation, jpeg) is refused by name.
+//! (blosc, zstd, lz4, sharding, filters, compressed_segmentation) is refused by name.
 //! A missing chunk reads as the fill value (zero for precomputed).
 
 use std::io::Read;
@@ -213,6 +213,7 @@ struct PrecomputedScale {
 enum Encoding {
     Raw,
     Png,
+    Jpeg,
 }
 
 struct PrecomputedStore {
@@ -254,8 +255,10 @@ pub fn open_precomputed(dir: &Path) -> anyhow::Result<ChunkedSource> {
     let encoding = match scale.encoding.as_str() {
         "raw" => Encoding::Raw,
         "png" => Encoding::Png,
+        "jpeg" if dtype == Dtype::U8 => Encoding::Jpeg,
         e => bail!(
-            "{name}: encoding {e:?} is not supported (supported: raw, optionally gzip-compressed files, and png)"
+            "{name}: encoding {e:?} of {} is not supported (supported: raw, optionally gzip-compressed files; png; jpeg of uint8)",
+            dtype.name()
         ),
     };
     let chunk = *scale
@@ -342,6 +345,9 @@ impl ChunkStore for PrecomputedStore {
                 );
                 pixels
             }
+            // One gray image ex wide and ey·ez tall, as for png.
+            Encoding::Jpeg => tessera_engine::block::jpeg::decode_gray(&bytes, None)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", what()))?,
         };
         ensure!(
             bytes.len() == ex * ey * ez * es,
