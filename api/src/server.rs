@@ -118,6 +118,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr()?;
+    // Streamed responses go out as several writes; with Nagle's algorithm the last one waits
+    // for the client's delayed ACK (tens of ms per request). Small-block readers such as
+    // neuroglancer's subvolblocks fetches would be latency-bound on that.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     tracing::info!(%bound, "serving");
     // Tests and scripts wait for this line on stdout.
     println!("tessera listening on http://{bound}");

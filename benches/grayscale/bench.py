@@ -32,9 +32,12 @@ def em_like(size, seed=0):
 
 
 def wait_synced(url):
-    r = requests.get(f"{url}/api/server/sync?wait=3600", timeout=4000)
-    r.raise_for_status()
-    assert r.json()["CaughtUp"], r.text
+    for _ in range(10):
+        r = requests.get(f"{url}/api/server/sync?wait=600", timeout=700)
+        r.raise_for_status()
+        if r.json()["CaughtUp"]:
+            return
+    raise RuntimeError(f"levels not caught up: {r.text}")
 
 
 def ingest(url, slabs, size, compression, levels, tag):

@@ -1,19 +1,31 @@
-//! JPEG for grayscale blocks and 2-D images. A block of shape (x, y, z) is one gray image
-//! `x` pixels wide and `y·z` rows tall (x fastest, then y, then z), the layout DVID stores and
-//! neuroglancer decodes.
+//! JPEG for grayscale blocks and 2-D images, by libjpeg-turbo. A block of shape (x, y, z) is
+//! one gray image `x` pixels wide and `y·z` rows tall (x fastest, then y, then z), the layout
+//! DVID stores and neuroglancer decodes.
 
-use jpeg_encoder::{ColorType, Encoder};
-use zune_jpeg::JpegDecoder;
-use zune_jpeg::zune_core::colorspace::ColorSpace;
-use zune_jpeg::zune_core::options::DecoderOptions;
+use std::cell::RefCell;
+
+use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, Subsamp};
 
 use crate::{Error, Result};
 
 /// JPEG's largest side.
 pub const MAX_SIDE: usize = u16::MAX as usize;
 
+/// Largest image decoded (1 GiB of gray pixels).
+const MAX_PIXELS: usize = 1 << 30;
+
 /// DVID's default JPEG quality.
 pub const DEFAULT_QUALITY: u8 = 80;
+
+thread_local! {
+    // A codec handle per thread: creating one costs more than coding a small block.
+    static COMPRESSOR: RefCell<Option<Compressor>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
+}
+
+fn codec_error(what: &str, e: turbojpeg::Error) -> Error {
+    Error::Internal(format!("jpeg {what}: {e}"))
+}
 
 /// Encodes `pixels` (gray, or RGBA when `rgba`) as a `width`-wide JPEG.
 pub fn encode(pixels: &[u8], width: usize, rgba: bool, quality: u8) -> Result<Vec<u8>> {
@@ -24,35 +36,63 @@ pub fn encode(pixels: &[u8], width: usize, rgba: bool, quality: u8) -> Result<Ve
             "a {width}×{height} image can't be a JPEG: each side must be 1 to {MAX_SIDE} pixels"
         )));
     }
-    let mut out = Vec::with_capacity(pixels.len() / 4 + 1024);
-    let color = if rgba {
-        ColorType::Rgba
-    } else {
-        ColorType::Luma
+    let image = Image {
+        pixels: &pixels[..width * height * bpp],
+        width,
+        pitch: width * bpp,
+        height,
+        format: if rgba {
+            PixelFormat::RGBA
+        } else {
+            PixelFormat::GRAY
+        },
     };
-    Encoder::new(&mut out, quality.clamp(1, 100))
-        .encode(pixels, width as u16, height as u16, color)
-        .map_err(|e| Error::Internal(format!("jpeg encoding: {e}")))?;
-    Ok(out)
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(Compressor::new().map_err(|e| codec_error("encoder", e))?);
+        }
+        let c = c.as_mut().expect("just made");
+        c.set_quality(i32::from(quality.clamp(1, 100)));
+        c.set_subsamp(if rgba { Subsamp::Sub2x2 } else { Subsamp::Gray });
+        c.compress_to_vec(image)
+            .map_err(|e| codec_error("encoding", e))
+    })
 }
 
 /// Decodes a JPEG into gray pixels, refusing one whose pixel count isn't `expect` when given.
 pub fn decode_gray(jpeg: &[u8], expect: Option<usize>) -> Result<Vec<u8>> {
-    let options = DecoderOptions::default()
-        .jpeg_set_out_colorspace(ColorSpace::Luma)
-        .set_max_width(MAX_SIDE)
-        .set_max_height(MAX_SIDE);
-    let mut dec = JpegDecoder::new_with_options(jpeg, options);
-    let pixels = dec
-        .decode()
-        .map_err(|e| Error::bad(format!("not a decodable JPEG: {e:?}")))?;
-    if let Some(n) = expect.filter(|n| *n != pixels.len()) {
-        return Err(Error::bad(format!(
-            "the JPEG holds {} pixels where {n} were expected",
-            pixels.len()
-        )));
-    }
-    Ok(pixels)
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(Decompressor::new().map_err(|e| codec_error("decoder", e))?);
+        }
+        let d = d.as_mut().expect("just made");
+        let bad = |e: turbojpeg::Error| Error::bad(format!("not a decodable JPEG: {e}"));
+        let header = d.read_header(jpeg).map_err(bad)?;
+        let n = header.width * header.height;
+        if n > MAX_PIXELS {
+            return Err(Error::bad(format!(
+                "a {}×{} JPEG is larger than the {MAX_PIXELS} pixels accepted",
+                header.width, header.height
+            )));
+        }
+        if let Some(want) = expect.filter(|want| *want != n) {
+            return Err(Error::bad(format!(
+                "the JPEG holds {n} pixels where {want} were expected"
+            )));
+        }
+        let mut pixels = vec![0u8; n];
+        let image = Image {
+            pixels: &mut pixels[..],
+            width: header.width,
+            pitch: header.width,
+            height: header.height,
+            format: PixelFormat::GRAY,
+        };
+        d.decompress(jpeg, image).map_err(bad)?;
+        Ok(pixels)
+    })
 }
 
 #[cfg(test)]
