@@ -83,6 +83,22 @@ def serve(url, root, size, n, threads):
     return n / (time.perf_counter() - t0), statistics.mean(sizes)
 
 
+def serve_curl(url, root, size, n, parallel):
+    """The same reads by curl (`-Z`, one process, `parallel` connections): what the server
+    sustains when the client isn't a Python interpreter, as with a browser's parallel fetches."""
+    import subprocess
+    import tempfile
+    x, y, z = size
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as f:
+        for _ in range(n):
+            c = (random.randrange(x // 64), random.randrange(y // 64), random.randrange(z // 64))
+            f.write(f'url = "{url}/api/node/{root}/grayscale/subvolblocks/64_64_64/'
+                    f'{64 * c[0]}_{64 * c[1]}_{64 * c[2]}?app=Neuroglancer"\noutput = "/dev/null"\n')
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sf", "--no-progress-meter", "-Z", "--parallel-max", str(parallel), "-K", f.name], check=True)
+    return n / (time.perf_counter() - t0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
@@ -107,9 +123,15 @@ def main():
             root = runs[-1][0]
             for threads in [1, 4]:
                 rates = [serve(a.url, root, size, a.blocks, threads) for _ in range(a.repeats)]
-                print(json.dumps({"op": "subvolblocks 64^3 jpeg", "threads": threads,
+                print(json.dumps({"op": "subvolblocks 64^3 jpeg", "client": "requests",
+                                  "threads": threads,
                                   "blocks_per_s": round(statistics.median(r[0] for r in rates)),
                                   "mean_bytes": round(rates[0][1])}), flush=True)
+            for parallel in [1, 8]:
+                rates = [serve_curl(a.url, root, size, a.blocks, parallel) for _ in range(a.repeats)]
+                print(json.dumps({"op": "subvolblocks 64^3 jpeg", "client": "curl -Z",
+                                  "connections": parallel,
+                                  "blocks_per_s": round(statistics.median(rates))}), flush=True)
 
 
 if __name__ == "__main__":

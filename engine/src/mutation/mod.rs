@@ -289,6 +289,9 @@ impl Worker {
                 st.pending = false;
                 st.running = true;
             }
+            if !self.sub.gather.is_zero() {
+                std::thread::sleep(self.sub.gather);
+            }
             let result = self.drain();
             let failed = result.is_err();
             if let Err(e) = result {

@@ -64,6 +64,7 @@ fn subscription(kv: &Arc<dyn KvStore>, handler: Arc<Recorder>) -> Subscription {
         events: vec![MERGE_BLOCK],
         kv: kv.clone(),
         handler,
+        gather: std::time::Duration::ZERO,
     }
 }
 

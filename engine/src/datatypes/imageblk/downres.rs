@@ -28,6 +28,9 @@ use crate::{Error, Result};
 /// Parent blocks recomputed per batch (their children are read in one storage call).
 const PARENTS_PER_BATCH: usize = 256;
 
+/// How long a level lets its source's writes gather before it recomputes.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One subscription per synced source (an image level has one).
 pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
     let admin = Caller::admin();
@@ -45,6 +48,9 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
                 name: ctx.instance.name.clone(),
                 source: source.clone(),
             }),
+            // A volume arrives as a run of slab writes, and two consecutive slabs share
+            // their parent blocks: gathering them computes each parent once, not twice.
+            gather: GATHER,
         });
     }
     Ok(out)

@@ -440,6 +440,7 @@ pub fn subscription(ctx: &DataCtx) -> Subscription {
             uuid: ctx.uuid.clone(),
             name: ctx.instance.name.clone(),
         }),
+        gather: std::time::Duration::ZERO,
     }
 }
 
