@@ -1,8 +1,10 @@
 //! Grayscale pyramids as sibling instances (`grayscale`, `grayscale_1`, `grayscale_2`): each
 //! level synced to the one above keeps itself the 2×2×2 mean of it — after every write
 //! (through the durable sync) and in bulk (`POST resync`) — equal to an independent mean
-//! computed here, on the CPU and the GPU (lavapipe in CI) backends alike, per version.
+//! computed here and by numpy (`tests/python/check_gray_pyramid.py`, under the pyenv of
+//! `scripts/pyenv.sh`), on the CPU and the GPU (lavapipe in CI) backends alike, per version.
 
+use tessera_tests::mesh::python;
 use tessera_tests::*;
 
 /// A volume at `at` of `size` voxels (x fastest).
@@ -206,6 +208,33 @@ fn levels_follow_every_write_and_resync_rebuilds_them() {
     }
     check(&srv, &child, "grayscale_1", &l0.half());
     check(&srv, &child, "grayscale_2", &l0.half().half());
+}
+
+#[test]
+fn levels_equal_a_numpy_mean() {
+    let (srv, root) = start("cpu");
+    build(&srv, &root);
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/check_gray_pyramid.py");
+    let out = std::process::Command::new(python())
+        .arg(&script)
+        .args([
+            srv.base_url(),
+            &root,
+            "grayscale",
+            "2",
+            "-16,0,16",
+            "64,48,32",
+        ])
+        .output()
+        .expect("running the numpy checker (bash scripts/pyenv.sh makes its interpreter)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "numpy pyramid check failed:\n{text}");
+    assert!(text.contains("level 2:"), "{text}");
 }
 
 #[test]

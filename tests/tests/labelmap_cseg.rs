@@ -12,15 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use tessera_tests::labels::*;
+use tessera_tests::mesh::python;
 use tessera_tests::*;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TESSERA_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").expect("HOME is not set (or set TESSERA_PYTHON)");
-    PathBuf::from(home).join(".cache/tessera/pyenv/bin/python")
-}
 
 /// Runs check_cseg.py on a manifest; panics with its output unless every case matches.
 fn run_checker(manifest: &std::path::Path) {
