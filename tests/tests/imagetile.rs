@@ -761,3 +761,56 @@ fn bad_input_is_refused_and_writes_nothing() {
     srv.post_json(&p("metadata"), &big).expect(200);
     refuse(srv.get(&p("tile/xy/1/0_0_3")), "grayscale_1");
 }
+
+#[test]
+fn cached_tiles_stay_current_across_a_restart() {
+    let vol = Vol::noise([0, 0, 0], [32, 32, 32], 14);
+    let (mut srv, root) = setup(json!({}), &vol);
+    srv.post_json(&format!("/api/node/{root}/tiles/metadata"), &small_levels())
+        .expect(200);
+    check_tile(&srv, &root, &vol, "xz", 0, [0, 4, 0]);
+    check_tile(&srv, &root, &vol, "xz", 1, [0, 4, 0]);
+    srv.restart();
+    // The subscription is back before any request: the first write is seen.
+    let newer = Vol::noise([0, 0, 0], [32, 32, 32], 15);
+    newer.post(&srv, &root, "grayscale");
+    check_tile(&srv, &root, &newer, "xz", 0, [0, 4, 0]);
+    check_tile(&srv, &root, &newer, "xz", 1, [0, 4, 0]);
+    srv.restart();
+    check_tile(&srv, &root, &newer, "xz", 1, [0, 4, 0]);
+}
+
+#[test]
+fn a_write_is_seen_before_its_event_is_applied() {
+    // Sync workers held: stamps can't move, so only the pending-event check keeps the cache
+    // from serving what the write replaced.
+    let mut srv = Server::builder().env("TESSERA_SYNC_HOLD", "1").start();
+    let root = srv.create_repo("tiles");
+    srv.create_instance_with(
+        &root,
+        "uint8blk",
+        "grayscale",
+        &json!({"BlockSize": "32,32,32"}),
+    );
+    let vol = Vol::noise([0, 0, 0], [32, 32, 32], 16);
+    vol.post(&srv, &root, "grayscale");
+    srv.create_instance_with(&root, "imagetile", "tiles", &json!({}));
+    srv.post_json(
+        &format!("/api/node/{root}/tiles/sync"),
+        &json!({"sync": "grayscale"}),
+    )
+    .expect(200);
+    srv.post_json(&format!("/api/node/{root}/tiles/metadata"), &small_levels())
+        .expect(200);
+    check_tile(&srv, &root, &vol, "xy", 0, [0, 0, 3]);
+    check_tile(&srv, &root, &vol, "xy", 0, [0, 0, 3]);
+    let newer = Vol::noise([0, 0, 0], [32, 32, 32], 17);
+    newer.post(&srv, &root, "grayscale");
+    check_tile(&srv, &root, &newer, "xy", 0, [0, 0, 3]);
+    // Released, the worker stamps the write and the tile is cached again.
+    srv.remove_env("TESSERA_SYNC_HOLD");
+    srv.restart();
+    caught_up(&srv);
+    check_tile(&srv, &root, &newer, "xy", 0, [0, 0, 3]);
+    check_tile(&srv, &root, &newer, "xy", 0, [0, 0, 3]);
+}
