@@ -1,6 +1,7 @@
 //! The compiled-in datatypes.
 
 pub mod imageblk;
+pub mod imagetile;
 pub mod keyvalue;
 pub mod labelmap;
 pub mod tarsupervoxels;
@@ -21,5 +22,6 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
             .into_iter()
             .map(|k| Arc::new(imageblk::ImageblkType(k)) as Arc<dyn Datatype>),
     );
+    types.push(Arc::new(imagetile::ImagetileType));
     types
 }

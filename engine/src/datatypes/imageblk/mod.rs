@@ -12,6 +12,8 @@
 mod blocks;
 pub mod config;
 pub mod downres;
+mod handle;
+pub use handle::Grayscale;
 pub mod image;
 mod meta;
 mod voxels;

@@ -76,13 +76,13 @@ pub fn get(image: &Image, req: &DataRequest) -> Result<DataResponse> {
     }
 }
 
-fn is_jpeg(f: &str) -> bool {
+pub(crate) fn is_jpeg(f: &str) -> bool {
     let name = f.split_once(':').map_or(f, |(n, _)| n);
     matches!(name, "jpg" | "jpeg")
 }
 
 /// JPEG quality from `jpg:Q` or `?quality=Q` (1–100; DVID's default 80).
-fn quality(format: &str, req: &DataRequest) -> Result<u8> {
+pub(crate) fn quality(format: &str, req: &DataRequest) -> Result<u8> {
     let given = format
         .split_once(':')
         .map(|(_, q)| q)
@@ -127,7 +127,7 @@ fn volume(image: &Image, bx: VoxelBox, compression: Option<&str>) -> Result<Data
 }
 
 #[derive(Clone, Copy)]
-enum Format {
+pub(crate) enum Format {
     Png,
     Jpeg(u8),
 }
@@ -135,7 +135,12 @@ enum Format {
 /// A `width`-wide 2-D image of voxel bytes. PNG: uint8 gray, uint16 16-bit gray, rgba8
 /// color; uint32 and float32 as 8-bit RGBA and uint64 as 16-bit RGBA holding each voxel's
 /// little-endian bytes, as DVID encodes labels. JPEG: uint8 and rgba8 only.
-fn image_bytes(kind: Kind, voxels: &[u8], width: usize, format: Format) -> Result<Vec<u8>> {
+pub(crate) fn image_bytes(
+    kind: Kind,
+    voxels: &[u8],
+    width: usize,
+    format: Format,
+) -> Result<Vec<u8>> {
     let height = voxels.len() / (width * kind.bytes_per_voxel());
     match format {
         Format::Jpeg(q) => {
