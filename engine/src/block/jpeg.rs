@@ -62,6 +62,11 @@ pub fn encode(pixels: &[u8], width: usize, rgba: bool, quality: u8) -> Result<Ve
 
 /// Decodes a JPEG into gray pixels, refusing one whose pixel count isn't `expect` when given.
 pub fn decode_gray(jpeg: &[u8], expect: Option<usize>) -> Result<Vec<u8>> {
+    Ok(decode_gray_image(jpeg, expect)?.2)
+}
+
+/// [`decode_gray`], with the image's width and height.
+pub fn decode_gray_image(jpeg: &[u8], expect: Option<usize>) -> Result<(usize, usize, Vec<u8>)> {
     DECOMPRESSOR.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
@@ -91,7 +96,7 @@ pub fn decode_gray(jpeg: &[u8], expect: Option<usize>) -> Result<Vec<u8>> {
             format: PixelFormat::GRAY,
         };
         d.decompress(jpeg, image).map_err(bad)?;
-        Ok(pixels)
+        Ok((header.width, header.height, pixels))
     })
 }
 

@@ -82,25 +82,8 @@ pub fn decode_png(bytes: &[u8]) -> Result<Pixels> {
 
 /// Decodes a JPEG to gray.
 pub fn decode_jpeg(bytes: &[u8]) -> Result<Pixels> {
-    use zune_jpeg::zune_core::colorspace::ColorSpace;
-    use zune_jpeg::zune_core::options::DecoderOptions;
-    let options = DecoderOptions::default()
-        .jpeg_set_out_colorspace(ColorSpace::Luma)
-        .set_max_width(jpeg::MAX_SIDE)
-        .set_max_height(jpeg::MAX_SIDE);
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(bytes, options);
-    let data = dec
-        .decode()
-        .map_err(|e| Error::bad(format!("the tile is not a decodable JPEG: {e:?}")))?;
-    let info = dec
-        .info()
-        .ok_or_else(|| Error::bad("the tile is not a decodable JPEG"))?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    if data.len() != w * h {
-        return Err(Error::bad(
-            "the tile JPEG did not decode to one gray channel",
-        ));
-    }
+    let (w, h, data) = jpeg::decode_gray_image(bytes, None)
+        .map_err(|e| Error::bad(format!("the tile is not a decodable JPEG: {e}")))?;
     Ok(Pixels { w, h, data })
 }
 
