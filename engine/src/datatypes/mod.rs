@@ -2,6 +2,7 @@
 
 pub mod imageblk;
 pub mod keyvalue;
+pub mod labelarray;
 pub mod labelmap;
 pub mod tarsupervoxels;
 
@@ -14,6 +15,7 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
     let mut types: Vec<Arc<dyn Datatype>> = vec![
         Arc::new(keyvalue::KeyValueType),
         Arc::new(labelmap::LabelmapType),
+        Arc::new(labelarray::LabelarrayType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
     ];
     types.extend(
