@@ -3,6 +3,7 @@
 pub mod imageblk;
 pub mod keyvalue;
 pub mod labelarray;
+pub mod labelblk;
 pub mod labelmap;
 pub mod tarsupervoxels;
 
@@ -16,6 +17,7 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
         Arc::new(keyvalue::KeyValueType),
         Arc::new(labelmap::LabelmapType),
         Arc::new(labelarray::LabelarrayType),
+        Arc::new(labelblk::LabelblkType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
     ];
     types.extend(
