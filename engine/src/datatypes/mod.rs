@@ -5,6 +5,7 @@ pub mod keyvalue;
 pub mod labelarray;
 pub mod labelblk;
 pub mod labelmap;
+pub mod labelvol;
 pub mod tarsupervoxels;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
         Arc::new(labelmap::LabelmapType),
         Arc::new(labelarray::LabelarrayType),
         Arc::new(labelblk::LabelblkType),
+        Arc::new(labelvol::LabelvolType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
     ];
     types.extend(

@@ -7,9 +7,11 @@
 //! `POST raw`, and its write path publishes `BLOCK_INGEST`/`BLOCK_MUTATE` with each block's
 //! label sets for the labelvol to follow. This module adds what only labels have:
 //! neuroglancer's compressed segmentation, `pseudocolor`, `label`, `labels`, and block records
-//! in labelblk's codings (`voxels`, `blocks`).
+//! in labelblk's codings (`voxels`, `blocks`); [`Labelblk`] is the typed handle a labelvol
+//! reads and relabels it through.
 
 mod blocks;
+mod handle;
 mod voxels;
 
 use serde_json::json;
@@ -22,6 +24,7 @@ use crate::datatypes::imageblk::config::{Config, Kind};
 use crate::datatypes::imageblk::image::Image;
 use crate::datatypes::imageblk::voxels as image_voxels;
 use crate::{Error, Result};
+pub use handle::Labelblk;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LabelblkType;

@@ -17,13 +17,13 @@ pub mod cseg;
 mod handle;
 pub mod index;
 pub mod ingest;
-mod labels;
-mod log;
+pub(crate) mod labels;
+pub(crate) mod log;
 pub mod mapping;
 pub mod meshes;
-mod mutate;
-mod sparsevol;
-mod state;
+pub(crate) mod mutate;
+pub(crate) mod sparsevol;
+pub(crate) mod state;
 pub mod store;
 #[cfg(test)]
 mod tests;

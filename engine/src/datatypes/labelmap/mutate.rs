@@ -26,12 +26,12 @@ use crate::mutation::log as mutlog;
 use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL};
 use crate::{Error, Result};
 
-fn json_list(body: &[u8], what: &str) -> Result<Vec<u64>> {
+pub(crate) fn json_list(body: &[u8], what: &str) -> Result<Vec<u64>> {
     serde_json::from_slice(body)
         .map_err(|e| Error::bad(format!("{what} body must be a JSON list of labels: {e}")))
 }
 
-fn must_index(labels: &Labels, label: u64, role: &str) -> Result<LabelIndex> {
+pub(crate) fn must_index(labels: &Labels, label: u64, role: &str) -> Result<LabelIndex> {
     labels
         .index(label)?
         .ok_or_else(|| Error::bad(format!("{role} label {label} has no voxels")))
@@ -60,7 +60,7 @@ fn put_index(batch: &mut WriteBatch, labels: &Labels, index: &LabelIndex) {
 }
 
 /// The `*-complete` record of spec §7.2.
-fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> Value {
+pub(crate) fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> Value {
     let mut r = json!({
         "Action": action,
         "MutationID": mutid,
@@ -101,7 +101,7 @@ fn absorb(into: &mut LabelIndex, from: LabelIndex, target: u64, changes: &mut Ha
 
 /// A merge body `[target, a, b, …]`: the list, the target and the merged labels (sorted,
 /// deduplicated).
-fn merge_list(req: &DataRequest) -> Result<(Vec<u64>, u64, Vec<u64>)> {
+pub(crate) fn merge_list(req: &DataRequest) -> Result<(Vec<u64>, u64, Vec<u64>)> {
     let list = json_list(&req.body, "merge")?;
     if list.len() < 2 {
         return Err(Error::bad(
@@ -346,7 +346,7 @@ pub fn parse_rles(body: &[u8]) -> Result<Vec<Run>> {
 /// touch only such blocks, and together the runs may cover at most `most` voxels (all a valid
 /// split can claim). The work a request causes is then bounded by the body's own size, not by
 /// the run lengths it declares.
-fn check_runs(
+pub(crate) fn check_runs(
     runs: &[Run],
     index: &LabelIndex,
     only: Option<u64>,
@@ -426,7 +426,13 @@ fn check_runs(
 
 /// The runs inside block `c`, in the block's own coordinates shifted down `z_shift` planes
 /// (its place in a batch stacked along z).
-fn runs_in_block(runs: &[Run], c: BlockCoord, bs: [usize; 3], z_shift: i32, out: &mut Vec<Run>) {
+pub(crate) fn runs_in_block(
+    runs: &[Run],
+    c: BlockCoord,
+    bs: [usize; 3],
+    z_shift: i32,
+    out: &mut Vec<Run>,
+) {
     let o: [i64; 3] = std::array::from_fn(|a| c[a] as i64 * bs[a] as i64);
     for r in runs {
         let (y, z) = (r.y as i64 - o[1], r.z as i64 - o[2]);
@@ -447,7 +453,7 @@ fn runs_in_block(runs: &[Run], c: BlockCoord, bs: [usize; 3], z_shift: i32, out:
 }
 
 /// Blocks the runs touch, in (z, y, x) order.
-fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
+pub(crate) fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
     let mut set = std::collections::BTreeSet::new();
     for r in runs {
         let (by, bz) = (
@@ -465,7 +471,7 @@ fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
 
 /// Voxels under the runs, per supervoxel, checking each voxel with `ok` (which names the
 /// offending voxel's problem when it returns an error).
-fn count_under_runs(
+pub(crate) fn count_under_runs(
     labels: &Labels,
     runs: &[Run],
     ok: &dyn Fn(u64) -> std::result::Result<(), String>,
@@ -478,7 +484,7 @@ fn count_under_runs(
     for c in blocks_of_runs(runs, bs) {
         local.clear();
         runs_in_block(runs, c, bs, 0, &mut local);
-        let stored = labels.blocks.get(0, c)?;
+        let stored = labels.voxel_blocks().get(0, c)?;
         match stored {
             Some(s) => labels.decode_stored(&[s], &mut block)?,
             None => block.fill(0),
@@ -748,7 +754,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
     ))
 }
 
-fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
+pub(crate) fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
     match req.query.get(name) {
         None => Ok(None),
         Some(v) => match parse_label(v)? {
@@ -924,7 +930,7 @@ pub fn relabel_merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Resul
 
 /// Block runs (a coarse RLE body) as the blocks they cover, in (z, y, x) order.
 /// At most `most` blocks may be listed.
-fn blocks_of_block_runs(runs: &[Run], most: usize) -> Result<Vec<BlockCoord>> {
+pub(crate) fn blocks_of_block_runs(runs: &[Run], most: usize) -> Result<Vec<BlockCoord>> {
     let listed: u64 = runs.iter().map(|r| r.len as u64).sum();
     if listed > most as u64 {
         return Err(Error::bad(format!(
@@ -938,6 +944,43 @@ fn blocks_of_block_runs(runs: &[Run], most: usize) -> Result<Vec<BlockCoord>> {
         }
     }
     Ok(set.into_iter().map(|(z, y, x)| [x, y, z]).collect())
+}
+
+/// What a split of `label` (its `index`) by `runs` rewrites, checked: the blocks and the
+/// voxels that move. Voxel runs (`coarse` false) must cover only voxels of the label; block
+/// runs only blocks holding it.
+pub(crate) fn split_blocks(
+    labels: &Labels,
+    index: &LabelIndex,
+    label: u64,
+    runs: &[Run],
+    coarse: bool,
+) -> Result<(Vec<BlockCoord>, u64)> {
+    let whose = format!("label {label}");
+    if coarse {
+        let coords = blocks_of_block_runs(runs, index.blocks.len())?;
+        let mut voxels = 0u64;
+        for c in &coords {
+            let n = index
+                .blocks
+                .get(&pack_block(*c))
+                .and_then(|b| b.counts.get(&label))
+                .copied()
+                .ok_or_else(|| Error::bad(format!("block {c:?} holds no voxels of {whose}")))?;
+            voxels += n as u64;
+        }
+        return Ok((coords, voxels));
+    }
+    let bs = labels.cfg.block_size;
+    check_runs(runs, index, None, bs, index.num_voxels(), &whose)?;
+    let under = count_under_runs(labels, runs, &|v| {
+        if v == label {
+            Ok(())
+        } else {
+            Err(format!("has label {v}, not {label}"))
+        }
+    })?;
+    Ok((blocks_of_runs(runs, bs), under.values().sum()))
 }
 
 /// `POST split/<label>[?splitlabel=X]` (voxel RLE) and `POST split-coarse/<label>` (block
@@ -964,32 +1007,7 @@ pub fn relabel_split(
     let _writes = st.writes.read();
     let _body = st.bodies.lock([label]);
     let index = must_index(labels, label, "split")?;
-    let whose = format!("label {label}");
-    let (coords, split_voxels) = if coarse {
-        let coords = blocks_of_block_runs(&runs, index.blocks.len())?;
-        let mut voxels = 0u64;
-        for c in &coords {
-            let n = index
-                .blocks
-                .get(&pack_block(*c))
-                .and_then(|b| b.counts.get(&label))
-                .copied()
-                .ok_or_else(|| Error::bad(format!("block {c:?} holds no voxels of {whose}")))?;
-            voxels += n as u64;
-        }
-        (coords, voxels)
-    } else {
-        let bs = labels.cfg.block_size;
-        check_runs(&runs, &index, None, bs, index.num_voxels(), &whose)?;
-        let under = count_under_runs(labels, &runs, &|v| {
-            if v == label {
-                Ok(())
-            } else {
-                Err(format!("has label {v}, not {label}"))
-            }
-        })?;
-        (blocks_of_runs(&runs, bs), under.values().sum())
-    };
+    let (coords, split_voxels) = split_blocks(labels, &index, label, &runs, coarse)?;
     let new_label = match given {
         Some(l) => l,
         None => allocate(ctx, labels, 1)?,
