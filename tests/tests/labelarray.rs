@@ -168,6 +168,21 @@ fn round_trips_at_unaligned_negative_boxes() {
         }
     }
 
+    // pseudocolor: labelblk's colours of the same voxels.
+    let blk = Seg::create_typed(&srv, &root, "labelblk", "blk", &json!({}));
+    let blk = Seg { bs: [32; 3], ..blk };
+    blk.write(&vol);
+    for path in [
+        "pseudocolor/0_1/40_30/-20_-10_3",
+        "pseudocolor/xz/17_9/-3_2_-30",
+    ] {
+        let a = arr.get(path).expect(200);
+        assert_eq!(a.header("content-type").as_deref(), Some("image/png"));
+        assert!(a.body == blk.get(path).expect(200).body, "{path}");
+    }
+    arr.get("pseudocolor/0_1_2/8_8_8/0_0_0").expect(400);
+    arr.get("pseudocolor/0_1/8_8/0_0_0?scale=1").expect(200);
+
     // Index-backed reads.
     let counts = vol.label_counts();
     for l in 1..=5u64 {

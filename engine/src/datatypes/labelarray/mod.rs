@@ -8,7 +8,9 @@
 use crate::datatype::{
     DataCtx, DataRequest, DataResponse, Datatype, Description, Method, Settings,
 };
-use crate::datatypes::labelmap::LabelmapType;
+use crate::datatypes::labelblk::voxels as labelblk_voxels;
+use crate::datatypes::labelmap::store::Labels;
+use crate::datatypes::labelmap::{self, LabelmapType};
 use crate::{Error, Result};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -17,6 +19,7 @@ pub struct LabelarrayType;
 const KEYWORDS: &[&str] = &[
     "raw",
     "isotropic",
+    "pseudocolor",
     "label",
     "labels",
     "blocks",
@@ -81,6 +84,22 @@ impl Datatype for LabelarrayType {
     }
 
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+        if req.keyword == "pseudocolor" {
+            return pseudocolor(ctx, req);
+        }
         LabelmapType.handle(ctx, req)
     }
+}
+
+/// `GET pseudocolor/<dims>/<size>/<offset>[?scale=N]`: labelblk's hash-coloured slice of
+/// labelmap's voxels.
+fn pseudocolor(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
+    if req.method != Method::Get {
+        return Err(Error::bad("pseudocolor is read with GET"));
+    }
+    let labels = Labels::new(ctx)?;
+    let scale = labelmap::scale(&labels.cfg, &req.query)?;
+    let (bx, a, b) = labelblk_voxels::pseudocolor_slice(req)?;
+    let voxels = labelmap::voxels::read_box(&labels, scale, &bx)?;
+    labelblk_voxels::pseudocolor_png(&voxels, bx.size[a], bx.size[b])
 }

@@ -12,7 +12,7 @@
 
 mod blocks;
 mod handle;
-mod voxels;
+pub(crate) mod voxels;
 
 use serde_json::json;
 

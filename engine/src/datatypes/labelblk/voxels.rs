@@ -2,7 +2,7 @@
 //! segmentation (`compression=google|googlegzip`), `pseudocolor` slices, `label`, `labels`.
 //! Everything else of `raw`/`isotropic` is the image type's.
 
-use crate::block::geom::{BlockCoord, parse_point};
+use crate::block::geom::{BlockCoord, VoxelBox, parse_point};
 use crate::block::volume::{Dims, parse_geometry};
 use crate::datatype::{DataRequest, DataResponse};
 use crate::datatypes::imageblk::image::Image;
@@ -70,9 +70,9 @@ pub fn pseudo_color(label: u64) -> [u8; 4] {
     [b[0], b[1], b[2], 255]
 }
 
-/// `GET pseudocolor/<dims>/<size>/<offset>[/png]`: a 2-D slice, each label hashed to a
-/// colour, as an 8-bit RGBA PNG.
-pub fn pseudocolor(image: &Image, req: &DataRequest) -> Result<DataResponse> {
+/// The slice a `pseudocolor/<dims>/<size>/<offset>[/png]` request names: its box and the
+/// two axes of the image.
+pub fn pseudocolor_slice(req: &DataRequest) -> Result<(VoxelBox, usize, usize)> {
     let (dims, bx) = parse_geometry(&req.path)?;
     let Dims::Slice(a, b) = dims else {
         return Err(Error::bad("pseudocolor serves 2-D slices only"));
@@ -80,8 +80,19 @@ pub fn pseudocolor(image: &Image, req: &DataRequest) -> Result<DataResponse> {
     if let Some(f) = req.path.get(3).filter(|f| *f != "png") {
         return Err(Error::bad(format!("pseudocolor images are PNG, not {f:?}")));
     }
-    let (w, h) = (bx.size[a], bx.size[b]);
+    Ok((bx, a, b))
+}
+
+/// `GET pseudocolor/<dims>/<size>/<offset>[/png]`: a 2-D slice, each label hashed to a
+/// colour, as an 8-bit RGBA PNG.
+pub fn pseudocolor(image: &Image, req: &DataRequest) -> Result<DataResponse> {
+    let (bx, a, b) = pseudocolor_slice(req)?;
     let labels = as_labels(&image.read(&bx)?);
+    pseudocolor_png(&labels, bx.size[a], bx.size[b])
+}
+
+/// A `w`×`h` slice of labels as DVID's pseudocolor PNG (8-bit RGBA).
+pub fn pseudocolor_png(labels: &[u64], w: usize, h: usize) -> Result<DataResponse> {
     let rgba: Vec<u8> = labels.iter().flat_map(|l| pseudo_color(*l)).collect();
     let (Ok(w), Ok(h)) = (u32::try_from(w), u32::try_from(h)) else {
         return Err(Error::bad("the slice is too large for a PNG"));

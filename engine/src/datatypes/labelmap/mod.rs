@@ -27,7 +27,7 @@ pub(crate) mod state;
 pub mod store;
 #[cfg(test)]
 mod tests;
-mod voxels;
+pub(crate) mod voxels;
 
 use serde_json::json;
 
