@@ -239,3 +239,58 @@ fn versions_and_unsynced_instances() {
         .expect(200);
     big.get("sparsevol/1").expect(400);
 }
+
+#[test]
+fn delete_area_and_resync_repair_the_index() {
+    let srv = Server::start();
+    let (_root, blk, vol) = setup(&srv);
+    let want = fixture();
+    // Label 3's entry for block (0, 0, 0) dropped; the labelblk keeps its voxels.
+    vol.srv
+        .delete(&vol.path("area/3/32_32_32/0_0_0"))
+        .expect(200);
+    let outside: VoxelSet = want
+        .voxel_set(3)
+        .into_iter()
+        .filter(|p| block_of(*p, vol.bs) != [0, 0, 0])
+        .collect();
+    assert!(rles(&vol.get("sparsevol/3").expect(200)) == outside);
+    assert_eq!(vol.size_of(3), Some(outside.len() as u64));
+    assert!(blk.raw(ORIGIN, SIZE, "") == want, "labelblk untouched");
+    // resync/3 over that block brings it back.
+    let mut blocks = VoxelSet::new();
+    blocks.insert([0, 0, 0]);
+    vol.post("resync/3", encode_rles(&blocks)).expect(200);
+    check_index(&vol, &want, &[1, 2, 3, 4, 5]);
+    vol.post("resync/3", vec![7u8; 3]).expect(400);
+    vol.srv.delete(&vol.path("area/3/32_32/0_0_0")).expect(400);
+}
+
+/// A labelblk write acknowledged before the labelvol indexed it survives SIGKILL: the event
+/// committed with the write, and the restarted server's subscriber applies it.
+#[test]
+fn indexing_catches_up_after_a_kill_between_commit_and_delivery() {
+    const HOLD: &str = "TESSERA_SYNC_HOLD";
+    let mut srv = Server::builder().env(HOLD, "1").start();
+    let root = srv.create_repo("crash");
+    {
+        let blk = Seg::create_typed(&srv, &root, "labelblk", "blk", &json!({}));
+        let blk = Seg { bs: [32; 3], ..blk };
+        let vol = Seg::create_typed(&srv, &root, "labelvol", "vol", &json!({}));
+        vol.post("sync", json!({"sync": "blk"}).to_string())
+            .expect(200);
+        blk.write(&fixture());
+        vol.get("sparsevol/1").expect(404);
+    }
+    let status = srv.get("/api/server/sync?wait=0.5").expect(200).json();
+    assert_eq!(status["CaughtUp"], json!(false), "{status}");
+    srv.kill();
+    srv.remove_env(HOLD);
+    srv.start_again();
+    caught_up(&srv);
+    let vol = Seg {
+        bs: [32; 3],
+        ..Seg::open(&srv, &root, "vol")
+    };
+    check_index(&vol, &fixture(), &[1, 2, 3, 4, 5]);
+}

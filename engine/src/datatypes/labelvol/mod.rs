@@ -38,6 +38,8 @@ const KEYWORDS: &[&str] = &[
     "merge",
     "split",
     "split-coarse",
+    "resync",
+    "area",
     "mutations",
 ];
 
@@ -106,6 +108,8 @@ impl Datatype for LabelvolType {
             (Method::Post, "merge") => mutate::merge(ctx, &labels, &blk, req),
             (Method::Post, "split") => mutate::split(ctx, &labels, &blk, req, false),
             (Method::Post, "split-coarse") => mutate::split(ctx, &labels, &blk, req, true),
+            (Method::Post, "resync") => mutate::resync(ctx, &labels, req),
+            (Method::Delete, "area") => mutate::delete_area(ctx, &labels, req),
             (Method::Get, "mutations") => lm_log::handle(ctx, req),
             (_, "sparsevol-size" | "size" | "sizes" | "maxlabel" | "nextlabel") => {
                 lm_labels::handle(ctx, &labels, req)
