@@ -52,6 +52,8 @@ impl Labelblk {
         split: Option<&LabelTable>,
         relabel: Option<&LabelTable>,
     ) -> Result<Vec<BlockChange>> {
+        let lock = super::writes(&self.ctx);
+        let _writes = lock.lock();
         let image = &self.image;
         let bs = image.cfg.block_size;
         let shape = image.blocks.shape;

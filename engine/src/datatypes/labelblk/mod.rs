@@ -127,16 +127,31 @@ impl Datatype for LabelblkType {
         }
         match (req.method, req.keyword.as_str()) {
             (Method::Get | Method::Head, "raw" | "isotropic") => voxels::get(&image, req),
-            (Method::Post, "raw") => image_voxels::post(ctx, &image, req),
+            (Method::Post, "raw") => {
+                let lock = writes(ctx);
+                let _writes = lock.lock();
+                image_voxels::post(ctx, &image, req)
+            }
             (Method::Get, "pseudocolor") => voxels::pseudocolor(&image, req),
             (Method::Get, "label") => voxels::label(&image, req),
             (Method::Get, "labels") => voxels::labels(&image, req),
             (Method::Get, "blocks") => blocks::get(&image, req),
-            (Method::Post, "blocks") => blocks::post(ctx, &image, req),
+            (Method::Post, "blocks") => {
+                let lock = writes(ctx);
+                let _writes = lock.lock();
+                blocks::post(ctx, &image, req)
+            }
             (m, kw) => Err(Error::bad(format!(
                 "{} {kw} is not served by labelblk instances",
                 m.as_str()
             ))),
         }
     }
+}
+
+/// The lock a labelblk's writes take: a labelvol's rewrite reads blocks and writes them back,
+/// so a `POST raw` between the two would be lost.
+pub(crate) fn writes(ctx: &DataCtx) -> std::sync::Arc<parking_lot::Mutex<()>> {
+    ctx.services
+        .instance_state(ctx.instance.id, parking_lot::Mutex::default)
 }
