@@ -3,7 +3,10 @@
 pub mod imageblk;
 pub mod imagetile;
 pub mod keyvalue;
+pub mod labelarray;
+pub mod labelblk;
 pub mod labelmap;
+pub mod labelvol;
 pub mod tarsupervoxels;
 
 use std::sync::Arc;
@@ -15,6 +18,9 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
     let mut types: Vec<Arc<dyn Datatype>> = vec![
         Arc::new(keyvalue::KeyValueType),
         Arc::new(labelmap::LabelmapType),
+        Arc::new(labelarray::LabelarrayType),
+        Arc::new(labelblk::LabelblkType),
+        Arc::new(labelvol::LabelvolType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
     ];
     types.extend(

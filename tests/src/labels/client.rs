@@ -129,7 +129,20 @@ impl<'a> Seg<'a> {
     /// a `BlockSize` setting is parsed into `bs`). Asserts 200.
     #[track_caller]
     pub fn create(srv: &'a Server, uuid: &str, name: &str, settings: &Value) -> Seg<'a> {
-        srv.create_instance_with(uuid, "labelmap", name, settings);
+        Seg::create_typed(srv, uuid, "labelmap", name, settings)
+    }
+
+    /// `create` for another label type (`labelarray`, `labelblk`) served through the same
+    /// endpoints.
+    #[track_caller]
+    pub fn create_typed(
+        srv: &'a Server,
+        uuid: &str,
+        typename: &str,
+        name: &str,
+        settings: &Value,
+    ) -> Seg<'a> {
+        srv.create_instance_with(uuid, typename, name, settings);
         let bs = match settings.get("BlockSize").and_then(Value::as_str) {
             Some(s) => {
                 let v: Vec<usize> = s

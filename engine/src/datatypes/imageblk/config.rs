@@ -81,6 +81,11 @@ pub struct Config {
     pub block_size: [usize; 3],
     pub voxel_size: [f64; 3],
     pub voxel_units: [String; 3],
+    /// The voxels are labels (labelblk, `Kind::Uint64`): writes publish `BLOCK_INGEST` /
+    /// `BLOCK_MUTATE` with each block's label sets (`Delta::Blocks`) instead of the block list
+    /// of an image (`Delta::Image`).
+    #[serde(default)]
+    pub labels: bool,
 }
 
 impl Config {
@@ -105,6 +110,7 @@ impl Config {
             block_size,
             voxel_size,
             voxel_units,
+            labels: false,
         })
     }
 

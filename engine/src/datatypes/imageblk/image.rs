@@ -12,7 +12,7 @@ use crate::block::volume::{bytes_wide, copy_block};
 use crate::block::{Blocks, Stored, Writer, extents};
 use crate::compute::Compute;
 use crate::datatype::{DataCtx, Mutation};
-use crate::sync::{BLOCK_INGEST, Delta};
+use crate::sync::{BLOCK_INGEST, BLOCK_MUTATE, BlockChange, Delta};
 use crate::{Error, Result};
 
 /// How many blocks a read decodes at once.
@@ -98,22 +98,68 @@ impl Image {
 }
 
 /// One write of whole blocks: stored through the block writer, the extents widened and one
-/// `BLOCK_INGEST` event naming the blocks, committed as one mutation.
+/// `BLOCK_INGEST` event naming the blocks, committed as one mutation. For labels
+/// (`Config::labels`) the events are label blocks' instead: `BLOCK_INGEST` for new blocks and
+/// `BLOCK_MUTATE` for replaced ones, with the labels each held before and holds now.
 pub struct Write<'a> {
     image: Image,
     writer: Writer<u8>,
     change: Mutation<'a>,
     coords: Vec<BlockCoord>,
+    /// Label blocks' changes, when labels and someone subscribes.
+    label_changes: Option<Vec<BlockChange>>,
+}
+
+/// The sorted distinct labels of uint64 voxel bytes.
+pub fn label_set(voxels: &[u8]) -> Vec<u64> {
+    let mut v: Vec<u64> = voxels
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 impl<'a> Write<'a> {
     pub fn new(image: &Image, change: Mutation<'a>) -> Write<'a> {
+        let label_changes = (image.cfg.labels
+            && (change.wants(BLOCK_INGEST) || change.wants(BLOCK_MUTATE)))
+        .then(Vec::new);
         Write {
             writer: Writer::new(image.blocks.clone(), image.compute.clone(), 0, 0),
             image: image.clone(),
             change,
             coords: Vec::new(),
+            label_changes,
         }
+    }
+
+    /// The label sets of new blocks and of the blocks they replace.
+    fn note_labels(&mut self, coords: &[BlockCoord], voxels: &[u8]) -> Result<()> {
+        let Some(changes) = &mut self.label_changes else {
+            return Ok(());
+        };
+        let n = self.image.cfg.block_bytes();
+        let prev = self.image.blocks.get_many(0, coords)?;
+        let image = &self.image;
+        let found: Vec<BlockChange> = coords
+            .par_iter()
+            .zip(voxels.par_chunks_exact(n))
+            .zip(prev.par_iter())
+            .map(|((c, v), p)| {
+                Ok(BlockChange {
+                    coord: *c,
+                    prev: match p {
+                        Some(s) => Some(label_set(&image.decode(s)?)),
+                        None => None,
+                    },
+                    labels: label_set(v),
+                })
+            })
+            .collect::<Result<_>>()?;
+        changes.extend(found);
+        Ok(())
     }
 
     /// Adds blocks given as their voxel bytes, one block after another.
@@ -124,6 +170,7 @@ impl<'a> Write<'a> {
                 "block bytes don't match their coordinates".into(),
             ));
         }
+        self.note_labels(coords, voxels)?;
         let stored = self.image.blocks.stored;
         let values = voxels
             .par_chunks_exact(n)
@@ -156,6 +203,20 @@ impl<'a> Write<'a> {
             .expect("blocks were written");
         let b = &self.image.blocks;
         extents::widen(&mut self.change.batch, &b.store, &b.view, written)?;
+        if self.image.cfg.labels {
+            let (ingest, mutate): (Vec<BlockChange>, Vec<BlockChange>) = self
+                .label_changes
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|b| b.prev.is_none());
+            for (name, blocks) in [(BLOCK_INGEST, ingest), (BLOCK_MUTATE, mutate)] {
+                if !blocks.is_empty() {
+                    self.change.event(name, Delta::Blocks(blocks));
+                }
+            }
+            return self.change.commit();
+        }
         self.coords.sort_unstable_by_key(crate::block::geom::zyx);
         self.coords.dedup();
         self.change

@@ -9,14 +9,14 @@
 //! * [`downres`] — multiscale as sibling instances: `grayscale_1` synced to `grayscale` keeps
 //!   itself the 2×2×2 mean of its source, after every write and in bulk (`POST resync`).
 
-mod blocks;
+pub(crate) mod blocks;
 pub mod config;
 pub mod downres;
 mod handle;
 pub use handle::Grayscale;
 pub mod image;
 mod meta;
-mod voxels;
+pub(crate) mod voxels;
 
 use serde_json::json;
 

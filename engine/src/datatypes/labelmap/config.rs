@@ -22,6 +22,10 @@ pub struct Config {
     /// a write or mutation changes (meshes.rs).
     #[serde(default)]
     pub keep_meshes: bool,
+    /// labelarray (spec §4.3): no supervoxel → body mapping. Reads never map, and merges and
+    /// splits rewrite the voxels of the labels they change (mutate.rs, `relabel_*`).
+    #[serde(default)]
+    pub no_mapping: bool,
 }
 
 impl Config {
@@ -68,6 +72,7 @@ impl Config {
             indexed_labels,
             max_downres_level,
             keep_meshes,
+            no_mapping: false,
         })
     }
 

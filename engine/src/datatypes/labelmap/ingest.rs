@@ -310,43 +310,54 @@ impl<'a> Write<'a> {
     }
 
     fn finish_index(&mut self) -> Result<()> {
-        let labels = &self.labels;
-        let ctx = self.change.ctx();
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let user = ctx.user.clone().unwrap_or_default();
-        let app = ctx.app.clone().unwrap_or_default();
-        let mutation_id = self.change.mutation_id();
         let mut bodies = std::mem::take(&mut self.index.bodies);
         if let Some(only) = &self.only {
             bodies.retain(|b, _| only.contains(b));
         }
-        let updated: Vec<(u64, Option<Vec<u8>>)> = timed(&mut self.timings.index, || {
-            bodies
-                .into_par_iter()
-                .map(|(body, blocks)| {
-                    let mut index = labels.index(body)?.unwrap_or_default();
-                    IndexUpdate::apply(&mut index, &blocks);
-                    if index.blocks.is_empty() {
-                        return Ok((body, None));
-                    }
-                    index.label = body;
-                    index.last_mutid = mutation_id;
-                    index.last_mod_time = now.clone();
-                    index.last_mod_user = user.clone();
-                    index.last_mod_app = app.clone();
-                    Ok((body, Some(encode_index(&index))))
-                })
-                .collect::<Result<_>>()
-        })?;
-        let batch = &mut self.change.batch;
-        for (body, value) in updated {
-            match value {
-                Some(v) => put_into(batch, &labels.blocks.view, &index_key(body), &v),
-                None => delete_into(batch, &labels.blocks.view, &index_key(body)),
-            }
-        }
-        Ok(())
+        let (labels, change) = (&self.labels, &mut self.change);
+        timed(&mut self.timings.index, || {
+            put_index_update(labels, change, bodies)
+        })
     }
+}
+
+/// Applies an index update (`IndexUpdate::bodies`) to the stored indices of its bodies in
+/// `change`'s batch, stamping each with the mutation; an index left without blocks is
+/// deleted.
+pub fn put_index_update(
+    labels: &Labels,
+    change: &mut Mutation<'_>,
+    bodies: HashMap<u64, std::collections::BTreeMap<u64, Vec<(u64, u32)>>>,
+) -> Result<()> {
+    let ctx = change.ctx();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let user = ctx.user.clone().unwrap_or_default();
+    let app = ctx.app.clone().unwrap_or_default();
+    let mutation_id = change.mutation_id();
+    let updated: Vec<(u64, Option<Vec<u8>>)> = bodies
+        .into_par_iter()
+        .map(|(body, blocks)| {
+            let mut index = labels.index(body)?.unwrap_or_default();
+            IndexUpdate::apply(&mut index, &blocks);
+            if index.blocks.is_empty() {
+                return Ok((body, None));
+            }
+            index.label = body;
+            index.last_mutid = mutation_id;
+            index.last_mod_time = now.clone();
+            index.last_mod_user = user.clone();
+            index.last_mod_app = app.clone();
+            Ok((body, Some(encode_index(&index))))
+        })
+        .collect::<Result<_>>()?;
+    let batch = &mut change.batch;
+    for (body, value) in updated {
+        match value {
+            Some(v) => put_into(batch, &labels.blocks.view, &index_key(body), &v),
+            None => delete_into(batch, &labels.blocks.view, &index_key(body)),
+        }
+    }
+    Ok(())
 }
 
 /// This version's max label: the largest over it and its ancestors, so a child never reports

@@ -17,17 +17,17 @@ pub mod cseg;
 mod handle;
 pub mod index;
 pub mod ingest;
-mod labels;
-mod log;
+pub(crate) mod labels;
+pub(crate) mod log;
 pub mod mapping;
 pub mod meshes;
-mod mutate;
-mod sparsevol;
-mod state;
+pub(crate) mod mutate;
+pub(crate) mod sparsevol;
+pub(crate) mod state;
 pub mod store;
 #[cfg(test)]
 mod tests;
-mod voxels;
+pub(crate) mod voxels;
 
 use serde_json::json;
 
@@ -96,6 +96,23 @@ const NEED_INDEX: &[&str] = &[
     "merge",
     "renumber",
     "mesh",
+    "split-coarse",
+];
+
+/// Endpoints of supervoxels and their mapping, which an instance without one (labelarray)
+/// refuses.
+const NEED_MAPPING: &[&str] = &[
+    "ingest-supervoxels",
+    "supervoxels",
+    "supervoxel-sizes",
+    "renumber",
+    "cleave",
+    "split-supervoxel",
+    "mapping",
+    "mappings",
+    "supervoxel-splits",
+    "history",
+    "mesh",
 ];
 
 const HELP: &str = include_str!("help.txt");
@@ -160,7 +177,7 @@ impl Datatype for LabelmapType {
             .collect();
         let next = labels::next_label_setting(&labels)?;
         Ok(json!({
-            "Values": [{"DataType": "uint64", "Label": "labelmap"}],
+            "Values": [{"DataType": "uint64", "Label": ctx.instance.type_name}],
             "Interpolable": false,
             "BlockSize": bs,
             "VoxelSize": cfg.voxel_size,
@@ -195,9 +212,21 @@ impl Datatype for LabelmapType {
 
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         let labels = Labels::new(ctx)?;
-        let mapping = state::state(ctx).mapping(&labels)?;
-        let labels = labels.with_mapping(mapping, req.query.flag("supervoxels"));
+        let no_mapping = labels.cfg.no_mapping;
+        let labels = if no_mapping {
+            // labelarray: what the blocks hold is the label.
+            labels
+        } else {
+            let mapping = state::state(ctx).mapping(&labels)?;
+            labels.with_mapping(mapping, req.query.flag("supervoxels"))
+        };
         let kw = req.keyword.as_str();
+        if no_mapping && NEED_MAPPING.contains(&kw) {
+            return Err(Error::bad(format!(
+                "{kw} needs a supervoxel mapping, which {} instance {:?} doesn't have",
+                ctx.instance.type_name, ctx.instance.name
+            )));
+        }
         if !labels.cfg.indexed_labels && NEED_INDEX.contains(&kw) {
             return Err(Error::bad(format!(
                 "{kw} needs label indexing, which instance {:?} has turned off (IndexedLabels=false)",
@@ -226,6 +255,13 @@ impl Datatype for LabelmapType {
             (Method::Get, "sparsevol-by-point") => sparsevol::by_point(&labels, req),
             (Method::Get, "sparsevol-coarse") => sparsevol::coarse(&labels, req),
             (Method::Get, "sparsevols-coarse") => sparsevol::coarse_range(&labels, req),
+            (Method::Post, "merge") if no_mapping => mutate::relabel_merge(ctx, &labels, req),
+            (Method::Post, "split") if no_mapping => {
+                mutate::relabel_split(ctx, &labels, req, false)
+            }
+            (Method::Post, "split-coarse") if no_mapping => {
+                mutate::relabel_split(ctx, &labels, req, true)
+            }
             (Method::Post, "merge") => mutate::merge(ctx, &labels, req),
             (Method::Post, "renumber") => mutate::renumber(ctx, &labels, req),
             (Method::Post, "cleave") => mutate::cleave(ctx, &labels, req),

@@ -26,12 +26,12 @@ use crate::mutation::log as mutlog;
 use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL};
 use crate::{Error, Result};
 
-fn json_list(body: &[u8], what: &str) -> Result<Vec<u64>> {
+pub(crate) fn json_list(body: &[u8], what: &str) -> Result<Vec<u64>> {
     serde_json::from_slice(body)
         .map_err(|e| Error::bad(format!("{what} body must be a JSON list of labels: {e}")))
 }
 
-fn must_index(labels: &Labels, label: u64, role: &str) -> Result<LabelIndex> {
+pub(crate) fn must_index(labels: &Labels, label: u64, role: &str) -> Result<LabelIndex> {
     labels
         .index(label)?
         .ok_or_else(|| Error::bad(format!("{role} label {label} has no voxels")))
@@ -60,7 +60,7 @@ fn put_index(batch: &mut WriteBatch, labels: &Labels, index: &LabelIndex) {
 }
 
 /// The `*-complete` record of spec §7.2.
-fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> Value {
+pub(crate) fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> Value {
     let mut r = json!({
         "Action": action,
         "MutationID": mutid,
@@ -99,10 +99,9 @@ fn absorb(into: &mut LabelIndex, from: LabelIndex, target: u64, changes: &mut Ha
     }
 }
 
-/// `POST merge` `[target, a, b, …]` → `{"MutationID": n}`.
-pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let mut m = ctx.mutation()?;
-    let mutid = m.mutation_id();
+/// A merge body `[target, a, b, …]`: the list, the target and the merged labels (sorted,
+/// deduplicated).
+pub(crate) fn merge_list(req: &DataRequest) -> Result<(Vec<u64>, u64, Vec<u64>)> {
     let list = json_list(&req.body, "merge")?;
     if list.len() < 2 {
         return Err(Error::bad(
@@ -121,6 +120,14 @@ pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
             "label {target} can't be merged into itself"
         )));
     }
+    Ok((list, target, merged))
+}
+
+/// `POST merge` `[target, a, b, …]` → `{"MutationID": n}`.
+pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let mut m = ctx.mutation()?;
+    let mutid = m.mutation_id();
+    let (list, target, merged) = merge_list(req)?;
     let st = state(ctx);
     let _writes = st.writes.read();
     let _bodies = st.bodies.lock(list.iter().copied());
@@ -339,7 +346,7 @@ pub fn parse_rles(body: &[u8]) -> Result<Vec<Run>> {
 /// touch only such blocks, and together the runs may cover at most `most` voxels (all a valid
 /// split can claim). The work a request causes is then bounded by the body's own size, not by
 /// the run lengths it declares.
-fn check_runs(
+pub(crate) fn check_runs(
     runs: &[Run],
     index: &LabelIndex,
     only: Option<u64>,
@@ -419,7 +426,13 @@ fn check_runs(
 
 /// The runs inside block `c`, in the block's own coordinates shifted down `z_shift` planes
 /// (its place in a batch stacked along z).
-fn runs_in_block(runs: &[Run], c: BlockCoord, bs: [usize; 3], z_shift: i32, out: &mut Vec<Run>) {
+pub(crate) fn runs_in_block(
+    runs: &[Run],
+    c: BlockCoord,
+    bs: [usize; 3],
+    z_shift: i32,
+    out: &mut Vec<Run>,
+) {
     let o: [i64; 3] = std::array::from_fn(|a| c[a] as i64 * bs[a] as i64);
     for r in runs {
         let (y, z) = (r.y as i64 - o[1], r.z as i64 - o[2]);
@@ -440,7 +453,7 @@ fn runs_in_block(runs: &[Run], c: BlockCoord, bs: [usize; 3], z_shift: i32, out:
 }
 
 /// Blocks the runs touch, in (z, y, x) order.
-fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
+pub(crate) fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
     let mut set = std::collections::BTreeSet::new();
     for r in runs {
         let (by, bz) = (
@@ -458,7 +471,7 @@ fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
 
 /// Voxels under the runs, per supervoxel, checking each voxel with `ok` (which names the
 /// offending voxel's problem when it returns an error).
-fn count_under_runs(
+pub(crate) fn count_under_runs(
     labels: &Labels,
     runs: &[Run],
     ok: &dyn Fn(u64) -> std::result::Result<(), String>,
@@ -471,7 +484,7 @@ fn count_under_runs(
     for c in blocks_of_runs(runs, bs) {
         local.clear();
         runs_in_block(runs, c, bs, 0, &mut local);
-        let stored = labels.blocks.get(0, c)?;
+        let stored = labels.voxel_blocks().get(0, c)?;
         match stored {
             Some(s) => labels.decode_stored(&[s], &mut block)?,
             None => block.fill(0),
@@ -517,28 +530,39 @@ fn blocks_to_rewrite(index: &LabelIndex, renamed: &BTreeMap<u64, (u64, u64)>) ->
     coords
 }
 
-/// Rewrites every block of `index` holding a renamed supervoxel: voxels under the runs take
-/// its split id, the rest its remain id; then commits `m` through `Write` (indices of `only`,
-/// pyramid when `downres`) with the mapping changes, split history, record and event.
+/// A rewrite of some blocks: in each, the voxels under `runs` go through `split`, then every
+/// voxel through `relabel`. `after` and `only` are `Write::relabel`'s: the mapping changes the
+/// rewrite commits and the bodies whose indices it updates.
+pub(super) struct Rewrite<'r> {
+    /// The blocks, in (z, y, x) order; each must be stored.
+    pub coords: Vec<BlockCoord>,
+    pub runs: &'r [Run],
+    pub split: Option<LabelTable>,
+    pub relabel: Option<LabelTable>,
+    pub after: HashMap<u64, u64>,
+    pub only: HashSet<u64>,
+    /// Rebuild the pyramid above the rewritten blocks.
+    pub downres: bool,
+}
+
+/// Rewrites the blocks of `rw` and commits `m` through `Write` (indices of `rw.only`, pyramid
+/// when `rw.downres`), after `finish` added the mutation's own records, events and keys.
 ///
 /// Each batch of blocks is read in one storage call, once, and goes to the compute backend
 /// once: decode → split → relabel → counts → first pyramid level → encode.
-fn rewrite_blocks(
+pub(super) fn rewrite(
     labels: &Labels,
     m: Mutation<'_>,
-    index: &LabelIndex,
-    runs: &[Run],
-    r: Renaming,
-    downres: bool,
+    rw: Rewrite<'_>,
+    finish: impl FnOnce(&mut Mutation<'_>),
 ) -> Result<()> {
     let ctx = m.ctx();
-    let mutid = m.mutation_id();
-    let renamed = &r.renamed;
     let st = state(ctx);
-    let coords = blocks_to_rewrite(index, renamed);
-    // The blocks and, when the pyramid is rebuilt, their parents at every scale: two splits
-    // rewriting different children of one parent must not both rebuild it from a stale copy.
-    let levels = if downres {
+    let coords = &rw.coords;
+    // The blocks and, when the pyramid is rebuilt, their parents at every scale: two
+    // mutations rewriting different children of one parent must not both rebuild it from a
+    // stale copy.
+    let levels = if rw.downres {
         labels.cfg.max_downres_level
     } else {
         0
@@ -547,16 +571,14 @@ fn rewrite_blocks(
         .iter()
         .flat_map(|c| (0..=levels).map(move |s| block_lock_key(s, c.map(|v| v >> s))));
     let _blocks = st.blocks.lock(keys);
-    let split = LabelTable::new(renamed.iter().map(|(sv, (s, _))| (*sv, *s)))?;
-    let remain = LabelTable::new(renamed.iter().map(|(sv, (_, r))| (*sv, *r)))?;
     let mode = Mode {
         scale: 0,
         index: true,
         track: false,
-        downres: downres && labels.cfg.max_downres_level > 0,
+        downres: rw.downres && labels.cfg.max_downres_level > 0,
     };
     let mut write = Write::new(labels.clone(), mode, m, labels.mapping.clone());
-    write.relabel(r.changes.clone(), r.only);
+    write.relabel(rw.after, rw.only);
     let bs = labels.cfg.block_size;
     let shape = labels.block_shape();
     let mut steps = write.steps();
@@ -575,12 +597,17 @@ fn rewrite_blocks(
             })
             .collect::<Result<Vec<_>>>()?;
         let payloads = Blocks::payloads(&stored)?;
-        let mut stacked = Vec::new();
-        for (i, c) in batch.iter().enumerate() {
-            runs_in_block(runs, *c, bs, (i * bs[2]) as i32, &mut stacked);
-        }
-        steps.split = Some((stacked, split.clone()));
-        steps.relabel = Some(remain.clone());
+        steps.split = match &rw.split {
+            None => None,
+            Some(table) => {
+                let mut stacked = Vec::new();
+                for (i, c) in batch.iter().enumerate() {
+                    runs_in_block(rw.runs, *c, bs, (i * bs[2]) as i32, &mut stacked);
+                }
+                Some((stacked, table.clone()))
+            }
+        };
+        steps.relabel = rw.relabel.clone();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let out = labels
             .compute
@@ -593,16 +620,47 @@ fn rewrite_blocks(
         let prev = payloads.into_iter().map(Some).collect();
         write.add_computed(batch, computed, vec![None; batch.len()], prev)?;
     }
-    let change = write.change();
-    put_changes(&mut change.batch, labels, &r.changes);
-    for (sv, (split, remain)) in renamed {
-        put_sv_split(&mut change.batch, labels, mutid, *sv, *remain, *split);
-    }
-    change.record(r.record);
-    if let Some((name, delta)) = r.event {
-        change.event(name, delta);
-    }
+    finish(write.change());
     write.commit()
+}
+
+/// Rewrites every block of `index` holding a renamed supervoxel: voxels under the runs take
+/// its split id, the rest its remain id; then commits `m` with the mapping changes, split
+/// history, record and event.
+fn rewrite_blocks(
+    labels: &Labels,
+    m: Mutation<'_>,
+    index: &LabelIndex,
+    runs: &[Run],
+    r: Renaming,
+    downres: bool,
+) -> Result<()> {
+    let mutid = m.mutation_id();
+    let renamed = &r.renamed;
+    let rw = Rewrite {
+        coords: blocks_to_rewrite(index, renamed),
+        runs,
+        split: Some(LabelTable::new(
+            renamed.iter().map(|(sv, (s, _))| (*sv, *s)),
+        )?),
+        relabel: Some(LabelTable::new(
+            renamed.iter().map(|(sv, (_, r))| (*sv, *r)),
+        )?),
+        after: r.changes.clone(),
+        only: r.only,
+        downres,
+    };
+    let (changes, record, event) = (&r.changes, r.record, r.event);
+    rewrite(labels, m, rw, |change| {
+        put_changes(&mut change.batch, labels, changes);
+        for (sv, (split, remain)) in renamed {
+            put_sv_split(&mut change.batch, labels, mutid, *sv, *remain, *split);
+        }
+        change.record(record);
+        if let Some((name, delta)) = event {
+            change.event(name, delta);
+        }
+    })
 }
 
 /// The lock key of block `c` at `scale`. Distinct blocks may share a key; that only makes
@@ -696,7 +754,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
     ))
 }
 
-fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
+pub(crate) fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
     match req.query.get(name) {
         None => Ok(None),
         Some(v) => match parse_label(v)? {
@@ -802,5 +860,186 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
         format!(
             "{{\"SplitSupervoxel\": {split_id}, \"RemainSupervoxel\": {remain_id}, \"MutationID\": {mutid}}}"
         ),
+    ))
+}
+
+// ------------------------------------------------------------------ without a mapping
+//
+// labelarray (`Config::no_mapping`): labels are what the blocks hold, so a merge or split
+// rewrites the voxels of the labels it changes through `rewrite`, and the indices follow
+// through the write path; no mapping key is ever written.
+
+/// Sorted (z, y, x) block coordinates of packed keys.
+fn sorted_coords(packed: impl IntoIterator<Item = u64>) -> Vec<BlockCoord> {
+    let set: HashSet<u64> = packed.into_iter().collect();
+    let mut b: Vec<BlockCoord> = set.into_iter().map(unpack_block).collect();
+    b.sort_unstable_by_key(zyx);
+    b
+}
+
+/// `POST merge` `[target, a, b, …]` without a mapping: every block of a merged label is
+/// rewritten with its voxels relabelled to the target.
+pub fn relabel_merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let m = ctx.mutation()?;
+    let mutid = m.mutation_id();
+    let (list, target, merged) = merge_list(req)?;
+    let st = state(ctx);
+    let _writes = st.writes.read();
+    let _bodies = st.bodies.lock(list.iter().copied());
+    let index = must_index(labels, target, "target")?;
+    let mut others = Vec::with_capacity(merged.len());
+    for &l in &merged {
+        others.push(must_index(labels, l, "merged")?);
+    }
+    let coords = sorted_coords(others.iter().flat_map(|i| i.blocks.keys().copied()));
+    let after_blocks = sorted_coords(
+        index
+            .blocks
+            .keys()
+            .chain(others.iter().flat_map(|i| i.blocks.keys()))
+            .copied(),
+    );
+    let rw = Rewrite {
+        coords,
+        runs: &[],
+        split: None,
+        relabel: Some(LabelTable::new(merged.iter().map(|l| (*l, target)))?),
+        after: HashMap::new(),
+        only: list.iter().copied().collect(),
+        downres: true,
+    };
+    rewrite(labels, m, rw, |change| {
+        change.record(record(
+            ctx,
+            "merge-complete",
+            mutid,
+            json!({"Target": target, "Labels": merged}),
+        ));
+        let delta = Delta::Merge {
+            target,
+            merged: merged.clone(),
+            blocks: after_blocks,
+        };
+        change.event(MERGE_BLOCK, delta);
+    })?;
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!("{{\"MutationID\": {mutid}}}"),
+    ))
+}
+
+/// Block runs (a coarse RLE body) as the blocks they cover, in (z, y, x) order.
+/// At most `most` blocks may be listed.
+pub(crate) fn blocks_of_block_runs(runs: &[Run], most: usize) -> Result<Vec<BlockCoord>> {
+    let listed: u64 = runs.iter().map(|r| r.len as u64).sum();
+    if listed > most as u64 {
+        return Err(Error::bad(format!(
+            "the coarse split lists {listed} blocks, more than the {most} the label touches"
+        )));
+    }
+    let mut set = std::collections::BTreeSet::new();
+    for r in runs {
+        for x in r.x..r.x + r.len {
+            set.insert((r.z, r.y, x));
+        }
+    }
+    Ok(set.into_iter().map(|(z, y, x)| [x, y, z]).collect())
+}
+
+/// What a split of `label` (its `index`) by `runs` rewrites, checked: the blocks and the
+/// voxels that move. Voxel runs (`coarse` false) must cover only voxels of the label; block
+/// runs only blocks holding it.
+pub(crate) fn split_blocks(
+    labels: &Labels,
+    index: &LabelIndex,
+    label: u64,
+    runs: &[Run],
+    coarse: bool,
+) -> Result<(Vec<BlockCoord>, u64)> {
+    let whose = format!("label {label}");
+    if coarse {
+        let coords = blocks_of_block_runs(runs, index.blocks.len())?;
+        let mut voxels = 0u64;
+        for c in &coords {
+            let n = index
+                .blocks
+                .get(&pack_block(*c))
+                .and_then(|b| b.counts.get(&label))
+                .copied()
+                .ok_or_else(|| Error::bad(format!("block {c:?} holds no voxels of {whose}")))?;
+            voxels += n as u64;
+        }
+        return Ok((coords, voxels));
+    }
+    let bs = labels.cfg.block_size;
+    check_runs(runs, index, None, bs, index.num_voxels(), &whose)?;
+    let under = count_under_runs(labels, runs, &|v| {
+        if v == label {
+            Ok(())
+        } else {
+            Err(format!("has label {v}, not {label}"))
+        }
+    })?;
+    Ok((blocks_of_runs(runs, bs), under.values().sum()))
+}
+
+/// `POST split/<label>[?splitlabel=X]` (voxel RLE) and `POST split-coarse/<label>` (block
+/// RLE) without a mapping → `{"label": new, "MutationID": n}`. The voxels under the runs
+/// (every voxel of the label in the listed blocks, for split-coarse) take the new label: the
+/// `splitlabel` given, else a newly allocated one.
+pub fn relabel_split(
+    ctx: &DataCtx,
+    labels: &Labels,
+    req: &DataRequest,
+    coarse: bool,
+) -> Result<DataResponse> {
+    let m = ctx.mutation()?;
+    let mutid = m.mutation_id();
+    let label = parse_label(one_segment(req, "<label>")?)?;
+    let runs = parse_rles(&req.body)?;
+    let given = id_param(req, "splitlabel")?;
+    if given == Some(label) {
+        return Err(Error::bad(format!(
+            "splitlabel {label} is the label being split"
+        )));
+    }
+    let st = state(ctx);
+    let _writes = st.writes.read();
+    let _body = st.bodies.lock([label]);
+    let index = must_index(labels, label, "split")?;
+    let (coords, split_voxels) = split_blocks(labels, &index, label, &runs, coarse)?;
+    let new_label = match given {
+        Some(l) => l,
+        None => allocate(ctx, labels, 1)?,
+    };
+    let _new = st.bodies.lock([new_label]);
+    let table = LabelTable::new([(label, new_label)])?;
+    let rw = Rewrite {
+        coords: coords.clone(),
+        runs: &runs,
+        split: (!coarse).then(|| table.clone()),
+        relabel: coarse.then_some(table),
+        after: HashMap::new(),
+        only: HashSet::from([label, new_label]),
+        downres: true,
+    };
+    rewrite(labels, m, rw, |change| {
+        change.record(record(
+            ctx,
+            "split-complete",
+            mutid,
+            json!({"Target": label, "NewLabel": new_label, "SplitVoxels": split_voxels}),
+        ));
+        let delta = Delta::Split {
+            target: label,
+            new_label,
+            blocks: coords,
+            voxels: split_voxels,
+        };
+        change.event(SPLIT_LABEL, delta);
+    })?;
+    Ok(DataResponse::bytes(
+        "application/json",
+        format!("{{\"label\": {new_label}, \"MutationID\": {mutid}}}"),
     ))
 }

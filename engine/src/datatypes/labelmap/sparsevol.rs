@@ -127,7 +127,7 @@ fn each_block(
     for batch in w.blocks.chunks(BATCH_BLOCKS) {
         let (coords, stored): (Vec<BlockCoord>, Vec<Vec<u8>>) = batch
             .iter()
-            .zip(labels.blocks.get_many(scale, batch)?)
+            .zip(labels.voxel_blocks().get_many(scale, batch)?)
             .filter_map(|(c, s)| s.map(|s| (*c, s)))
             .unzip();
         buf.resize(coords.len() * bv, 0);

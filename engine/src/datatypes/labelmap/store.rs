@@ -58,6 +58,10 @@ pub struct Labels {
     /// Whether reads map supervoxels to bodies (`decode_mapped`); false for
     /// `supervoxels=true`.
     pub map_reads: bool,
+    /// Where the voxels are when they are not this instance's own blocks: a labelvol's index
+    /// over the raw uint64 blocks of the labelblk it syncs to (`with_source`). Index and
+    /// counter keys stay in `blocks`' instance.
+    pub source: Option<Blocks>,
 }
 
 impl Labels {
@@ -74,7 +78,31 @@ impl Labels {
             compute: ctx.services.compute.clone(),
             mapping: Arc::default(),
             map_reads: false,
+            source: None,
         })
+    }
+
+    /// The labels of the instance of `ctx` configured as `cfg` (a labelvol's), whose voxels are
+    /// the raw uint64 blocks `source` (its labelblk's) rather than blocks of its own.
+    pub fn with_source(ctx: &DataCtx, cfg: Config, source: Blocks) -> Labels {
+        Labels {
+            blocks: Blocks {
+                store: ctx.store.clone(),
+                view: ctx.view.clone(),
+                shape: source.shape,
+                stored: source.stored,
+            },
+            cfg: Arc::new(cfg),
+            compute: ctx.services.compute.clone(),
+            mapping: Arc::default(),
+            map_reads: false,
+            source: Some(source),
+        }
+    }
+
+    /// The blocks voxels are read from: the source's when there is one, else the instance's.
+    pub fn voxel_blocks(&self) -> &Blocks {
+        self.source.as_ref().unwrap_or(&self.blocks)
     }
 
     /// These labels with the version's mapping, applied to reads unless `supervoxels`.
@@ -136,9 +164,26 @@ impl Labels {
         Ok(())
     }
 
-    /// Decodes labels.Block byte strings into `out`, checking their size.
+    /// Decodes labels.Block byte strings into `out`, checking their size (with a `source`:
+    /// raw little-endian uint64 blocks).
     pub fn decode_blocks(&self, blocks: &[&[u8]], out: &mut [u64]) -> Result<()> {
-        u64::decode(self.compute.as_ref(), blocks, self.block_shape(), out)
+        if self.source.is_none() {
+            return u64::decode(self.compute.as_ref(), blocks, self.block_shape(), out);
+        }
+        let n = self.cfg.block_voxels();
+        for (b, o) in blocks.iter().zip(out.chunks_exact_mut(n)) {
+            if b.len() != n * 8 {
+                return Err(Error::Internal(format!(
+                    "a stored block of {} bytes is not a {} block of uint64 labels",
+                    b.len(),
+                    self.block_shape()
+                )));
+            }
+            for (v, le) in o.iter_mut().zip(b.chunks_exact(8)) {
+                *v = u64::from_le_bytes(le.try_into().expect("8 bytes"));
+            }
+        }
+        Ok(())
     }
 
     pub fn index(&self, label: u64) -> Result<Option<LabelIndex>> {

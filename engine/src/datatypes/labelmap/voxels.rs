@@ -265,7 +265,7 @@ pub(super) fn label_at(
     let bs = labels.cfg.block_size;
     let c: BlockCoord = std::array::from_fn(|a| p[a].div_euclid(bs[a] as i64) as i32);
     if cache.as_ref().is_none_or(|(cc, _)| *cc != c) {
-        let block = match labels.blocks.get(scale, c)? {
+        let block = match labels.voxel_blocks().get(scale, c)? {
             None => Vec::new(),
             Some(s) => {
                 let mut out = vec![0u64; labels.cfg.block_voxels()];
