@@ -4,6 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// Block work allocates and frees buffers of hundreds of KiB per block; glibc's malloc
+/// serves those with fresh mmaps, so every block paid its page faults again (a fifth of a
+/// grayscale pyramid's time, docs/benchmarks.md). mimalloc keeps and reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod config;
 mod error;

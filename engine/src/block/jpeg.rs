@@ -65,39 +65,61 @@ pub fn decode_gray(jpeg: &[u8], expect: Option<usize>) -> Result<Vec<u8>> {
     Ok(decode_gray_image(jpeg, expect)?.2)
 }
 
-/// [`decode_gray`], with the image's width and height.
-pub fn decode_gray_image(jpeg: &[u8], expect: Option<usize>) -> Result<(usize, usize, Vec<u8>)> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(Decompressor::new().map_err(|e| codec_error("decoder", e))?);
-        }
-        let d = d.as_mut().expect("just made");
-        let bad = |e: turbojpeg::Error| Error::bad(format!("not a decodable JPEG: {e}"));
-        let header = d.read_header(jpeg).map_err(bad)?;
-        let n = header.width * header.height;
-        if n > MAX_PIXELS {
+/// Decodes a gray JPEG of exactly `out.len()` pixels into `out`.
+pub fn decode_gray_into(jpeg: &[u8], out: &mut [u8]) -> Result<()> {
+    with_decoder(|d| {
+        let header = d.read_header(jpeg).map_err(undecodable)?;
+        if header.width * header.height != out.len() {
             return Err(Error::bad(format!(
-                "a {}×{} JPEG is larger than the {MAX_PIXELS} pixels accepted",
-                header.width, header.height
+                "the JPEG holds {} pixels where {} were expected",
+                header.width * header.height,
+                out.len()
             )));
         }
-        if let Some(want) = expect.filter(|want| *want != n) {
-            return Err(Error::bad(format!(
-                "the JPEG holds {n} pixels where {want} were expected"
-            )));
-        }
-        let mut pixels = vec![0u8; n];
         let image = Image {
-            pixels: &mut pixels[..],
+            pixels: out,
             width: header.width,
             pitch: header.width,
             height: header.height,
             format: PixelFormat::GRAY,
         };
-        d.decompress(jpeg, image).map_err(bad)?;
-        Ok((header.width, header.height, pixels))
+        d.decompress(jpeg, image).map_err(undecodable)
     })
+}
+
+fn undecodable(e: turbojpeg::Error) -> Error {
+    Error::bad(format!("not a decodable JPEG: {e}"))
+}
+
+/// Runs `f` with this thread's decoder.
+fn with_decoder<T>(f: impl FnOnce(&mut Decompressor) -> Result<T>) -> Result<T> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(Decompressor::new().map_err(|e| codec_error("decoder", e))?);
+        }
+        f(d.as_mut().expect("just made"))
+    })
+}
+
+/// [`decode_gray`], with the image's width and height.
+pub fn decode_gray_image(jpeg: &[u8], expect: Option<usize>) -> Result<(usize, usize, Vec<u8>)> {
+    let header = with_decoder(|d| d.read_header(jpeg).map_err(undecodable))?;
+    let n = header.width * header.height;
+    if n > MAX_PIXELS {
+        return Err(Error::bad(format!(
+            "a {}×{} JPEG is larger than the {MAX_PIXELS} pixels accepted",
+            header.width, header.height
+        )));
+    }
+    if let Some(want) = expect.filter(|want| *want != n) {
+        return Err(Error::bad(format!(
+            "the JPEG holds {n} pixels where {want} were expected"
+        )));
+    }
+    let mut pixels = vec![0u8; n];
+    decode_gray_into(jpeg, &mut pixels)?;
+    Ok((header.width, header.height, pixels))
 }
 
 #[cfg(test)]

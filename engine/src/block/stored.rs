@@ -121,6 +121,25 @@ pub fn deserialize(stored: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// The bytes inside a stored value of exactly `out.len()` bytes, into `out`: a JPEG is
+/// decoded in place, without an intermediate buffer.
+pub fn deserialize_into(stored: &[u8], out: &mut [u8]) -> Result<()> {
+    if let Some(j) = jpeg_payload(stored) {
+        return jpeg::decode_gray_into(j, out)
+            .map_err(|_| Error::Internal("stored value: bad jpeg".into()));
+    }
+    let raw = deserialize(stored)?;
+    if raw.len() != out.len() {
+        return Err(Error::Internal(format!(
+            "a stored value holds {} bytes where {} were expected",
+            raw.len(),
+            out.len()
+        )));
+    }
+    out.copy_from_slice(&raw);
+    Ok(())
+}
+
 /// gzip(labels.Block) of a stored block, as `compression=blocks` serves it: the stored bytes
 /// themselves when they are gzip.
 pub fn gzip_payload(stored: &[u8]) -> Result<Vec<u8>> {

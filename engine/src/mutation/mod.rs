@@ -289,9 +289,7 @@ impl Worker {
                 st.pending = false;
                 st.running = true;
             }
-            if !self.sub.gather.is_zero() {
-                std::thread::sleep(self.sub.gather);
-            }
+            self.gather();
             let result = self.drain();
             let failed = result.is_err();
             if let Err(e) = result {
@@ -312,6 +310,25 @@ impl Worker {
             } else {
                 backoff = Duration::from_millis(100);
             }
+        }
+    }
+
+    /// Lets events gather: waits until none has arrived for `gather`, or for ten times that
+    /// at most, so a steady stream of writes is applied in runs rather than one by one.
+    fn gather(&self) {
+        let quiet = self.sub.gather;
+        if quiet.is_zero() {
+            return;
+        }
+        let start = std::time::Instant::now();
+        loop {
+            std::thread::sleep(quiet);
+            let mut st = self.state.lock();
+            if !st.pending || st.stop || start.elapsed() >= quiet * 10 {
+                return;
+            }
+            // Drained below with everything else in the outbox.
+            st.pending = false;
         }
     }
 

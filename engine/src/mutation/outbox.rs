@@ -32,8 +32,8 @@ pub struct Subscription {
     /// The publisher's store: the outbox lives beside the data it describes.
     pub kv: Arc<dyn KvStore>,
     pub handler: Arc<dyn Subscriber>,
-    /// How long the worker lets events gather after it is woken before it applies them, so
-    /// that a burst of writes is applied as one run (zero: at once).
+    /// How long the worker waits for events to stop arriving before it applies them (ten
+    /// times that at most), so that a burst of writes is applied as one run (zero: at once).
     pub gather: std::time::Duration,
 }
 

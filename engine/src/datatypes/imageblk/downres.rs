@@ -25,11 +25,16 @@ use crate::mutation::{Subscriber, Subscription};
 use crate::sync::{BLOCK_INGEST, Delta, SyncEvent};
 use crate::{Error, Result};
 
-/// Parent blocks recomputed per batch (their children are read in one storage call).
-const PARENTS_PER_BATCH: usize = 256;
+/// Parent blocks written per commit: a level's next level then recomputes once per this many,
+/// not once per batch (1024 JPEG blocks of 64³ are some 70 MiB).
+const PARENTS_PER_COMMIT: usize = 1024;
 
-/// How long a level lets its source's writes gather before it recomputes.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(200);
+/// Parent blocks recomputed per batch (their children are read in one storage call); 32
+/// parents of 64³ are 64 MiB of children.
+const PARENTS_PER_BATCH: usize = 32;
+
+/// How long a level waits for its source's writes to pause before it recomputes.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// One subscription per synced source (an image level has one).
 pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
@@ -48,9 +53,14 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
                 name: ctx.instance.name.clone(),
                 source: source.clone(),
             }),
-            // A volume arrives as a run of slab writes, and two consecutive slabs share
-            // their parent blocks: gathering them computes each parent once, not twice.
-            gather: GATHER,
+            // Clients write a volume as a run of slabs, and two consecutive slabs share their
+            // parent blocks: gathering them computes each parent once, not twice. A level
+            // fed by another level gets each of its writes whole, so it applies at once.
+            gather: if src.instance.syncs.is_empty() {
+                GATHER
+            } else {
+                std::time::Duration::ZERO
+            },
         });
     }
     Ok(out)
@@ -113,7 +123,14 @@ fn rebuild(src: &Image, ctx: &DataCtx, parents: &[BlockCoord]) -> Result<()> {
     }
     let block = dst.blocks.shape;
     let n = src.cfg.block_bytes();
+    let started = std::time::Instant::now();
+    let mut voxels = Vec::new();
+    let (mut read, mut decode, mut mean, mut write) = (0.0, 0.0, 0.0, 0.0);
+    // One commit (so one event for the next level) per PARENTS_PER_COMMIT blocks.
+    let mut w = Write::new(&dst, ctx.write());
+    let mut pending = 0;
     for batch in parents.chunks(PARENTS_PER_BATCH) {
+        let t = std::time::Instant::now();
         let children: Vec<BlockCoord> = batch
             .iter()
             .flat_map(|p| {
@@ -127,27 +144,53 @@ fn rebuild(src: &Image, ctx: &DataCtx, parents: &[BlockCoord]) -> Result<()> {
             })
             .collect();
         let stored = src.blocks.get_many(0, &children)?;
-        let mut voxels = vec![0u8; children.len() * n];
+        read += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        voxels.resize(children.len() * n, 0);
         {
             use rayon::prelude::*;
             voxels
                 .par_chunks_mut(n)
                 .zip(&stored)
-                .try_for_each(|(out, s)| -> Result<()> {
-                    if let Some(s) = s {
-                        out.copy_from_slice(&src.decode(s)?);
+                .try_for_each(|(out, s)| match s {
+                    Some(s) => src.decode_into(s, out),
+                    None => {
+                        out.fill(0);
+                        Ok(())
                     }
-                    Ok(())
                 })?;
         }
+        decode += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         let mut level = Level::<u8>::new(block);
-        level.add_children(dst.compute.as_ref(), &children, &voxels)?;
+        level.add_children(
+            dst.compute.as_ref(),
+            &children,
+            &voxels[..children.len() * n],
+        )?;
         // Every parent has all eight octants, so nothing stored is read back.
         let (coords, halves) = level.finish(&dst.blocks, dst.compute.as_ref(), 0)?;
-        let mut write = Write::new(&dst, ctx.write());
-        write.add(&coords, &halves)?;
-        write.commit()?;
+        mean += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        w.add(&coords, &halves)?;
+        pending += coords.len();
+        if pending >= PARENTS_PER_COMMIT {
+            std::mem::replace(&mut w, Write::new(&dst, ctx.write())).commit()?;
+            pending = 0;
+        }
+        write += t.elapsed().as_secs_f64();
     }
+    w.commit()?;
+    tracing::debug!(
+        instance = %ctx.instance.name,
+        blocks = parents.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        read,
+        decode,
+        mean,
+        write,
+        "level rebuilt"
+    );
     Ok(())
 }
 

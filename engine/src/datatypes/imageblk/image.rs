@@ -59,6 +59,11 @@ impl Image {
         Ok(raw)
     }
 
+    /// A stored block's voxel bytes, decoded into `out` (one block's bytes).
+    pub fn decode_into(&self, stored: &[u8], out: &mut [u8]) -> Result<()> {
+        crate::block::stored::deserialize_into(stored, out)
+    }
+
     /// Fills `out` with the voxel bytes of `bx` at `scale` (x fastest); unwritten space reads
     /// as zeros. Blocks are read a row at a time and decoded in parallel.
     pub fn fill(&self, bx: &VoxelBox, out: &mut [u8]) -> Result<()> {
