@@ -102,6 +102,9 @@ impl Image {
     }
 }
 
+/// Held from reading a version's extents to committing their widening.
+static EXTENTS: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// One write of whole blocks: stored through the block writer, the extents widened and one
 /// `BLOCK_INGEST` event naming the blocks, committed as one mutation. For labels
 /// (`Config::labels`) the events are label blocks' instead: `BLOCK_INGEST` for new blocks and
@@ -207,6 +210,9 @@ impl<'a> Write<'a> {
             })
             .expect("blocks were written");
         let b = &self.image.blocks;
+        // Widening the extents reads them and writes the union: two writes committing at once
+        // would each drop the other's part. Commits are short beside the work before them.
+        let _extents = EXTENTS.lock();
         extents::widen(&mut self.change.batch, &b.store, &b.view, written)?;
         if self.image.cfg.labels {
             let (ingest, mutate): (Vec<BlockChange>, Vec<BlockChange>) = self
