@@ -57,6 +57,42 @@ pub fn put(batch: &mut WriteBatch, view: &View, b: Bounds) {
     put_into(batch, view, &[CLASS_EXTENTS], &v);
 }
 
+/// The geometry every block type's `GET info` reports in `Extended` (spec §4.0): block and
+/// voxel size, units, and the extents at `view` as points and block indices (null before any
+/// write), with DVID's fixed `Background`, `GridStore` and `ScaleLevel`.
+pub fn info(
+    store: &VersionedStore,
+    view: &View,
+    block_size: [usize; 3],
+    voxel_size: [f64; 3],
+    voxel_units: &[String; 3],
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::json;
+    let index = |p: [i64; 3]| -> [i64; 3] {
+        std::array::from_fn(|a| p[a].div_euclid(block_size[a] as i64))
+    };
+    let (min_point, max_point, min_index, max_index) = match read(store, view)? {
+        Some((lo, hi)) => (json!(lo), json!(hi), json!(index(lo)), json!(index(hi))),
+        None => (json!(null), json!(null), json!(null), json!(null)),
+    };
+    let v = json!({
+        "BlockSize": block_size,
+        "VoxelSize": voxel_size,
+        "VoxelUnits": voxel_units,
+        "MinPoint": min_point,
+        "MaxPoint": max_point,
+        "MinIndex": min_index,
+        "MaxIndex": max_index,
+        "Background": 0,
+        "GridStore": "",
+        "ScaleLevel": 0,
+    });
+    Ok(match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("a JSON object literal"),
+    })
+}
+
 /// Widens the version's extents by `b` (read, union, put).
 pub fn widen(batch: &mut WriteBatch, store: &VersionedStore, view: &View, b: Bounds) -> Result<()> {
     let now = read(store, view)?;

@@ -54,6 +54,17 @@ impl Stored {
         }
     }
 
+    /// `from_setting` for label blocks, which JPEG would destroy.
+    pub fn labels_from_setting(s: &str, block: Shape) -> Result<Stored> {
+        let stored = Stored::from_setting(s, block)?;
+        if stored.is_jpeg() {
+            return Err(Error::bad(
+                "labels can't be stored as JPEG, which is lossy: use gzip, lz4 or none",
+            ));
+        }
+        Ok(stored)
+    }
+
     pub fn is_jpeg(self) -> bool {
         matches!(self, Stored::Jpeg { .. })
     }

@@ -16,7 +16,7 @@ pub(crate) mod voxels;
 
 use serde_json::json;
 
-use crate::block::Stored;
+use crate::block::{Stored, extents};
 use crate::datatype::{
     DataCtx, DataRequest, DataResponse, Datatype, Description, Method, Settings,
 };
@@ -68,45 +68,32 @@ impl Datatype for LabelblkType {
         }
         let mut cfg = Config::from_settings(Kind::Uint64, &s)?;
         cfg.labels = true;
-        let stored = Stored::from_setting(
+        Stored::labels_from_setting(
             &s.get("compression")
                 .unwrap_or(self.default_compression())
                 .to_ascii_lowercase(),
             cfg.block_shape(),
         )?;
-        if stored.is_jpeg() {
-            return Err(Error::bad(
-                "labels can't be stored as JPEG, which is lossy: use lz4, gzip or none",
-            ));
-        }
         Ok(serde_json::to_value(cfg).expect("config serializes"))
     }
 
     fn extended_info(&self, ctx: &DataCtx) -> Result<serde_json::Value> {
         let image = Image::new(ctx)?;
         let cfg = &image.cfg;
-        let bs = cfg.block_size;
-        let ext = crate::block::extents::read(&image.blocks.store, &image.blocks.view)?;
-        let index =
-            |p: [i64; 3]| -> [i64; 3] { std::array::from_fn(|a| p[a].div_euclid(bs[a] as i64)) };
-        let (min_point, max_point, min_index, max_index) = match ext {
-            Some((lo, hi)) => (json!(lo), json!(hi), json!(index(lo)), json!(index(hi))),
-            None => (json!(null), json!(null), json!(null), json!(null)),
-        };
-        Ok(json!({
-            "Values": [{"DataType": "uint64", "Label": "labelblk"}],
-            "Interpolable": false,
-            "BlockSize": bs,
-            "VoxelSize": cfg.voxel_size,
-            "VoxelUnits": cfg.voxel_units,
-            "MinPoint": min_point,
-            "MaxPoint": max_point,
-            "MinIndex": min_index,
-            "MaxIndex": max_index,
-            "Background": 0,
-            "GridStore": "",
-            "ScaleLevel": 0,
-        }))
+        let b = &image.blocks;
+        let mut info = extents::info(
+            &b.store,
+            &b.view,
+            cfg.block_size,
+            cfg.voxel_size,
+            &cfg.voxel_units,
+        )?;
+        info.insert(
+            "Values".into(),
+            json!([{"DataType": "uint64", "Label": "labelblk"}]),
+        );
+        info.insert("Interpolable".into(), json!(false));
+        Ok(info.into())
     }
 
     fn streams_body(&self, method: Method, keyword: &str) -> bool {

@@ -136,39 +136,27 @@ impl Datatype for LabelmapType {
 
     fn configure(&self, settings: &Settings) -> Result<serde_json::Value> {
         let cfg = Config::from_settings(settings)?;
-        let stored = crate::block::Stored::from_setting(
+        crate::block::Stored::labels_from_setting(
             &settings
                 .get("compression")
                 .unwrap_or(self.default_compression())
                 .to_ascii_lowercase(),
             cfg.block_shape(),
         )?;
-        if stored.is_jpeg() {
-            return Err(Error::bad(
-                "labels can't be stored as JPEG, which is lossy: use gzip, lz4 or none",
-            ));
-        }
         Ok(serde_json::to_value(cfg).expect("config serializes"))
     }
 
     fn extended_info(&self, ctx: &DataCtx) -> Result<serde_json::Value> {
         let labels = Labels::new(ctx)?;
         let cfg = &labels.cfg;
-        let extents = crate::block::extents::read(&labels.blocks.store, &labels.blocks.view)?;
-        let bs = cfg.block_size;
-        let (min_point, max_point, min_index, max_index) = match extents {
-            Some((lo, hi)) => (
-                json!(lo),
-                json!(hi),
-                json!(std::array::from_fn::<i64, 3, _>(
-                    |a| lo[a].div_euclid(bs[a] as i64)
-                )),
-                json!(std::array::from_fn::<i64, 3, _>(
-                    |a| hi[a].div_euclid(bs[a] as i64)
-                )),
-            ),
-            None => (json!(null), json!(null), json!(null), json!(null)),
-        };
+        let b = &labels.blocks;
+        let mut info = crate::block::extents::info(
+            &b.store,
+            &b.view,
+            cfg.block_size,
+            cfg.voxel_size,
+            &cfg.voxel_units,
+        )?;
         let maxima = labels::version_max_labels(&labels)?;
         let repo_max = maxima.iter().map(|(_, m)| *m).max().unwrap_or(0);
         let per_version: serde_json::Map<String, serde_json::Value> = maxima
@@ -176,25 +164,19 @@ impl Datatype for LabelmapType {
             .map(|(v, m)| (v.to_string(), json!(m)))
             .collect();
         let next = labels::next_label_setting(&labels)?;
-        Ok(json!({
+        let more = json!({
             "Values": [{"DataType": "uint64", "Label": ctx.instance.type_name}],
             "Interpolable": false,
-            "BlockSize": bs,
-            "VoxelSize": cfg.voxel_size,
-            "VoxelUnits": cfg.voxel_units,
-            "MinPoint": min_point,
-            "MaxPoint": max_point,
-            "MinIndex": min_index,
-            "MaxIndex": max_index,
-            "Background": 0,
-            "GridStore": "",
-            "ScaleLevel": 0,
             "MaxLabel": per_version,
             "MaxRepoLabel": repo_max,
             "NextLabel": next,
             "IndexedLabels": cfg.indexed_labels,
             "MaxDownresLevel": cfg.max_downres_level,
-        }))
+        });
+        if let serde_json::Value::Object(m) = more {
+            info.extend(m);
+        }
+        Ok(info.into())
     }
 
     fn streams_body(&self, method: Method, keyword: &str) -> bool {
