@@ -2,6 +2,7 @@
 //! merge/replace/null-delete, listings, query, schemas, versions, locked nodes, bad input.
 
 use serde_json::{Value, json};
+use tessera_tests::proto::{KeyValue, KeyValues};
 use tessera_tests::*;
 
 fn url(uuid: &str, rest: &str) -> String {
@@ -407,4 +408,42 @@ fn bad_input_is_400_and_writes_nothing() {
     assert_eq!(get(&srv, &root, "keys"), json!(["5"]));
     assert_eq!(get(&srv, &root, "key/5"), json!({"bodyid": 5, "a": 1}));
     assert_eq!(get(&srv, &root, "mutations").as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn post_keyvalues_batch_and_fieldtimes() {
+    let (srv, root) = setup();
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: serde_json::to_vec(&v).unwrap(),
+    };
+    let body = encode(&KeyValues {
+        kvs: vec![
+            kv("8", json!({"bodyid": 8, "type": "a"})),
+            kv("9", json!({"bodyid": 9, "type": "b"})),
+            kv("8", json!({"bodyid": 8, "status": "s"})),
+        ],
+    });
+    // u= is required
+    srv.post(&url(&root, "keyvalues"), body.clone()).expect(400);
+    srv.post(&url(&root, "keyvalues?u=carol"), body).expect(200);
+    // the second record of 8 merged into the first
+    assert_eq!(
+        get(&srv, &root, "key/8?show=user"),
+        json!({"bodyid": 8, "type": "a", "type_user": "carol", "status": "s", "status_user": "carol"})
+    );
+    assert_eq!(get(&srv, &root, "keys"), json!(["8", "9"]));
+    let times = get(&srv, &root, "fieldtimes");
+    assert!(times["type"].as_str().unwrap().ends_with('Z'), "{times}");
+    assert!(times.get("bodyid").is_none());
+    // one bad pair: nothing written
+    let bad = encode(&KeyValues {
+        kvs: vec![
+            kv("10", json!({"bodyid": 10})),
+            kv("11", json!({"bodyid": 12})),
+        ],
+    });
+    let r = srv.post(&url(&root, "keyvalues?u=carol"), bad).expect(400);
+    assert!(r.text().contains("must match key"), "{}", r.text());
+    assert_eq!(get(&srv, &root, "keys"), json!(["8", "9"]));
 }

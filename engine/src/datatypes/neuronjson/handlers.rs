@@ -54,6 +54,7 @@ pub fn handle(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         ("keyvalues", Method::Get) => get_keyvalues(ctx, req),
         ("keyvalues", Method::Post) => post_keyvalues(ctx, req),
         ("fields", Method::Get) => get_fields(ctx, req),
+        ("fieldtimes", Method::Get) => get_fieldtimes(ctx),
         ("all", Method::Get) => get_all(ctx, req),
         ("query", Method::Get | Method::Post) => get_query(ctx, req),
         (s, m) if SCHEMAS.contains(&s) => schema(ctx, req, s, m),
@@ -257,6 +258,24 @@ fn get_fields(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     Ok(DataResponse::json(&json!(
         counts.into_keys().collect::<Vec<_>>()
     )))
+}
+
+/// `{"field": latest <field>_time}` over the version's records (DVID keeps the time of the
+/// last write per field in memory; the latest recorded time is what it holds unless a post
+/// set an older `_time` explicitly).
+fn get_fieldtimes(ctx: &DataCtx) -> Result<DataResponse> {
+    let mut times: BTreeMap<String, String> = BTreeMap::new();
+    for (_, rec) in scan_all(ctx)? {
+        for (field, v) in &rec {
+            if let (Some(base), Some(t)) = (field.strip_suffix("_time"), v.as_str()) {
+                let e = times.entry(base.to_string()).or_default();
+                if t > e.as_str() {
+                    *e = t.to_string();
+                }
+            }
+        }
+    }
+    Ok(DataResponse::json(&json!(times)))
 }
 
 fn get_all(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {

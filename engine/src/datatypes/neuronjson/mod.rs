@@ -28,6 +28,7 @@ const KEYWORDS: &[&str] = &[
     "keyrangevalues",
     "keyvalues",
     "fields",
+    "fieldtimes",
     "all",
     "query",
     "json_schema",
@@ -76,6 +77,7 @@ POST keyvalues?u=<user>[&replace=true][&conditional=...]
 
 GET  fields[?counts=true]      JSON array of every field name (metadata included), sorted;
                                counts=true: {"field": number of records holding it}.
+GET  fieldtimes                {"field": the latest <field>_time of any record}.
 GET  all                       JSON array of every record, ascending body ID.
 
 GET|POST query[?onlyid=true]
