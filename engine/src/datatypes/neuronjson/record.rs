@@ -18,7 +18,8 @@ pub fn is_meta(field: &str) -> bool {
 
 /// A body ID key: a decimal uint64, not 0 (DVID reserves body 0).
 pub fn parse_bodyid(key: &str) -> Result<u64> {
-    let id = key.parse::<u64>().map_err(|_| {
+    let digits = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
+    let id = key.parse::<u64>().ok().filter(|_| digits).ok_or_else(|| {
         Error::bad(format!(
             "neuronjson key {key:?} must be a body ID (a uint64 in decimal)"
         ))
@@ -363,6 +364,8 @@ mod tests {
         }
         assert!(parse_bodyid("0").is_err());
         assert!(parse_bodyid("abc").is_err());
+        assert!(parse_bodyid("+5").is_err());
+        assert!(parse_bodyid("18446744073709551616").is_err());
         assert_eq!(parse_bodyid("12").unwrap(), 12);
     }
 }
