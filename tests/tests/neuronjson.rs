@@ -205,6 +205,15 @@ fn keys_keyrange_all_fields() {
         .json();
     assert_eq!(batch["100"]["type"], "KC-ab");
     assert_eq!(batch["3"]["type"], "KC-g");
+    // body IDs as numbers; absent bodies are left out of the JSON answer
+    let batch = srv
+        .get_with_body(
+            &url(&root, "keyvalues?json=true&fields=status"),
+            b"[20, 999]".to_vec(),
+        )
+        .expect(200)
+        .json();
+    assert_eq!(batch, json!({"20": {"bodyid": 20, "status": "Anchor"}}));
 }
 
 fn query(srv: &Server, uuid: &str, opts: &str, q: Value) -> Value {

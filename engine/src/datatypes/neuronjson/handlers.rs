@@ -226,18 +226,37 @@ fn get_keyrangevalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> 
 
 fn get_keyvalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     let format = Format::from_query(&req.query)?;
-    let requests = match format {
-        Format::Protobuf => formats::requests_from_proto(&req.body)?,
-        Format::Json { .. } | Format::Tar => formats::requests_from_json(&req.body)?,
+    let keys: Vec<String> = match format {
+        Format::Protobuf => formats::requests_from_proto(&req.body)?
+            .into_iter()
+            .map(|r| r.key)
+            .collect(),
+        // DVID also takes a JSON list of body IDs as numbers.
+        Format::Json { .. } => match serde_json::from_slice::<Vec<u64>>(&req.body) {
+            Ok(ids) => ids.iter().map(u64::to_string).collect(),
+            Err(_) => formats::requests_from_json(&req.body)?
+                .into_iter()
+                .map(|r| r.key)
+                .collect(),
+        },
+        Format::Tar => formats::requests_from_json(&req.body)?
+            .into_iter()
+            .map(|r| r.key)
+            .collect(),
     };
-    let ids = requests
+    let ids = keys
         .iter()
-        .map(|r| record::parse_bodyid(&r.key))
+        .map(|k| record::parse_bodyid(k))
         .collect::<Result<Vec<u64>>>()?;
     let (fields, show) = selection(req);
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
         items.push(item(id, read(ctx, id)?.as_ref(), &fields, show));
+    }
+    if let Format::Json { .. } = format {
+        // The JSON answer leaves out bodies without a record (protobuf and tar answer empty
+        // values for them).
+        items.retain(|i| i.value.is_some());
     }
     Ok(DataResponse::bytes(
         format.content_type(),
