@@ -7,6 +7,7 @@ pub mod labelarray;
 pub mod labelblk;
 pub mod labelmap;
 pub mod labelvol;
+pub mod neuronjson;
 pub mod tarsupervoxels;
 
 use std::sync::Arc;
@@ -29,5 +30,6 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
             .map(|k| Arc::new(imageblk::ImageblkType(k)) as Arc<dyn Datatype>),
     );
     types.push(Arc::new(imagetile::ImagetileType));
+    types.push(Arc::new(neuronjson::NeuronJsonType));
     types
 }

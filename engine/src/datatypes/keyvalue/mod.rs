@@ -9,7 +9,7 @@
 
 pub mod formats;
 mod handle;
-mod handlers;
+pub(crate) mod handlers;
 pub mod keys;
 pub mod proto;
 pub mod range;
