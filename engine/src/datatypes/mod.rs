@@ -7,6 +7,7 @@ pub mod labelarray;
 pub mod labelblk;
 pub mod labelmap;
 pub mod labelvol;
+pub mod roi;
 pub mod tarsupervoxels;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
         Arc::new(labelblk::LabelblkType),
         Arc::new(labelvol::LabelvolType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
+        Arc::new(roi::RoiType),
     ];
     types.extend(
         imageblk::Kind::ALL
