@@ -74,7 +74,7 @@ pub fn encode(spans: &[Span]) -> Vec<u8> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Vec<Span>> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return Err(Error::Internal(format!(
             "a stored ROI of {} bytes is not whole spans",
             bytes.len()
