@@ -8,6 +8,7 @@ pub mod labelblk;
 pub mod labelmap;
 pub mod labelvol;
 pub mod neuronjson;
+pub mod roi;
 pub mod tarsupervoxels;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
         Arc::new(labelblk::LabelblkType),
         Arc::new(labelvol::LabelvolType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
+        Arc::new(roi::RoiType),
     ];
     types.extend(
         imageblk::Kind::ALL

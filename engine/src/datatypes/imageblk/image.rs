@@ -23,6 +23,8 @@ pub struct Image {
     pub blocks: Blocks,
     pub cfg: Arc<Config>,
     pub compute: Arc<dyn Compute>,
+    /// `roi=` on reads: voxels outside read as 0, or divided by 2^attenuation (uint8).
+    pub mask: Option<(crate::datatypes::roi::Roi, u8)>,
 }
 
 impl Image {
@@ -37,6 +39,7 @@ impl Image {
             },
             cfg: Arc::new(cfg),
             compute: ctx.services.compute.clone(),
+            mask: None,
         })
     }
 
@@ -89,6 +92,17 @@ impl Image {
                     }
                 }
             }
+        }
+        if let Some((roi, attenuation)) = &self.mask {
+            let bpv = self.bpv();
+            roi.outside_runs(bx, |a, n| {
+                let run = &mut out[a * bpv..(a + n) * bpv];
+                if *attenuation == 0 {
+                    run.fill(0);
+                } else {
+                    run.iter_mut().for_each(|v| *v >>= attenuation);
+                }
+            });
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ use crate::block::extents;
 use crate::datatype::{
     DataCtx, DataRequest, DataResponse, Datatype, Description, Method, Settings,
 };
+use crate::datatypes::roi::Roi;
 use crate::mutation::Subscription;
 use crate::{Error, Result};
 use config::Config;
@@ -134,16 +135,51 @@ impl Datatype for ImageblkType {
     }
 
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-        let image = Image::new(ctx)?;
-        if let Some(roi) = req.query.get("roi") {
-            return Err(Error::bad(format!(
-                "roi={roi:?}: ROI masking needs the roi datatype, which this server doesn't have yet"
-            )));
-        }
-        if let Some(a) = req.query.get("attenuation") {
-            return Err(Error::bad(format!(
-                "attenuation={a:?} dims voxels outside an roi=, which needs the roi datatype this server doesn't have yet"
-            )));
+        let mut image = Image::new(ctx)?;
+        let attenuation = match req.query.get("attenuation") {
+            None => 0,
+            Some(a) => {
+                let n = a.parse::<u8>().ok().filter(|n| (1..=7).contains(n));
+                match n {
+                    Some(n) if image.cfg.kind == Kind::Uint8 => n,
+                    Some(_) => {
+                        return Err(Error::bad(format!(
+                            "attenuation= applies to uint8blk only, not {}",
+                            image.cfg.kind.type_name()
+                        )));
+                    }
+                    None => {
+                        return Err(Error::bad(format!(
+                            "attenuation={a:?} must be an integer from 1 to 7"
+                        )));
+                    }
+                }
+            }
+        };
+        let roi = match req.query.get("roi") {
+            Some(name) => Some(Roi::for_query(ctx, name)?),
+            None if attenuation > 0 => {
+                return Err(Error::bad(
+                    "attenuation= dims the voxels outside an roi=, and no roi= was given",
+                ));
+            }
+            None => None,
+        };
+        if let Some(roi) = roi {
+            match (req.method, req.keyword.as_str()) {
+                (Method::Get | Method::Head, "raw" | "isotropic") => {
+                    image.mask = Some((roi, attenuation));
+                }
+                (Method::Post, "raw") if attenuation == 0 => {
+                    return voxels::post_in_roi(ctx, &image, req, &roi);
+                }
+                (m, kw) => {
+                    return Err(Error::bad(format!(
+                        "roi= applies to GET raw/isotropic and POST raw (without attenuation), not {} {kw}",
+                        m.as_str()
+                    )));
+                }
+            }
         }
         if let Some(s) = req.query.get("scale").filter(|s| *s != "0") {
             return Err(Error::bad(format!(

@@ -14,6 +14,7 @@ use crate::block::volume::{
     read_slabs,
 };
 use crate::datatype::{DataCtx, DataRequest, DataResponse};
+use crate::datatypes::roi::Roi;
 use crate::{Error, Result};
 
 pub fn get(image: &Image, req: &DataRequest) -> Result<DataResponse> {
@@ -188,6 +189,26 @@ pub(crate) fn image_bytes(
 /// `POST raw/0_1_2/<size>/<offset>`: a block-aligned volume, written one layer of blocks at
 /// a time as it arrives; nothing is stored unless the whole body is right.
 pub fn post(ctx: &DataCtx, image: &Image, req: &DataRequest) -> Result<DataResponse> {
+    post_masked(ctx, image, req, None)
+}
+
+/// `POST raw?roi=<name>`: only the voxels inside the ROI are written. Blocks wholly outside
+/// are skipped; blocks partly inside keep their stored voxels outside the ROI.
+pub fn post_in_roi(
+    ctx: &DataCtx,
+    image: &Image,
+    req: &DataRequest,
+    roi: &Roi,
+) -> Result<DataResponse> {
+    post_masked(ctx, image, req, Some(roi))
+}
+
+fn post_masked(
+    ctx: &DataCtx,
+    image: &Image,
+    req: &DataRequest,
+    roi: Option<&Roi>,
+) -> Result<DataResponse> {
     let (dims, bx) = parse_geometry(&req.path)?;
     if req.keyword != "raw" || dims != Dims::Volume {
         return Err(Error::bad(
@@ -228,8 +249,52 @@ pub fn post(ctx: &DataCtx, image: &Image, req: &DataRequest) -> Result<DataRespo
             .par_chunks_mut(block_bytes)
             .zip(&coords)
             .for_each(|(dst, c)| gather_block(slab, &wide, wide_bs, *c, dst));
-        write.add(&coords, &voxels)
+        match roi {
+            None => write.add(&coords, &voxels),
+            Some(roi) => {
+                let (kept, kept_voxels) = keep_inside(image, roi, &coords, voxels)?;
+                if kept.is_empty() {
+                    return Ok(());
+                }
+                write.add(&kept, &kept_voxels)
+            }
+        }
     })?;
     write.commit()?;
     Ok(DataResponse::empty())
+}
+
+/// The blocks of `coords` (voxels in `voxels`, one block after another) with some voxel
+/// inside `roi`, their outside voxels replaced by what is stored.
+fn keep_inside(
+    image: &Image,
+    roi: &Roi,
+    coords: &[BlockCoord],
+    voxels: Vec<u8>,
+) -> Result<(Vec<BlockCoord>, Vec<u8>)> {
+    let bs = image.cfg.block_size;
+    let bpv = image.bpv();
+    let block_bytes = image.cfg.block_bytes();
+    let mut kept = Vec::new();
+    let mut out = Vec::new();
+    for (c, block) in coords.iter().zip(voxels.chunks(block_bytes)) {
+        let block_box = VoxelBox::new(std::array::from_fn(|a| i64::from(c[a]) * bs[a] as i64), bs)?;
+        let mut runs = Vec::new();
+        roi.outside_runs(&block_box, |a, n| runs.push((a, n)));
+        let outside: usize = runs.iter().map(|r| r.1).sum();
+        if outside == block_box.voxels() {
+            continue;
+        }
+        let start = out.len();
+        out.extend_from_slice(block);
+        if outside > 0 {
+            let stored = image.read(&block_box)?;
+            let dst = &mut out[start..];
+            for (a, n) in runs {
+                dst[a * bpv..(a + n) * bpv].copy_from_slice(&stored[a * bpv..(a + n) * bpv]);
+            }
+        }
+        kept.push(*c);
+    }
+    Ok((kept, out))
 }

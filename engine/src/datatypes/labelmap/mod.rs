@@ -215,10 +215,18 @@ impl Datatype for LabelmapType {
                 ctx.instance.name
             )));
         }
-        if let Some(roi) = req.query.get("roi") {
-            return Err(Error::bad(format!(
-                "roi={roi:?}: ROI masking needs the roi datatype, which this server doesn't have yet"
-            )));
+        if let Some(name) = req.query.get("roi") {
+            let roi = crate::datatypes::roi::Roi::for_query(ctx, name)?;
+            return match (req.method, kw) {
+                (Method::Get | Method::Head, "raw" | "isotropic") => {
+                    voxels::get_masked(&labels, req, Some(&roi))
+                }
+                (m, kw) => Err(Error::bad(format!(
+                    "roi= applies to GET raw and isotropic of {} instances, not {} {kw}",
+                    ctx.instance.type_name,
+                    m.as_str()
+                ))),
+            };
         }
         match (req.method, kw) {
             (Method::Get | Method::Head, "raw" | "isotropic") => voxels::get(&labels, req),

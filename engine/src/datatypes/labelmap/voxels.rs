@@ -16,6 +16,7 @@ use crate::block::volume::{
 };
 use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse};
+use crate::datatypes::roi::Roi;
 use crate::{Error, Result};
 
 /// Fills `out` with the voxels of `sub` (x fastest, then y, then z), reading the blocks at
@@ -64,20 +65,42 @@ fn le_bytes(v: &[u64]) -> Vec<u8> {
 }
 
 /// A 3-D read as a stream of little-endian labels.
-fn planes(labels: &Labels, scale: u8, bx: VoxelBox) -> Planes {
+fn planes(labels: &Labels, scale: u8, bx: VoxelBox, mask: Option<Roi>) -> Planes {
     let owned = labels.clone();
     let fill: Fill = Arc::new(move |sub, out| {
         let mut v = vec![0u64; sub.voxels()];
         fill_box(&owned, scale, sub, &mut v)?;
+        if let Some(roi) = &mask {
+            roi.outside_runs(sub, |a, n| v[a..a + n].fill(0));
+        }
         out.copy_from_slice(bytemuck::cast_slice(&v));
         Ok(())
     });
     Planes::new(fill, bx, 8, labels.cfg.block_size[2])
 }
 
+/// `read_box`, with the voxels outside `mask` zeroed.
+fn masked_box(labels: &Labels, scale: u8, bx: &VoxelBox, mask: Option<&Roi>) -> Result<Vec<u64>> {
+    let mut v = read_box(labels, scale, bx)?;
+    if let Some(roi) = mask {
+        roi.outside_runs(bx, |a, n| v[a..a + n].fill(0));
+    }
+    Ok(v)
+}
+
 pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    get_masked(labels, req, None)
+}
+
+/// `GET raw|isotropic`, with voxels outside `mask` (`roi=`) reading 0; `roi=` only at scale 0.
+pub fn get_masked(labels: &Labels, req: &DataRequest, mask: Option<&Roi>) -> Result<DataResponse> {
     let (dims, bx) = parse_geometry(&req.path)?;
     let scale = scale(&labels.cfg, &req.query)?;
+    if mask.is_some() && scale != 0 {
+        return Err(Error::bad(
+            "roi= masks scale 0 only: the ROI's blocks are in scale-0 voxels",
+        ));
+    }
     let compression = req.query.get("compression").unwrap_or("");
     match dims {
         Dims::Volume => {
@@ -89,7 +112,7 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
                     "isotropic 3-D reads are only served when the voxels are isotropic",
                 ));
             }
-            let planes = planes(labels, scale, bx);
+            let planes = planes(labels, scale, bx, mask.cloned());
             match compression {
                 "" => Ok(DataResponse::stream("application/octet-stream", planes)),
                 "gzip" => Ok(DataResponse::stream(
@@ -97,13 +120,13 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
                     planes.gzipped(),
                 )),
                 "lz4" => {
-                    let v = read_box(labels, scale, &bx)?;
+                    let v = masked_box(labels, scale, &bx, mask)?;
                     Ok(DataResponse::octets(lz4_flex::block::compress(&le_bytes(
                         &v,
                     ))))
                 }
                 "google" | "googlegzip" => {
-                    let v = read_box(labels, scale, &bx)?;
+                    let v = masked_box(labels, scale, &bx, mask)?;
                     let enc = cseg::try_encode(&v, bx.size).ok_or_else(|| {
                         Error::bad("this box holds too many labels for compressed_segmentation; request smaller pieces")
                     })?;
@@ -128,9 +151,9 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
             }
             let (w, h) = (bx.size[a], bx.size[b]);
             let pixels = if req.keyword == "isotropic" {
-                isotropic_slice(labels, scale, &bx, a, b)?
+                isotropic_slice(labels, scale, &bx, a, b, mask)?
             } else {
-                read_box(labels, scale, &bx)?
+                masked_box(labels, scale, &bx, mask)?
             };
             Ok(DataResponse::bytes("image/png", png_labels(&pixels, w, h)?))
         }
@@ -149,9 +172,10 @@ fn isotropic_slice(
     bx: &VoxelBox,
     a: usize,
     b: usize,
+    mask: Option<&Roi>,
 ) -> Result<Vec<u64>> {
     let iso = Isotropic::new(bx, labels.cfg.voxel_size, a, b)?;
-    let src = read_box(labels, scale, &iso.source)?;
+    let src = masked_box(labels, scale, &iso.source, mask)?;
     Ok(iso.indices().map(|i| src[i]).collect())
 }
 
