@@ -222,7 +222,12 @@ impl Engine {
     }
 
     /// Makes every store durable (on shutdown).
+    /// Stops the sync workers (waiting for runs in progress, up to 30 s) and flushes every
+    /// store: what a server does last before it exits.
     pub fn flush(&self) -> Result<()> {
+        if !self.services.mutations.stop_all(Duration::from_secs(30)) {
+            tracing::warn!("sync workers still running at shutdown; their events stay queued");
+        }
         for s in self.stores.values() {
             s.flush()?;
         }

@@ -216,6 +216,24 @@ impl Mutations {
         }
     }
 
+    /// Stops every worker and waits up to `timeout` for the runs in progress to end, so that
+    /// nothing uses the stores once the server closes them (what a worker has not applied
+    /// stays in its outbox for the next start).
+    pub fn stop_all(&self, timeout: Duration) -> bool {
+        let workers: Vec<Arc<Worker>> = self.workers.lock().values().cloned().collect();
+        for w in &workers {
+            w.stop();
+        }
+        let deadline = Instant::now() + timeout;
+        while workers.iter().any(|w| w.state.lock().running) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Every subscription with the number of events waiting in its outbox.
     pub fn backlog(&self) -> Result<Vec<(String, usize)>> {
         let workers: Vec<Arc<Worker>> = self.workers.lock().values().cloned().collect();
@@ -335,6 +353,9 @@ impl Worker {
     /// Applies and acknowledges runs of events until the outbox is empty.
     fn drain(&self) -> Result<()> {
         loop {
+            if self.state.lock().stop {
+                return Ok(());
+            }
             let run = outbox::read(self.sub.kv.as_ref(), &self.sub.id, outbox::RUN)?;
             if run.is_empty() {
                 return Ok(());
