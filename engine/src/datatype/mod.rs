@@ -6,6 +6,7 @@
 
 mod ctx;
 pub mod log;
+pub mod pseudocolor;
 mod request;
 mod settings;
 

@@ -6,9 +6,8 @@
 //! supervoxel endpoints are not offered.
 
 use crate::datatype::{
-    DataCtx, DataRequest, DataResponse, Datatype, Description, Method, Settings,
+    DataCtx, DataRequest, DataResponse, Datatype, Description, Method, Settings, pseudocolor,
 };
-use crate::datatypes::labelblk::voxels as labelblk_voxels;
 use crate::datatypes::labelmap::store::Labels;
 use crate::datatypes::labelmap::{self, LabelmapType};
 use crate::{Error, Result};
@@ -99,7 +98,7 @@ fn pseudocolor(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     }
     let labels = Labels::new(ctx)?;
     let scale = labelmap::scale(&labels.cfg, &req.query)?;
-    let (bx, a, b) = labelblk_voxels::pseudocolor_slice(req)?;
+    let (bx, a, b) = pseudocolor::slice(req)?;
     let voxels = labelmap::voxels::read_box(&labels, scale, &bx)?;
-    labelblk_voxels::pseudocolor_png(&voxels, bx.size[a], bx.size[b])
+    pseudocolor::png(&voxels, bx.size[a], bx.size[b])
 }
