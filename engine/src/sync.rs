@@ -18,6 +18,9 @@ pub const BLOCK_MUTATE: &str = "BLOCK_MUTATE";
 pub const MERGE_BLOCK: &str = "MERGE_BLOCK";
 pub const SPLIT_LABEL: &str = "SPLIT_LABEL";
 pub const CLEAVE_LABEL: &str = "CLEAVE_LABEL";
+/// An annotation instance's points changed label membership (added, deleted, moved, or
+/// followed a label edit): labelsz recounts the labels named.
+pub const ANNOTATION_MOD_ELEMENTS: &str = "ANNOTATION_MOD_ELEMENTS";
 
 /// Every event name, for reading events back from an outbox.
 pub const EVENTS: &[&str] = &[
@@ -26,6 +29,7 @@ pub const EVENTS: &[&str] = &[
     MERGE_BLOCK,
     SPLIT_LABEL,
     CLEAVE_LABEL,
+    ANNOTATION_MOD_ELEMENTS,
 ];
 
 /// One scale-0 label block a write changed: where, and the supervoxels it held before and
@@ -62,6 +66,8 @@ pub enum Delta {
     },
     /// `BLOCK_INGEST` of an image instance: the blocks written, sorted in (z, y, x) order.
     Image(Vec<[i32; 3]>),
+    /// `ANNOTATION_MOD_ELEMENTS`: the labels whose set of points changed, ascending.
+    Labels(Vec<u64>),
     /// `CLEAVE_LABEL`: supervoxels moved from `target` to `cleaved_label`.
     Cleave {
         target: u64,

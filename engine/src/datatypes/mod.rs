@@ -1,5 +1,6 @@
 //! The compiled-in datatypes.
 
+pub mod annotation;
 pub mod imageblk;
 pub mod imagetile;
 pub mod keyvalue;

@@ -216,6 +216,50 @@ impl Mutations {
         }
     }
 
+    /// Waits up to `timeout` until the subscriptions of `subscriber` (ids `<DataUUID>/…`)
+    /// have applied every event committed before the call; returns whether they have. Reads
+    /// of derived data call it first, so a read made after a write was acknowledged sees the
+    /// write's effect even though subscribers apply events asynchronously.
+    pub fn settle(&self, subscriber: &str, timeout: Duration) -> Result<bool> {
+        let prefix = format!("{subscriber}/");
+        let workers: Vec<Arc<Worker>> = self
+            .workers
+            .lock()
+            .iter()
+            .filter(|(id, _)| id.starts_with(&prefix))
+            .map(|(_, w)| w.clone())
+            .collect();
+        if workers.is_empty() {
+            return Ok(true);
+        }
+        if self.hold {
+            return Ok(false);
+        }
+        // Every event committed so far has a smaller sequence number.
+        let mark = self.next_seq();
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.idle.0.lock();
+        loop {
+            let mut behind = false;
+            for w in &workers {
+                if outbox::oldest_seq(w.sub.kv.as_ref(), &w.sub.id)?.is_some_and(|s| s < mark) {
+                    behind = true;
+                    break;
+                }
+            }
+            if !behind {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            self.idle
+                .1
+                .wait_for(&mut guard, (deadline - now).min(Duration::from_millis(20)));
+        }
+    }
+
     /// Stops every worker and waits up to `timeout` for the runs in progress to end, so that
     /// nothing uses the stores once the server closes them (what a worker has not applied
     /// stays in its outbox for the next start).

@@ -77,6 +77,17 @@ pub fn ack(kv: &dyn KvStore, keys: Vec<Vec<u8>>) -> Result<()> {
     Ok(kv.write(batch)?)
 }
 
+/// The sequence number of the oldest entry of outbox `id`, if any.
+pub fn oldest_seq(kv: &dyn KvStore, id: &str) -> Result<Option<u64>> {
+    let lo = prefix(id);
+    let mut out = None;
+    kv.scan(&lo, &prefix_end(&lo), &mut |k, _| {
+        out = k[k.len() - 8..].try_into().ok().map(u64::from_be_bytes);
+        Ok(false)
+    })?;
+    Ok(out)
+}
+
 /// How many entries wait in outbox `id`.
 pub fn len(kv: &dyn KvStore, id: &str) -> Result<usize> {
     let lo = prefix(id);

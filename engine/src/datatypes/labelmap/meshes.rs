@@ -499,7 +499,7 @@ impl Subscriber for Worker {
                     touch(*target, w);
                     touch(*cleaved_label, w);
                 }
-                Delta::Image(_) => {}
+                Delta::Image(_) | Delta::Labels(_) => {}
                 Delta::Blocks(changes) => {
                     let ctx = catalog.ctx_at(&self.uuid, &self.name, Some(e.version), &admin)?;
                     let lm = Labelmap::open(ctx)?;
