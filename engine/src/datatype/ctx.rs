@@ -168,6 +168,8 @@ pub struct Mutation<'a> {
     pub batch: WriteBatch,
     records: Vec<Value>,
     events: Vec<SyncEvent>,
+    /// Run once the batch is durable, before subscribers are woken.
+    committed: Vec<Box<dyn FnOnce() + Send + 'a>>,
 }
 
 impl<'a> Mutation<'a> {
@@ -178,7 +180,14 @@ impl<'a> Mutation<'a> {
             batch: WriteBatch::new(),
             records: Vec::new(),
             events: Vec::new(),
+            committed: Vec::new(),
         }
+    }
+
+    /// Runs `f` once the change is durable and before subscribers hear of it: for in-memory
+    /// state the change invalidates (a subscriber woken by the change must not read it stale).
+    pub fn on_commit(&mut self, f: impl FnOnce() + Send + 'a) {
+        self.committed.push(Box::new(f));
     }
 
     /// The context the change is made in.
@@ -225,13 +234,17 @@ impl<'a> Mutation<'a> {
 
     /// Commits everything in one atomic storage batch, then delivers.
     pub fn commit(self) -> Result<()> {
-        self.ctx.services.mutations.commit(Commit {
-            kv: self.ctx.store.kv().clone(),
-            instance: self.ctx.instance.id,
-            version: self.ctx.view.version,
-            batch: self.batch,
-            records: self.records,
-            events: self.events,
-        })
+        let committed = self.committed;
+        self.ctx.services.mutations.commit_then(
+            Commit {
+                kv: self.ctx.store.kv().clone(),
+                instance: self.ctx.instance.id,
+                version: self.ctx.view.version,
+                batch: self.batch,
+                records: self.records,
+                events: self.events,
+            },
+            || committed.into_iter().for_each(|f| f()),
+        )
     }
 }

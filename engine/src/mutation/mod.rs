@@ -108,6 +108,13 @@ impl Mutations {
     /// Commits a mutation: data, log records and outbox entries in one atomic batch; then
     /// wakes log readers, the subscribers it wrote to, and live watchers.
     pub fn commit(&self, c: Commit) -> Result<()> {
+        self.commit_then(c, || {})
+    }
+
+    /// `commit`, running `committed` once the batch is durable and before anyone is woken:
+    /// in-memory state derived from the data (a cached mapping) is brought up to date there,
+    /// so a subscriber never reads it stale.
+    pub fn commit_then(&self, c: Commit, committed: impl FnOnce()) -> Result<()> {
         let Commit {
             kv,
             instance,
@@ -132,6 +139,7 @@ impl Mutations {
             }
         }
         kv.write(batch)?;
+        committed();
         if !records.is_empty() {
             *self.appends.0.lock() += 1;
             self.appends.1.notify_all();

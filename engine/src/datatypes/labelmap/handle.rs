@@ -5,6 +5,7 @@ use super::labels::index_for;
 use super::meshes;
 use super::state::state;
 use super::store::Labels;
+use super::voxels::label_at;
 use crate::Result;
 use crate::datatype::{DataCtx, Handle};
 use crate::mesh::Mesh;
@@ -51,6 +52,32 @@ impl Labelmap {
     pub fn supervoxel_exists(&self, sv: u64) -> Result<bool> {
         Ok(index_for(&self.labels, sv, true)?
             .is_some_and(|i| i.blocks.values().any(|c| c.counts.contains_key(&sv))))
+    }
+
+    pub fn block_size(&self) -> [usize; 3] {
+        self.labels.cfg.block_size
+    }
+
+    /// The body at each voxel point (0 where no block is stored), decoding each block once.
+    pub fn bodies_at(&self, points: &[[i32; 3]]) -> Result<Vec<u64>> {
+        let bs = self.labels.cfg.block_size;
+        let block = |p: &[i32; 3]| -> [i64; 3] {
+            std::array::from_fn(|a| i64::from(p[2 - a]).div_euclid(bs[2 - a] as i64))
+        };
+        let mut order: Vec<usize> = (0..points.len()).collect();
+        order.sort_by_key(|&i| block(&points[i]));
+        let mut out = vec![0u64; points.len()];
+        let mut cache = None;
+        for i in order {
+            out[i] = label_at(&self.labels, 0, points[i].map(i64::from), &mut cache)?;
+        }
+        Ok(out)
+    }
+
+    /// The labelmap's voxel bounds, if anything was written.
+    pub fn extents(&self) -> Result<Option<crate::block::extents::Bounds>> {
+        let b = &self.labels.blocks;
+        crate::block::extents::read(&b.store, &b.view)
     }
 
     /// The mesh of a body (or, with `supervoxels`, of a supervoxel) at scale 0, as `GET mesh`

@@ -200,8 +200,8 @@ fn post_mappings(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
     let _w = st.writes.write();
     let mut m = ctx.write();
     put_changes(&mut m.batch, labels, &changes);
+    super::mutate::follow_mapping(&mut m, labels, &changes);
     m.commit()?;
-    st.mapping_changed(labels, &changes);
     Ok(DataResponse::empty())
 }
 

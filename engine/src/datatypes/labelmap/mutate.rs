@@ -73,13 +73,20 @@ pub(crate) fn record(ctx: &DataCtx, action: &str, mutid: u64, fields: Value) -> 
     r
 }
 
-/// Commits a mutation with the mapping changes it makes; then the cached mapping follows.
+/// Commits a mutation with the mapping changes it makes; the cached mapping follows before
+/// subscribers hear of it.
 fn commit(labels: &Labels, mut m: Mutation<'_>, changes: &HashMap<u64, u64>) -> Result<()> {
     put_changes(&mut m.batch, labels, changes);
-    let ctx = m.ctx();
-    m.commit()?;
-    state(ctx).mapping_changed(labels, changes);
-    Ok(())
+    follow_mapping(&mut m, labels, changes);
+    m.commit()
+}
+
+/// Makes the cached mapping take `changes` once `m` commits, before its subscribers wake
+/// (they read bodies through it).
+pub(crate) fn follow_mapping(m: &mut Mutation<'_>, labels: &Labels, changes: &HashMap<u64, u64>) {
+    let st = state(m.ctx());
+    let (labels, changes) = (labels.clone(), changes.clone());
+    m.on_commit(move || st.mapping_changed(&labels, &changes));
 }
 
 fn sorted_blocks(index: &LabelIndex) -> Vec<[i32; 3]> {
@@ -653,6 +660,7 @@ fn rewrite_blocks(
     let (changes, record, event) = (&r.changes, r.record, r.event);
     rewrite(labels, m, rw, |change| {
         put_changes(&mut change.batch, labels, changes);
+        follow_mapping(change, labels, changes);
         for (sv, (split, remain)) in renamed {
             put_sv_split(&mut change.batch, labels, mutid, *sv, *remain, *split);
         }
@@ -747,7 +755,6 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         event: Some((SPLIT_LABEL, delta)),
     };
     rewrite_blocks(labels, m, &index, &runs, renaming, true)?;
-    st.mapping_changed(labels, &changes);
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"label\": {new_body}, \"MutationID\": {mutid}}}"),
@@ -854,7 +861,6 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
         event: None,
     };
     rewrite_blocks(labels, m, &index, &runs, renaming, downres)?;
-    st.mapping_changed(labels, &changes);
     Ok(DataResponse::bytes(
         "application/json",
         format!(
