@@ -36,6 +36,7 @@ const LISTEN_PREFIX: &str = "tessera listening on ";
 
 pub mod labels;
 pub mod mesh;
+pub mod synapses;
 
 /// Test data versions of DVID's keyvalue, label index and mapping-op protobuf messages (proto3,
 /// package `proto`).

@@ -26,6 +26,7 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
         Arc::new(labelvol::LabelvolType),
         Arc::new(tarsupervoxels::TarSupervoxelsType),
         Arc::new(roi::RoiType),
+        Arc::new(annotation::AnnotationType),
     ];
     types.extend(
         imageblk::Kind::ALL

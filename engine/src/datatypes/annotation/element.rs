@@ -20,7 +20,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Unknown, Kind::PostSyn, Kind::PreSyn, Kind::Gap, Kind::Note];
+    pub const ALL: [Kind; 5] = [
+        Kind::Unknown,
+        Kind::PostSyn,
+        Kind::PreSyn,
+        Kind::Gap,
+        Kind::Note,
+    ];
 
     pub fn from_byte(b: u8) -> Result<Kind> {
         Kind::ALL
@@ -56,7 +62,6 @@ pub struct Relationship {
 
 /// One element, as posted and returned (field order as DVID emits it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Element {
     #[serde(rename = "Pos")]
     pub pos: [i32; 3],
@@ -92,7 +97,7 @@ pub fn encode_points(points: &[Point]) -> Vec<u8> {
 }
 
 pub fn decode_points(bytes: &[u8]) -> Result<Vec<Point>> {
-    if bytes.len() % POINT_BYTES != 0 {
+    if !bytes.len().is_multiple_of(POINT_BYTES) {
         return Err(Error::Internal(format!(
             "annotation index value of {} bytes is not a whole number of points",
             bytes.len()
@@ -108,4 +113,61 @@ pub fn decode_points(bytes: &[u8]) -> Result<Vec<Point>> {
             })
         })
         .collect()
+}
+
+/// Largest |coordinate| an element may have: blocks of any size stay within the stored range.
+pub const MAX_COORD: i32 = 1 << 28;
+
+/// Parses a JSON array of elements, checking each: 400 naming the first bad one.
+pub fn parse_elements(body: &[u8]) -> Result<Vec<Element>> {
+    let elements: Vec<Element> = serde_json::from_slice(body).map_err(|e| {
+        Error::bad(format!(
+            "body must be a JSON array of elements {{\"Pos\":[x,y,z],\"Kind\":..}}: {e}"
+        ))
+    })?;
+    for (i, e) in elements.iter().enumerate() {
+        check(e).map_err(|m| Error::bad(format!("element {i} at {:?}: {m}", e.pos)))?;
+    }
+    Ok(elements)
+}
+
+fn check(e: &Element) -> std::result::Result<(), String> {
+    let in_range = |p: &[i32; 3]| p.iter().all(|v| v.abs() <= MAX_COORD);
+    if !in_range(&e.pos) {
+        return Err(format!("coordinates must be within ±{MAX_COORD}"));
+    }
+    for t in &e.tags {
+        if t.is_empty() || t.contains('\0') {
+            return Err(format!("tag {t:?} must be non-empty and hold no NUL"));
+        }
+    }
+    for r in &e.rels {
+        if !in_range(&r.to) {
+            return Err(format!("relationship to {:?} is out of range", r.to));
+        }
+        if r.to == e.pos {
+            return Err("a relationship to itself".into());
+        }
+    }
+    Ok(())
+}
+
+/// `x_y_z` in a URL.
+pub fn parse_pos(s: &str) -> Result<[i32; 3]> {
+    let p = crate::block::geom::parse_point(s, "point")?;
+    if p.iter().any(|v| v.abs() > MAX_COORD as i64) {
+        return Err(Error::bad(format!(
+            "point {s:?}: coordinates must be within ±{MAX_COORD}"
+        )));
+    }
+    Ok(p.map(|v| v as i32))
+}
+
+impl Element {
+    /// The element without relationships (label and tag queries by default).
+    pub fn without_rels(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("elements serialize");
+        v.as_object_mut().expect("an object").remove("Rels");
+        v
+    }
 }
