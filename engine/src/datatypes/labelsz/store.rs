@@ -1,0 +1,307 @@
+//! Reading and writing a labelsz instance's counts at one version (see [`super::keys`]).
+//! Reads never scan more than they answer: a count is one key, `top`/`threshold` a prefix of
+//! one type's ordering keys.
+
+use std::collections::BTreeMap;
+
+use tessera_storage::versioned::{delete_into, put_into};
+use tessera_storage::{VersionedStore, View, WriteBatch};
+
+use super::keys::{
+    Counts, IndexType, count_key, count_range, decode_count, decode_count_key, decode_order_key,
+    encode_count, order_key, order_range,
+};
+use crate::{Error, Result};
+
+/// Labels read per storage call in batch reads.
+const CHUNK: usize = 4096;
+
+/// The count of (type, label) at the view's version; 0 when none.
+pub fn count(store: &VersionedStore, view: &View, ty: IndexType, label: u64) -> Result<u32> {
+    match store.get(view, &count_key(ty, label))? {
+        Some(v) => decode_count(&v),
+        None => Ok(0),
+    }
+}
+
+/// The counts of one type for `labels`, in their order.
+pub fn counts_of(
+    store: &VersionedStore,
+    view: &View,
+    ty: IndexType,
+    labels: &[u64],
+) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(labels.len());
+    for chunk in labels.chunks(CHUNK) {
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|&l| count_key(ty, l)).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        for v in store.get_many(view, &refs)? {
+            out.push(match v {
+                Some(v) => decode_count(&v)?,
+                None => 0,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every type's count of each of `labels`, in their order.
+pub fn label_counts(store: &VersionedStore, view: &View, labels: &[u64]) -> Result<Vec<Counts>> {
+    let mut out = vec![[0u32; 5]; labels.len()];
+    for ty in IndexType::ALL {
+        for (c, n) in out.iter_mut().zip(counts_of(store, view, ty, labels)?) {
+            c[ty.slot()] = n;
+        }
+    }
+    Ok(out)
+}
+
+/// Every stored count at the view's version, by label (a whole-instance read, for reload).
+pub fn all_counts(store: &VersionedStore, view: &View) -> Result<BTreeMap<u64, Counts>> {
+    let (lo, hi) = count_range();
+    let mut out: BTreeMap<u64, Counts> = BTreeMap::new();
+    store.range(view, &lo, Some(&hi), &mut |k, v| {
+        let (ty, label) = decode_count_key(k)
+            .ok_or_else(|| tessera_storage::Error::Corrupt(format!("labelsz count key {k:?}")))?;
+        let n = decode_count(v)
+            .map_err(|e| tessera_storage::Error::Corrupt(format!("labelsz count: {e}")))?;
+        out.entry(label).or_default()[ty.slot()] = n;
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// Labels with count ≥ `min` of `ty`, by count descending then label ascending: `limit` of
+/// them after skipping the first `offset`.
+pub fn ranked(
+    store: &VersionedStore,
+    view: &View,
+    ty: IndexType,
+    min: u32,
+    offset: u64,
+    limit: usize,
+) -> Result<Vec<(u64, u32)>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let (lo, hi) = order_range(ty);
+    let mut skipped = 0u64;
+    let mut bad = None;
+    store.range(view, &lo, Some(&hi), &mut |k, _| {
+        let Some((t, n, label)) = decode_order_key(k).filter(|d| d.0 == ty) else {
+            bad = Some(k.to_vec());
+            return Ok(false);
+        };
+        debug_assert_eq!(t, ty);
+        if n < min {
+            return Ok(false);
+        }
+        if skipped < offset {
+            skipped += 1;
+            return Ok(true);
+        }
+        out.push((label, n));
+        Ok(out.len() < limit)
+    })?;
+    if let Some(k) = bad {
+        return Err(Error::Internal(format!("labelsz ordering key {k:?}")));
+    }
+    Ok(out)
+}
+
+/// Adds to `batch` what turns `label`'s counts from `old` (what the view's version holds)
+/// into `new`: for each type that changed, the old ordering key is removed and the new count
+/// and ordering key written; a count of 0 removes both keys. Returns how many types changed.
+pub fn put_change(
+    batch: &mut WriteBatch,
+    view: &View,
+    label: u64,
+    old: &Counts,
+    new: &Counts,
+) -> usize {
+    let mut changed = 0;
+    for ty in IndexType::ALL {
+        let (o, n) = (old[ty.slot()], new[ty.slot()]);
+        if o == n {
+            continue;
+        }
+        changed += 1;
+        if o > 0 {
+            delete_into(batch, view, &order_key(ty, o, label));
+        }
+        if n > 0 {
+            put_into(batch, view, &count_key(ty, label), &encode_count(n));
+            put_into(batch, view, &order_key(ty, n, label), &[]);
+        } else {
+            delete_into(batch, view, &count_key(ty, label));
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tessera_storage::{Dag, MemoryStore};
+
+    use super::*;
+
+    fn setup() -> (VersionedStore, View, View) {
+        let store = VersionedStore::new(Arc::new(MemoryStore::new()));
+        let mut dag = Dag::new();
+        dag.add(1, vec![]);
+        dag.add(2, vec![1]);
+        let dag = Arc::new(dag);
+        let view = |version| View {
+            instance: 9,
+            version,
+            dag: dag.clone(),
+        };
+        (store, view(1), view(2))
+    }
+
+    /// Sets absolute counts as the sync worker does: read what is there, write the change.
+    fn set(store: &VersionedStore, view: &View, updates: &[(u64, Counts)]) {
+        let labels: Vec<u64> = updates.iter().map(|u| u.0).collect();
+        let old = label_counts(store, view, &labels).unwrap();
+        let mut batch = WriteBatch::new();
+        for ((label, new), old) in updates.iter().zip(&old) {
+            put_change(&mut batch, view, *label, old, new);
+        }
+        store.write(batch).unwrap();
+    }
+
+    fn one(ty: IndexType, n: u32) -> Counts {
+        let mut c = [0; 5];
+        c[ty.slot()] = n;
+        c
+    }
+
+    #[test]
+    fn counts_top_and_threshold_follow_absolute_updates() {
+        let (store, v1, _) = setup();
+        let pre = IndexType::PreSyn;
+        set(
+            &store,
+            &v1,
+            &[
+                (10, one(pre, 5)),
+                (20, one(pre, 7)),
+                (30, one(pre, 5)),
+                (40, one(pre, 1)),
+                (50, one(IndexType::Note, 9)),
+            ],
+        );
+        assert_eq!(count(&store, &v1, pre, 20).unwrap(), 7);
+        assert_eq!(count(&store, &v1, pre, 50).unwrap(), 0);
+        assert_eq!(
+            counts_of(&store, &v1, pre, &[40, 99, 10, 40]).unwrap(),
+            [1, 0, 5, 1]
+        );
+        assert_eq!(
+            ranked(&store, &v1, pre, 0, 0, 3).unwrap(),
+            [(20, 7), (10, 5), (30, 5)]
+        );
+        assert_eq!(ranked(&store, &v1, pre, 5, 0, 100).unwrap().len(), 3);
+        assert_eq!(
+            ranked(&store, &v1, pre, 0, 2, 2).unwrap(),
+            [(30, 5), (40, 1)]
+        );
+        assert_eq!(ranked(&store, &v1, pre, 0, 4, 10).unwrap(), []);
+        assert_eq!(ranked(&store, &v1, pre, 8, 0, 10).unwrap(), []);
+        assert_eq!(ranked(&store, &v1, pre, 0, 0, 0).unwrap(), []);
+        assert_eq!(
+            ranked(&store, &v1, IndexType::Note, 0, 0, 10).unwrap(),
+            [(50, 9)]
+        );
+        assert_eq!(ranked(&store, &v1, IndexType::Gap, 0, 0, 10).unwrap(), []);
+
+        // Counts move: the old ordering keys go with them; 0 removes the label.
+        set(
+            &store,
+            &v1,
+            &[(10, one(pre, 8)), (20, [0; 5]), (30, one(pre, 5))],
+        );
+        assert_eq!(
+            ranked(&store, &v1, pre, 0, 0, 10).unwrap(),
+            [(10, 8), (30, 5), (40, 1)]
+        );
+        assert_eq!(count(&store, &v1, pre, 20).unwrap(), 0);
+        let all = all_counts(&store, &v1).unwrap();
+        assert_eq!(all.keys().copied().collect::<Vec<_>>(), [10, 30, 40, 50]);
+        assert_eq!(all[&50], one(IndexType::Note, 9));
+    }
+
+    #[test]
+    fn a_child_sees_the_parent_until_it_changes() {
+        let (store, v1, v2) = setup();
+        let ty = IndexType::AllSyn;
+        set(&store, &v1, &[(1, one(ty, 3)), (2, one(ty, 2))]);
+        assert_eq!(ranked(&store, &v2, ty, 0, 0, 10).unwrap(), [(1, 3), (2, 2)]);
+        set(&store, &v2, &[(1, [0; 5]), (2, one(ty, 5))]);
+        assert_eq!(ranked(&store, &v2, ty, 0, 0, 10).unwrap(), [(2, 5)]);
+        assert_eq!(count(&store, &v2, ty, 1).unwrap(), 0);
+        assert_eq!(ranked(&store, &v1, ty, 0, 0, 10).unwrap(), [(1, 3), (2, 2)]);
+        assert_eq!(count(&store, &v1, ty, 1).unwrap(), 3);
+        assert_eq!(all_counts(&store, &v2).unwrap().len(), 1);
+        assert_eq!(all_counts(&store, &v1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn applying_the_same_counts_twice_changes_nothing() {
+        let (store, v1, _) = setup();
+        let c = [1, 2, 3, 4, 6];
+        set(&store, &v1, &[(7, c)]);
+        let old = label_counts(&store, &v1, &[7]).unwrap();
+        assert_eq!(old, [c]);
+        let mut batch = WriteBatch::new();
+        assert_eq!(put_change(&mut batch, &v1, 7, &old[0], &c), 0);
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn top_matches_a_sort_over_many_labels() {
+        let (store, v1, _) = setup();
+        let ty = IndexType::PostSyn;
+        // Deterministic pseudo-random counts with many ties.
+        let mut x = 0x9E37_79B9u64;
+        let mut updates = Vec::new();
+        for label in 1..=3000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            updates.push((label * 7919 % 100_003, one(ty, (x % 50) as u32 + 1)));
+        }
+        set(&store, &v1, &updates);
+        // A second round moves a third of them.
+        let moved: Vec<(u64, Counts)> = updates
+            .iter()
+            .step_by(3)
+            .map(|(l, c)| (*l, one(ty, (c[ty.slot()] * 7) % 60)))
+            .collect();
+        set(&store, &v1, &moved);
+        let mut want: BTreeMap<u64, u32> =
+            updates.iter().map(|(l, c)| (*l, c[ty.slot()])).collect();
+        for (l, c) in &moved {
+            want.insert(*l, c[ty.slot()]);
+        }
+        let mut sorted: Vec<(u64, u32)> = want.into_iter().filter(|e| e.1 > 0).collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        assert_eq!(ranked(&store, &v1, ty, 0, 0, 100).unwrap(), sorted[..100]);
+        let t = 20;
+        let above: Vec<(u64, u32)> = sorted.iter().copied().filter(|e| e.1 >= t).collect();
+        let mut paged = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = ranked(&store, &v1, ty, t, offset, 97).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            offset += page.len() as u64;
+            paged.extend(page);
+        }
+        assert_eq!(paged, above);
+    }
+}
