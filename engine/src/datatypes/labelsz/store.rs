@@ -71,8 +71,17 @@ pub fn all_counts(store: &VersionedStore, view: &View) -> Result<BTreeMap<u64, C
     Ok(out)
 }
 
+/// Ordering keys read per round of `ranked`, at most.
+const ROUND: usize = 10_000;
+
 /// Labels with count ≥ `min` of `ty`, by count descending then label ascending: `limit` of
 /// them after skipping the first `offset`.
+///
+/// Ordering keys are read in rounds and each is checked against its label's count key, which
+/// is the truth: an ordering key whose count is not the label's count at this version is
+/// skipped. Such a key can only be seen where an ancestor changed a count after this version
+/// changed it too (a sync event of the parent applied late), since a version then inherits
+/// the ancestor's new ordering key while its own count key hides the ancestor's count.
 pub fn ranked(
     store: &VersionedStore,
     view: &View,
@@ -85,29 +94,53 @@ pub fn ranked(
     if limit == 0 {
         return Ok(out);
     }
-    let (lo, hi) = order_range(ty);
+    let (mut start, hi) = order_range(ty);
     let mut skipped = 0u64;
-    let mut bad = None;
-    store.range(view, &lo, Some(&hi), &mut |k, _| {
-        let Some((t, n, label)) = decode_order_key(k).filter(|d| d.0 == ty) else {
-            bad = Some(k.to_vec());
-            return Ok(false);
-        };
-        debug_assert_eq!(t, ty);
-        if n < min {
-            return Ok(false);
+    loop {
+        let need = (limit - out.len()) as u64 + (offset - skipped);
+        let round = need.clamp(16, ROUND as u64) as usize;
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut found: Vec<(u64, u32)> = Vec::new();
+        let mut below = false;
+        let mut bad = None;
+        store.range(view, &start, Some(&hi), &mut |k, _| {
+            let Some((_, n, label)) = decode_order_key(k).filter(|d| d.0 == ty) else {
+                bad = Some(k.to_vec());
+                return Ok(false);
+            };
+            if n < min {
+                below = true;
+                return Ok(false);
+            }
+            keys.push(k.to_vec());
+            found.push((label, n));
+            Ok(found.len() < round)
+        })?;
+        if let Some(k) = bad {
+            return Err(Error::Internal(format!("labelsz ordering key {k:?}")));
         }
-        if skipped < offset {
-            skipped += 1;
-            return Ok(true);
+        let labels: Vec<u64> = found.iter().map(|f| f.0).collect();
+        let actual = counts_of(store, view, ty, &labels)?;
+        for ((label, n), c) in found.iter().zip(actual) {
+            if c != *n {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            out.push((*label, *n));
+            if out.len() == limit {
+                return Ok(out);
+            }
         }
-        out.push((label, n));
-        Ok(out.len() < limit)
-    })?;
-    if let Some(k) = bad {
-        return Err(Error::Internal(format!("labelsz ordering key {k:?}")));
+        if below || found.len() < round {
+            return Ok(out);
+        }
+        // Ordering keys all have one length, so the next possible key follows the last.
+        start = keys.pop().expect("a full round");
+        start.push(0);
     }
-    Ok(out)
 }
 
 /// Adds to `batch` what turns `label`'s counts from `old` (what the view's version holds)
@@ -304,6 +337,31 @@ mod tests {
             paged.extend(page);
         }
         assert_eq!(paged, above);
+    }
+
+    #[test]
+    fn a_late_parent_change_does_not_show_twice_in_a_child() {
+        let (store, v1, v2) = setup();
+        let ty = IndexType::PreSyn;
+        set(&store, &v1, &[(1, one(ty, 5)), (2, one(ty, 4))]);
+        // The child recounts label 1, then a late event of the parent recounts it there.
+        set(&store, &v2, &[(1, one(ty, 7))]);
+        set(&store, &v1, &[(1, one(ty, 6))]);
+        assert_eq!(ranked(&store, &v2, ty, 0, 0, 10).unwrap(), [(1, 7), (2, 4)]);
+        assert_eq!(ranked(&store, &v2, ty, 0, 1, 10).unwrap(), [(2, 4)]);
+        assert_eq!(ranked(&store, &v1, ty, 0, 0, 10).unwrap(), [(1, 6), (2, 4)]);
+        // Many stale keys ahead of the live ones: rounds continue past them.
+        let many: Vec<(u64, Counts)> = (100..200).map(|l| (l, one(ty, 50))).collect();
+        set(&store, &v1, &many);
+        let zero: Vec<(u64, Counts)> = (100..200).map(|l| (l, [0; 5])).collect();
+        set(&store, &v2, &zero);
+        let raised: Vec<(u64, Counts)> = (100..200).map(|l| (l, one(ty, 60))).collect();
+        set(&store, &v1, &raised);
+        assert_eq!(ranked(&store, &v2, ty, 0, 0, 3).unwrap(), [(1, 7), (2, 4)]);
+        assert_eq!(
+            ranked(&store, &v1, ty, 0, 99, 3).unwrap(),
+            [(199, 60), (1, 6), (2, 4)]
+        );
     }
 
     /// A store that counts the keys its scans visit.
