@@ -7,6 +7,7 @@ pub mod keyvalue;
 pub mod labelarray;
 pub mod labelblk;
 pub mod labelmap;
+pub mod labelsz;
 pub mod labelvol;
 pub mod neuronjson;
 pub mod roi;
@@ -35,5 +36,6 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
     );
     types.push(Arc::new(imagetile::ImagetileType));
     types.push(Arc::new(neuronjson::NeuronJsonType));
+    types.push(Arc::new(labelsz::LabelszType));
     types
 }
