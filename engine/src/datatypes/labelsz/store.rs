@@ -179,7 +179,6 @@ mod tests {
 
     use tessera_storage::{Dag, MemoryStore};
 
-    use super::super::MAX_PAGE;
     use super::*;
 
     fn setup() -> (VersionedStore, View, View) {
@@ -473,32 +472,5 @@ mod tests {
         assert!(n <= 250 + 2 * 500 + 10, "threshold page visited {n} keys");
         assert_eq!(count(&store, &view, ty, want[7].0).unwrap(), want[7].1);
         assert!(visited() <= 2);
-    }
-
-    /// The target: top/100 over ~100k labels from ~1M synapses in well under 50 ms on
-    /// RocksDB. Timing, so not run by default: `cargo test -p tessera-engine --lib
-    /// labelsz_rocks_timing -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn labelsz_rocks_timing() {
-        let dir = tempfile::tempdir().unwrap();
-        let kv = Arc::new(tessera_storage::RocksStore::open(dir.path()).unwrap());
-        let (store, view, want) = big(kv);
-        let ty = IndexType::AllSyn;
-        for _ in 0..3 {
-            let t0 = std::time::Instant::now();
-            let top = ranked(&store, &view, ty, 0, 0, 100).unwrap();
-            let dt = t0.elapsed();
-            assert_eq!(top, want[..100]);
-            let t0 = std::time::Instant::now();
-            let page = ranked(&store, &view, ty, 1, 0, MAX_PAGE).unwrap();
-            let dp = t0.elapsed();
-            assert_eq!(page, want[..MAX_PAGE]);
-            println!("top/100: {dt:?}; threshold page of 10000: {dp:?}");
-            assert!(
-                dt < std::time::Duration::from_millis(50),
-                "top/100 took {dt:?}"
-            );
-        }
     }
 }
