@@ -114,3 +114,42 @@ pub fn assert_labels_match(seg: &Seg, ann: &str, want: &Bodies, also: &[u64], st
         );
     }
 }
+
+/// Every kind of labelmap edit, in turn, on the grid fixture: merge, cleave, split,
+/// split-supervoxel then cleave of the new piece, renumber, and a voxel overwrite. After each,
+/// `check(step, labels)` is called with the labels the edit touched (some of which are now
+/// empty), so the caller can compare its views with the voxels.
+pub fn edit_sequence(seg: &Seg, check: &mut dyn FnMut(&str, &[u64])) {
+    seg.merge_ok(&[10, 11, 12], "");
+    check("merge", &[11, 12]);
+    let (cleaved, _) = seg.cleave_ok(10, &[12], "");
+    check("cleave", &[10, 12, cleaved]);
+    // Supervoxel 22 spans x 4..43, y 43..86, z 43..86.
+    let mut voxels = BTreeSet::new();
+    for z in 50..70 {
+        for y in 50..70 {
+            for x in 10..40 {
+                voxels.insert([x, y, z]);
+            }
+        }
+    }
+    let (split, _) = seg.split_ok(22, &voxels, "");
+    check("split", &[22, split]);
+    let mut part = BTreeSet::new();
+    for z in 0..43 {
+        for y in 43..86 {
+            for x in 50..70 {
+                part.insert([x, y, z]);
+            }
+        }
+    }
+    let (s, _r, _) = seg.split_supervoxel_ok(14, &part, "");
+    check("split-supervoxel", &[14]);
+    let (c2, _) = seg.cleave_ok(14, &[s], "");
+    check("cleave after split-supervoxel", &[14, c2]);
+    seg.renumber(&[5000, 30], "").expect(200);
+    check("renumber", &[30, 5000]);
+    let patch = Volume::from_fn([64, 64, 64], [64, 64, 64], |_, _, _| 777);
+    seg.write(&patch);
+    check("voxel write", &[777]);
+}

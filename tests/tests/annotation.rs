@@ -365,44 +365,10 @@ fn label_queries_follow_every_labelmap_edit_exactly() {
         .json();
     assert_eq!(v[0]["Rels"].as_array().map(Vec::len), Some(1));
 
-    // Merge 11 and 12 into 10: reads right after the acknowledgement see it.
-    seg.merge_ok(&[10, 11, 12], "");
-    check("merge", &points, &[11, 12]);
-    // Cleave supervoxel 12 back out of body 10.
-    let (cleaved, _) = seg.cleave_ok(10, &[12], "");
-    check("cleave", &points, &[10, 12, cleaved]);
-    // Split a box off body 22 (supervoxel 22 spans x 4..43, y 43..86, z 43..86).
-    let mut voxels = BTreeSet::new();
-    for z in 50..70 {
-        for y in 50..70 {
-            for x in 10..40 {
-                voxels.insert([x, y, z]);
-            }
-        }
-    }
-    let (split, _) = seg.split_ok(22, &voxels, "");
-    check("split", &points, &[22, split]);
-    // Split supervoxel 14 (body 14), then cleave the split part off: the points follow the
-    // new supervoxel ids.
-    let mut part = BTreeSet::new();
-    for z in 0..43 {
-        for y in 43..86 {
-            for x in 50..70 {
-                part.insert([x, y, z]);
-            }
-        }
-    }
-    let (s, _r, _) = seg.split_supervoxel_ok(14, &part, "");
-    check("split-supervoxel", &points, &[14]);
-    let (c2, _) = seg.cleave_ok(14, &[s], "");
-    check("cleave after split-supervoxel", &points, &[14, c2]);
-    // Renumber body 30 to 5000.
-    seg.renumber(&[5000, 30], "").expect(200);
-    check("renumber", &points, &[30, 5000]);
-    // Overwrite a block-aligned region with a new label.
-    let patch = Volume::from_fn([64, 64, 64], [64, 64, 64], |_, _, _| 777);
-    seg.write(&patch);
-    check("voxel write", &points, &[777]);
+    // Reads right after each acknowledgement see the edit.
+    edit_sequence(&seg, &mut |step, touched| {
+        check(step, &points, touched);
+    });
     // Deletes and moves take points out of bodies and into others.
     let (p, _) = points.remove(0);
     srv.delete(&url(
