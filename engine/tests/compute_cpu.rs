@@ -353,6 +353,29 @@ fn hand_built_blocks_decode_like_the_reference() {
 }
 
 #[test]
+fn voxel_reader_agrees_with_decode_at_every_voxel() {
+    let mut blocks: Vec<Vec<u8>> = (0..9)
+        .map(|seed| hand_built(seed, [(1, 1, 1), (2, 1, 1), (1, 2, 2)][seed as usize % 3]))
+        .collect();
+    let shape = Shape::new(16, 8, 8);
+    blocks.push(codec::encode(&boxes(shape, &NASTY, 6, 9), shape).unwrap());
+    blocks.push(codec::encode(&[7; 512], Shape::cube(8)).unwrap());
+    for b in &blocks {
+        let (shape, want) = codec::decode(b).unwrap();
+        let r = codec::VoxelReader::new(b).unwrap();
+        for z in 0..shape.z {
+            for y in 0..shape.y {
+                for x in 0..shape.x {
+                    let i = (z * shape.y + y) * shape.x + x;
+                    assert_eq!(r.get([x, y, z]).unwrap(), want[i], "voxel {x},{y},{z}");
+                }
+            }
+        }
+        assert!(is_bad_input(r.get([shape.x, 0, 0])));
+    }
+}
+
+#[test]
 fn malformed_blocks_are_bad_input_never_panics() {
     let shape = Shape::new(16, 8, 8);
     let blocks = [

@@ -255,6 +255,72 @@ fn decode_with(b: &[u8], h: &BlockHeader, out: &mut [u64]) -> Result<()> {
     Ok(())
 }
 
+/// Reads single voxels of a block without decoding it: looking up a few points (annotation
+/// labels, `GET label`) in a 64³ block would otherwise fill 2 MiB per block.
+pub struct VoxelReader<'a> {
+    b: &'a [u8],
+    h: BlockHeader,
+    /// Per sub-block: (offset of its `sbIdx` entries, offset of its packed values, Ns).
+    subs: Vec<(usize, usize, usize)>,
+}
+
+impl<'a> VoxelReader<'a> {
+    /// Validates the block (as `header` does).
+    pub fn new(b: &'a [u8]) -> Result<VoxelReader<'a>> {
+        let h = header(b)?;
+        let mut subs = Vec::new();
+        if !h.is_solid() {
+            subs.reserve(h.sub_blocks());
+            let (mut idx_at, mut values_at) = (h.idx_at, h.values_at);
+            for i in 0..h.sub_blocks() {
+                let ns = read_u16(b, h.ns_at + 2 * i);
+                subs.push((idx_at, values_at, ns));
+                idx_at += 4 * ns;
+                values_at += SUB_VOXELS * index_bits(ns) / 8;
+            }
+        }
+        Ok(VoxelReader { b, h, subs })
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.h.shape()
+    }
+
+    /// The label at `p` (x, y, z within the block).
+    pub fn get(&self, p: [usize; 3]) -> Result<u64> {
+        let shape = self.h.shape();
+        if p[0] >= shape.x || p[1] >= shape.y || p[2] >= shape.z {
+            return Err(bad(&format!("voxel {p:?} is outside a {shape} block")));
+        }
+        let b = self.b;
+        if self.h.is_solid() {
+            return Ok(read_u64(b, self.h.table_at));
+        }
+        let sb = ((p[2] / 8) * self.h.gy + p[1] / 8) * self.h.gx + p[0] / 8;
+        let (idx_at, values_at, ns) = self.subs[sb];
+        let k = match index_bits(ns) {
+            0 if ns == 0 => return Ok(0),
+            0 => 0,
+            w => {
+                // Rows of 8 indices, z-major within the sub-block, each row W bytes big-endian.
+                let row = (p[2] % 8) * 8 + p[1] % 8;
+                let at = values_at + row * w;
+                let v = b[at..at + w]
+                    .iter()
+                    .fold(0u128, |v, &byte| (v << 8) | u128::from(byte));
+                (v >> (w * (7 - p[0] % 8))) as usize & ((1 << w) - 1)
+            }
+        };
+        if k >= ns {
+            return Err(bad("a packed index is past its sub-block's labels"));
+        }
+        Ok(read_u64(
+            b,
+            self.h.table_at + 8 * read_u32(b, idx_at + 4 * k),
+        ))
+    }
+}
+
 /// The 64 rows of 8 voxels of one sub-block inside a block array.
 struct SubBlockRows<'a> {
     out: &'a mut [u64],

@@ -5,7 +5,6 @@ use super::labels::index_for;
 use super::meshes;
 use super::state::state;
 use super::store::Labels;
-use super::voxels::label_at;
 use crate::Result;
 use crate::datatype::{DataCtx, Handle};
 use crate::mesh::Mesh;
@@ -60,18 +59,8 @@ impl Labelmap {
 
     /// The body at each voxel point (0 where no block is stored), decoding each block once.
     pub fn bodies_at(&self, points: &[[i32; 3]]) -> Result<Vec<u64>> {
-        let bs = self.labels.cfg.block_size;
-        let block = |p: &[i32; 3]| -> [i64; 3] {
-            std::array::from_fn(|a| i64::from(p[2 - a]).div_euclid(bs[2 - a] as i64))
-        };
-        let mut order: Vec<usize> = (0..points.len()).collect();
-        order.sort_by_key(|&i| block(&points[i]));
-        let mut out = vec![0u64; points.len()];
-        let mut cache = None;
-        for i in order {
-            out[i] = label_at(&self.labels, 0, points[i].map(i64::from), &mut cache)?;
-        }
-        Ok(out)
+        let points: Vec<[i64; 3]> = points.iter().map(|p| p.map(i64::from)).collect();
+        self.labels.voxels_at(0, &points)
     }
 
     /// The labelmap's voxel bounds, if anything was written.

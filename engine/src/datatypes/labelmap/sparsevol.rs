@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::index::LabelIndex;
 use super::store::{self, Labels, index_key, index_key_label};
-use super::{no_voxels as not_found, one_segment, parse_label, scale, voxels};
+use super::{no_voxels as not_found, one_segment, parse_label, scale};
 use crate::block::geom::{BlockCoord, parse_point, unpack_block, zyx};
 use crate::compute::{Run, merge_runs};
 use crate::datatype::{DataRequest, DataResponse, Query};
@@ -304,7 +304,7 @@ pub fn head(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 
 pub fn by_point(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let p = parse_point(one_segment(req, "<x_y_z>")?, "point")?;
-    let label = voxels::label_at(labels, 0, p, &mut None)?;
+    let label = labels.voxels_at(0, &[p])?[0];
     if label == 0 {
         return Err(Error::bad(format!(
             "the voxel at {p:?} is background (label 0)"

@@ -8,6 +8,7 @@
 //! * next label and its ceiling: `239`, `241`, repo-wide, stored at version 0, which no node
 //!   has.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tessera_storage::{VersionId, View};
@@ -15,6 +16,7 @@ use tessera_storage::{VersionId, View};
 use super::config::Config;
 use super::index::LabelIndex;
 use super::mapping::Mapping;
+use crate::block::geom::BlockCoord;
 use crate::block::read::{KeyVisitor, scan_visible};
 use crate::block::stored::{Stored, deserialize, lz4_serialize};
 use crate::block::{Blocks, Voxel};
@@ -144,6 +146,63 @@ impl Labels {
         let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
         self.decode_blocks(&refs, out)?;
         Ok(raw)
+    }
+
+    /// The label at each point (voxel coordinates) at `scale`, mapped when reads are mapped;
+    /// 0 where no block is stored. Reads the voxels in place, each block fetched once: a
+    /// few points per block (annotation elements, `GET labels`) don't pay a block decode.
+    pub fn voxels_at(&self, scale: u8, points: &[[i64; 3]]) -> Result<Vec<u64>> {
+        let bs = self.cfg.block_size;
+        let mut by_block: BTreeMap<BlockCoord, Vec<usize>> = BTreeMap::new();
+        for (i, p) in points.iter().enumerate() {
+            let c = std::array::from_fn(|a| p[a].div_euclid(bs[a] as i64) as i32);
+            by_block.entry(c).or_default().push(i);
+        }
+        let mut out = vec![0u64; points.len()];
+        let coords: Vec<BlockCoord> = by_block.keys().copied().collect();
+        for chunk in coords.chunks(self.blocks_per_batch()) {
+            let stored = self.voxel_blocks().get_many(scale, chunk)?;
+            for (c, s) in chunk.iter().zip(stored) {
+                let Some(s) = s else { continue };
+                let payload = deserialize(&s)?;
+                let local = |i: usize| -> [usize; 3] {
+                    std::array::from_fn(|a| points[i][a].rem_euclid(bs[a] as i64) as usize)
+                };
+                if self.source.is_some() {
+                    // Raw little-endian uint64 blocks.
+                    if payload.len() != self.cfg.block_voxels() * 8 {
+                        return Err(Error::Internal(format!(
+                            "a stored block of {} bytes is not a {} block of uint64 labels",
+                            payload.len(),
+                            self.block_shape()
+                        )));
+                    }
+                    for &i in &by_block[c] {
+                        let l = local(i);
+                        let at = 8 * ((l[2] * bs[1] + l[1]) * bs[0] + l[0]);
+                        out[i] = u64::from_le_bytes(payload[at..at + 8].try_into().expect("8"));
+                    }
+                } else {
+                    let r = codec::VoxelReader::new(&payload)?;
+                    if r.shape() != self.block_shape() {
+                        return Err(Error::Internal(format!(
+                            "a stored block is {}, not the instance's {}",
+                            r.shape(),
+                            self.block_shape()
+                        )));
+                    }
+                    for &i in &by_block[c] {
+                        out[i] = r.get(local(i))?;
+                    }
+                }
+            }
+        }
+        if self.map_reads {
+            for l in &mut out {
+                *l = self.mapping.body(*l);
+            }
+        }
+        Ok(out)
     }
 
     /// `decode_stored`, then each supervoxel mapped to its body when reads are mapped.

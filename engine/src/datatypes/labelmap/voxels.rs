@@ -279,39 +279,11 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
     Ok(DataResponse::empty())
 }
 
-/// The label at one point, reading (and decoding) its block.
-pub(super) fn label_at(
-    labels: &Labels,
-    scale: u8,
-    p: [i64; 3],
-    cache: &mut Option<(BlockCoord, Vec<u64>)>,
-) -> Result<u64> {
-    let bs = labels.cfg.block_size;
-    let c: BlockCoord = std::array::from_fn(|a| p[a].div_euclid(bs[a] as i64) as i32);
-    if cache.as_ref().is_none_or(|(cc, _)| *cc != c) {
-        let block = match labels.voxel_blocks().get(scale, c)? {
-            None => Vec::new(),
-            Some(s) => {
-                let mut out = vec![0u64; labels.cfg.block_voxels()];
-                labels.decode_mapped(&[s], &mut out)?;
-                out
-            }
-        };
-        *cache = Some((c, block));
-    }
-    let block = &cache.as_ref().expect("just filled").1;
-    if block.is_empty() {
-        return Ok(0);
-    }
-    let l: [usize; 3] = std::array::from_fn(|a| p[a].rem_euclid(bs[a] as i64) as usize);
-    Ok(block[(l[2] * bs[1] + l[1]) * bs[0] + l[0]])
-}
-
 /// `GET label/<x_y_z>` → `{"Label": n}`.
 pub fn label(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let p = parse_point(super::one_segment(req, "<x_y_z>")?, "point")?;
     let scale = scale(&labels.cfg, &req.query)?;
-    let l = label_at(labels, scale, p, &mut None)?;
+    let l = labels.voxels_at(scale, &[p])?[0];
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"Label\": {l}}}"),
@@ -331,20 +303,6 @@ pub fn labels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
         .map(|p| p.map(i64::from))
         .collect();
     let scale = scale(&labels.cfg, &req.query)?;
-    let bs = labels.cfg.block_size;
-    // Visit points block by block so each block is decoded once.
-    let mut order: Vec<usize> = (0..points.len()).collect();
-    order.sort_by_key(|&i| {
-        let p = points[i];
-        (0..3)
-            .rev()
-            .map(|a| p[a].div_euclid(bs[a] as i64))
-            .collect::<Vec<_>>()
-    });
-    let mut out = vec![0u64; points.len()];
-    let mut cache = None;
-    for i in order {
-        out[i] = label_at(labels, scale, points[i], &mut cache)?;
-    }
+    let out = labels.voxels_at(scale, &points)?;
     Ok(DataResponse::json(&serde_json::json!(out)))
 }
