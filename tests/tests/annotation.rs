@@ -256,6 +256,67 @@ fn bad_input_is_refused_and_writes_nothing() {
         .expect_4xx();
 }
 
+/// `GET all-elements` (an object of block → elements), flattened.
+fn every_element(srv: &Server, root: &str) -> Vec<Value> {
+    let v = srv.get(&url(root, "ann/all-elements")).expect(200).json();
+    let blocks = v
+        .as_object()
+        .expect("all-elements answers an object of blocks");
+    blocks
+        .values()
+        .flat_map(|els| els.as_array().expect("a block's elements").clone())
+        .collect()
+}
+
+/// A POST spread over more blocks than one commit holds (1024) stores everything, and one
+/// missing partner in its last block is found before anything is written.
+#[test]
+fn posts_over_many_blocks_commit_in_parts_after_checking_everything() {
+    let srv = Server::start();
+    let root = srv.create_repo("many");
+    srv.create_instance_with(&root, "annotation", "ann", &json!({"BlockSize": "8,8,8"}));
+    // 3000 points in 3000 different 8³ blocks, partners chained across blocks.
+    let at = |i: i32| [8 * (i % 20), 8 * (i / 20 % 20), 8 * (i / 400)];
+    let mut elements: Vec<Value> = (0..3000)
+        .map(|i| {
+            json!({"Pos": at(i), "Kind": "Note", "Tags": ["t"],
+                   "Rels": [{"Rel": "GroupedWith", "To": at((i + 1) % 3000)}]})
+        })
+        .collect();
+    let mut bad = elements.clone();
+    bad.push(json!({"Pos": [500, 500, 500], "Kind": "Note",
+                    "Rels": [{"Rel": "GroupedWith", "To": [600, 600, 600]}]}));
+    srv.post_json(&url(&root, "ann/elements"), &json!(bad))
+        .expect_4xx();
+    let all = every_element(&srv, &root);
+    assert!(all.is_empty(), "nothing written");
+    srv.post_json(&url(&root, "ann/elements"), &json!(elements))
+        .expect(200);
+    let want: BTreeSet<Coord> = elements.iter().map(pos).collect();
+    assert_eq!(positions(&json!(every_element(&srv, &root))), want);
+    let tagged = srv.get(&url(&root, "ann/tag/t")).expect(200).json();
+    assert_eq!(positions(&tagged), want);
+    // POST blocks over as many blocks replaces each block's elements.
+    elements.truncate(1500);
+    let mut blocks = serde_json::Map::new();
+    for i in 0..3000 {
+        let p = at(i);
+        let key = format!("{},{},{}", p[0] / 8, p[1] / 8, p[2] / 8);
+        let els = if i < 1500 {
+            json!([{"Pos": p, "Kind": "PreSyn"}])
+        } else {
+            json!([])
+        };
+        blocks.insert(key, els);
+    }
+    srv.post_json(&url(&root, "ann/blocks"), &Value::Object(blocks))
+        .expect(200);
+    let all = every_element(&srv, &root);
+    let want: BTreeSet<Coord> = elements.iter().map(pos).collect();
+    assert_eq!(positions(&json!(all)), want);
+    assert!(all.iter().all(|e| e["Kind"] == "PreSyn"));
+}
+
 #[test]
 fn versions_keep_their_own_elements() {
     let (srv, root) = small();

@@ -22,7 +22,7 @@ pub const CLASS_BLOCK: u8 = 1;
 pub const CLASS_LABEL: u8 = 2;
 pub const CLASS_TAG: u8 = 3;
 
-pub type BlockCoord = [i32; 3];
+pub use crate::block::geom::BlockCoord;
 
 /// Block coordinates in key order: z, y, x, each with the sign bit flipped so that negative
 /// coordinates sort first.

@@ -11,7 +11,8 @@ use tessera_storage::versioned::delete_into;
 use super::element::{Element, parse_elements, parse_pos};
 use super::handle::{Annotation, writes};
 use super::store::{
-    BlockCoord, CLASS_BLOCK, CLASS_LABEL, CLASS_TAG, Editor, Entry, block_from_bytes, scan_prefix,
+    BlockCoord, CLASS_BLOCK, CLASS_LABEL, CLASS_TAG, Editor, Entry, block_from_bytes, read_blocks,
+    scan_prefix,
 };
 use crate::datatype::{DataRequest, DataResponse, Mutation};
 use crate::sync::{ANNOTATION_MOD_ELEMENTS, Delta};
@@ -54,18 +55,64 @@ fn labels_at(ann: &Annotation, positions: &[[i32; 3]]) -> Result<Vec<u64>> {
     lm.bodies_at(positions)
 }
 
+/// Blocks one commit of a bulk edit holds. A request spread over more blocks commits in
+/// several batches, so the server's memory is bounded by this and not by the request; the
+/// request is validated whole before the first commit, and a crash between commits leaves a
+/// prefix of it stored, which the client (never acknowledged) posts again.
+const BLOCKS_PER_COMMIT: usize = 1024;
+
 /// Checks every relationship points at an element posted with it or already stored.
-fn check_partners(ed: &Editor<'_>, elements: &[Element]) -> Result<()> {
+fn check_partners(ann: &Annotation, elements: &[Element]) -> Result<()> {
     let posted: HashSet<[i32; 3]> = elements.iter().map(|e| e.pos).collect();
+    let mut wanted: BTreeMap<BlockCoord, Vec<(&Element, usize)>> = BTreeMap::new();
     for e in elements {
-        for r in &e.rels {
-            if !posted.contains(&r.to) && ed.get(r.to).is_none() {
-                return Err(Error::bad(format!(
-                    "element at {:?}: relationship {:?} to {:?}, where no element is stored or posted",
-                    e.pos, r.rel, r.to
-                )));
+        for (i, r) in e.rels.iter().enumerate() {
+            if !posted.contains(&r.to) {
+                wanted.entry(ann.block_of(r.to)).or_default().push((e, i));
             }
         }
+    }
+    let blocks: Vec<BlockCoord> = wanted.keys().copied().collect();
+    for chunk in blocks.chunks(BLOCKS_PER_COMMIT) {
+        for (b, entries) in chunk.iter().zip(read_blocks(ann.ctx(), chunk)?) {
+            for (e, i) in &wanted[b] {
+                let r = &e.rels[*i];
+                if !entries.iter().any(|s| s.point.pos == r.to) {
+                    return Err(Error::bad(format!(
+                        "element at {:?}: relationship {:?} to {:?}, where no element is stored or posted",
+                        e.pos, r.rel, r.to
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores `entries` block by block (emptying each block first when `replace`), committing
+/// every `BLOCKS_PER_COMMIT` blocks; the mutation-log `record` goes with the last commit.
+fn store_by_block(
+    ann: &Annotation,
+    entries: BTreeMap<BlockCoord, Vec<Entry>>,
+    replace: bool,
+    record: Value,
+) -> Result<()> {
+    let blocks: Vec<BlockCoord> = entries.keys().copied().collect();
+    let mut entries = entries;
+    let chunks = blocks.chunks(BLOCKS_PER_COMMIT).count();
+    for (n, chunk) in blocks.chunks(BLOCKS_PER_COMMIT).enumerate() {
+        let mut ed = ann.editor();
+        ed.load(chunk.iter().copied())?;
+        for b in chunk {
+            if replace {
+                ed.block_mut(*b).clear();
+            }
+            for e in entries.remove(b).unwrap_or_default() {
+                ed.put(e);
+            }
+        }
+        let last = n + 1 == chunks;
+        commit(ann.ctx().write(), ed, last.then(|| record.clone()))?;
     }
     Ok(())
 }
@@ -79,33 +126,25 @@ fn upsert(
     partners: bool,
     action: &str,
 ) -> Result<()> {
-    let ctx = ann.ctx();
-    let writes = writes(ctx);
+    let writes = writes(ann.ctx());
     let _w = writes.lock();
-    let mut ed = ann.editor();
-    let mut blocks: BTreeSet<BlockCoord> = elements.iter().map(|e| ann.block_of(e.pos)).collect();
     if partners {
-        blocks.extend(
-            elements
-                .iter()
-                .flat_map(|e| e.rels.iter().map(|r| ann.block_of(r.to))),
-        );
-    }
-    ed.load(blocks)?;
-    if partners {
-        check_partners(&ed, elements)?;
+        check_partners(ann, elements)?;
     }
     let positions: Vec<[i32; 3]> = elements.iter().map(|e| e.pos).collect();
     let labels = match label {
         Some(l) => vec![l; elements.len()],
         None => labels_at(ann, &positions)?,
     };
+    let mut by_block: BTreeMap<BlockCoord, Vec<Entry>> = BTreeMap::new();
     for (e, l) in elements.iter().zip(labels) {
-        ed.put(Entry::new(e, l));
+        by_block
+            .entry(ann.block_of(e.pos))
+            .or_default()
+            .push(Entry::new(e, l));
     }
     let record = json!({"Action": action, "Elements": elements.len()});
-    commit(ctx.write(), ed, Some(record))?;
-    Ok(())
+    store_by_block(ann, by_block, false, record)
 }
 
 /// `POST elements`: a JSON array of elements.
@@ -168,24 +207,28 @@ pub fn post_blocks(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> 
         }
         blocks.push((c, elements));
     }
-    let ctx = ann.ctx();
-    let writes = writes(ctx);
+    let writes = writes(ann.ctx());
     let _w = writes.lock();
-    let mut ed = ann.editor();
-    ed.load(blocks.iter().map(|(c, _)| *c))?;
+    let positions: Vec<[i32; 3]> = blocks
+        .iter()
+        .flat_map(|(_, els)| els.iter().map(|e| e.pos))
+        .collect();
+    let mut labels = labels_at(ann, &positions)?.into_iter();
+    let mut by_block = BTreeMap::new();
     let mut n = 0;
-    for (c, elements) in &blocks {
-        ed.block_mut(*c).clear();
-        let positions: Vec<[i32; 3]> = elements.iter().map(|e| e.pos).collect();
-        for (e, l) in elements.iter().zip(labels_at(ann, &positions)?) {
-            ed.put(Entry::new(e, l));
-        }
+    for (c, elements) in blocks {
         n += elements.len();
+        let entries: Vec<Entry> = elements
+            .iter()
+            .map(|e| Entry::new(e, labels.next().expect("a label per element")))
+            .collect();
+        by_block.insert(c, entries);
     }
-    commit(
-        ctx.write(),
-        ed,
-        Some(json!({"Action": "blocks-post", "Elements": n})),
+    store_by_block(
+        ann,
+        by_block,
+        true,
+        json!({"Action": "blocks-post", "Elements": n}),
     )?;
     Ok(DataResponse::empty())
 }
