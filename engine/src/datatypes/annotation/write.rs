@@ -3,7 +3,7 @@
 //! its first read to its commit, and commits records and index shards in one batch with the
 //! `ANNOTATION_MOD_ELEMENTS` event for labelsz.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 use tessera_storage::versioned::delete_into;
@@ -11,8 +11,7 @@ use tessera_storage::versioned::delete_into;
 use super::element::{Element, parse_elements, parse_pos};
 use super::handle::{Annotation, writes};
 use super::store::{
-    BlockCoord, CLASS_BLOCK, CLASS_LABEL, CLASS_TAG, Editor, Entry, block_from_bytes, read_blocks,
-    scan_prefix,
+    BlockCoord, CLASS_BLOCK, CLASS_LABEL, CLASS_TAG, Editor, Entry, block_from_bytes, scan_prefix,
 };
 use crate::datatype::{DataRequest, DataResponse, Mutation};
 use crate::sync::{ANNOTATION_MOD_ELEMENTS, Delta};
@@ -61,34 +60,6 @@ fn labels_at(ann: &Annotation, positions: &[[i32; 3]]) -> Result<Vec<u64>> {
 /// prefix of it stored, which the client (never acknowledged) posts again.
 const BLOCKS_PER_COMMIT: usize = 1024;
 
-/// Checks every relationship points at an element posted with it or already stored.
-fn check_partners(ann: &Annotation, elements: &[Element]) -> Result<()> {
-    let posted: HashSet<[i32; 3]> = elements.iter().map(|e| e.pos).collect();
-    let mut wanted: BTreeMap<BlockCoord, Vec<(&Element, usize)>> = BTreeMap::new();
-    for e in elements {
-        for (i, r) in e.rels.iter().enumerate() {
-            if !posted.contains(&r.to) {
-                wanted.entry(ann.block_of(r.to)).or_default().push((e, i));
-            }
-        }
-    }
-    let blocks: Vec<BlockCoord> = wanted.keys().copied().collect();
-    for chunk in blocks.chunks(BLOCKS_PER_COMMIT) {
-        for (b, entries) in chunk.iter().zip(read_blocks(ann.ctx(), chunk)?) {
-            for (e, i) in &wanted[b] {
-                let r = &e.rels[*i];
-                if !entries.iter().any(|s| s.point.pos == r.to) {
-                    return Err(Error::bad(format!(
-                        "element at {:?}: relationship {:?} to {:?}, where no element is stored or posted",
-                        e.pos, r.rel, r.to
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Stores `entries` block by block (emptying each block first when `replace`), committing
 /// every `BLOCKS_PER_COMMIT` blocks; the mutation-log `record` goes with the last commit.
 fn store_by_block(
@@ -118,19 +89,11 @@ fn store_by_block(
 }
 
 /// Stores `elements` (replacing any at the same positions) with their bodies, or with
-/// `label` when given; checks relationships when `partners`.
-fn upsert(
-    ann: &Annotation,
-    elements: &[Element],
-    label: Option<u64>,
-    partners: bool,
-    action: &str,
-) -> Result<()> {
+/// `label` when given. Relationships are stored as posted, as DVID does: clients post
+/// PreSyn and PostSyn elements in separate requests, so a partner may arrive later.
+fn upsert(ann: &Annotation, elements: &[Element], label: Option<u64>, action: &str) -> Result<()> {
     let writes = writes(ann.ctx());
     let _w = writes.lock();
-    if partners {
-        check_partners(ann, elements)?;
-    }
     let positions: Vec<[i32; 3]> = elements.iter().map(|e| e.pos).collect();
     let labels = match label {
         Some(l) => vec![l; elements.len()],
@@ -150,7 +113,7 @@ fn upsert(
 /// `POST elements`: a JSON array of elements.
 pub fn post_elements(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
     let elements = parse_elements(&req.body)?;
-    upsert(ann, &elements, None, true, "element-post")?;
+    upsert(ann, &elements, None, "element-post")?;
     Ok(DataResponse::empty())
 }
 
@@ -172,14 +135,13 @@ pub fn post_labels(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> 
         by_label.push((label, elements));
     }
     for (label, elements) in &by_label {
-        upsert(ann, elements, Some(*label), false, "labels-post")?;
+        upsert(ann, elements, Some(*label), "labels-post")?;
     }
     Ok(DataResponse::empty())
 }
 
 /// `POST blocks`: `{"x,y,z": [elements…], …}` replaces those blocks' elements. Labels and
-/// tags are indexed as by `POST elements`; relationships are not checked (bulk ingest may post
-/// partners in later blocks).
+/// tags are indexed as by `POST elements`.
 pub fn post_blocks(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
     let body: BTreeMap<String, Value> = serde_json::from_slice(&req.body).map_err(|e| {
         Error::bad(format!(
