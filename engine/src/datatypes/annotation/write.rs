@@ -54,36 +54,44 @@ fn labels_at(ann: &Annotation, positions: &[[i32; 3]]) -> Result<Vec<u64>> {
     lm.bodies_at(positions)
 }
 
-/// Blocks one commit of a bulk edit holds. A request spread over more blocks commits in
-/// several batches, so the server's memory is bounded by this and not by the request; the
-/// request is validated whole before the first commit, and a crash between commits leaves a
-/// prefix of it stored, which the client (never acknowledged) posts again.
+/// What one commit of a bulk edit holds: at most this many blocks, and about this many
+/// stored elements (more when one block alone holds more). A request spread wider commits in
+/// several batches, so the server's memory is bounded by this and not by the request or the
+/// instance; the request is validated whole before the first commit, and a crash between
+/// commits leaves a prefix of it stored, which the client (never acknowledged) posts again.
 const BLOCKS_PER_COMMIT: usize = 1024;
+const ELEMENTS_PER_COMMIT: usize = 100_000;
+/// Blocks read at once while filling a commit.
+const BLOCKS_PER_READ: usize = 8;
 
 /// Stores `entries` block by block (emptying each block first when `replace`), committing
-/// every `BLOCKS_PER_COMMIT` blocks; the mutation-log `record` goes with the last commit.
+/// within the bounds above; the mutation-log `record` goes with the last commit.
 fn store_by_block(
     ann: &Annotation,
-    entries: BTreeMap<BlockCoord, Vec<Entry>>,
+    mut entries: BTreeMap<BlockCoord, Vec<Entry>>,
     replace: bool,
     record: Value,
 ) -> Result<()> {
     let blocks: Vec<BlockCoord> = entries.keys().copied().collect();
-    let mut entries = entries;
-    let chunks = blocks.chunks(BLOCKS_PER_COMMIT).count();
-    for (n, chunk) in blocks.chunks(BLOCKS_PER_COMMIT).enumerate() {
-        let mut ed = ann.editor();
-        ed.load(chunk.iter().copied())?;
-        for b in chunk {
+    let mut ed = ann.editor();
+    let mut held = (0usize, 0usize); // blocks, elements
+    for (n, group) in blocks.chunks(BLOCKS_PER_READ).enumerate() {
+        ed.load(group.iter().copied())?;
+        for b in group {
             if replace {
                 ed.block_mut(*b).clear();
             }
             for e in entries.remove(b).unwrap_or_default() {
                 ed.put(e);
             }
+            held = (held.0 + 1, held.1 + ed.block(*b).len());
         }
-        let last = n + 1 == chunks;
-        commit(ann.ctx().write(), ed, last.then(|| record.clone()))?;
+        let last = (n + 1) * BLOCKS_PER_READ >= blocks.len();
+        if last || held.0 >= BLOCKS_PER_COMMIT || held.1 >= ELEMENTS_PER_COMMIT {
+            let full = std::mem::replace(&mut ed, ann.editor());
+            commit(ann.ctx().write(), full, last.then(|| record.clone()))?;
+            held = (0, 0);
+        }
     }
     Ok(())
 }
