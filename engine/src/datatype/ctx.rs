@@ -2,7 +2,7 @@
 //! engine's services, the catalog of repos and instances (for the instances it syncs with,
 //! through typed handles), and the mutation service (through [`Mutation`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde_json::Value;
 use tessera_storage::{VersionId, VersionedStore, View, WriteBatch};
@@ -58,6 +58,42 @@ pub trait Catalog: Send + Sync {
         settings: &Settings,
         caller: &Caller,
     ) -> Result<(String, String)>;
+}
+
+/// How a sync worker reaches instances: the catalog, held weakly so that a worker never keeps
+/// the engine alive, and a node of the repo to find versions by.
+pub struct WorkerCatalog {
+    catalog: Weak<dyn Catalog>,
+    uuid: String,
+}
+
+impl WorkerCatalog {
+    /// For workers of `ctx`'s repo.
+    pub fn new(ctx: &DataCtx) -> WorkerCatalog {
+        WorkerCatalog {
+            catalog: Arc::downgrade(&ctx.catalog),
+            uuid: ctx.uuid.clone(),
+        }
+    }
+
+    /// The catalog; an error once the engine is shutting down.
+    pub fn catalog(&self) -> Result<Arc<dyn Catalog>> {
+        self.catalog
+            .upgrade()
+            .ok_or_else(|| Error::Internal("the server is shutting down".into()))
+    }
+
+    /// The UUID of `version`.
+    pub fn node(&self, version: VersionId) -> Result<String> {
+        self.catalog()?.uuid_of_version(&self.uuid, version)
+    }
+
+    /// Instance `name_or_uuid` at `version`, with admin rights (workers act for the server).
+    pub fn ctx_at(&self, version: VersionId, name_or_uuid: &str) -> Result<DataCtx> {
+        let node = self.node(version)?;
+        self.catalog()?
+            .ctx_at(&node, name_or_uuid, Some(version), &Caller::admin())
+    }
 }
 
 /// Everything a datatype handler needs for one request: the instance, the version it reads and

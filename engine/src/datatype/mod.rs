@@ -10,7 +10,7 @@ pub mod pseudocolor;
 mod request;
 mod settings;
 
-pub use ctx::{Caller, Catalog, DataCtx, Handle, Mutation};
+pub use ctx::{Caller, Catalog, DataCtx, Handle, Mutation, WorkerCatalog};
 pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query, RAW_PATH_HEADER};
 pub use settings::Settings;
 

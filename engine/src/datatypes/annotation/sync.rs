@@ -11,18 +11,18 @@
 //!   after the move.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use super::handle::{Annotation, writes};
 use super::store::{BlockCoord, Editor};
 use super::write::publish;
-use crate::datatype::{Caller, Catalog, DataCtx, Handle};
+use crate::Result;
+use crate::datatype::{Caller, DataCtx, Handle, WorkerCatalog};
 use crate::datatypes::labelmap::Labelmap;
 use crate::mutation::{Subscriber, Subscription};
 use crate::sync::{
     BLOCK_INGEST, BLOCK_MUTATE, CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL, SyncEvent,
 };
-use crate::{Error, Result};
 
 /// One subscription, to the synced labelmap (if any).
 pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
@@ -48,8 +48,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
             ],
             kv: src.store.kv().clone(),
             handler: Arc::new(Worker {
-                catalog: Arc::downgrade(&ctx.catalog),
-                uuid: ctx.uuid.clone(),
+                repo: WorkerCatalog::new(ctx),
                 name: ctx.instance.name.clone(),
             }),
             gather: std::time::Duration::ZERO,
@@ -59,23 +58,14 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
 }
 
 struct Worker {
-    catalog: Weak<dyn Catalog>,
-    /// A node of the repo, to find versions by.
-    uuid: String,
+    repo: WorkerCatalog,
     name: String,
 }
 
 impl Subscriber for Worker {
     fn apply(&self, events: &[SyncEvent]) -> Result<()> {
-        let catalog = self
-            .catalog
-            .upgrade()
-            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
-        let admin = Caller::admin();
         for e in events {
-            let node = catalog.uuid_of_version(&self.uuid, e.version)?;
-            let ann =
-                Annotation::open(catalog.ctx_at(&node, &self.name, Some(e.version), &admin)?)?;
+            let ann = Annotation::open(self.repo.ctx_at(e.version, &self.name)?)?;
             let Some(lm) = ann.labelmap()? else {
                 return Ok(());
             };

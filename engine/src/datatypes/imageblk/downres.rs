@@ -10,7 +10,7 @@
 //! nothing. Bulk: `POST resync` recomputes every block under the source's blocks at a version.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tessera_storage::VersionId;
 
@@ -20,7 +20,7 @@ use crate::block::geom::{BlockCoord, zyx};
 use crate::block::keys::{block_key, block_key_coord};
 use crate::block::pyramid::Level;
 use crate::block::read::scan_visible;
-use crate::datatype::{Caller, Catalog, DataCtx, DataRequest, DataResponse};
+use crate::datatype::{Caller, DataCtx, DataRequest, DataResponse, WorkerCatalog};
 use crate::mutation::{Subscriber, Subscription};
 use crate::sync::{BLOCK_INGEST, Delta, SyncEvent};
 use crate::{Error, Result};
@@ -48,8 +48,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
             events: vec![BLOCK_INGEST],
             kv: src.store.kv().clone(),
             handler: Arc::new(Worker {
-                catalog: Arc::downgrade(&ctx.catalog),
-                uuid: ctx.uuid.clone(),
+                repo: WorkerCatalog::new(ctx),
                 name: ctx.instance.name.clone(),
                 source: source.clone(),
             }),
@@ -67,9 +66,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
 }
 
 struct Worker {
-    catalog: Weak<dyn Catalog>,
-    /// A node of the repo, to find versions and instances by.
-    uuid: String,
+    repo: WorkerCatalog,
     name: String,
     /// DataUUID of the source level.
     source: String,
@@ -77,10 +74,6 @@ struct Worker {
 
 impl Subscriber for Worker {
     fn apply(&self, events: &[SyncEvent]) -> Result<()> {
-        let catalog = self
-            .catalog
-            .upgrade()
-            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
         let mut by_version: BTreeMap<VersionId, BTreeSet<(i32, i32, i32)>> = BTreeMap::new();
         for e in events {
             if let Delta::Image(blocks) = &e.delta {
@@ -88,11 +81,9 @@ impl Subscriber for Worker {
                 parents.extend(blocks.iter().map(|c| zyx(&c.map(|v| v >> 1))));
             }
         }
-        let admin = Caller::admin();
         for (version, parents) in by_version {
-            let node = catalog.uuid_of_version(&self.uuid, version)?;
-            let src = Image::new(&catalog.ctx_at(&node, &self.source, Some(version), &admin)?)?;
-            let ctx = catalog.ctx_at(&node, &self.name, Some(version), &admin)?;
+            let src = Image::new(&self.repo.ctx_at(version, &self.source)?)?;
+            let ctx = self.repo.ctx_at(version, &self.name)?;
             let parents: Vec<BlockCoord> = parents.into_iter().map(|(z, y, x)| [x, y, z]).collect();
             if let Err(e) = rebuild(&src, &ctx, &parents) {
                 if matches!(e, Error::BadRequest(_)) {

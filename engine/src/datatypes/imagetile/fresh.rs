@@ -23,14 +23,14 @@
 //! from it and back across a restart) keeps its older cached tiles.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tessera_storage::versioned::put_into;
 use tessera_storage::{VersionId, View};
 
 use super::config::Config;
 use super::keys::{MAX_SCALE, stamp_key};
-use crate::datatype::{Caller, Catalog, DataCtx, Handle};
+use crate::datatype::{DataCtx, Handle, WorkerCatalog};
 use crate::datatypes::imageblk::Grayscale;
 use crate::mutation::{Subscriber, Subscription, outbox};
 use crate::sync::{BLOCK_INGEST, SyncEvent};
@@ -91,8 +91,7 @@ fn subscription(ctx: &DataCtx, publisher: &Grayscale) -> Subscription {
         events: vec![BLOCK_INGEST],
         kv: publisher.kv().clone(),
         handler: Arc::new(Stamper {
-            catalog: Arc::downgrade(&ctx.catalog),
-            uuid: ctx.uuid.clone(),
+            repo: WorkerCatalog::new(ctx),
             me: ctx.instance.data_uuid.clone(),
             publisher: publisher.data_uuid().to_string(),
         }),
@@ -152,9 +151,7 @@ pub fn check(ctx: &DataCtx, publisher: &Grayscale) -> Result<Freshness> {
 /// The worker of one publisher: a new stamp at each version its events name. Applying an
 /// event twice only stamps again.
 struct Stamper {
-    catalog: Weak<dyn Catalog>,
-    /// A node of the repo, to find versions by.
-    uuid: String,
+    repo: WorkerCatalog,
     /// DataUUID of the imagetile instance.
     me: String,
     /// DataUUID of the publisher.
@@ -163,15 +160,9 @@ struct Stamper {
 
 impl Subscriber for Stamper {
     fn apply(&self, events: &[SyncEvent]) -> Result<()> {
-        let catalog = self
-            .catalog
-            .upgrade()
-            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
         let versions: BTreeSet<VersionId> = events.iter().map(|e| e.version).collect();
-        let admin = Caller::admin();
         for v in versions {
-            let node = catalog.uuid_of_version(&self.uuid, v)?;
-            let ctx = match catalog.ctx_at(&node, &self.me, Some(v), &admin) {
+            let ctx = match self.repo.ctx_at(v, &self.me) {
                 Ok(ctx) => ctx,
                 Err(e @ (Error::NotFound(_) | Error::BadRequest(_))) => {
                     // The imagetile instance is gone: nothing to stamp.

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tessera_storage::VersionId;
@@ -24,7 +24,7 @@ use super::{one_segment, parse_label, scale};
 use crate::block::geom::{BlockCoord, unpack_block, zyx};
 use crate::compute::{Cells, Shape};
 use crate::datatype::{
-    Caller, Catalog, DataCtx, DataRequest, DataResponse, Handle, Query, Settings,
+    Caller, Catalog, DataCtx, DataRequest, DataResponse, Handle, Query, Settings, WorkerCatalog,
 };
 use crate::datatypes::keyvalue::KeyValue;
 use crate::mesh::decimate::decimate;
@@ -436,8 +436,7 @@ pub fn subscription(ctx: &DataCtx) -> Subscription {
         ],
         kv: ctx.store.kv().clone(),
         handler: Arc::new(Worker {
-            catalog: Arc::downgrade(&ctx.catalog),
-            uuid: ctx.uuid.clone(),
+            repo: WorkerCatalog::new(ctx),
             name: ctx.instance.name.clone(),
         }),
         gather: std::time::Duration::ZERO,
@@ -448,9 +447,7 @@ pub fn subscription(ctx: &DataCtx) -> Subscription {
 /// and mutations change, at the version they changed in. Meshes are recomputed from the state
 /// at that version, so applying an event twice (after a crash) gives the same keys.
 struct Worker {
-    catalog: Weak<dyn Catalog>,
-    /// A node of the repo, to find versions and instances by.
-    uuid: String,
+    repo: WorkerCatalog,
     name: String,
 }
 
@@ -465,10 +462,7 @@ struct Work {
 
 impl Subscriber for Worker {
     fn apply(&self, batch: &[SyncEvent]) -> Result<()> {
-        let catalog = self
-            .catalog
-            .upgrade()
-            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
+        let catalog = self.repo.catalog()?;
         let admin = Caller::admin();
         let mut by_version: HashMap<VersionId, Work> = HashMap::new();
         for e in batch {
@@ -501,8 +495,7 @@ impl Subscriber for Worker {
                 }
                 Delta::Image(_) | Delta::Labels(_) => {}
                 Delta::Blocks(changes) => {
-                    let ctx = catalog.ctx_at(&self.uuid, &self.name, Some(e.version), &admin)?;
-                    let lm = Labelmap::open(ctx)?;
+                    let lm = Labelmap::open(self.repo.ctx_at(e.version, &self.name)?)?;
                     for c in changes {
                         for sv in c.labels.iter().chain(c.prev.iter().flatten()) {
                             let body = lm.body(*sv);
@@ -516,8 +509,8 @@ impl Subscriber for Worker {
         }
         let meshes = format!("{}_meshes", self.name);
         for (version, work) in by_version {
-            let node = catalog.uuid_of_version(&self.uuid, version)?;
-            let lm = Labelmap::open(catalog.ctx_at(&node, &self.name, Some(version), &admin)?)?;
+            let node = self.repo.node(version)?;
+            let lm = Labelmap::open(self.repo.ctx_at(version, &self.name)?)?;
             let store = keyvalue(catalog.as_ref(), &node, &meshes, &admin)?;
             for body in work.gone.difference(&work.remesh) {
                 store.delete(&format!("{body}.ngmesh"))?;

@@ -6,7 +6,7 @@
 //! one never writes counts read before the other's.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -14,7 +14,7 @@ use tessera_storage::VersionId;
 
 use super::keys::{Counts, tally};
 use super::store::{all_counts, label_counts, put_change};
-use crate::datatype::{Caller, Catalog, DataCtx, Handle};
+use crate::datatype::{Caller, DataCtx, Handle, WorkerCatalog};
 use crate::datatypes::annotation::Annotation;
 use crate::datatypes::roi::Roi;
 use crate::mutation::{Subscriber, Subscription};
@@ -66,8 +66,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
             events: vec![ANNOTATION_MOD_ELEMENTS],
             kv: src.store.kv().clone(),
             handler: Arc::new(Worker {
-                catalog: Arc::downgrade(&ctx.catalog),
-                uuid: ctx.uuid.clone(),
+                repo: WorkerCatalog::new(ctx),
                 name: ctx.instance.name.clone(),
                 source: src.instance.data_uuid.clone(),
             }),
@@ -77,9 +76,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
 }
 
 struct Worker {
-    catalog: Weak<dyn Catalog>,
-    /// A node of the repo, to find versions and instances by.
-    uuid: String,
+    repo: WorkerCatalog,
     name: String,
     /// DataUUID of the annotation instance.
     source: String,
@@ -87,10 +84,6 @@ struct Worker {
 
 impl Subscriber for Worker {
     fn apply(&self, events: &[SyncEvent]) -> Result<()> {
-        let catalog = self
-            .catalog
-            .upgrade()
-            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
         let mut by_version: BTreeMap<VersionId, BTreeSet<u64>> = BTreeMap::new();
         for e in events {
             if let Delta::Labels(labels) = &e.delta {
@@ -100,12 +93,9 @@ impl Subscriber for Worker {
                     .extend(labels.iter().copied());
             }
         }
-        let admin = Caller::admin();
         for (version, labels) in by_version {
-            let node = catalog.uuid_of_version(&self.uuid, version)?;
-            let ctx = catalog.ctx_at(&node, &self.name, Some(version), &admin)?;
-            let ann =
-                Annotation::open(catalog.ctx_at(&node, &self.source, Some(version), &admin)?)?;
+            let ctx = self.repo.ctx_at(version, &self.name)?;
+            let ann = Annotation::open(self.repo.ctx_at(version, &self.source)?)?;
             let roi = match roi_filter(&ctx) {
                 Ok(r) => r,
                 Err(e @ Error::BadRequest(_)) => {

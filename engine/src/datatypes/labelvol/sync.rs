@@ -9,14 +9,14 @@
 //! its own rewrite already — changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tessera_storage::VersionId;
 
 use super::labels_over;
 use crate::block::geom::{BlockCoord, pack_block, zyx};
 use crate::compute::BlockCounts;
-use crate::datatype::{Caller, Catalog, DataCtx, Handle, Mutation};
+use crate::datatype::{Caller, DataCtx, Handle, Mutation, WorkerCatalog};
 use crate::datatypes::labelblk::Labelblk;
 use crate::datatypes::labelmap::index::IndexUpdate;
 use crate::datatypes::labelmap::ingest::{put_index_update, raise_max_label};
@@ -44,8 +44,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
             events: vec![BLOCK_INGEST, BLOCK_MUTATE],
             kv: src.store.kv().clone(),
             handler: Arc::new(Worker {
-                catalog: Arc::downgrade(&ctx.catalog),
-                uuid: ctx.uuid.clone(),
+                repo: WorkerCatalog::new(ctx),
                 name: ctx.instance.name.clone(),
                 source: src.instance.data_uuid.clone(),
             }),
@@ -56,9 +55,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
 }
 
 struct Worker {
-    catalog: Weak<dyn Catalog>,
-    /// A node of the repo, to find versions and instances by.
-    uuid: String,
+    repo: WorkerCatalog,
     name: String,
     /// DataUUID of the labelblk.
     source: String,
@@ -66,10 +63,6 @@ struct Worker {
 
 impl Subscriber for Worker {
     fn apply(&self, events: &[SyncEvent]) -> Result<()> {
-        let catalog = self
-            .catalog
-            .upgrade()
-            .ok_or_else(|| Error::Internal("the server is shutting down".into()))?;
         let mut by_version: BTreeMap<VersionId, Vec<BlockChange>> = BTreeMap::new();
         for e in events {
             if let Delta::Blocks(blocks) = &e.delta {
@@ -79,12 +72,9 @@ impl Subscriber for Worker {
                     .extend(blocks.iter().cloned());
             }
         }
-        let admin = Caller::admin();
         for (version, changes) in by_version {
-            let node = catalog.uuid_of_version(&self.uuid, version)?;
-            let ctx = catalog.ctx_at(&node, &self.name, Some(version), &admin)?;
-            let blk =
-                Labelblk::open(catalog.ctx_at(&node, &self.source, Some(version), &admin)?)?;
+            let ctx = self.repo.ctx_at(version, &self.name)?;
+            let blk = Labelblk::open(self.repo.ctx_at(version, &self.source)?)?;
             let labels = match labels_over(&ctx, &blk) {
                 Ok(l) => l,
                 Err(e @ Error::BadRequest(_)) => {
