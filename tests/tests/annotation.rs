@@ -195,17 +195,17 @@ fn delete_and_move_fix_partners() {
         log.contains("element-move") && log.contains("element-delete"),
         "{log}"
     );
-    // A PreSyn posted before its PostSyn (separate requests, as clients do) keeps its
-    // relationship; deleting it with the partner still missing is fine too.
-    let pre = json!([{"Pos": [50, 50, 50], "Kind": "PreSyn", "Tags": [], "Prop": {},
-                      "Rels": [{"Rel": "PreSynTo", "To": [52, 50, 50]}]}]);
-    srv.post_json(&url(&root, "ann/elements"), &pre).expect(200);
+    // A partner may be one stored earlier: a PostSyn posted alone, pointing at a PreSyn that
+    // is stored already.
+    let post = json!([{"Pos": [50, 50, 50], "Kind": "PostSyn", "Tags": [], "Prop": {},
+                       "Rels": [{"Rel": "PostSynTo", "To": [30, 31, 32]}]}]);
+    srv.post_json(&url(&root, "ann/elements"), &post)
+        .expect(200);
     let got = srv
         .get(&url(&root, "ann/elements/1_1_1/50_50_50"))
         .expect(200)
         .json();
-    assert_eq!(got, pre);
-    srv.delete(&url(&root, "ann/element/50_50_50")).expect(200);
+    assert_eq!(got, post);
 }
 
 #[test]
@@ -224,6 +224,14 @@ fn bad_input_is_refused_and_writes_nothing() {
         (
             r#"[{"Pos":[9,9,9],"Kind":"Note","Tags":[""]}]"#,
             "empty tag",
+        ),
+        (
+            r#"[{"Pos":[9,9,9],"Kind":"PreSyn","Rels":[{"Rel":"PreSynTo","To":[7,7,7]}]}]"#,
+            "missing partner",
+        ),
+        (
+            r#"[{"Pos":[8,8,8],"Kind":"Note"},{"Pos":[9,9,9],"Kind":"Note","Rels":[{"Rel":"GroupedWith","To":[6,6,6]}]}]"#,
+            "one of two with a missing partner",
         ),
         (
             r#"[{"Pos":[9,9,9],"Kind":"PreSyn","Rels":[{"Rel":"Likes","To":[1,2,3]}]}]"#,
@@ -276,7 +284,8 @@ fn every_element(srv: &Server, root: &str) -> Vec<Value> {
 }
 
 /// A POST spread over more blocks than one commit holds (1024) stores everything, and one
-/// point outside the synced labelmap, in its last block, is found before anything is written.
+/// point outside the synced labelmap or one missing partner, in its last block, is found
+/// before anything is written.
 #[test]
 fn posts_over_many_blocks_commit_in_parts_after_checking_everything() {
     let srv = Server::start();
@@ -299,6 +308,11 @@ fn posts_over_many_blocks_commit_in_parts_after_checking_everything() {
     let mut bad = elements.clone();
     bad.push(json!({"Pos": [500, 500, 500], "Kind": "Note"}));
     srv.post_json(&url(&root, "ann/elements"), &json!(bad))
+        .expect_4xx();
+    let mut dangling = elements.clone();
+    dangling.push(json!({"Pos": [190, 150, 60], "Kind": "Note",
+                         "Rels": [{"Rel": "GroupedWith", "To": [191, 151, 61]}]}));
+    srv.post_json(&url(&root, "ann/elements"), &json!(dangling))
         .expect_4xx();
     let all = every_element(&srv, &root);
     assert!(all.is_empty(), "nothing written");

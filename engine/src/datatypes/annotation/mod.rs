@@ -66,16 +66,18 @@ A read made after an edit was acknowledged sees the edit (reads wait for the syn
 what was acknowledged before them). After syncing an instance that holds elements already,
 POST reload indexes them.
 
-POST   elements       Body: JSON array of elements, stored with their relationships as
-                      posted (a partner may be posted later). When synced, each point must
-                      lie within the labelmap's extents; otherwise 400, nothing written.
+POST   elements       Body: JSON array of elements. Each relationship must point at an
+                      element posted in the same body or stored already; when synced, each
+                      point must lie within the labelmap's extents. Otherwise 400, nothing
+                      written.
 GET    elements/<size>/<offset>
                       The elements inside the box (x_y_z voxels), with relationships.
 GET    blocks/<size>/<offset>
                       {"x,y,z":[elements...],...}: every element of every block the box
                       touches (block coordinates in BlockSize units), not filtered.
 POST   blocks         Body of that shape: replaces those blocks' elements (each must lie in
-                      its block). Indexed by tag and label like POST elements.
+                      its block). Indexed by tag and label like POST elements; relationships
+                      are not checked (bulk ingest may post partners later).
 GET    all-elements   As blocks, over everything.
 GET    label/<label>[?relationships=true|verbose]
                       The elements whose voxel is in body <label> (needs a sync); without

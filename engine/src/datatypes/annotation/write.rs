@@ -3,15 +3,16 @@
 //! its first read to its commit, and commits records and index shards in one batch with the
 //! `ANNOTATION_MOD_ELEMENTS` event for labelsz.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::{Value, json};
 use tessera_storage::versioned::delete_into;
 
-use super::element::{Element, parse_elements, parse_pos};
+use super::element::{Element, Relationship, parse_elements, parse_pos};
 use super::handle::{Annotation, writes};
 use super::store::{
-    BlockCoord, CLASS_BLOCK, CLASS_LABEL, CLASS_TAG, Editor, Entry, block_from_bytes, scan_prefix,
+    BlockCoord, CLASS_BLOCK, CLASS_LABEL, CLASS_TAG, Editor, Entry, block_from_bytes, read_blocks,
+    scan_prefix,
 };
 use crate::datatype::{DataRequest, DataResponse, Mutation};
 use crate::sync::{ANNOTATION_MOD_ELEMENTS, Delta};
@@ -64,6 +65,32 @@ const ELEMENTS_PER_COMMIT: usize = 100_000;
 /// Blocks read at once while filling a commit.
 const BLOCKS_PER_READ: usize = 8;
 
+/// Checks every relationship points at an element posted with it or already stored (the
+/// stored ones read a batch of blocks at a time).
+fn check_partners(ann: &Annotation, elements: &[Element]) -> Result<()> {
+    let posted: HashSet<[i32; 3]> = elements.iter().map(|e| e.pos).collect();
+    let mut wanted: BTreeMap<BlockCoord, Vec<(&Element, &Relationship)>> = BTreeMap::new();
+    for e in elements {
+        for r in e.rels.iter().filter(|r| !posted.contains(&r.to)) {
+            wanted.entry(ann.block_of(r.to)).or_default().push((e, r));
+        }
+    }
+    let blocks: Vec<BlockCoord> = wanted.keys().copied().collect();
+    for chunk in blocks.chunks(BLOCKS_PER_COMMIT) {
+        for (b, stored) in chunk.iter().zip(read_blocks(ann.ctx(), chunk)?) {
+            for (e, r) in &wanted[b] {
+                if !stored.iter().any(|s| s.point.pos == r.to) {
+                    return Err(Error::bad(format!(
+                        "element at {:?}: relationship {:?} to {:?}, where no element is stored or posted",
+                        e.pos, r.rel, r.to
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Stores `entries` block by block (emptying each block first when `replace`), committing
 /// within the bounds above; the mutation-log `record` goes with the last commit.
 fn store_by_block(
@@ -97,11 +124,19 @@ fn store_by_block(
 }
 
 /// Stores `elements` (replacing any at the same positions) with their bodies, or with
-/// `label` when given. Relationships are stored as posted, as DVID does: clients post
-/// PreSyn and PostSyn elements in separate requests, so a partner may arrive later.
-fn upsert(ann: &Annotation, elements: &[Element], label: Option<u64>, action: &str) -> Result<()> {
+/// `label` when given; checks relationships when `partners`.
+fn upsert(
+    ann: &Annotation,
+    elements: &[Element],
+    label: Option<u64>,
+    partners: bool,
+    action: &str,
+) -> Result<()> {
     let writes = writes(ann.ctx());
     let _w = writes.lock();
+    if partners {
+        check_partners(ann, elements)?;
+    }
     let positions: Vec<[i32; 3]> = elements.iter().map(|e| e.pos).collect();
     let labels = match label {
         Some(l) => vec![l; elements.len()],
@@ -121,7 +156,7 @@ fn upsert(ann: &Annotation, elements: &[Element], label: Option<u64>, action: &s
 /// `POST elements`: a JSON array of elements.
 pub fn post_elements(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
     let elements = parse_elements(&req.body)?;
-    upsert(ann, &elements, None, "element-post")?;
+    upsert(ann, &elements, None, true, "element-post")?;
     Ok(DataResponse::empty())
 }
 
@@ -143,13 +178,14 @@ pub fn post_labels(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> 
         by_label.push((label, elements));
     }
     for (label, elements) in &by_label {
-        upsert(ann, elements, Some(*label), "labels-post")?;
+        upsert(ann, elements, Some(*label), false, "labels-post")?;
     }
     Ok(DataResponse::empty())
 }
 
 /// `POST blocks`: `{"x,y,z": [elements…], …}` replaces those blocks' elements. Labels and
-/// tags are indexed as by `POST elements`.
+/// tags are indexed as by `POST elements`; relationships are not checked (bulk ingest may post
+/// partners in later blocks).
 pub fn post_blocks(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
     let body: BTreeMap<String, Value> = serde_json::from_slice(&req.body).map_err(|e| {
         Error::bad(format!(
