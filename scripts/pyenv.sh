@@ -2,7 +2,9 @@
 # Creates the Python virtual environment the black-box tests use as independent readers:
 # neuroglancer's compressed_segmentation output (tests/python/check_cseg.py,
 # tests/tests/labelmap_cseg.rs) and meshes in ngmesh/OBJ/PLY (tests/python/check_mesh.py,
-# tests/tests/mesh*.rs): numpy + the `compressed-segmentation` and `trimesh` PyPI packages.
+# tests/tests/mesh*.rs): numpy + the `compressed-segmentation` and `trimesh` PyPI packages;
+# and the precomputed readers that tests/tests/precomputed.rs drives (`cloud-volume`,
+# `tensorstore`, pinned: they are clients whose behaviour the tests depend on).
 # Idempotent: does nothing when the venv already imports all three; installs only what an
 # existing venv lacks otherwise.
 #   bash scripts/pyenv.sh            # venv in $TESSERA_PYENV, default ~/.cache/tessera/pyenv
@@ -11,10 +13,11 @@ set -euo pipefail
 
 VENV="${TESSERA_PYENV:-$HOME/.cache/tessera/pyenv}"
 PY="$VENV/bin/python"
-CHECK="import compressed_segmentation, numpy, trimesh"
+CHECK="import compressed_segmentation, numpy, trimesh, cloudvolume, tensorstore"
+PACKAGES=(compressed-segmentation numpy trimesh cloud-volume==12.15.2 tensorstore==0.1.86)
 
 if [ -x "$PY" ] && "$PY" -c "$CHECK" >/dev/null 2>&1; then
-    echo "pyenv: $VENV ready (compressed_segmentation, numpy, trimesh)"
+    echo "pyenv: $VENV ready (${PACKAGES[*]})"
     exit 0
 fi
 
@@ -28,6 +31,6 @@ mkdir -p "$(dirname "$VENV")"
 if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
 fi
-"$PY" -m pip install --quiet --disable-pip-version-check compressed-segmentation numpy trimesh
+"$PY" -m pip install --quiet --disable-pip-version-check "${PACKAGES[@]}"
 "$PY" -c "$CHECK"
-echo "pyenv: $VENV ready (compressed_segmentation, numpy, trimesh)"
+echo "pyenv: $VENV ready (${PACKAGES[*]})"

@@ -16,6 +16,7 @@ mod error;
 pub mod instance;
 pub mod mesh;
 pub mod mutation;
+pub mod precomputed;
 pub mod repo;
 pub mod services;
 pub mod sync;

@@ -176,7 +176,7 @@ impl std::io::Read for ChannelReader {
     }
 }
 
-fn into_response(r: datatype::DataResponse) -> Response {
+pub(super) fn into_response(r: datatype::DataResponse) -> Response {
     let body = match r.body {
         datatype::Body::Full(b) => Body::from(b),
         datatype::Body::Stream(iter) => {

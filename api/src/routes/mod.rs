@@ -2,6 +2,7 @@
 
 mod data;
 mod node;
+mod precomputed;
 mod repo;
 mod server;
 
@@ -51,6 +52,10 @@ pub fn routes() -> Router<Shared> {
         .route(
             "/api/node/{uuid}/{data}/{keyword}/{*rest}",
             any(data::handle),
+        )
+        .route(
+            "/precomputed/{uuid}/{data}/{*rest}",
+            get(precomputed::handle),
         )
         .fallback(not_found)
 }

@@ -2,10 +2,11 @@
 //! (tarsupervoxels; annotation and labelsz next) and for its own workers.
 
 use super::labels::index_for;
-use super::meshes;
 use super::state::state;
 use super::store::Labels;
+use super::{meshes, voxels};
 use crate::Result;
+use crate::block::geom::VoxelBox;
 use crate::datatype::{DataCtx, Handle};
 use crate::mesh::Mesh;
 
@@ -55,6 +56,21 @@ impl Labelmap {
 
     pub fn block_size(&self) -> [usize; 3] {
         self.labels.cfg.block_size
+    }
+
+    /// The size of a scale-0 voxel, in VoxelUnits.
+    pub fn voxel_size(&self) -> [f64; 3] {
+        self.labels.cfg.voxel_size
+    }
+
+    /// The coarsest scale kept (`MaxDownresLevel`).
+    pub fn max_scale(&self) -> u8 {
+        self.labels.cfg.max_downres_level
+    }
+
+    /// The bodies in `bx` at `scale`, x fastest; unwritten space reads as 0.
+    pub fn read(&self, scale: u8, bx: &VoxelBox) -> Result<Vec<u64>> {
+        voxels::read_box(&self.labels, scale, bx)
     }
 
     /// The body at each voxel point (0 where no block is stored), decoding each block once.

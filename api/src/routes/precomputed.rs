@@ -1,0 +1,39 @@
+//! `/precomputed/<uuid>/<instance>/…`: any version of a labelmap or uint8blk as a neuroglancer
+//! precomputed volume (`tessera_engine::precomputed`), for tools that speak no DVID.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use axum::response::Response;
+use percent_encoding::percent_decode_str;
+use tessera_engine::precomputed;
+
+use super::data::into_response;
+use crate::error::{ApiError, ApiResult};
+use crate::server::Shared;
+
+pub async fn handle(
+    State(st): State<Shared>,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let raw = uri.path().strip_prefix("/precomputed/").unwrap_or_default();
+    let segs: Vec<String> = raw
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    if segs.len() < 3 {
+        return Err(ApiError(tessera_engine::Error::not_found(
+            "precomputed paths are /precomputed/<uuid>/<instance>/<file>",
+        )));
+    }
+    let caller = st.caller(&q);
+    let engine = st.engine.clone();
+    let resp = tokio::task::spawn_blocking(move || {
+        precomputed::serve(engine.as_ref(), &segs[0], &segs[1], &segs[2..], &caller)
+    })
+    .await
+    .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;
+    Ok(into_response(resp))
+}
