@@ -128,6 +128,19 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         max_request_mb: u64,
     },
+    /// Serve a demo dataset built on the fly (grayscale, segmentation with meshes, synapses,
+    /// labelsz, an ROI, bookmarks, a committed root and a child with edits) and print the
+    /// neuroglancer link and layer sources. A data directory that holds it is served as is.
+    Demo {
+        /// Listen address; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        addr: String,
+        /// Directory of the embedded store.
+        #[arg(long, default_value = "tessera-demo-data")]
+        data: PathBuf,
+        #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
+        compute: Option<String>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -176,6 +189,7 @@ fn main() -> anyhow::Result<()> {
                 addr,
                 data,
                 compute,
+                on_ready: None,
             }))
         }
         Command::Pyramid {
@@ -232,6 +246,15 @@ fn main() -> anyhow::Result<()> {
             resume_file,
             quiet,
             max_request_mb,
+        }),
+        Command::Demo {
+            addr,
+            data,
+            compute,
+        } => cli::demo::run(cli::demo::DemoArgs {
+            addr: Some(addr),
+            data,
+            compute,
         }),
         Command::Bench {
             what:

@@ -28,6 +28,9 @@ pub struct ServeArgs {
     pub addr: Option<String>,
     pub data: PathBuf,
     pub compute: Option<String>,
+    /// Called with the bound address once the server accepts connections (`tessera demo`
+    /// fills its store through the API from there).
+    pub on_ready: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
 }
 
 /// Per-user request latencies (`GET /api/user-latencies`).
@@ -129,9 +132,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%bound, "serving");
     // Tests and scripts wait for this line on stdout.
     println!("tessera listening on http://{bound}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    if let Some(ready) = args.on_ready {
+        ready(bound);
+    }
+    serving.await?;
     tracing::info!("shutting down: flushing stores");
     engine
         .flush()

@@ -1,7 +1,9 @@
-//! Offline commands: `tessera pyramid`, `tessera mesh` and `tessera bench kernels`; and
-//! `tessera load`, a client that ingests a volume into a running server.
+//! Offline commands: `tessera pyramid`, `tessera mesh` and `tessera bench kernels`;
+//! `tessera load`, a client that ingests a volume into a running server; and `tessera demo`,
+//! a server holding a demo dataset.
 
 pub mod bench;
+pub mod demo;
 pub mod load;
 pub mod mesh;
 mod npy;
