@@ -3,8 +3,10 @@
 # neuroglancer's compressed_segmentation output (tests/python/check_cseg.py,
 # tests/tests/labelmap_cseg.rs) and meshes in ngmesh/OBJ/PLY (tests/python/check_mesh.py,
 # tests/tests/mesh*.rs): numpy + the `compressed-segmentation` and `trimesh` PyPI packages;
-# and the precomputed readers that tests/tests/precomputed.rs drives (`cloud-volume`,
-# `tensorstore`, pinned: they are clients whose behaviour the tests depend on).
+# the precomputed readers that tests/tests/precomputed.rs drives (`cloud-volume`,
+# `tensorstore`) and dvidtools (tests/tests/clients_dvidtools.rs) — clients, pinned, whose
+# behaviour the tests depend on. pandas stays below 3: dvidtools 0.6.0's get_adjacency fails
+# under pandas 3 (it fills string-typed columns with 0).
 # Idempotent: does nothing when the venv already imports all three; installs only what an
 # existing venv lacks otherwise.
 #   bash scripts/pyenv.sh            # venv in $TESSERA_PYENV, default ~/.cache/tessera/pyenv
@@ -13,8 +15,9 @@ set -euo pipefail
 
 VENV="${TESSERA_PYENV:-$HOME/.cache/tessera/pyenv}"
 PY="$VENV/bin/python"
-CHECK="import compressed_segmentation, numpy, trimesh, cloudvolume, tensorstore"
-PACKAGES=(compressed-segmentation numpy trimesh cloud-volume==12.15.2 tensorstore==0.1.86)
+CHECK="import compressed_segmentation, numpy, trimesh, cloudvolume, tensorstore, dvid, pandas; assert int(pandas.__version__.split('.')[0]) < 3"
+PACKAGES=(compressed-segmentation numpy trimesh cloud-volume==12.15.2 tensorstore==0.1.86
+          dvidtools==0.6.0 "pandas<3")
 
 if [ -x "$PY" ] && "$PY" -c "$CHECK" >/dev/null 2>&1; then
     echo "pyenv: $VENV ready (${PACKAGES[*]})"

@@ -30,6 +30,8 @@ const SIZE: [usize; 3] = [192, 192, 128];
 /// Edge of the jittered grid the supervoxels grow from.
 const CELL: usize = 20;
 const SYNAPSES: usize = 1500;
+/// Who the demo's edits are recorded as (`lastmod`, the mutation log).
+const WHO: &str = "u=demo&app=tessera-demo";
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -118,6 +120,23 @@ fn build(http: &Http) -> anyhow::Result<Nodes> {
     seg["IndexedLabels"] = json!("true");
     seg["KeepMeshes"] = json!("true");
     instance("labelmap", "segmentation", seg)?;
+    // Kept meshes record each body's mutation id here when it exists (dvidtools reads it);
+    // the other names are where dvidtools looks for skeletons, ROIs and assignments.
+    for kv in [
+        "segmentation_meshes_mutid",
+        "segmentation_skeletons",
+        "rois",
+        "roi_data",
+        "bookmarks",
+    ] {
+        instance("keyvalue", kv, json!({}))?;
+    }
+    instance("annotation", "segmentation_todo", json!({}))?;
+    http.json(
+        "POST",
+        &node("segmentation_todo/sync"),
+        Some(json!({"sync": "segmentation"})),
+    )?;
     for name in ["grayscale", "grayscale_1", "grayscale_2", "grayscale_3"] {
         instance("uint8blk", name, voxel.clone())?;
     }
@@ -168,7 +187,11 @@ fn build(http: &Http) -> anyhow::Result<Nodes> {
     for a in (1..=vol.supervoxels).step_by(2) {
         let b = a + 1;
         if b <= vol.supervoxels && !hash(a).is_multiple_of(3) {
-            http.json("POST", &node("segmentation/merge"), Some(json!([a, b])))?;
+            http.json(
+                "POST",
+                &node(&format!("segmentation/merge?{WHO}")),
+                Some(json!([a, b])),
+            )?;
             bodies.push(vec![a, b]);
         } else {
             bodies.push(vec![a]);
@@ -196,6 +219,44 @@ fn build(http: &Http) -> anyhow::Result<Nodes> {
         "POST",
         &node("bookmark_annotations/elements"),
         Some(json!(bookmarks)),
+    )?;
+    // The ROI as dvidtools finds ROIs by name: `rois/<name>` points at an OBJ in `roi_data`.
+    http.json(
+        "POST",
+        &node("rois/key/roi"),
+        Some(json!({"->": {"key": "roi.obj"}})),
+    )?;
+    http.call(
+        "POST",
+        &node("roi_data/key/roi.obj"),
+        Some(roi_obj().into_bytes()),
+    )?;
+    // Assignment bookmarks (`bookmarks/x_y_z`) and to-do points in the first 64³ block.
+    for p in [[32, 32, 32], [40, 48, 56], [96, 96, 64]] {
+        let key = format!("{}_{}_{}", p[0], p[1], p[2]);
+        http.json(
+            "POST",
+            &node(&format!("bookmarks/key/{key}")),
+            Some(json!({"body ID": body_of(vol.at(p)), "status": "open"})),
+        )?;
+    }
+    let todos: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"Pos": [10 + 12 * i, 20 + 9 * i, 30], "Kind": "Note",
+                        "Tags": [], "Prop": {"action": "to split", "user": "demo"}})
+        })
+        .collect();
+    http.json(
+        "POST",
+        &node("segmentation_todo/elements"),
+        Some(json!(todos)),
+    )?;
+    // One skeleton, as dvidtools reads it: SWC with the mutation id in a header comment.
+    let skel = bodies.iter().find(|b| b.len() == 1).map_or(1, |b| b[0]);
+    http.call(
+        "POST",
+        &node(&format!("segmentation_skeletons/key/{skel}_swc")),
+        Some(vol.skeleton_swc(skel).into_bytes()),
     )?;
     for (i, b) in bodies.iter().take(12).enumerate() {
         let status = ["Traced", "Anchor", "Roughly traced"][i % 3];
@@ -229,7 +290,7 @@ fn build(http: &Http) -> anyhow::Result<Nodes> {
         if let [a, b] = w {
             http.json(
                 "POST",
-                &at_child("segmentation/merge"),
+                &at_child(&format!("segmentation/merge?{WHO}")),
                 Some(json!([a[0], b[0]])),
             )?;
         }
@@ -237,7 +298,7 @@ fn build(http: &Http) -> anyhow::Result<Nodes> {
     if let Some(b) = pairs.get(7) {
         http.json(
             "POST",
-            &at_child(&format!("segmentation/cleave/{}", b[0])),
+            &at_child(&format!("segmentation/cleave/{}?{WHO}", b[0])),
             Some(json!([b[1]])),
         )?;
     }
@@ -247,7 +308,7 @@ fn build(http: &Http) -> anyhow::Result<Nodes> {
     {
         http.call(
             "POST",
-            &at_child(&format!("segmentation/split/{}", single[0])),
+            &at_child(&format!("segmentation/split/{}?{WHO}", single[0])),
             Some(vol.split_rle(single[0])),
         )?;
     }
@@ -435,6 +496,27 @@ impl Volume {
         json!(kept)
     }
 
+    /// A skeleton of supervoxel `sv`: in each z plane it spans, one node on its middle voxel
+    /// (so every node lies inside it), chained, in SWC with DVID's `{"mutation id": N}` header
+    /// (positions in voxels).
+    fn skeleton_swc(&self, sv: u64) -> String {
+        let mut s = String::from("# {\"mutation id\": 0}\n");
+        let plane = SIZE[0] * SIZE[1];
+        let mut n = 0;
+        for z in 0..SIZE[2] {
+            let inside: Vec<usize> = (0..plane)
+                .filter(|&i| self.sv[z * plane + i] == sv)
+                .collect();
+            let Some(&i) = inside.get(inside.len() / 2) else {
+                continue;
+            };
+            n += 1;
+            let parent = if n == 1 { -1 } else { n - 1 };
+            s += &format!("{n} 0 {} {} {z} 2 {parent}\n", i % SIZE[0], i / SIZE[0]);
+        }
+        s
+    }
+
     /// DVID's legacy RLE (runs along x) of supervoxel `sv`'s voxels with z below its middle.
     fn split_rle(&self, sv: u64) -> Vec<u8> {
         let zs: Vec<usize> = (0..SIZE[2])
@@ -468,6 +550,31 @@ impl Volume {
         }
         out
     }
+}
+
+/// The ROI's blocks (32³ voxels at 8 nm; x 32..128, y 32..160, z 32..96 voxels) as an OBJ box
+/// in nanometres.
+fn roi_obj() -> String {
+    let (lo, hi) = ([256.0, 256.0, 256.0], [1024.0, 1280.0, 768.0]);
+    let mut s = String::new();
+    for i in 0..8 {
+        let v = [0, 1, 2].map(|a| if (i >> a) & 1 == 1 { hi[a] } else { lo[a] });
+        s += &format!("v {} {} {}\n", v[0], v[1], v[2]);
+    }
+    for f in [
+        [1, 3, 4, 2],
+        [5, 6, 8, 7],
+        [1, 2, 6, 5],
+        [3, 7, 8, 4],
+        [1, 5, 7, 3],
+        [2, 4, 8, 6],
+    ] {
+        s += &format!(
+            "f {} {} {}\nf {} {} {}\n",
+            f[0], f[1], f[2], f[0], f[2], f[3]
+        );
+    }
+    s
 }
 
 /// The demo's client of its own server.
