@@ -264,9 +264,16 @@ async fn guard_and_count(State(state): State<Shared>, req: Request, next: Next) 
         state.stats.bytes_in.fetch_add(len, Ordering::Relaxed);
     }
     state.stats.active.fetch_add(1, Ordering::Relaxed);
+    // The access log: one line per request with `RUST_LOG=tessera::access=debug`.
+    let access = tracing::enabled!(target: "tessera::access", tracing::Level::DEBUG)
+        .then(|| req.uri().to_string());
     let start = Instant::now();
     let resp = next.run(req).await;
     state.stats.active.fetch_sub(1, Ordering::Relaxed);
+    if let Some(uri) = access {
+        tracing::debug!(target: "tessera::access", %method, %uri, status = resp.status().as_u16(),
+            ms = start.elapsed().as_millis() as u64, "request");
+    }
     if let Some(user) = user {
         let ms = start.elapsed().as_millis() as u64;
         let mut users = state.stats.users.lock();

@@ -12,19 +12,24 @@ use serde_json::Value;
 /// A running `tessera demo` and the lines it printed up to "demo ready".
 pub struct Demo {
     child: Child,
+    /// The server's stderr.
+    pub log: std::path::PathBuf,
     pub base: String,
     pub ready: Vec<String>,
     client: reqwest::blocking::Client,
 }
 
 impl Demo {
+    /// Starts the demo on `dir`; its log (with the access log) goes to `<dir>.log`.
     pub fn start(dir: &std::path::Path) -> Demo {
+        let log = std::fs::File::create(Self::log_path(dir)).expect("create the demo log");
         let mut child = Command::new(binary_path())
             .args(["demo", "--addr", "127.0.0.1:0", "--data"])
             .arg(dir)
             .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,tessera::access=debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn tessera demo");
         let out = child.stdout.take().expect("stdout");
@@ -54,11 +59,35 @@ impl Demo {
         }
         assert!(ready[0].starts_with("tessera demo ready"), "{ready:?}");
         Demo {
+            log: Self::log_path(dir),
             child,
             base,
             ready,
             client: reqwest::blocking::Client::new(),
         }
+    }
+
+    fn log_path(dir: &std::path::Path) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("{}.log", dir.display()))
+    }
+
+    /// (status, method, uri) of every request the access log recorded so far.
+    pub fn requests(&self) -> Vec<(u16, String, String)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("tessera::access"))
+            .filter_map(|l| {
+                let field = |k: &str| {
+                    let at = l.find(&format!("{k}="))? + k.len() + 1;
+                    Some(l[at..].split_whitespace().next()?.to_string())
+                };
+                Some((
+                    field("status")?.parse().ok()?,
+                    field("method")?,
+                    field("uri")?,
+                ))
+            })
+            .collect()
     }
 
     pub fn get(&self, path: &str) -> Vec<u8> {
