@@ -6,8 +6,10 @@
 //!   or per grayscale level instance (`<name>_1`, `<name>_2`, … as neuroglancer finds them);
 //!   bounds from the instance's extents at that version; 64³ chunks.
 //! * `<key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>` — one chunk (keys `s0`, `s1`, …).
-//! * `mesh/info`, `mesh/<body>:0`, `mesh/<body>:0:0` — labelmap bodies in the legacy
-//!   single-resolution mesh format, meshed at scale 0 as `GET mesh` does.
+//! * `mesh/info`, `mesh/<body>.index`, `mesh/<body>` — labelmap bodies in neuroglancer's
+//!   multi-resolution format (`neuroglancer_multilod_draco`, as `tessera mesh` writes it): one
+//!   level of detail per scale up to 2, fragments of 64-voxel cells; the data file answers
+//!   HTTP `Range` requests, which is how clients read it.
 //! * `provenance` — an empty record (CloudVolume asks for it).
 //!
 //! Chunks are encoded as the default for the type (labels: `compressed_segmentation`;
@@ -22,14 +24,20 @@ use crate::block::geom::VoxelBox;
 use crate::block::jpeg;
 use crate::datatype::{Caller, Catalog, DataResponse, Handle};
 use crate::datatypes::imageblk::Grayscale;
+use crate::datatypes::keyvalue::range::ranged;
 use crate::datatypes::labelmap::{Labelmap, cseg};
-use crate::mesh::format::{precomputed_legacy_files, precomputed_legacy_info};
+use crate::mesh::Mesh;
+use crate::mesh::format::{precomputed_multires, precomputed_multires_info};
 use crate::{Error, Result};
 
 /// Chunk edge of every scale; DVID's default block size, so a chunk is one block's worth.
 const CHUNK: usize = 64;
 /// JPEG quality of `jpeg` chunks.
 const JPEG_QUALITY: u8 = 90;
+/// Mesh vertex quantization (neuroglancer takes 10 or 16).
+const MESH_BITS: u32 = 10;
+/// Coarsest scale meshed as a level of detail.
+const MESH_LODS: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -70,12 +78,13 @@ struct Scale {
     bounds: Option<Bounds>,
 }
 
-/// Answers `GET /precomputed/<spec>/<name>/<path…>`.
+/// Answers `GET /precomputed/<spec>/<name>/<path…>`; `range` is the request's `Range` header.
 pub fn serve(
     catalog: &dyn Catalog,
     spec: &str,
     name: &str,
     path: &[String],
+    range: Option<&str>,
     caller: &Caller,
 ) -> Result<DataResponse> {
     let ctx = catalog.ctx_at(spec, name, None, caller)?;
@@ -114,7 +123,7 @@ pub fn serve(
         ["provenance"] => Ok(DataResponse::json(
             &json!({"description": "", "owners": [], "processing": [], "sources": []}),
         )),
-        ["mesh", file] => volume.mesh_file(file),
+        ["mesh", file] => volume.mesh_file(file, range),
         [key, range] => volume.chunk(encoding, key, range),
         _ => Err(Error::not_found(format!(
             "no precomputed file {:?}: expected info, provenance, <scale>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1> or mesh/…",
@@ -258,38 +267,43 @@ impl Volume {
         Ok(DataResponse::bytes("application/octet-stream", bytes))
     }
 
-    fn mesh_file(&self, file: &str) -> Result<DataResponse> {
+    fn mesh_file(&self, file: &str, range: Option<&str>) -> Result<DataResponse> {
         let Volume::Labels(lm) = self else {
             return Err(Error::not_found("grayscale has no meshes"));
         };
         if file == "info" {
+            let identity = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0];
             return Ok(DataResponse::bytes(
                 "application/json",
-                precomputed_legacy_info(),
+                precomputed_multires_info(MESH_BITS, identity),
             ));
         }
-        let (id, fragment) = match file.split(':').collect::<Vec<_>>().as_slice() {
-            [id, "0"] => (*id, false),
-            [id, "0", "0"] => (*id, true),
-            _ => {
-                return Err(Error::not_found(format!(
-                    "no mesh file {file:?}: expected <body>:0 or <body>:0:0"
-                )));
-            }
+        let (id, index) = match file.strip_suffix(".index") {
+            Some(id) => (id, true),
+            None => (file, false),
         };
         let body: u64 = id
             .parse()
-            .map_err(|_| Error::bad(format!("{id:?} is not a label")))?;
-        let Some(mesh) = lm.mesh(body, false)? else {
+            .map_err(|_| Error::bad(format!("mesh file {file:?}: {id:?} is not a label")))?;
+        let mut lods: Vec<Mesh> = Vec::new();
+        for scale in 0..=lm.max_scale().min(MESH_LODS) {
+            // A body too thin for a coarse scale keeps its finer levels only.
+            match lm.mesh_at(body, scale)? {
+                Some(m) => lods.push(m),
+                None => break,
+            }
+        }
+        if lods.is_empty() {
             return Err(Error::not_found(format!("body {body} has no voxels")));
-        };
-        let files = precomputed_legacy_files(body, &mesh);
-        let (content_type, bytes) = if fragment {
-            ("application/octet-stream", files[1].1.clone())
+        }
+        // Cells of 64 scale-0 voxels, anchored at the origin, as `tessera mesh` writes them.
+        let chunk = lm.voxel_size().map(|v| (64.0 * v) as f32);
+        let (manifest, data) = precomputed_multires(&lods, chunk, [0.0; 3], MESH_BITS);
+        if index {
+            Ok(DataResponse::bytes("application/octet-stream", manifest))
         } else {
-            ("application/json", files[0].1.clone())
-        };
-        Ok(DataResponse::bytes(content_type, bytes))
+            ranged(data.into(), range)
+        }
     }
 }
 

@@ -1,26 +1,36 @@
 // Neuroglancer (npm @janelia-flyem/neuroglancer, its standalone build) in headless Debian
 // Chromium, driven by playwright-core, against a running Tessera (tests/tests/neuroglancer.rs).
 //
-//   node neuroglancer.mjs NG_DIST TESSERA_URL NODE SEGMENT X,Y,Z OUT_DIR
+//   node neuroglancer.mjs standalone NG_DIST TESSERA_URL NODE SEGMENT X,Y,Z OUT_DIR
+//   node neuroglancer.mjs url VIEWER_URL TESSERA_URL OUT_DIR
 //
-// Serves NG_DIST (the package's dist/min) on loopback, opens three views of the demo dataset —
-// grayscale + segmentation with SEGMENT forced to magenta (xy), the segment's mesh (3d), and
-// the synapse annotation layer in green (xy) — waits for each to draw, saves its screenshot
-// under OUT_DIR, and prints one JSON object: every response from Tessera (url, status) and, per
-// view, pixel counts measured on its screenshot.
+// standalone: serves NG_DIST (the package's dist/min) on loopback and opens three views of
+// the demo dataset — grayscale + segmentation with SEGMENT forced to magenta (xy), the
+// segment's mesh (3d), and the synapse annotation layer in green (xy).
+// url: opens a viewer already serving its own state (PyPI neuroglancer's), as view "pypi".
+// Waits for each view to draw, saves its screenshot under OUT_DIR, and prints one JSON
+// object: every response from Tessera (url, status) and, per view, pixel counts measured on
+// its screenshot.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
 
-const [dist, tessera, node, segment, pos, out] = process.argv.slice(2);
+const mode = process.argv[2];
+const [dist, tessera, node, segment, pos, out] = mode === 'standalone'
+  ? process.argv.slice(3)
+  : [null, process.argv[4], null, null, '0,0,0', process.argv[5]];
 const position = pos.split(',').map(Number);
 const WAIT_MS = Number(process.env.NG_WAIT_MS || 90000);
 
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css',
   '.wasm': 'application/wasm', '.map': 'application/json' };
 const server = http.createServer((req, res) => {
+  if (!dist) {
+    res.writeHead(404).end();
+    return;
+  }
   const file = path.join(dist, decodeURIComponent(new URL(req.url, 'http://x').pathname));
   if (!file.startsWith(dist) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
     res.writeHead(404).end();
@@ -40,7 +50,7 @@ const seg = {
   segments: [segment], segmentColors: { [segment]: '#ff00ff' }, selectedAlpha: 1,
   notSelectedAlpha: 0,
 };
-const views = {
+const standaloneViews = {
   xy: { dimensions: nm, position, crossSectionScale: 0.5, layout: 'xy',
     layers: [image, seg], showAxisLines: false, showScaleBar: false },
   mesh: { dimensions: nm, position, projectionScale: 400, layout: '3d',
@@ -50,6 +60,9 @@ const views = {
     layers: [{ type: 'annotation', name: 'synapses', source: source('synapses'),
       annotationColor: '#00ff00' }], showAxisLines: false, showScaleBar: false },
 };
+
+// A view is a state for the standalone build, or a whole URL.
+const views = mode === 'standalone' ? standaloneViews : { pypi: process.argv[3] };
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -71,7 +84,8 @@ for (const [name, state] of Object.entries(views)) {
   page.on('request', (r) => { if (r.url().startsWith(tessera)) inFlight++; });
   page.on('requestfinished', (r) => { if (r.url().startsWith(tessera)) inFlight--; });
   page.on('requestfailed', (r) => { if (r.url().startsWith(tessera)) inFlight--; });
-  await page.goto(`${viewer}#!${encodeURIComponent(JSON.stringify(state))}`);
+  await page.goto(typeof state === 'string'
+    ? state : `${viewer}#!${encodeURIComponent(JSON.stringify(state))}`);
   // Drawn when no request to Tessera is in flight and two screenshots 3 s apart agree
   // (software WebGL on a small machine is slow); at most WAIT_MS.
   const file = path.join(out, `${name}.png`);

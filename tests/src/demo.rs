@@ -123,3 +123,11 @@ impl Demo {
         assert!(st.success(), "tessera demo exited with {st:?}");
     }
 }
+
+/// A test that fails before `stop` must not leave the demo running.
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

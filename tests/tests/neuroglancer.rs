@@ -2,13 +2,16 @@
 //! 2.37.5 in headless Debian Chromium (software WebGL), driven by playwright-core
 //! (`tests/browser/neuroglancer.mjs`), loads `tessera demo` through `dvid://` sources: grayscale
 //! under the segmentation with one body forced magenta, that body's mesh in the 3-D view, and the
-//! synapse annotation layer. The screenshots must show each (pixel counts), every request the
-//! server logged must have succeeded, and the screenshots are kept under
-//! `target/test-artifacts/neuroglancer/`. Needs `bash scripts/browser.sh` (scripts/test.sh
-//! runs it); a missing browser or package fails the test.
+//! synapse annotation layer; then upstream PyPI `neuroglancer` (its Python-served build,
+//! `tests/browser/neuroglancer_pypi.py`) shows the grayscale and the body. The screenshots must
+//! show each (pixel counts), every request the server logged must have succeeded, and the
+//! screenshots are kept under `target/test-artifacts/neuroglancer/`. Needs
+//! `bash scripts/browser.sh` and `bash scripts/pyenv.sh` (scripts/test.sh runs both); a missing
+//! browser or package fails the test.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use tessera_tests::demo::Demo;
 use tessera_tests::*;
@@ -64,6 +67,7 @@ fn neuroglancer_shows_grayscale_segments_meshes_and_synapses() {
     .expect("copy the driver script");
     let out = Command::new("node")
         .arg(&script)
+        .arg("standalone")
         .arg(&dist)
         .arg(&demo.base)
         .arg(&child)
@@ -142,6 +146,67 @@ fn neuroglancer_shows_grayscale_segments_meshes_and_synapses() {
         "neuroglancer: {} requests seen by the browser, {} logged by the server, 0 failed",
         responses.len(),
         logged.len()
+    );
+
+    // Upstream PyPI neuroglancer, its Python-served build, on the same body.
+    let mut viewer = Command::new(tessera_tests::mesh::python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/neuroglancer_pypi.py"))
+        .args([
+            demo.base.as_str(),
+            child.as_str(),
+            body.as_str(),
+            position.as_str(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the PyPI neuroglancer viewer");
+    let mut url = String::new();
+    BufReader::new(viewer.stdout.take().expect("stdout"))
+        .read_line(&mut url)
+        .expect("the viewer prints its URL");
+    assert!(url.starts_with("http://127.0.0.1:"), "viewer URL: {url:?}");
+    let out = Command::new("node")
+        .arg(&script)
+        .args(["url", url.trim(), demo.base.as_str()])
+        .arg(&artifacts)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    drop(viewer.stdin.take()); // the viewer serves until its stdin closes
+    let _ = viewer.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the browser driver failed on the PyPI viewer ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    let pypi = &r["views"]["pypi"];
+    eprintln!("PyPI neuroglancer view: {pypi}");
+    assert!(
+        pypi["magenta"].as_u64().unwrap_or(0) > 200,
+        "forced segment colour: {pypi}"
+    );
+    assert!(
+        pypi["greyLevels"].as_u64().unwrap_or(0) >= 20,
+        "grayscale texture: {pypi}"
+    );
+    let responses = r["responses"].as_array().expect("responses");
+    assert!(
+        responses.len() >= 10 && responses.iter().all(|x| x["status"].as_u64() == Some(200)),
+        "the PyPI viewer's requests to Tessera: {responses:#?}"
+    );
+    let failed: Vec<_> = demo
+        .requests()
+        .into_iter()
+        .filter(|(s, _, _)| *s >= 400)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "the server answered 4xx/5xx: {failed:#?}"
     );
     demo.stop();
 }

@@ -224,6 +224,22 @@ fn cloudvolume_and_tensorstore_read_every_version_and_scale() {
         .get(&format!("/precomputed/{child}/seg/raw/{chunk}"))
         .expect(200);
     assert_ne!(a.body, b.body, "the child's merge shows in its chunks");
+    // The mesh data file answers byte ranges, as neuroglancer and CloudVolume read it.
+    let mesh = format!("/precomputed/{child}/seg/mesh/1");
+    let whole = srv.get(&mesh).expect(200);
+    assert!(
+        whole.body.len() > 100,
+        "mesh data of {} bytes",
+        whole.body.len()
+    );
+    let part = srv
+        .get_with_headers(&mesh, &[("Range", "bytes=10-49")])
+        .expect(206);
+    assert_eq!(part.body, whole.body[10..50]);
+    assert_eq!(
+        part.header("content-range").as_deref(),
+        Some(format!("bytes 10-49/{}", whole.body.len()).as_str())
+    );
 }
 
 #[test]
@@ -244,8 +260,8 @@ fn bad_requests_are_refused() {
         (p("seg/s0/x-64_0-64_0-64"), 400),
         (p("seg/s0/100-164_0-64_0-64"), 400),
         (p("seg/jpeg/info"), 400),
-        (p("seg/mesh/999:0"), 404),
-        (p("seg/mesh/abc:0"), 400),
+        (p("seg/mesh/999.index"), 404),
+        (p("seg/mesh/abc.index"), 400),
         (p("kv/info"), 400),
         (p("nope/info"), 400),
         ("/precomputed/ffffffff/seg/info".to_string(), 400),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
 use tessera_engine::precomputed;
@@ -16,6 +16,7 @@ use crate::server::Shared;
 pub async fn handle(
     State(st): State<Shared>,
     uri: Uri,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let raw = uri.path().strip_prefix("/precomputed/").unwrap_or_default();
@@ -29,9 +30,21 @@ pub async fn handle(
         )));
     }
     let caller = st.caller(&q);
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let engine = st.engine.clone();
     let resp = tokio::task::spawn_blocking(move || {
-        precomputed::serve(engine.as_ref(), &segs[0], &segs[1], &segs[2..], &caller)
+        let range = range.as_deref();
+        precomputed::serve(
+            engine.as_ref(),
+            &segs[0],
+            &segs[1],
+            &segs[2..],
+            range,
+            &caller,
+        )
     })
     .await
     .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;

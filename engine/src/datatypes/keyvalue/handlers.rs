@@ -8,7 +8,7 @@ use tessera_storage::versioned::{delete_into, put_into};
 use super::formats::{self, Format, Item, KeyRequest};
 use super::keys::{self, shown, tkey};
 use super::proto::{self, KeyValues};
-use super::range::{self, content_range, parse_range_header};
+use super::range;
 use crate::datatype::DataCtx;
 use crate::datatype::{DataRequest, DataResponse, Method};
 use crate::mutation::log as mutlog;
@@ -73,15 +73,7 @@ fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         let slice = b.slice_of(value.len(), &shown(key))?;
         return Ok(accept_ranges(DataResponse::octets(value.slice(slice))));
     }
-    if let Some(r) = range_header.and_then(parse_range_header) {
-        let len = value.len() as u64;
-        let (first, last) = r.resolve(len)?;
-        let part = value.slice(first as usize..last as usize + 1);
-        return Ok(accept_ranges(DataResponse::octets(part))
-            .with_status(206)
-            .with_header("Content-Range", content_range(first, last, len)));
-    }
-    Ok(accept_ranges(DataResponse::octets(value)))
+    range::ranged(value, range_header)
 }
 
 fn head_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {

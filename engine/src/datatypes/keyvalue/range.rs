@@ -4,6 +4,9 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
+
+use crate::datatype::DataResponse;
 use crate::{Error, Result};
 
 /// An inclusive byte range `[start, end]` requested by `byte_start`/`byte_end` (or a protobuf
@@ -126,6 +129,21 @@ impl HttpRange {
             HttpRange::Suffix(n) => Ok((len - n.min(len), len - 1)),
         }
     }
+}
+
+/// `value` as the answer to a GET carrying `header` (a `Range` header, if any): 206 with
+/// `Content-Range` for one satisfiable byte range, 416 for an unsatisfiable one, else the whole
+/// value; byte ranges are advertised either way. Also serves the precomputed view's mesh files.
+pub fn ranged(value: Bytes, header: Option<&str>) -> Result<DataResponse> {
+    let whole = |v| DataResponse::octets(v).with_header("Accept-Ranges", "bytes");
+    let Some(r) = header.and_then(parse_range_header) else {
+        return Ok(whole(value));
+    };
+    let len = value.len() as u64;
+    let (first, last) = r.resolve(len)?;
+    Ok(whole(value.slice(first as usize..last as usize + 1))
+        .with_status(206)
+        .with_header("Content-Range", content_range(first, last, len)))
 }
 
 /// The `Content-Range` value of a 206 answer.

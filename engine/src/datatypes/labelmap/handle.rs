@@ -68,6 +68,12 @@ impl Labelmap {
         self.labels.cfg.max_downres_level
     }
 
+    /// The mesh of body `label` from its voxels at `scale` (coarser levels of detail), in
+    /// physical units; `None` when it has no voxels there.
+    pub fn mesh_at(&self, label: u64, scale: u8) -> Result<Option<Mesh>> {
+        meshes::mesh(&self.ctx, &self.labels, label, scale, false)
+    }
+
     /// The bodies in `bx` at `scale`, x fastest; unwritten space reads as 0.
     pub fn read(&self, scale: u8, bx: &VoxelBox) -> Result<Vec<u64>> {
         voxels::read_box(&self.labels, scale, bx)
