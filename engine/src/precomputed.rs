@@ -124,7 +124,7 @@ pub fn serve(
             &json!({"description": "", "owners": [], "processing": [], "sources": []}),
         )),
         ["mesh", file] => volume.mesh_file(file, range),
-        [key, range] => volume.chunk(encoding, key, range),
+        [key, chunk] => volume.chunk(encoding, key, chunk),
         _ => Err(Error::not_found(format!(
             "no precomputed file {:?}: expected info, provenance, <scale>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1> or mesh/…",
             rest.join("/")
