@@ -7,11 +7,14 @@
 mod ctx;
 pub mod log;
 pub mod pseudocolor;
+pub mod range;
 mod request;
 mod settings;
 
 pub use ctx::{Caller, Catalog, DataCtx, Handle, Mutation, WorkerCatalog};
-pub use request::{Body, BodyStream, DataRequest, DataResponse, Method, Query, RAW_PATH_HEADER};
+pub use request::{
+    Body, BodyStream, DataRequest, DataResponse, Method, Query, RAW_PATH_HEADER, parse_label,
+};
 pub use settings::Settings;
 
 use crate::Result;

@@ -66,6 +66,17 @@ pub struct DataRequest {
 pub const RAW_PATH_HEADER: &str = ":raw-path";
 
 impl DataRequest {
+    /// The one path segment after the keyword; a 400 naming `what` otherwise.
+    pub fn one_segment(&self, what: &str) -> crate::Result<&str> {
+        match self.path.as_slice() {
+            [one] => Ok(one),
+            _ => Err(crate::Error::bad(format!(
+                "{} needs exactly one path segment: {what}",
+                self.keyword
+            ))),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
@@ -211,6 +222,19 @@ impl DataResponse {
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
         self
+    }
+}
+
+/// A label named in a path: a positive 64-bit integer (0 is the background).
+pub fn parse_label(s: &str) -> crate::Result<u64> {
+    match s.parse::<u64>() {
+        Ok(0) => Err(crate::Error::bad(
+            "label 0 is the background and can't be used here",
+        )),
+        Ok(l) => Ok(l),
+        Err(_) => Err(crate::Error::bad(format!(
+            "{s:?} is not a label (a positive 64-bit integer)"
+        ))),
     }
 }
 

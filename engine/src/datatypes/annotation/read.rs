@@ -12,7 +12,7 @@ use super::store::{
     scan_prefix, scan_shards, tag_prefix,
 };
 use crate::block::geom::{VoxelBox, parse_point, parse_size};
-use crate::datatype::{DataRequest, DataResponse};
+use crate::datatype::{DataRequest, DataResponse, parse_label};
 use crate::datatypes::roi::Roi;
 use crate::{Error, Result};
 
@@ -303,9 +303,7 @@ fn entries_of(ann: &Annotation, shards: Vec<(BlockCoord, Vec<[i32; 3]>)>) -> Res
 /// `GET label/<label>`: the elements in a body.
 pub fn label(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
     let rels = rels_option(req)?;
-    let label = crate::datatypes::labelmap::parse_label(crate::datatypes::labelmap::one_segment(
-        req, "<label>",
-    )?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     if ann.labelmap()?.is_none() {
         return Err(Error::bad(format!(
             "annotation {:?} is not synced to a labelmap: label queries need one",
@@ -324,7 +322,7 @@ pub fn label(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
 /// `GET tag/<tag>`: the elements carrying a tag.
 pub fn tag(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
     let rels = rels_option(req)?;
-    let tag = crate::datatypes::labelmap::one_segment(req, "<tag>")?;
+    let tag = req.one_segment("<tag>")?;
     let mut shards = Vec::new();
     scan_shards(ann.ctx(), &tag_prefix(tag), &mut |b, points| {
         shards.push((b, points.iter().map(|p| p.pos).collect()));
@@ -335,7 +333,7 @@ pub fn tag(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
 
 /// `GET roi/<name>[,<uuid>]`: the elements inside an ROI.
 pub fn roi(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
-    let spec = crate::datatypes::labelmap::one_segment(req, "<roi name>[,<uuid>]")?;
+    let spec = req.one_segment("<roi name>[,<uuid>]")?;
     let ctx = ann.ctx();
     let roi = match spec.split_once(',') {
         None => Roi::for_query(ctx, spec)?,

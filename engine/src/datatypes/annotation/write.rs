@@ -271,7 +271,7 @@ fn fix_partners(
 
 /// `DELETE element/<x_y_z>`: the element and its partners' relationships to it.
 pub fn delete_element(ann: &Annotation, req: &DataRequest) -> Result<DataResponse> {
-    let pos = parse_pos(crate::datatypes::labelmap::one_segment(req, "<x_y_z>")?)?;
+    let pos = parse_pos(req.one_segment("<x_y_z>")?)?;
     let ctx = ann.ctx();
     let writes = writes(ctx);
     let _w = writes.lock();

@@ -10,6 +10,7 @@ use super::keys::{self, shown, tkey};
 use super::proto::{self, KeyValues};
 use super::range;
 use crate::datatype::DataCtx;
+use crate::datatype::range::ranged;
 use crate::datatype::{DataRequest, DataResponse, Method};
 use crate::mutation::log as mutlog;
 use crate::{Error, Result};
@@ -73,7 +74,7 @@ fn get_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         let slice = b.slice_of(value.len(), &shown(key))?;
         return Ok(accept_ranges(DataResponse::octets(value.slice(slice))));
     }
-    range::ranged(value, range_header)
+    ranged(value, range_header)
 }
 
 fn head_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {

@@ -9,14 +9,15 @@ use tessera_storage::versioned::{delete_into, put_into};
 
 use super::index::{LabelIndex, LabelIndices};
 use super::ingest::{max_label, raise_max_label};
+use super::no_voxels as not_found;
 use super::state::state;
 use super::store::{
     self, CLASS_CEILING, CLASS_INDEX, CLASS_MAX_LABEL, CLASS_NEXT_LABEL, Labels, encode_index,
     index_key, index_key_label,
 };
-use super::{no_voxels as not_found, one_segment, parse_label};
 use crate::block::geom::unpack_block;
 use crate::datatype::DataCtx;
+use crate::datatype::parse_label;
 use crate::datatype::{DataRequest, DataResponse, Method};
 use crate::{Error, Result};
 
@@ -92,7 +93,7 @@ fn voxels_of(labels: &Labels, label: u64, supervoxels: bool) -> Result<u64> {
 }
 
 fn size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     match voxels_of(labels, label, req.query.flag("supervoxels"))? {
         0 => Err(not_found(label)),
         n => Ok(DataResponse::bytes(
@@ -120,7 +121,7 @@ fn sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 }
 
 fn sparsevol_size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let supervoxels = req.query.flag("supervoxels");
     let index = index_for(labels, label, supervoxels)?.ok_or_else(|| not_found(label))?;
     let svs = [label];
@@ -164,13 +165,13 @@ pub(super) fn body_supervoxels(labels: &Labels, body: u64) -> Result<Option<Vec<
 }
 
 fn supervoxels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let svs = body_supervoxels(labels, label)?.ok_or_else(|| not_found(label))?;
     Ok(DataResponse::json(&serde_json::json!(svs)))
 }
 
 fn supervoxel_sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let index = index_for(labels, label, false)?.ok_or_else(|| not_found(label))?;
     let (svs, sizes): (Vec<u64>, Vec<u64>) = index.supervoxel_sizes().into_iter().unzip();
     Ok(DataResponse::bytes(
@@ -301,7 +302,7 @@ fn listlabels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 }
 
 fn get_index(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     if req.query.get("mutid").is_some() {
         return Err(Error::bad(
             "mutid= is not supported: Tessera keeps no per-mutation index cache",
@@ -350,7 +351,7 @@ fn store_indices(ctx: &DataCtx, labels: &Labels, indices: Vec<LabelIndex>) -> Re
 }
 
 fn post_index(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let index: LabelIndex = decode_proto(&req.body, "LabelIndex")?;
     if index.label != label {
         return Err(Error::bad(format!(
@@ -420,7 +421,7 @@ fn indices_compressed(labels: &Labels, req: &DataRequest) -> Result<DataResponse
 }
 
 fn lastmod(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let i = labels.index(label)?.ok_or_else(|| not_found(label))?;
     let s = |v: &str| serde_json::Value::from(v).to_string();
     Ok(DataResponse::bytes(
@@ -494,7 +495,8 @@ fn admin_only(ctx: &DataCtx, what: &str) -> Result<()> {
 
 fn post_maxlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     admin_only(ctx, "POST maxlabel")?;
-    let n: u64 = one_segment(req, "<label>")?
+    let n: u64 = req
+        .one_segment("<label>")?
         .parse()
         .map_err(|_| Error::bad("maxlabel must be a positive integer"))?;
     if n == 0 || n > MAX_SETTABLE_LABEL {
@@ -510,7 +512,8 @@ fn post_maxlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Da
 
 /// `POST nextlabel/<count>`: reserves `count` new labels.
 fn post_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let count: u64 = one_segment(req, "<count>")?
+    let count: u64 = req
+        .one_segment("<count>")?
         .parse()
         .ok()
         .filter(|c| (1..=MAX_SETTABLE_LABEL).contains(c))
@@ -560,7 +563,8 @@ pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
 
 fn set_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     admin_only(ctx, "POST set-nextlabel")?;
-    let label: u64 = one_segment(req, "<label>")?
+    let label: u64 = req
+        .one_segment("<label>")?
         .parse()
         .map_err(|_| Error::bad("set-nextlabel/<label> needs a non-negative integer"))?;
     if label == 0 {

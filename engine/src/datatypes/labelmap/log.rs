@@ -14,10 +14,10 @@ use serde_json::Value;
 use tessera_storage::{KvStore, VersionId};
 
 use super::labels::body_supervoxels;
-use super::parse_label;
 use super::state::state;
 use super::store::Labels;
 use crate::datatype::DataCtx;
+use crate::datatype::parse_label;
 use crate::datatype::{DataRequest, DataResponse};
 use crate::mutation::Mutations;
 use crate::mutation::log as mutlog;

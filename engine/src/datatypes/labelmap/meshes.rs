@@ -18,11 +18,12 @@ use tessera_storage::VersionId;
 
 use super::handle::Labelmap;
 use super::labels::index_for;
+use super::scale;
 use super::state::state;
 use super::store::Labels;
-use super::{one_segment, parse_label, scale};
 use crate::block::geom::{BlockCoord, unpack_block, zyx};
 use crate::compute::{Cells, Shape};
+use crate::datatype::parse_label;
 use crate::datatype::{
     Caller, Catalog, DataCtx, DataRequest, DataResponse, Handle, Query, Settings, WorkerCatalog,
 };
@@ -41,7 +42,7 @@ const BLOCKS_PER_CALL: usize = 64;
 
 /// `GET mesh/<label>[?scale=N&format=ngmesh|obj|ply&supervoxels=true&decimate=F]`.
 pub fn get(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let scale = scale(&labels.cfg, &req.query)?;
     let format = format_of(&req.query)?;
     let keep = match req.query.get("decimate") {

@@ -284,32 +284,7 @@ pub fn scale(cfg: &Config, q: &Query) -> Result<u8> {
     Ok(s)
 }
 
-/// A label from a path segment: a positive 64-bit integer (label 0 is background and never
-/// indexed, so naming it is an error).
-pub fn parse_label(s: &str) -> Result<u64> {
-    match s.parse::<u64>() {
-        Ok(0) => Err(Error::bad(
-            "label 0 is the background and can't be used here",
-        )),
-        Ok(l) => Ok(l),
-        Err(_) => Err(Error::bad(format!(
-            "{s:?} is not a label (a positive 64-bit integer)"
-        ))),
-    }
-}
-
 /// The 404 of a label with no voxels (in the requested bounds).
 pub fn no_voxels(label: u64) -> Error {
     Error::not_found(format!("label {label} has no voxels here"))
-}
-
-/// The one path segment an endpoint takes.
-pub fn one_segment<'a>(req: &'a DataRequest, what: &str) -> Result<&'a str> {
-    match req.path.as_slice() {
-        [one] => Ok(one),
-        _ => Err(Error::bad(format!(
-            "{} needs exactly one path segment: {what}",
-            req.keyword
-        ))),
-    }
 }

@@ -16,11 +16,11 @@ use super::labels::allocate;
 use super::mapping::{put_changes, put_sv_split};
 use super::state::state;
 use super::store::{Labels, encode_index, index_key};
-use super::{one_segment, parse_label};
 use crate::block::Blocks;
 use crate::block::geom::{BlockCoord, pack_block, unpack_block, zyx};
 use crate::compute::{BatchInput, LabelTable, Run, merge_runs};
 use crate::datatype::DataCtx;
+use crate::datatype::parse_label;
 use crate::datatype::{DataRequest, DataResponse, Mutation};
 use crate::mutation::log as mutlog;
 use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL};
@@ -231,7 +231,7 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
 pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let mut m = ctx.mutation()?;
     let mutid = m.mutation_id();
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let svs = json_list(&req.body, "cleave")?;
     let st = state(ctx);
     let _writes = st.writes.read();
@@ -688,7 +688,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
     }
     let m = ctx.mutation()?;
     let mutid = m.mutation_id();
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let runs = parse_rles(&req.body)?;
     let st = state(ctx);
     let _writes = st.writes.read();
@@ -778,7 +778,7 @@ pub(crate) fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
 pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let m = ctx.mutation()?;
     let mutid = m.mutation_id();
-    let sv = parse_label(one_segment(req, "<supervoxel>")?)?;
+    let sv = parse_label(req.one_segment("<supervoxel>")?)?;
     let runs = parse_rles(&req.body)?;
     let (given_split, given_remain) = (id_param(req, "split")?, id_param(req, "remain")?);
     let downres = req.query.get("downres").is_none_or(|v| v != "false");
@@ -1001,7 +1001,7 @@ pub fn relabel_split(
 ) -> Result<DataResponse> {
     let m = ctx.mutation()?;
     let mutid = m.mutation_id();
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let runs = parse_rles(&req.body)?;
     let given = id_param(req, "splitlabel")?;
     if given == Some(label) {

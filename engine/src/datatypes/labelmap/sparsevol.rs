@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use super::index::LabelIndex;
 use super::store::{self, Labels, index_key, index_key_label};
-use super::{no_voxels as not_found, one_segment, parse_label, scale};
+use super::{no_voxels as not_found, scale};
 use crate::block::geom::{BlockCoord, parse_point, unpack_block, zyx};
 use crate::compute::{Run, merge_runs};
+use crate::datatype::parse_label;
 use crate::datatype::{DataRequest, DataResponse, Query};
 use crate::{Error, Result};
 
@@ -290,20 +291,20 @@ fn sparsevol_of(labels: &Labels, label: u64, req: &DataRequest) -> Result<DataRe
 }
 
 pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     sparsevol_of(labels, label, req)
 }
 
 /// `HEAD sparsevol/<label>`: 200 when the label has voxels (within the bounds), else 204.
 pub fn head(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let bounds = Bounds::parse(&req.query)?;
     let found = wanted(labels, label, req.query.flag("supervoxels"), 0, &bounds)?;
     Ok(DataResponse::empty().with_status(if found.is_some() { 200 } else { 204 }))
 }
 
 pub fn by_point(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let p = parse_point(one_segment(req, "<x_y_z>")?, "point")?;
+    let p = parse_point(req.one_segment("<x_y_z>")?, "point")?;
     let label = labels.voxels_at(0, &[p])?[0];
     if label == 0 {
         return Err(Error::bad(format!(
@@ -331,7 +332,7 @@ fn coarse_runs(
 }
 
 pub fn coarse(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let supervoxels = req.query.flag("supervoxels");
     let index =
         super::labels::index_for(labels, label, supervoxels)?.ok_or_else(|| not_found(label))?;

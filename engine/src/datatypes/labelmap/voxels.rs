@@ -281,7 +281,7 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
 
 /// `GET label/<x_y_z>` → `{"Label": n}`.
 pub fn label(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let p = parse_point(super::one_segment(req, "<x_y_z>")?, "point")?;
+    let p = parse_point(req.one_segment("<x_y_z>")?, "point")?;
     let scale = scale(&labels.cfg, &req.query)?;
     let l = labels.voxels_at(scale, &[p])?[0];
     Ok(DataResponse::bytes(

@@ -12,6 +12,7 @@ use super::sync::{commit, reindex};
 use crate::block::geom::{BlockCoord, VoxelBox, parse_point, parse_size, unpack_block, zyx};
 use crate::block::records::MAX_LISTED;
 use crate::compute::LabelTable;
+use crate::datatype::parse_label;
 use crate::datatype::{DataCtx, DataRequest, DataResponse};
 use crate::datatypes::labelblk::Labelblk;
 use crate::datatypes::labelmap::ingest::put_index_update;
@@ -21,7 +22,6 @@ use crate::datatypes::labelmap::mutate::{
 };
 use crate::datatypes::labelmap::state::state;
 use crate::datatypes::labelmap::store::Labels;
-use crate::datatypes::labelmap::{one_segment, parse_label};
 use crate::sync::BlockChange;
 use crate::{Error, Result};
 
@@ -72,7 +72,7 @@ pub fn split(
 ) -> Result<DataResponse> {
     let mut m = ctx.mutation()?;
     let mutid = m.mutation_id();
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let runs = parse_rles(&req.body)?;
     let given = id_param(req, "splitlabel")?;
     if given == Some(label) {
@@ -112,7 +112,7 @@ pub fn split(
 /// blocks hold now) recounted in the listed blocks from the labelblk's voxels — DVID's repair
 /// after an interrupted mutation.
 pub fn resync(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let label = parse_label(one_segment(req, "<label>")?)?;
+    let label = parse_label(req.one_segment("<label>")?)?;
     let runs = parse_rles(&req.body)?;
     let coords = blocks_of_block_runs(&runs, MAX_LISTED)?;
     let changes: Vec<BlockChange> = coords
