@@ -10,12 +10,13 @@ Prints one JSON line per dvidtools function: {"fn", "ok", "detail"}; exits 1 if 
 """
 import json
 import sys
-import traceback
 import urllib.request
 
 import numpy as np
 
 import dvid as dv
+
+from suite import check, expect, run
 
 SERVER, ROOT, CHILD = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
 SIZE = (192, 192, 128)  # x, y, z of the demo volume
@@ -79,18 +80,6 @@ def connectivity(b):
 
 
 # ------------------------------------------------------------------ the checks
-
-CHECKS = []
-
-
-def check(fn):
-    CHECKS.append(fn)
-    return fn
-
-
-def expect(cond, detail):
-    if not cond:
-        raise AssertionError(detail)
 
 
 @check
@@ -302,21 +291,6 @@ def lost_ids():
     expect(any(MERGE["Target"] in r for r in rows), f"{rows}")
 
 
-def main():
-    dv.setup(server=SERVER, node=CHILD, user="demo")
-    failed = 0
-    for fn in CHECKS:
-        try:
-            fn()
-            r = {"fn": fn.__name__, "ok": True, "detail": ""}
-        except Exception as e:  # a client error is a failure of this function's check
-            failed += 1
-            r = {"fn": fn.__name__, "ok": False,
-                 "detail": f"{type(e).__name__}: {e}"[:600] + " | " +
-                           traceback.format_exc().splitlines()[-3][:200]}
-        print(json.dumps(r), flush=True)
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    dv.setup(server=SERVER, node=CHILD, user="demo")
+    run()

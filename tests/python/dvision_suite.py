@@ -10,7 +10,6 @@ spans it posted. Prints one JSON line per check: {"fn", "ok", "detail"}; exits 1
 """
 import json
 import sys
-import traceback
 import urllib.request
 
 import numpy as np
@@ -18,21 +17,12 @@ import numpy as np
 import dvision
 from dvision import DVIDConnection, DVIDDataInstance, DVIDRegionOfInterest
 
+from suite import check, expect, run
+
 PORT = int(sys.argv[1])
 # dvision's module-level requester only POSTs to the hosts it whitelists.
 dvision.dvid_requester.whitelist.append("127.0.0.1")
-CHECKS = []
 STATE = {}
-
-
-def check(fn):
-    CHECKS.append(fn)
-    return fn
-
-
-def expect(cond, detail):
-    if not cond:
-        raise AssertionError(detail)
 
 
 @check
@@ -84,19 +74,5 @@ def roi_mask_and_partition():
     expect(len(parts) == 4, [p.slices for p in parts])
 
 
-def main():
-    failed = 0
-    for fn in CHECKS:
-        try:
-            fn()
-            r = {"fn": fn.__name__, "ok": True, "detail": ""}
-        except Exception as e:
-            failed += 1
-            r = {"fn": fn.__name__, "ok": False, "detail": f"{type(e).__name__}: {e}"[:600]
-                 + " | " + traceback.format_exc().splitlines()[-3][:200]}
-        print(json.dumps(r), flush=True)
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    run()

@@ -17,11 +17,12 @@ import gzip
 import json
 import struct
 import sys
-import traceback
 import urllib.error
 import urllib.request
 
 import numpy as np
+
+from suite import check, expect, run
 
 SERVER = sys.argv[1].rstrip("/")
 SHAPE = (64, 128, 128)  # z, y, x
@@ -130,17 +131,6 @@ def fixture():
 
 
 TRUTH = fixture()
-CHECKS = []
-
-
-def check(fn):
-    CHECKS.append(fn)
-    return fn
-
-
-def expect(cond, detail):
-    if not cond:
-        raise AssertionError(detail)
 
 
 class S:
@@ -327,24 +317,5 @@ def neuronjson():
     expect(sorted(getj(f"{base}/keys")) == ["12", "13"], "keys")
 
 
-def main():
-    failed = 0
-    try:
-        setup()
-    except Exception as e:
-        print(json.dumps({"fn": "setup", "ok": False, "detail": repr(e)[:500]}))
-        sys.exit(1)
-    for fn in CHECKS:
-        try:
-            fn()
-            r = {"fn": fn.__name__, "ok": True, "detail": ""}
-        except Exception as e:
-            failed += 1
-            r = {"fn": fn.__name__, "ok": False, "detail": f"{type(e).__name__}: {e}"[:600]
-                 + " | " + traceback.format_exc().splitlines()[-3][:200]}
-        print(json.dumps(r), flush=True)
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    run(before=setup)

@@ -7,15 +7,15 @@
 Expected values come from `GET raw` of the whole child volume (bodies and supervoxels).
 Prints one JSON line per check: {"fn", "ok", "detail"}; exits 1 if any failed.
 """
-import json
 import struct
 import sys
-import traceback
 import urllib.request
 
 import numpy as np
 
 import dvid_point_cloud as dpc
+
+from suite import check, expect, run
 
 SERVER, CHILD = sys.argv[1].rstrip("/"), sys.argv[2]
 SIZE = (192, 192, 128)
@@ -32,17 +32,6 @@ BODIES, SVS = raw(), raw("?supervoxels=true")
 B = int(BODIES[64, 96, 96])
 OTHER = int(BODIES[10, 10, 10])
 CLIENT = dpc.DVIDClient(SERVER)
-CHECKS = []
-
-
-def check(fn):
-    CHECKS.append(fn)
-    return fn
-
-
-def expect(cond, detail):
-    if not cond:
-        raise AssertionError(detail)
 
 
 def inside(points, body):
@@ -107,19 +96,5 @@ def get_label_blocks():
     expect(sorted(coords) == [(0, 0, 0), (1, 0, 0)], coords)
 
 
-def main():
-    failed = 0
-    for fn in CHECKS:
-        try:
-            fn()
-            r = {"fn": fn.__name__, "ok": True, "detail": ""}
-        except Exception as e:
-            failed += 1
-            r = {"fn": fn.__name__, "ok": False, "detail": f"{type(e).__name__}: {e}"[:600]
-                 + " | " + traceback.format_exc().splitlines()[-3][:200]}
-        print(json.dumps(r), flush=True)
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    run()

@@ -34,6 +34,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 const LISTEN_PREFIX: &str = "tessera listening on ";
 
+pub mod clients;
 pub mod demo;
 pub mod labels;
 pub mod mesh;

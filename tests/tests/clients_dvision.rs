@@ -4,9 +4,9 @@
 //! partition (`tests/python/dvision_suite.py`). A missing interpreter fails the test.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use tessera_tests::*;
+use tessera_tests::Server;
+use tessera_tests::clients::run_suite;
 
 fn dvision_python() -> PathBuf {
     if let Some(p) = std::env::var_os("TESSERA_PYTHON_DVISION") {
@@ -18,12 +18,6 @@ fn dvision_python() -> PathBuf {
 
 #[test]
 fn dvision_writes_and_reads_volumes_and_rois() {
-    let py = dvision_python();
-    assert!(
-        py.is_file(),
-        "the dvision suite needs {}; create it with `bash scripts/pyenv.sh`",
-        py.display()
-    );
     let srv = Server::start();
     let port = srv
         .base_url()
@@ -32,29 +26,6 @@ fn dvision_writes_and_reads_volumes_and_rois() {
         .next()
         .expect("a port")
         .to_string();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/dvision_suite.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(&port)
-        .output()
-        .expect("run dvision_suite.py");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let results: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let failed: Vec<&Value> = results.iter().filter(|r| r["ok"] != json!(true)).collect();
-    eprintln!(
-        "dvision suite: {} checks, {} passed, {} failed",
-        results.len(),
-        results.len() - failed.len(),
-        failed.len()
-    );
-    assert!(
-        out.status.success() && failed.is_empty() && results.len() == 4,
-        "dvision suite ({}): {failed:#?}\n{stdout}\n{}\n--- server log ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        srv.log()
-    );
+    let log = || format!("--- server log ---\n{}", srv.log());
+    run_suite(&dvision_python(), "dvision_suite.py", &[&port], 4, &log);
 }

@@ -5,42 +5,13 @@
 //! decoder, mappings, sizes, sparsevol headers, cleave, split-supervoxel, renumber, label
 //! allocation, mutations across versions, roi, annotation with labelsz, and neuronjson.
 
-use std::process::Command;
-
+use tessera_tests::clients::run_suite;
 use tessera_tests::mesh::python;
 use tessera_tests::*;
 
 #[test]
 fn neuclease_shaped_requests_get_neuclease_shaped_answers() {
-    let py = python();
-    assert!(
-        py.is_file(),
-        "the neuclease suite needs Python with numpy; create it with `bash scripts/pyenv.sh`"
-    );
     let srv = Server::start();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/neuclease_suite.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(srv.base_url())
-        .output()
-        .expect("run neuclease_suite.py");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let results: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let failed: Vec<&Value> = results.iter().filter(|r| r["ok"] != json!(true)).collect();
-    eprintln!(
-        "neuclease suite: {} call groups, {} passed, {} failed",
-        results.len(),
-        results.len() - failed.len(),
-        failed.len()
-    );
-    assert!(
-        out.status.success() && failed.is_empty() && results.len() >= 13,
-        "neuclease suite ({}): {failed:#?}\n{stdout}\n{}\n--- server log ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        srv.log()
-    );
+    let log = || format!("--- server log ---\n{}", srv.log());
+    run_suite(&python(), "neuclease_suite.py", &[srv.base_url()], 13, &log);
 }
