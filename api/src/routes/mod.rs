@@ -1,5 +1,6 @@
 //! DVID's URL grammar (spec §3.1): one module per level, thin handlers over engine calls.
 
+mod console;
 mod data;
 mod node;
 mod precomputed;
@@ -18,6 +19,8 @@ use crate::server::Shared;
 
 pub fn routes() -> Router<Shared> {
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .route("/api/help", get(server::help))
         .route("/api/help/", get(server::help))
         .route("/api/help/{typename}", get(server::type_help))
