@@ -20,6 +20,8 @@ pub mod precomputed;
 pub mod repo;
 pub mod services;
 pub mod sync;
+#[cfg(test)]
+mod test_metrics;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -11,11 +11,13 @@
 mod error;
 mod kv;
 mod memory;
+pub mod metered;
 mod rocks;
 pub mod versioned;
 
 pub use error::{Error, Result};
 pub use kv::{KvStore, WriteBatch, WriteOp};
 pub use memory::MemoryStore;
+pub use metered::{Metered, StoreIo};
 pub use rocks::RocksStore;
 pub use versioned::{Dag, VersionId, VersionedStore, View};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tessera_storage::versioned::put_into;
 use tessera_storage::{
-    Dag, Error, KvStore, MemoryStore, RocksStore, VersionedStore, View, WriteBatch,
+    Dag, Error, KvStore, MemoryStore, Metered, RocksStore, VersionedStore, View, WriteBatch,
 };
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -631,6 +631,13 @@ conformance!(rocksdb, {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = RocksStore::open(dir.path()).expect("open");
     (Arc::new(s), Box::new(dir))
+});
+
+// The engine runs every store behind `Metered`: it must behave exactly like the engine inside.
+conformance!(metered_rocksdb, {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = RocksStore::open(dir.path()).expect("open");
+    (Arc::new(Metered::new(Arc::new(s))), Box::new(dir))
 });
 
 #[test]

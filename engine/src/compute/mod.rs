@@ -8,6 +8,8 @@
 //! device). A batch of 64³ blocks stacked along z is itself a volume, so one kernel serves
 //! whole volumes and block batches alike: a 2×2×2 window never straddles two blocks.
 //!
+//! `Metered` wraps either backend to time every kernel call (the engine's compute is one).
+//!
 //! `run_batch` runs a labelmap's per-block sequence in one call (`batch`), so that the GPU keeps
 //! the voxels on the device between kernels; `transfers` counts what crossed the bus.
 //!
@@ -18,6 +20,7 @@ pub mod codec;
 pub mod cpu;
 pub mod gpu;
 mod layout;
+pub mod metered;
 pub mod reference;
 mod select;
 pub mod surface;
@@ -25,6 +28,7 @@ mod types;
 
 pub use batch::{BatchInput, BatchOutput, BatchSteps, Transfers};
 pub use layout::to_blocks;
+pub use metered::Metered;
 pub use select::{Selection, select};
 pub use surface::{Cells, LabelSurface};
 use types::check_levels;

@@ -274,6 +274,7 @@ impl<'a> Mutation<'a> {
         self.ctx.services.mutations.commit_then(
             Commit {
                 kv: self.ctx.store.kv().clone(),
+                datatype: self.ctx.instance.type_name.clone(),
                 instance: self.ctx.instance.id,
                 version: self.ctx.view.version,
                 batch: self.batch,

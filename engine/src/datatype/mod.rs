@@ -77,6 +77,13 @@ pub trait Datatype: Send + Sync + 'static {
         let _ = keyword;
         matches!(method, Method::Post | Method::Put | Method::Delete)
     }
+    /// Whether only a server admin (the admin token) may make this request: DVID's rule for
+    /// labelmap `POST maxlabel` and `set-nextlabel`. The engine refuses it for anyone else
+    /// before `handle` runs.
+    fn admin_only(&self, method: Method, keyword: &str) -> bool {
+        let _ = (method, keyword);
+        false
+    }
     /// Whether this request's body should reach `handle` as a stream (`DataRequest::stream`)
     /// rather than whole: for large writes that can be processed as they arrive.
     fn streams_body(&self, method: Method, keyword: &str) -> bool {

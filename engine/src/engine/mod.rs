@@ -12,10 +12,10 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tessera_storage::versioned::{self, space};
-use tessera_storage::{Dag, KvStore, VersionId, VersionedStore, View, WriteBatch};
+use tessera_storage::{Dag, KvStore, StoreIo, VersionId, VersionedStore, View, WriteBatch};
 
-use crate::compute::Compute;
 use crate::compute::cpu::CpuCompute;
+use crate::compute::{Compute, Metered};
 pub use crate::datatype::Caller;
 use crate::datatype::{Catalog, DataCtx, DataRequest, DataResponse, Datatype, Method, Settings};
 use crate::instance::InstanceMeta;
@@ -77,9 +77,32 @@ fn repo_key(root: VersionId) -> Vec<u8> {
     k
 }
 
+/// What an instance request does (`Engine::request_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Read,
+    /// `Datatype::is_mutation`.
+    Write,
+    /// `Datatype::admin_only`: for server admins only.
+    Admin,
+}
+
+/// Where a UUID spec lands (`Engine::node_place`): what access control needs to know.
+#[derive(Debug, Clone)]
+pub struct NodePlace {
+    /// The repo's root UUID, which tokens name.
+    pub root: String,
+    pub uuid: String,
+    pub locked: bool,
+    /// The node and every ancestor, by UUID.
+    pub lineage: Vec<String>,
+}
+
 pub struct Engine {
     meta: Arc<dyn KvStore>,
+    /// The configured stores, each behind a counting `Metered` (also in `io`).
     stores: BTreeMap<String, Arc<dyn KvStore>>,
+    io: Vec<(String, Arc<tessera_storage::Metered>)>,
     backends: BTreeMap<String, String>,
     default_store: String,
     types: BTreeMap<&'static str, Arc<dyn Datatype>>,
@@ -118,8 +141,18 @@ impl Engine {
                 )));
             }
         }
+        // Every store is counted, so all I/O of the engine shows in `store_io`.
+        let io: Vec<(String, Arc<tessera_storage::Metered>)> = opts
+            .stores
+            .into_iter()
+            .map(|(a, s)| (a, Arc::new(tessera_storage::Metered::new(s))))
+            .collect();
+        let stores: BTreeMap<String, Arc<dyn KvStore>> = io
+            .iter()
+            .map(|(a, m)| (a.clone(), m.clone() as Arc<dyn KvStore>))
+            .collect();
         let meta_alias = opts.backends.get("metadata").unwrap_or(&default_store);
-        let meta = opts.stores[meta_alias].clone();
+        let meta = stores[meta_alias].clone();
 
         let ids = match meta.get(IDS_KEY)? {
             Some(b) => serde_json::from_slice(&b)
@@ -159,14 +192,19 @@ impl Engine {
             .collect();
         let engine = Arc::new_cyclic(|me| Engine {
             meta,
-            stores: opts.stores,
+            stores,
+            io,
             backends: opts.backends,
             default_store,
             types,
             state: RwLock::new(state),
             commit_gate: Arc::new(RwLock::new(())),
             min_mutation_id_start: opts.min_mutation_id_start,
-            services: Arc::new(Services::new(opts.compute, opts.allow_labelmap_split)),
+            // Wrapped here, once, so every kernel call the engine makes is timed.
+            services: Arc::new(Services::new(
+                Arc::new(Metered::new(opts.compute)),
+                opts.allow_labelmap_split,
+            )),
             me: me.clone(),
         });
         // Background workers start with the engine and first finish what they had not
@@ -219,6 +257,14 @@ impl Engine {
     /// Every sync subscription with the events waiting in its outbox.
     pub fn sync_backlog(&self) -> Result<Vec<(String, usize)>> {
         self.services.mutations.backlog()
+    }
+
+    /// Each store's traffic since the engine opened: (store alias, engine name, counts).
+    pub fn store_io(&self) -> Vec<(String, &'static str, StoreIo)> {
+        self.io
+            .iter()
+            .map(|(a, m)| (a.clone(), m.engine_name(), m.io()))
+            .collect()
     }
 
     /// Makes every store durable (on shutdown).
@@ -480,6 +526,28 @@ impl Engine {
 
     pub fn is_locked(&self, spec: &str) -> Result<bool> {
         self.with_node(spec, |_, n| n.locked)
+    }
+
+    /// Where a UUID spec lands, for access control.
+    pub fn node_place(&self, spec: &str) -> Result<NodePlace> {
+        self.with_node(spec, |repo, n| {
+            let mut lineage = vec![n.uuid.clone()];
+            let mut todo = n.parents.clone();
+            while let Some(v) = todo.pop() {
+                if let Ok(p) = repo.node(v)
+                    && !lineage.contains(&p.uuid)
+                {
+                    lineage.push(p.uuid.clone());
+                    todo.extend(&p.parents);
+                }
+            }
+            NodePlace {
+                root: repo.root_uuid().to_string(),
+                uuid: n.uuid.clone(),
+                locked: n.locked,
+                lineage,
+            }
+        })
     }
 
     pub fn node_note(&self, spec: &str) -> Result<String> {
@@ -946,19 +1014,37 @@ impl Engine {
         self.subscribe_instance(spec, name)
     }
 
+    /// The datatype of instance `name` in the repo holding `spec`, if both resolve.
+    fn instance_type(&self, spec: &str, name: &str) -> Option<Arc<dyn Datatype>> {
+        let state = self.state.read();
+        let (root, _) = match_uuid(&state, spec).ok()?;
+        let meta = state.repos[&root].instance(name).ok()?;
+        self.types.get(meta.type_name.as_str()).cloned()
+    }
+
     /// Whether the instance's datatype wants this request's body streamed; false when the
     /// instance doesn't resolve (the request then fails in `data_request`).
     pub fn streams_body(&self, spec: &str, name: &str, method: Method, keyword: &str) -> bool {
-        let state = self.state.read();
-        let Ok((root, _)) = match_uuid(&state, spec) else {
-            return false;
-        };
-        let Ok(meta) = state.repos[&root].instance(name) else {
-            return false;
-        };
-        self.types
-            .get(meta.type_name.as_str())
+        self.instance_type(spec, name)
             .is_some_and(|dt| dt.streams_body(method, keyword))
+    }
+
+    /// What an instance request does, for access control; when the instance doesn't
+    /// resolve, every method but GET and HEAD counts as a write.
+    pub fn request_kind(
+        &self,
+        spec: &str,
+        name: &str,
+        method: Method,
+        keyword: &str,
+    ) -> RequestKind {
+        match self.instance_type(spec, name) {
+            Some(dt) if dt.admin_only(method, keyword) => RequestKind::Admin,
+            Some(dt) if dt.is_mutation(method, keyword) => RequestKind::Write,
+            Some(_) => RequestKind::Read,
+            None if matches!(method, Method::Get | Method::Head) => RequestKind::Read,
+            None => RequestKind::Write,
+        }
     }
 
     /// Handles `/api/node/{uuid}/{name}/{keyword}/...`: the common keywords here, the rest by
@@ -979,6 +1065,13 @@ impl Engine {
             let ctx = self.ctx_for(repo, meta, version, caller);
             (dt, ctx, repo.nodes[&version].locked)
         };
+        if dt.admin_only(req.method, &req.keyword) && !caller.admin {
+            return Err(Error::Unauthorized(format!(
+                "{} {} needs admin rights (admintoken=)",
+                req.method.as_str(),
+                req.keyword
+            )));
+        }
         let mutation = dt.is_mutation(req.method, &req.keyword);
         let _gate = if mutation {
             Some(self.commit_gate.read_arc())

@@ -32,6 +32,8 @@ pub const HOLD_ENV: &str = "TESSERA_SYNC_HOLD";
 pub struct Commit {
     /// The instance's store: data, log and outbox entries commit together there.
     pub kv: Arc<dyn KvStore>,
+    /// The instance's type name: the `datatype` label of `tessera_mutations_total`.
+    pub datatype: String,
     pub instance: u32,
     pub version: VersionId,
     pub batch: WriteBatch,
@@ -117,6 +119,7 @@ impl Mutations {
     pub fn commit_then(&self, c: Commit, committed: impl FnOnce()) -> Result<()> {
         let Commit {
             kv,
+            datatype,
             instance,
             version,
             mut batch,
@@ -139,6 +142,7 @@ impl Mutations {
             }
         }
         kv.write(batch)?;
+        count(&datatype, &records);
         committed();
         if !records.is_empty() {
             *self.appends.0.lock() += 1;
@@ -300,6 +304,25 @@ impl Mutations {
     fn ran(&self) {
         let _g = self.idle.0.lock();
         self.idle.1.notify_all();
+    }
+}
+
+pub const MUTATIONS_TOTAL: &str = "tessera_mutations_total";
+
+/// Counts durable mutations: one per log record (a record is one logged mutation; writes that
+/// log none, such as voxel ingest, are not counted), by its `Action`. Labelmap's records are
+/// DVID's `<action>-complete` (spec §7.2); the suffix is dropped so the label names the action
+/// (`merge`, `cleave`, `split-supervoxel`), as `history` does.
+fn count(datatype: &str, records: &[Value]) {
+    for r in records {
+        let action = r.get("Action").and_then(Value::as_str).unwrap_or("unknown");
+        let action = action.strip_suffix("-complete").unwrap_or(action);
+        metrics::counter!(
+            MUTATIONS_TOTAL,
+            "datatype" => datatype.to_string(),
+            "action" => action.to_string()
+        )
+        .increment(1);
     }
 }
 

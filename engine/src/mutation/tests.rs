@@ -48,6 +48,7 @@ fn commit(service: &Mutations, kv: &Arc<dyn KvStore>, ids: &[u64]) {
     service
         .commit(Commit {
             kv: kv.clone(),
+            datatype: "test".into(),
             instance: 1,
             version: 1,
             batch,
@@ -128,4 +129,42 @@ fn unsubscribing_drops_the_outbox() {
     assert!(held.backlog().unwrap().is_empty());
     assert_eq!(outbox::len(kv.as_ref(), "sub/test").unwrap(), 0);
     assert!(held.wait_idle(Duration::from_millis(10)));
+}
+
+#[test]
+fn counts_each_logged_mutation_once_it_is_durable() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let service = Mutations::new(true);
+    let c = |records: Vec<serde_json::Value>| Commit {
+        kv: kv.clone(),
+        datatype: "labelmap".into(),
+        instance: 1,
+        version: 1,
+        batch: WriteBatch::new(),
+        records,
+        events: vec![],
+    };
+    let ((), samples) = crate::test_metrics::capture(|| {
+        service
+            .commit(c(vec![
+                serde_json::json!({"Action": "merge"}),
+                serde_json::json!({"Action": "cleave-complete"}),
+            ]))
+            .unwrap();
+        // Unlogged writes (voxel ingest) are not mutations.
+        service.commit(c(vec![])).unwrap();
+    });
+    assert_eq!(
+        samples,
+        [
+            (
+                "tessera_mutations_total{datatype=labelmap,action=merge}".to_string(),
+                1.0
+            ),
+            (
+                "tessera_mutations_total{datatype=labelmap,action=cleave}".to_string(),
+                1.0
+            ),
+        ]
+    );
 }

@@ -82,6 +82,10 @@ impl Datatype for LabelarrayType {
         LabelmapType.streams_body(method, keyword)
     }
 
+    fn admin_only(&self, method: Method, keyword: &str) -> bool {
+        LabelmapType.admin_only(method, keyword)
+    }
+
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         if req.keyword == "pseudocolor" {
             return pseudocolor(ctx, req);

@@ -95,6 +95,10 @@ pub fn mesh(
         .map(|s| s.to_mesh(voxel_at(labels, scale))))
 }
 
+/// Meshes served from the cache (`result="hit"`) or computed for it (`"miss"`), counted for
+/// every label that has voxels: `GET mesh`, `Labelmap::mesh` and the `KeepMeshes` worker.
+pub const MESH_CACHE_TOTAL: &str = "tessera_mesh_cache_total";
+
 /// `surface` through the cache.
 fn surface_cached(
     ctx: &DataCtx,
@@ -120,8 +124,10 @@ fn surface_cached(
     }
     let key = (labels.blocks.view.version, label, scale, supervoxels);
     if let Some(m) = st.meshes.get(&key, &stamp) {
+        metrics::counter!(MESH_CACHE_TOTAL, "result" => "hit").increment(1);
         return Ok(Some(m));
     }
+    metrics::counter!(MESH_CACHE_TOTAL, "result" => "miss").increment(1);
     let Some(surface) = surface(labels, label, scale, supervoxels)? else {
         return Ok(None);
     };

@@ -183,6 +183,10 @@ impl Datatype for LabelmapType {
         method == Method::Post && keyword == "raw"
     }
 
+    fn admin_only(&self, method: Method, keyword: &str) -> bool {
+        method == Method::Post && matches!(keyword, "maxlabel" | "set-nextlabel")
+    }
+
     fn subscriptions(&self, ctx: &DataCtx) -> Result<Vec<Subscription>> {
         let cfg = Config::from_json(&ctx.instance.config)?;
         Ok(if cfg.keep_meshes {

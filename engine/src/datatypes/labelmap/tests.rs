@@ -390,3 +390,55 @@ fn meshes_block_by_block_equal_meshes_of_one_volume() {
         );
     }
 }
+
+#[test]
+fn meters_meshes_mutations_kernels_and_store_io() {
+    let fx = setup();
+    let vol = volume([2 * B, B, B], |x, _, _| 1 + (x / B) as u64);
+    fx.call(
+        Method::Post,
+        "raw",
+        &["0_1_2", "32_16_16", "0_0_0"],
+        &[],
+        vol,
+    )
+    .unwrap();
+    let (_, samples) = crate::test_metrics::capture(|| {
+        fx.call(Method::Get, "mesh", &["1"], &[], vec![]).unwrap();
+        fx.call(Method::Get, "mesh", &["1"], &[], vec![]).unwrap();
+        fx.call(Method::Post, "merge", &[], &[], b"[1, 2]".to_vec())
+            .unwrap();
+        // The merge rewrote body 1's index: the cached mesh is stale.
+        fx.call(Method::Get, "mesh", &["1"], &[], vec![]).unwrap();
+    });
+    let names = |prefix: &str| -> Vec<&str> {
+        samples
+            .iter()
+            .map(|s| s.0.as_str())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    };
+    assert_eq!(
+        names("tessera_mesh_cache_total"),
+        [
+            "tessera_mesh_cache_total{result=miss}",
+            "tessera_mesh_cache_total{result=hit}",
+            "tessera_mesh_cache_total{result=miss}",
+        ]
+    );
+    assert_eq!(
+        names("tessera_mutations_total"),
+        ["tessera_mutations_total{datatype=labelmap,action=merge}"]
+    );
+    // The engine's compute is metered: meshing went through its `surface` kernel.
+    assert!(
+        names("tessera_kernel_seconds")
+            .contains(&"tessera_kernel_seconds{kernel=surface,backend=cpu}")
+    );
+    assert_eq!(fx.engine.compute().backend().name(), "cpu");
+    let io = fx.engine.store_io();
+    assert_eq!(io.len(), 1);
+    let (alias, engine, io) = &io[0];
+    assert_eq!((alias.as_str(), *engine), ("default", "memory"));
+    assert!(io.bytes_written > 0 && io.writes > 0 && io.bytes_read > 0 && io.reads > 0);
+}

@@ -92,6 +92,10 @@ impl Datatype for LabelvolType {
         }))
     }
 
+    fn admin_only(&self, method: Method, keyword: &str) -> bool {
+        crate::datatypes::labelmap::LabelmapType.admin_only(method, keyword)
+    }
+
     fn subscriptions(&self, ctx: &DataCtx) -> Result<Vec<Subscription>> {
         sync::subscriptions(ctx)
     }
