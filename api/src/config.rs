@@ -58,9 +58,25 @@ pub struct BackendConfig {
     pub store: String,
 }
 
+/// `[auth]` (docs/access.md). DVID's own keys where it has them (`enforce`, `public_versions`).
 #[derive(Debug, Default, Deserialize)]
 pub struct AuthConfig {
+    /// Full rights everywhere (also `DVID_ADMIN_TOKEN` or `TESSERA_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// "none" (the default: anyone may do anything, as DVID) or "token": every request but
+    /// the public ones needs a token with a role on the repo it touches.
+    #[serde(default)]
+    pub enforce: String,
+    /// The HS256 key signing tokens (also `TESSERA_JWT_SECRET` or DVID's
+    /// `DVID_JWT_SECRET_KEY`), or a file holding it.
+    pub jwt_secret: Option<String>,
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Root UUIDs of repos whose every version anyone may read.
+    #[serde(default)]
+    pub public_repos: Vec<String>,
+    /// Committed versions anyone may read, with all their ancestors (DVID's rule).
+    #[serde(default)]
+    pub public_versions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

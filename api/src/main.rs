@@ -1,5 +1,6 @@
 //! The `tessera` binary.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -10,9 +11,11 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod auth;
 mod cli;
 mod config;
 mod error;
+mod metrics;
 mod routes;
 mod server;
 
@@ -23,6 +26,10 @@ mod server;
     about = "A versioned, image-oriented data service speaking DVID's HTTP API"
 )]
 struct Cli {
+    /// Log lines on stderr as text, or as JSON objects (one per line, for log shippers).
+    #[arg(long, global = true, env = "TESSERA_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -141,10 +148,37 @@ enum Command {
         #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
         compute: Option<String>,
     },
+    /// Access tokens (docs/access.md).
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed token giving USER a role on repos, signed with [auth] jwt_secret of
+    /// the config (or TESSERA_JWT_SECRET / DVID_JWT_SECRET_KEY).
+    New {
+        #[arg(long)]
+        user: String,
+        /// A repo's root UUID (all 32 hex digits), or `*` for every repo; repeatable.
+        #[arg(long = "repo", required = true)]
+        repos: Vec<String>,
+        /// admin on `*` is server administration.
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        role: String,
+        /// Lifetime in days (default: no expiry).
+        #[arg(long)]
+        days: Option<u64>,
+        /// The server's TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -170,13 +204,21 @@ enum BenchCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colour only for a person at a terminal: log files and shippers get plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
+    match cli.command {
         Command::Serve {
             config,
             addr,
@@ -256,6 +298,37 @@ fn main() -> anyhow::Result<()> {
             data,
             compute,
         }),
+        Command::Token {
+            what:
+                TokenCommand::New {
+                    user,
+                    repos,
+                    role,
+                    days,
+                    config,
+                },
+        } => {
+            let auth_config = match config {
+                Some(p) => config::Config::load(&p)?.0.auth,
+                None => config::AuthConfig::default(),
+            };
+            let role: auth::Role = role.parse()?;
+            for r in &repos {
+                let root_uuid = r.len() == 32 && r.bytes().all(|b| b.is_ascii_hexdigit());
+                anyhow::ensure!(
+                    r == "*" || root_uuid,
+                    "--repo {r:?}: give a repo's root UUID in full (32 hex digits) or *"
+                );
+            }
+            let repos = repos
+                .into_iter()
+                .map(|r| (r.to_ascii_lowercase(), role))
+                .collect();
+            let ttl = days.map(|d| std::time::Duration::from_secs(d * 86_400));
+            let token = auth::Auth::from_config(&auth_config)?.issue(&user, repos, ttl)?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Bench {
             what:
                 BenchCommand::Kernels {

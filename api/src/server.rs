@@ -1,6 +1,6 @@
 //! Startup, shared state, middleware and the router.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,20 +8,23 @@ use std::time::Instant;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::HttpBody;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
 use tessera_engine::Engine;
 use tessera_engine::compute::{self, Selection};
-use tessera_engine::engine::Caller;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::Instrument;
 
+use crate::auth::{Access, Auth, Target};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorMessage};
-use crate::routes;
+use crate::{metrics, routes};
 
 pub struct ServeArgs {
     pub config: Option<PathBuf>,
@@ -53,11 +56,34 @@ pub struct Stats {
     pub users: Mutex<HashMap<String, UserLatency>>,
 }
 
+impl Stats {
+    fn record_latency(&self, user: &str, ms: u64) {
+        let mut users = self.users.lock();
+        let e = users
+            .entry(user.to_string())
+            .or_insert_with(|| UserLatency {
+                user: user.to_string(),
+                min_latency: u64::MAX,
+                ..Default::default()
+            });
+        e.last_ping = chrono::Utc::now().to_rfc3339();
+        e.last_latency = ms;
+        e.min_latency = e.min_latency.min(ms);
+        e.max_latency = e.max_latency.max(ms);
+    }
+}
+
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: Config,
     pub config_text: String,
-    pub admin_token: Option<String>,
+    pub auth: Auth,
+    /// What each route template asks of a caller (from `routes::table`).
+    pub access: HashMap<&'static str, Access>,
+    /// Every datatype's keywords: the only ones named in metric labels, so a client sending
+    /// random keywords cannot grow the label set without bound.
+    pub keywords: HashSet<&'static str>,
+    pub metrics: PrometheusHandle,
     pub started: Instant,
     pub stats: Stats,
 }
@@ -65,23 +91,27 @@ pub struct AppState {
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    /// Who is asking: `u=`, `app=`, and admin privilege from `admintoken=` or `rwmode=fullwrite`.
-    pub fn caller(&self, query: &HashMap<String, String>) -> Caller {
-        let token_ok = match (&self.admin_token, query.get("admintoken")) {
-            (Some(t), Some(given)) => !t.is_empty() && t == given,
-            _ => false,
-        };
-        Caller {
-            user: query.get("u").cloned(),
-            app: query.get("app").cloned(),
-            admin: token_ok || self.config.server.rwmode == "fullwrite",
-        }
-    }
-
-    /// `POST /api/repos` is open when no admin token is configured (issue decision; current
-    /// DVID makes it admin-only, older DVIDs open).
-    pub fn may_create_repo(&self, caller: &Caller) -> bool {
-        self.admin_token.is_none() || caller.admin
+    pub fn new(engine: Arc<Engine>, config: Config, config_text: String) -> anyhow::Result<Self> {
+        let auth = Auth::from_config(&config.auth)?;
+        let access = routes::table()
+            .into_iter()
+            .map(|(path, _, access)| (path, access))
+            .collect();
+        let keywords = engine
+            .datatypes()
+            .flat_map(|d| d.keywords().iter().copied())
+            .collect();
+        Ok(AppState {
+            engine,
+            config,
+            config_text,
+            auth,
+            access,
+            keywords,
+            metrics: metrics::handle(),
+            started: Instant::now(),
+            stats: Stats::default(),
+        })
     }
 }
 
@@ -98,24 +128,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "auto".into())
         .parse()?;
     let compute = compute::select(selection)?;
-    let admin_token = config
-        .auth
-        .admin_token
-        .clone()
-        .or_else(|| std::env::var("TESSERA_ADMIN_TOKEN").ok())
-        .filter(|t| !t.is_empty());
     let opts = config.engine_options(&args.data, compute)?;
     let engine = Engine::open(opts).map_err(|e| anyhow::anyhow!("opening the engine: {e}"))?;
     let compute = engine.compute();
     tracing::info!(stores = %engine.store_engine_names(), compute = compute.backend().name(), adapter = %compute.adapter(), "engine open");
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        config,
-        config_text,
-        admin_token,
-        started: Instant::now(),
-        stats: Stats::default(),
-    });
+    let state = Arc::new(AppState::new(engine.clone(), config, config_text)?);
+    if state.auth.enforced() {
+        tracing::info!("access control on: requests need tokens ([auth] enforce = \"token\")");
+    }
     let app = router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -162,10 +182,7 @@ async fn shutdown_signal() {
 pub fn router(state: Shared) -> Router {
     let limit = state.config.max_body_bytes();
     routes::routes()
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            guard_and_count,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn(error_body))
         .layer(DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::overriding(
@@ -214,46 +231,115 @@ async fn error_body(req: Request, next: Next) -> Response {
     Response::from_parts(parts, axum::body::Body::from(format!("{msg} ({path}).")))
 }
 
-fn is_admin(state: &AppState, req: &Request) -> bool {
-    let query = req.uri().query().unwrap_or_default();
-    let params: HashMap<String, String> = query
+/// The query parameters the gate reads, percent-decoded.
+fn query_params(req: &Request) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or_default()
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| {
             (
                 k.to_string(),
-                percent_encoding::percent_decode_str(v)
+                percent_encoding::percent_decode_str(&v.replace('+', " "))
                     .decode_utf8_lossy()
                     .into_owned(),
             )
         })
-        .collect();
-    state.caller(&params).admin
+        .collect()
 }
 
-/// Read-only mode (admins excepted), request counters and per-user latencies.
-async fn guard_and_count(State(state): State<Shared>, req: Request, next: Next) -> Response {
+/// `Authorization: Bearer <token>`, or neuclease's `admintoken=` (it sends
+/// `DVID_ADMIN_TOKEN` that way on every request).
+fn bearer(req: &Request, params: &HashMap<String, String>) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string())
+        .or_else(|| params.get("admintoken").cloned())
+}
+
+/// A client's `X-Request-Id` when it is short and plain, else a new one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Every request passes here: its id, who is asking (`auth`), whether they may (the route's
+/// declared `Access`), read-only mode, then counters, metrics and the request log.
+async fn gate(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = request_id(&req);
     let method = req.method().clone();
-    let readonly = state.config.server.rwmode == "readonly";
-    if readonly
-        && !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
-        && !is_admin(&state, &req)
-    {
-        return ApiError::bad("server is in read-only mode").into_response();
-    }
-    let user = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("u=")))
-        .map(|u| {
-            percent_encoding::percent_decode_str(u)
+    let uri = req.uri().clone();
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let params = query_params(&req);
+    let token = bearer(&req, &params);
+    let refused = |e: tessera_engine::Error, who: &str| {
+        let resp = ApiError(e).into_response();
+        finish(&id, &method, &uri, template.as_deref(), who, start, resp)
+    };
+    let who = match state.auth.identify(token.as_deref()) {
+        Ok(who) => who,
+        Err(denied) => return refused(denied.into(), ""),
+    };
+    let mut caller = state
+        .auth
+        .caller(&who, params.get("u").cloned(), params.get("app").cloned());
+    // DVID's "fullwrite" mode gives everyone admin privilege: no locked-node guards.
+    caller.admin |= state.config.server.rwmode == "fullwrite";
+    let user = caller.user.clone().unwrap_or_default();
+    // Routes without a template are the not-found fallback: nothing to guard.
+    let access = template
+        .as_deref()
+        .and_then(|t| state.access.get(t).copied())
+        .unwrap_or(Access::Public);
+    let segments: Vec<String> = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
                 .into_owned()
-        });
-    let counter = if method == Method::GET || method == Method::HEAD {
-        &state.stats.get_requests
-    } else {
+        })
+        .collect();
+    if let Some(m) = data_method(&method) {
+        let target = Target {
+            method: m,
+            segments: &segments,
+        };
+        if let Err(denied) = state.auth.check(&state.engine, &who, access, &target) {
+            return refused(denied.into(), &user);
+        }
+    }
+    let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if state.config.server.rwmode == "readonly" && writes && !caller.admin {
+        return refused(
+            tessera_engine::Error::bad("server is in read-only mode"),
+            &user,
+        );
+    }
+    let counter = if writes {
         &state.stats.put_requests
+    } else {
+        &state.stats.get_requests
     };
     counter.fetch_add(1, Ordering::Relaxed);
     if let Some(len) = req
@@ -263,29 +349,67 @@ async fn guard_and_count(State(state): State<Shared>, req: Request, next: Next) 
     {
         state.stats.bytes_in.fetch_add(len, Ordering::Relaxed);
     }
+    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(Arc::new(who));
     state.stats.active.fetch_add(1, Ordering::Relaxed);
-    // The access log: one line per request with `RUST_LOG=tessera::access=debug`.
-    let access = tracing::enabled!(target: "tessera::access", tracing::Level::DEBUG)
-        .then(|| req.uri().to_string());
-    let start = Instant::now();
-    let resp = next.run(req).await;
+    let span = tracing::info_span!("request", id = %id);
+    let resp = next.run(req).instrument(span).await;
     state.stats.active.fetch_sub(1, Ordering::Relaxed);
-    if let Some(uri) = access {
-        tracing::debug!(target: "tessera::access", %method, %uri, status = resp.status().as_u16(),
-            ms = start.elapsed().as_millis() as u64, "request");
+    if !user.is_empty() {
+        state
+            .stats
+            .record_latency(&user, start.elapsed().as_millis() as u64);
     }
-    if let Some(user) = user {
-        let ms = start.elapsed().as_millis() as u64;
-        let mut users = state.stats.users.lock();
-        let e = users.entry(user.clone()).or_insert_with(|| UserLatency {
-            user,
-            min_latency: u64::MAX,
-            ..Default::default()
-        });
-        e.last_ping = chrono::Utc::now().to_rfc3339();
-        e.last_latency = ms;
-        e.min_latency = e.min_latency.min(ms);
-        e.max_latency = e.max_latency.max(ms);
+    // Segment the data routes by keyword (known keywords only) so merges and raw reads are
+    // told apart.
+    let route = template.as_deref().map(|t| match segments.get(4) {
+        Some(k) if t.contains("{keyword}") && state.keywords.contains(k.as_str()) => {
+            t.replacen("{keyword}", k, 1)
+        }
+        _ => t.to_string(),
+    });
+    finish(&id, &method, &uri, route.as_deref(), &user, start, resp)
+}
+
+/// The datatype layer's name for an HTTP method; OPTIONS (CORS preflight) and others are
+/// answered without access control, as they carry no data.
+fn data_method(m: &Method) -> Option<tessera_engine::datatype::Method> {
+    use tessera_engine::datatype::Method as M;
+    Some(match *m {
+        Method::GET => M::Get,
+        Method::HEAD => M::Head,
+        Method::POST => M::Post,
+        Method::PUT => M::Put,
+        Method::DELETE => M::Delete,
+        _ => return None,
+    })
+}
+
+/// The request log line (target `tessera::access`, on at info) and the request metrics, and
+/// the request id on the response.
+fn finish(
+    id: &str,
+    method: &Method,
+    uri: &axum::http::Uri,
+    route: Option<&str>,
+    user: &str,
+    start: Instant,
+    mut resp: Response,
+) -> Response {
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    let bytes = resp.body().size_hint().exact();
+    tracing::info!(target: "tessera::access", id, %method, %uri, status,
+        bytes, ms = elapsed.as_secs_f64() * 1e3, user, "request");
+    metrics::request(
+        method.as_str(),
+        route.unwrap_or("unmatched"),
+        status,
+        elapsed,
+        bytes,
+    );
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-request-id", v);
     }
     resp
 }

@@ -27,7 +27,7 @@ impl Demo {
             .args(["demo", "--addr", "127.0.0.1:0", "--data"])
             .arg(dir)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,tessera::access=debug")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
-use tessera_engine::datatype::{self, BodyStream, DataRequest};
+use tessera_engine::datatype::{self, BodyStream, Caller, DataRequest};
 use tokio_stream::StreamExt;
 
 use crate::error::{ApiError, ApiResult};
@@ -16,6 +16,7 @@ use crate::server::Shared;
 
 pub async fn handle(
     State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -53,7 +54,6 @@ pub async fn handle(
         .collect::<Vec<_>>()
         .join("/");
     let (uuid, name, keyword) = (segs[0].clone(), segs[1].clone(), segs[2].clone());
-    let caller = st.caller(&q);
     let limit = st.config.max_body_bytes();
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -10,56 +10,88 @@ mod server;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, head, post};
+use axum::routing::{MethodRouter, any, get, head, post};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::server::Shared;
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/", get(console::index))
-        .route("/console/{file}", get(console::asset))
-        .route("/api/help", get(server::help))
-        .route("/api/help/", get(server::help))
-        .route("/api/help/{typename}", get(server::type_help))
-        .route("/api/heartbeat", get(server::heartbeat))
-        .route("/api/load", get(server::load))
-        .route("/api/user-latencies", get(server::user_latencies))
-        .route("/api/server/{action}", get(server::action))
-        .route("/api/repos", post(repo::create))
-        .route("/api/repos/info", get(repo::all_info))
-        .route("/api/repo/{uuid}", head(repo::exists))
-        .route(
+/// Every route with the access it asks of a caller (`auth::Access`): the router and access
+/// control are both built from this table, so a route cannot be added without a rule.
+pub fn table() -> Vec<(&'static str, MethodRouter<Shared>, Access)> {
+    use Access::*;
+    vec![
+        ("/", get(console::index), Public),
+        ("/console/{file}", get(console::asset), Public),
+        ("/metrics", get(server::metrics), Public),
+        ("/api/help", get(server::help), Public),
+        ("/api/help/", get(server::help), Public),
+        ("/api/help/{typename}", get(server::type_help), Public),
+        ("/api/heartbeat", get(server::heartbeat), Public),
+        ("/api/load", get(server::load), Public),
+        (
+            "/api/user-latencies",
+            get(server::user_latencies),
+            ServerAdmin,
+        ),
+        ("/api/server/{action}", get(server::action), ServerAction),
+        ("/api/repos", post(repo::create), ServerWrite),
+        ("/api/repos/info", get(repo::all_info), Public),
+        ("/api/repo/{uuid}", head(repo::exists), Repo),
+        (
             "/api/repo/{uuid}/info",
             get(repo::info).post(repo::set_info),
-        )
-        .route("/api/repo/{uuid}/instance", post(repo::new_instance))
-        .route(
+            RepoAdmin,
+        ),
+        (
+            "/api/repo/{uuid}/instance",
+            post(repo::new_instance),
+            RepoAdmin,
+        ),
+        (
             "/api/repo/{uuid}/log",
             get(repo::log).post(repo::append_log),
-        )
-        .route(
+            Repo,
+        ),
+        (
             "/api/repo/{uuid}/branch-versions/{name}",
             get(repo::branch_versions),
-        )
-        .route("/api/repo/{uuid}/merge", post(repo::merge))
-        .route("/api/repo/{uuid}/resolve", post(repo::resolve))
-        .route(
+            Repo,
+        ),
+        ("/api/repo/{uuid}/merge", post(repo::merge), Repo),
+        ("/api/repo/{uuid}/resolve", post(repo::resolve), Repo),
+        (
             "/api/node/{uuid}/{action}",
             get(node::get_action).post(node::post_action),
-        )
-        .route("/api/node/{uuid}/{data}/{keyword}", any(data::handle))
-        .route("/api/node/{uuid}/{data}/{keyword}/", any(data::handle))
-        .route(
+            Repo,
+        ),
+        ("/api/node/{uuid}/{data}/{keyword}", any(data::handle), Data),
+        (
+            "/api/node/{uuid}/{data}/{keyword}/",
+            any(data::handle),
+            Data,
+        ),
+        (
             "/api/node/{uuid}/{data}/{keyword}/{*rest}",
             any(data::handle),
-        )
-        .route(
+            Data,
+        ),
+        (
             "/precomputed/{uuid}/{data}/{*rest}",
             get(precomputed::handle),
-        )
+            Repo,
+        ),
+    ]
+}
+
+pub fn routes() -> Router<Shared> {
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (path, handler, _)| {
+            r.route(path, handler)
+        })
         .fallback(not_found)
 }
 

@@ -1,12 +1,11 @@
 //! Node endpoints (spec §3.4).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
+use tessera_engine::datatype::Caller;
 
 use super::{exact_json, json, optional_body, required_body};
 use crate::error::{ApiError, ApiResult};
@@ -57,12 +56,11 @@ struct LogBody {
 
 pub async fn post_action(
     State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path((uuid, action)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let e = &st.engine;
-    let caller = st.caller(&q);
     // Node-level POSTs on a committed node are refused, except those making children.
     if matches!(action.as_str(), "note" | "log") && !caller.admin && e.is_locked(&uuid)? {
         return Err(ApiError::bad(format!(

@@ -1,12 +1,11 @@
 //! `/precomputed/<uuid>/<instance>/…`: any version of a labelmap or uint8blk as a neuroglancer
 //! precomputed volume (`tessera_engine::precomputed`), for tools that speak no DVID.
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
+use tessera_engine::datatype::Caller;
 use tessera_engine::precomputed;
 
 use super::data::into_response;
@@ -17,7 +16,7 @@ pub async fn handle(
     State(st): State<Shared>,
     uri: Uri,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Extension(caller): Extension<Caller>,
 ) -> ApiResult<Response> {
     let raw = uri.path().strip_prefix("/precomputed/").unwrap_or_default();
     let segs: Vec<String> = raw
@@ -29,7 +28,6 @@ pub async fn handle(
             "precomputed paths are /precomputed/<uuid>/<instance>/<file>",
         )));
     }
-    let caller = st.caller(&q);
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())

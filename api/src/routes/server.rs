@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use tessera_engine::datatype::Caller;
 
 use super::json;
 use crate::error::{ApiError, ApiResult};
@@ -35,12 +36,40 @@ pub async fn heartbeat() -> &'static str {
     "OK"
 }
 
+/// `GET /metrics`: Prometheus text exposition (docs/observability.md).
+pub async fn metrics(State(st): State<Shared>) -> ApiResult<Response> {
+    let state = st.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let active = state.stats.active.load(Ordering::Relaxed);
+        crate::metrics::render(&state.metrics, &state.engine, active)
+    })
+    .await
+    .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /api/load`, DVID's keys. The store figures are totals since start over every store
+/// (keys and values counted together, under the value keys); DVID's are the same counters.
 pub async fn load(State(st): State<Shared>) -> Response {
     let s = &st.stats;
+    let (read, written) = st
+        .engine
+        .store_io()
+        .iter()
+        .fold((0, 0), |(r, w), (_, _, io)| {
+            (r + io.bytes_read, w + io.bytes_written)
+        });
     json(&json!({
         "file bytes read": 0, "file bytes written": 0, "key bytes read": 0,
-        "key bytes written": 0, "value bytes read": 0,
-        "value bytes written": s.bytes_in.load(Ordering::Relaxed),
+        "key bytes written": 0, "value bytes read": read,
+        "value bytes written": written,
         "GET requests": s.get_requests.load(Ordering::Relaxed),
         "PUT requests": s.put_requests.load(Ordering::Relaxed),
         "handlers active": s.active.load(Ordering::Relaxed),
@@ -68,10 +97,10 @@ pub async fn user_latencies(
 
 pub async fn action(
     State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
     Path(action): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let caller = st.caller(&q);
     let admin_only = || -> ApiResult<()> {
         if caller.admin {
             Ok(())
@@ -113,6 +142,7 @@ pub async fn action(
         }
         "sync" => sync_status(&st, q.get("wait")).await?,
         "types" => type_map(&st, false),
+        "routes" => routes_json(&st),
         "compiled-types" => type_map(&st, true),
         other => return Err(ApiError::bad(format!("unknown server action {other:?}"))),
     };
@@ -146,6 +176,21 @@ async fn sync_status(st: &Shared, wait: Option<&String>) -> ApiResult<Response> 
         .map(|(id, n)| (id, Value::from(n)))
         .collect();
     Ok(json(&json!({"CaughtUp": caught_up, "Backlog": backlog})))
+}
+
+/// `GET /api/server/routes` (Tessera's own): every route template with the access it asks
+/// for (docs/access.md), and every datatype's keywords — what the access tests enumerate.
+fn routes_json(st: &Shared) -> Response {
+    let routes: Vec<Value> = super::table()
+        .into_iter()
+        .map(|(path, _, access)| json!({"path": path, "access": access}))
+        .collect();
+    let keywords: Map<String, Value> = st
+        .engine
+        .datatypes()
+        .map(|t| (t.type_name().to_string(), json!(t.keywords())))
+        .collect();
+    json(&json!({"routes": routes, "keywords": keywords, "enforced": st.auth.enforced()}))
 }
 
 fn type_map(st: &Shared, all: bool) -> Response {
