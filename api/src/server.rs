@@ -320,9 +320,11 @@ async fn gate(State(state): State<Shared>, mut req: Request, next: Next) -> Resp
                 .into_owned()
         })
         .collect();
-    if let Some(m) = data_method(&method) {
+    // OPTIONS (CORS preflight) carries no data; any other method no route serves is checked
+    // as a write.
+    if method != Method::OPTIONS {
         let target = Target {
-            method: m,
+            method: routes::data_method(&method).unwrap_or(tessera_engine::datatype::Method::Post),
             segments: &segments,
         };
         if let Err(denied) = state.auth.check(&state.engine, &who, access, &target) {
@@ -371,18 +373,24 @@ async fn gate(State(state): State<Shared>, mut req: Request, next: Next) -> Resp
     finish(&id, &method, &uri, route.as_deref(), &user, start, resp)
 }
 
-/// The datatype layer's name for an HTTP method; OPTIONS (CORS preflight) and others are
-/// answered without access control, as they carry no data.
-fn data_method(m: &Method) -> Option<tessera_engine::datatype::Method> {
-    use tessera_engine::datatype::Method as M;
-    Some(match *m {
-        Method::GET => M::Get,
-        Method::HEAD => M::Head,
-        Method::POST => M::Post,
-        Method::PUT => M::Put,
-        Method::DELETE => M::Delete,
-        _ => return None,
-    })
+/// The URI as logged: `admintoken=` values (neuclease sends tokens there) never reach a log.
+fn loggable(uri: &axum::http::Uri) -> String {
+    match uri.query() {
+        Some(q) if q.contains("admintoken=") => {
+            let q: Vec<&str> = q
+                .split('&')
+                .map(|kv| {
+                    if kv.starts_with("admintoken=") {
+                        "admintoken=REDACTED"
+                    } else {
+                        kv
+                    }
+                })
+                .collect();
+            format!("{}?{}", uri.path(), q.join("&"))
+        }
+        _ => uri.to_string(),
+    }
 }
 
 /// The request log line (target `tessera::access`, on at info) and the request metrics, and
@@ -399,6 +407,7 @@ fn finish(
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
     let bytes = resp.body().size_hint().exact();
+    let uri = loggable(uri);
     tracing::info!(target: "tessera::access", id, %method, %uri, status,
         bytes, ms = elapsed.as_secs_f64() * 1e3, user, "request");
     metrics::request(

@@ -189,11 +189,16 @@ fn every_request_is_logged_with_its_id_and_user() {
     let id = fresh.header("x-request-id").expect("a request id");
     assert!(id.len() >= 16, "{id}");
     srv.get("/api/node/nosuchnode/info").expect_4xx();
+    // neuclease sends its token as `admintoken=`: it must not end up in the log.
+    srv.get("/api/heartbeat?u=ann&admintoken=hunter2secret")
+        .expect(200);
     // The log is written as requests finish; give the writer a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let log = loop {
         let log = srv.log();
-        if log.contains(&id) && log.contains("nosuchnode") || std::time::Instant::now() > deadline {
+        if log.contains(&id) && log.contains("nosuchnode") && log.contains("u=ann")
+            || std::time::Instant::now() > deadline
+        {
             break log;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -219,6 +224,11 @@ fn every_request_is_logged_with_its_id_and_user() {
         line("nosuchnode").contains("status=400"),
         "{}",
         line("nosuchnode")
+    );
+    assert!(
+        line("u=ann").contains("admintoken=REDACTED") && !log.contains("hunter2secret"),
+        "{}",
+        line("u=ann")
     );
 }
 

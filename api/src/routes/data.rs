@@ -23,14 +23,8 @@ pub async fn handle(
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> ApiResult<Response> {
-    let method = match method {
-        Method::GET => datatype::Method::Get,
-        Method::HEAD => datatype::Method::Head,
-        Method::POST => datatype::Method::Post,
-        Method::PUT => datatype::Method::Put,
-        Method::DELETE => datatype::Method::Delete,
-        other => return Err(ApiError::bad(format!("method {other} is not supported"))),
-    };
+    let method = data_method(&method)
+        .ok_or_else(|| ApiError::bad(format!("method {method} is not supported")))?;
     // Segments come from the raw path so an encoded '/' inside a key stays inside it.
     let raw = uri.path().strip_prefix("/api/node/").unwrap_or_default();
     let mut segs: Vec<String> = raw
@@ -174,6 +168,18 @@ impl std::io::Read for ChannelReader {
         bytes::Buf::advance(&mut self.chunk, n);
         Ok(n)
     }
+}
+
+/// The datatype layer's name for an HTTP method, for those DVID's routes serve.
+pub fn data_method(m: &Method) -> Option<datatype::Method> {
+    Some(match *m {
+        Method::GET => datatype::Method::Get,
+        Method::HEAD => datatype::Method::Head,
+        Method::POST => datatype::Method::Post,
+        Method::PUT => datatype::Method::Put,
+        Method::DELETE => datatype::Method::Delete,
+        _ => return None,
+    })
 }
 
 pub(super) fn into_response(r: datatype::DataResponse) -> Response {

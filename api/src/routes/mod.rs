@@ -14,6 +14,8 @@ use axum::routing::{MethodRouter, any, get, head, post};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+pub use data::data_method;
+
 use crate::auth::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::server::Shared;
