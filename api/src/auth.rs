@@ -372,9 +372,7 @@ impl Auth {
         {
             return true;
         }
-        engine
-            .node_place(root)
-            .is_ok_and(|p| self.public_repos.contains(&p.root))
+        self.public_repos.iter().any(|r| r == root)
             || self.public_versions.iter().any(|v| {
                 engine
                     .node_place(v)

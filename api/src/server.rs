@@ -310,16 +310,7 @@ async fn gate(State(state): State<Shared>, mut req: Request, next: Next) -> Resp
         .as_deref()
         .and_then(|t| state.access.get(t).copied())
         .unwrap_or(Access::Public);
-    let segments: Vec<String> = uri
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    let segments = routes::decoded_segments(uri.path().trim_start_matches('/'));
     // OPTIONS (CORS preflight) carries no data; any other method no route serves is checked
     // as a write.
     if method != Method::OPTIONS {

@@ -7,7 +7,6 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use bytes::Bytes;
-use percent_encoding::percent_decode_str;
 use tessera_engine::datatype::{self, BodyStream, Caller, DataRequest};
 use tokio_stream::StreamExt;
 
@@ -27,10 +26,7 @@ pub async fn handle(
         .ok_or_else(|| ApiError::bad(format!("method {method} is not supported")))?;
     // Segments come from the raw path so an encoded '/' inside a key stays inside it.
     let raw = uri.path().strip_prefix("/api/node/").unwrap_or_default();
-    let mut segs: Vec<String> = raw
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let mut segs = super::decoded_segments(raw);
     if segs.last().is_some_and(String::is_empty) {
         segs.pop();
     }

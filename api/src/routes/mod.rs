@@ -105,6 +105,18 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         .into_response()
 }
 
+/// A raw URL path's '/'-separated segments, each percent-decoded: from the raw path, so an
+/// encoded '/' inside a segment (a keyvalue key) stays inside it.
+pub fn decoded_segments(raw: &str) -> Vec<String> {
+    raw.split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 /// A JSON body written by hand, for DVID's exact spacing (`{"root": "<uuid>"}`).
 pub fn exact_json(text: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()

@@ -4,7 +4,6 @@
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
-use percent_encoding::percent_decode_str;
 use tessera_engine::datatype::Caller;
 use tessera_engine::precomputed;
 
@@ -19,10 +18,7 @@ pub async fn handle(
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Response> {
     let raw = uri.path().strip_prefix("/precomputed/").unwrap_or_default();
-    let segs: Vec<String> = raw
-        .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segs = super::decoded_segments(raw);
     if segs.len() < 3 {
         return Err(ApiError(tessera_engine::Error::not_found(
             "precomputed paths are /precomputed/<uuid>/<instance>/<file>",
