@@ -21,6 +21,9 @@ pub const CLEAVE_LABEL: &str = "CLEAVE_LABEL";
 /// An annotation instance's points changed label membership (added, deleted, moved, or
 /// followed a label edit): labelsz recounts the labels named.
 pub const ANNOTATION_MOD_ELEMENTS: &str = "ANNOTATION_MOD_ELEMENTS";
+/// Tessera's own: a mutation-log record was committed (`Delta::Logged`), for log followers
+/// such as the NATS stream (`Mutations::follow_log`).
+pub const MUTATION_LOGGED: &str = "MUTATION_LOGGED";
 
 /// Every event name, for reading events back from an outbox.
 pub const EVENTS: &[&str] = &[
@@ -30,6 +33,7 @@ pub const EVENTS: &[&str] = &[
     SPLIT_LABEL,
     CLEAVE_LABEL,
     ANNOTATION_MOD_ELEMENTS,
+    MUTATION_LOGGED,
 ];
 
 /// One scale-0 label block a write changed: where, and the supervoxels it held before and
@@ -74,6 +78,8 @@ pub enum Delta {
         cleaved_label: u64,
         supervoxels: Vec<u64>,
     },
+    /// `MUTATION_LOGGED`: the record as the log holds it, `CommitSeq` included.
+    Logged(serde_json::Value),
 }
 
 /// One published event: what happened, to which instance, at which version.

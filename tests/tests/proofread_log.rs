@@ -78,6 +78,9 @@ fn every_mutation_consumes_one_mutation_id() {
     let m = FIRST_MUTATION;
     assert_eq!(seg.merge_ok(&[13, 1], ""), m + 1, "POST raw consumed {m}");
     seg.merge(&[13, MISSING], "").expect(400);
+    // A malformed request is refused before it takes an id.
+    seg.post("merge", b"[13, ".to_vec()).expect(400);
+    seg.post("cleave/13", b"{}".to_vec()).expect(400);
     assert_eq!(
         seg.merge_ok(&[13, 209], ""),
         m + 3,
@@ -266,7 +269,7 @@ fn mutations_range_spans_versions() {
 fn mutation_stream_replays_then_follows() {
     let srv = Server::start();
     let (seg, _) = setup(&srv);
-    let early = seg.merge_ok(&[311, 2], "");
+    seg.merge_ok(&[311, 2], ""); // before `from`: not replayed
     let from = seg.merge_ok(&[13, 1], "u=alice");
     let url = srv.url(&seg.path(&format!("mutations/stream?from={from}")));
     let stream = EventStream::open(url, Duration::from_secs(120));
@@ -280,39 +283,49 @@ fn mutation_stream_replays_then_follows() {
         }
         other => panic!("mutations/stream: no response head: {other:?}"),
     }
+    // The event id is the record's commit sequence number: mutation ids are handed out as
+    // requests arrive, so only the commit order is safe to resume from.
     let check = |ev: &SseEvent, id: u64, what: &str| {
-        assert_eq!(
-            ev.id.as_deref(),
-            Some(id.to_string().as_str()),
-            "{what}: id line"
-        );
         let rec: Value = serde_json::from_str(&ev.data)
             .unwrap_or_else(|e| panic!("{what}: data is not JSON ({e}): {:?}", ev.data));
+        assert_eq!(
+            ev.id.as_deref(),
+            Some(rec["CommitSeq"].to_string().as_str()),
+            "{what}: id line"
+        );
         assert_eq!(rec["MutationID"], id, "{what}: {rec}");
         assert_eq!(rec["Action"], "merge-complete", "{what}: {rec}");
         assert_eq!(rec["UUID"], seg.uuid, "{what}: {rec}");
         rec
     };
     let ev = stream.next_event(Duration::from_secs(30));
-    assert_ne!(
-        ev.id,
-        Some(early.to_string()),
-        "records before `from` are not replayed"
-    );
-    let rec = check(&ev, from, "replayed record");
+    let rec = check(&ev, from, "replayed record (records before `from` are not)");
     assert_eq!(rec["User"], "alice");
     // live records, in order
     let a = seg.merge_ok(&[13, 209], "u=bob");
     let b = seg.merge_ok(&[311, 13], "u=carol");
     let ev = stream.next_event(Duration::from_secs(30));
     assert_eq!(check(&ev, a, "first live record")["User"], "bob");
+    let after_a = ev.id.clone();
     let ev = stream.next_event(Duration::from_secs(30));
     assert_eq!(check(&ev, b, "second live record")["User"], "carol");
+    // A reconnecting client resumes after the last event it saw.
+    let resumed = EventStream::open_with(
+        srv.url(&seg.path("mutations/stream")),
+        after_a,
+        Duration::from_secs(60),
+    );
+    match resumed.next(Duration::from_secs(30)) {
+        Some(StreamMsg::Head(200, _)) => {}
+        other => panic!("resumed mutations/stream: {other:?}"),
+    }
+    let ev = resumed.next_event(Duration::from_secs(30));
+    check(&ev, b, "first record after Last-Event-ID");
+    drop(resumed);
     // a refused mutation sends nothing; the next completed one follows
     seg.merge(&[311, MISSING], "").expect(400);
     let (_, d) = seg.cleave_ok(311, &[2], "");
     let ev = stream.next_event(Duration::from_secs(30));
-    assert_eq!(ev.id, Some(d.to_string()), "after a refused merge: {ev:?}");
     let rec: Value = serde_json::from_str(&ev.data).expect("JSON record");
     assert_eq!(rec["Action"], "cleave-complete", "{rec}");
     assert_eq!(rec["MutationID"], d, "{rec}");

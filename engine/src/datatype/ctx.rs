@@ -275,6 +275,7 @@ impl<'a> Mutation<'a> {
             Commit {
                 kv: self.ctx.store.kv().clone(),
                 datatype: self.ctx.instance.type_name.clone(),
+                publisher: self.ctx.instance.data_uuid.clone(),
                 instance: self.ctx.instance.id,
                 version: self.ctx.view.version,
                 batch: self.batch,

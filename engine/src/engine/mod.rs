@@ -19,9 +19,10 @@ use crate::compute::{Compute, Metered};
 pub use crate::datatype::Caller;
 use crate::datatype::{Catalog, DataCtx, DataRequest, DataResponse, Datatype, Method, Settings};
 use crate::instance::InstanceMeta;
+use crate::mutation::{ANY_PUBLISHER, Subscriber, Subscription};
 use crate::repo::{INITIAL_MUTATION_ID, MUTATION_ID_STRIDE, Node, Repo, log_line, now};
 use crate::services::Services;
-use crate::sync::SyncBus;
+use crate::sync::{MUTATION_LOGGED, SyncBus};
 use crate::{Error, Result, datatypes};
 
 /// How the engine is set up: its stores and the rules assigning instances to them (DVID's
@@ -207,6 +208,7 @@ impl Engine {
             )),
             me: me.clone(),
         });
+        engine.services.mutations.reserve_in(engine.meta.clone())?;
         // Background workers start with the engine and first finish what they had not
         // acknowledged before it stopped.
         let instances: Vec<(String, String)> = {
@@ -240,6 +242,34 @@ impl Engine {
             self.services.mutations.subscribe(sub)?;
         }
         Ok(())
+    }
+
+    /// Follows every mutation-log record as it commits, in commit order per store: `handler`
+    /// gets `MUTATION_LOGGED` events through a durable outbox in each store
+    /// (`log/<name>/<store alias>`), so records it could not take yet wait there, across
+    /// restarts. Call it before serving requests: records committed earlier do not reach it.
+    pub fn follow_log(&self, name: &str, handler: Arc<dyn Subscriber>) -> Result<()> {
+        for (alias, kv) in &self.stores {
+            self.services.mutations.subscribe(Subscription {
+                id: format!("log/{name}/{alias}"),
+                publisher: ANY_PUBLISHER.into(),
+                events: vec![MUTATION_LOGGED],
+                kv: kv.clone(),
+                handler: handler.clone(),
+                gather: Duration::ZERO,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The root UUID of the repo holding the instance whose DataUUID is `data_uuid`.
+    pub fn repo_of_instance(&self, data_uuid: &str) -> Option<String> {
+        let state = self.state.read();
+        state
+            .repos
+            .values()
+            .find(|r| r.instances.values().any(|i| i.data_uuid == data_uuid))
+            .map(|r| r.root_uuid().to_string())
     }
 
     fn arc(&self) -> Arc<Engine> {

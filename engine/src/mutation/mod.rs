@@ -3,8 +3,12 @@
 //! durable log and one outbox entry per interested subscriber to the same batch, commits it
 //! atomically, and only then wakes log readers, subscribers and live watchers.
 //!
-//! Mutation IDs are the repo's (allocated by the catalog, `DataCtx::mutation`); this service
-//! owns what happens from the batch on. Subscribers' workers start when they subscribe (at
+//! Mutation IDs are the repo's (allocated by the catalog, `DataCtx::mutation`, when a request
+//! arrives), so their order is not the order edits commit in. This service gives every log
+//! record and outbox entry a server-wide sequence number as it commits, and commits that log or
+//! notify one at a time, so sequence order is commit order: readers of the log (`GET
+//! mutations`, the SSE stream, log followers) see records in the order they took effect, each
+//! with its `CommitSeq`, and a reader that resumes after a sequence number misses nothing. Subscribers' workers start when they subscribe (at
 //! engine start for every instance that wants one), drain what they had not acknowledged
 //! before a restart, and report when they are caught up (`wait_idle`).
 
@@ -21,12 +25,24 @@ use serde_json::Value;
 use tessera_storage::{KvStore, VersionId, WriteBatch};
 
 use crate::Result;
-use crate::sync::{SyncBus, SyncEvent};
+use crate::sync::{Delta, MUTATION_LOGGED, SyncBus, SyncEvent};
 pub use outbox::{Subscriber, Subscription};
 
 /// Set to `1` to keep subscriber workers from running: events stay in their outboxes until a
 /// server starts without it (recovery tests; an operator draining a server).
 pub const HOLD_ENV: &str = "TESSERA_SYNC_HOLD";
+
+/// The field every log record gets: its commit sequence number, strictly increasing in the
+/// order records were committed (server-wide; not dense).
+pub const COMMIT_SEQ: &str = "CommitSeq";
+
+/// Metadata key of the persisted ceiling of commit sequence numbers (`reserve_in`).
+const SEQ_CEILING_KEY: &[u8] = b"\x00seq-ceiling";
+/// How far ahead of the last sequence number the persisted ceiling is kept: an hour.
+const SEQ_LEASE: u64 = 3_600_000_000_000;
+
+/// A subscription's `publisher` that matches every instance (of the subscription's store).
+pub const ANY_PUBLISHER: &str = "*";
 
 /// One mutation ready to commit at one instance and version.
 pub struct Commit {
@@ -34,6 +50,8 @@ pub struct Commit {
     pub kv: Arc<dyn KvStore>,
     /// The instance's type name: the `datatype` label of `tessera_mutations_total`.
     pub datatype: String,
+    /// The instance's DataUUID, which its events name.
+    pub publisher: String,
     pub instance: u32,
     pub version: VersionId,
     pub batch: WriteBatch,
@@ -44,6 +62,11 @@ pub struct Commit {
 
 pub struct Mutations {
     log_seq: AtomicU64,
+    /// Held from the first sequence number a commit takes until its batch is written, so that
+    /// no record becomes visible before one with a smaller number.
+    order: Mutex<()>,
+    /// Where the sequence ceiling is persisted, and the ceiling (`reserve_in`).
+    lease: Mutex<Option<(Arc<dyn KvStore>, u64)>>,
     /// Counts commits that appended log records; log readers wait on it.
     appends: (Mutex<u64>, Condvar),
     workers: Mutex<HashMap<String, Arc<Worker>>>,
@@ -65,6 +88,8 @@ impl Mutations {
     pub fn new(hold: bool) -> Mutations {
         Mutations {
             log_seq: AtomicU64::new(0),
+            order: Mutex::new(()),
+            lease: Mutex::new(None),
             appends: Default::default(),
             workers: Default::default(),
             idle: Default::default(),
@@ -88,12 +113,12 @@ impl Mutations {
             || self.bus.has_subscribers(publisher, event)
     }
 
-    /// A server-wide, strictly increasing sequence for log and outbox keys. Seeded from the
-    /// clock so it keeps increasing across restarts.
+    /// A server-wide, strictly increasing sequence for log and outbox keys: the clock in
+    /// nanoseconds, or one more than the last number when the clock is behind it.
     pub fn next_seq(&self) -> u64 {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
         let mut prev = self.log_seq.load(Ordering::Relaxed);
-        loop {
+        let next = loop {
             let next = now.max(prev + 1);
             match self.log_seq.compare_exchange_weak(
                 prev,
@@ -101,9 +126,44 @@ impl Mutations {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return next,
+                Ok(_) => break next,
                 Err(p) => prev = p,
             }
+        };
+        self.extend_lease(next);
+        next
+    }
+
+    /// Keeps sequence numbers increasing across restarts even when the clock goes back (a
+    /// restored VM, a stepped clock): numbers up to a persisted ceiling are reserved, the
+    /// ceiling kept an hour ahead of the last number handed out, and the next start begins
+    /// above it.
+    pub fn reserve_in(&self, kv: Arc<dyn KvStore>) -> Result<()> {
+        let floor = kv
+            .get(SEQ_CEILING_KEY)?
+            .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        self.log_seq.fetch_max(floor, Ordering::Relaxed);
+        // The first number handed out is above the old ceiling, so it persists a new one: a
+        // server that starts and commits nothing writes nothing.
+        *self.lease.lock() = Some((kv, floor));
+        Ok(())
+    }
+
+    fn extend_lease(&self, seq: u64) {
+        let mut lease = self.lease.lock();
+        let Some((kv, ceiling)) = lease.as_mut() else {
+            return;
+        };
+        if seq < *ceiling {
+            return;
+        }
+        let next = seq.saturating_add(SEQ_LEASE);
+        match kv.put(SEQ_CEILING_KEY, &next.to_be_bytes()) {
+            Ok(()) => *ceiling = next,
+            // The commit this number is for will most likely fail the same way; the next
+            // number tries again.
+            Err(e) => tracing::warn!("persisting the commit-sequence ceiling: {e}"),
         }
     }
 
@@ -120,28 +180,59 @@ impl Mutations {
         let Commit {
             kv,
             datatype,
+            publisher,
             instance,
             version,
             mut batch,
-            records,
+            mut records,
             events,
         } = c;
-        for r in &records {
-            log::append(&mut batch, instance, version, self.next_seq(), r);
-        }
         let mut woken: Vec<Arc<Worker>> = Vec::new();
         {
-            let workers = self.workers.lock();
-            for e in &events {
-                for w in workers.values().filter(|w| w.wants(&e.publisher, e.name)) {
-                    outbox::put(&mut batch, &w.sub.id, self.next_seq(), e);
-                    if !woken.iter().any(|x| Arc::ptr_eq(x, w)) {
-                        woken.push(w.clone());
-                    }
+            let workers: Vec<Arc<Worker>> = self
+                .workers
+                .lock()
+                .values()
+                .filter(|w| w.stores_in(&kv))
+                .cloned()
+                .collect();
+            let followers: Vec<&Arc<Worker>> = workers
+                .iter()
+                .filter(|w| w.wants(&publisher, MUTATION_LOGGED))
+                .collect();
+            let mut to = |batch: &mut WriteBatch, w: &Arc<Worker>, e: &SyncEvent, seq: u64| {
+                outbox::put(batch, &w.sub.id, seq, e);
+                if !woken.iter().any(|x| Arc::ptr_eq(x, w)) {
+                    woken.push(w.clone());
+                }
+            };
+            // Ordered commits only when someone could see the order: plain block ingest with
+            // no subscriber commits concurrently.
+            let _order = (!records.is_empty() || !workers.is_empty()).then(|| self.order.lock());
+            for r in &mut records {
+                let seq = self.next_seq();
+                if let Some(obj) = r.as_object_mut() {
+                    obj.insert(COMMIT_SEQ.into(), seq.into());
+                }
+                log::append(&mut batch, instance, version, seq, r);
+                for w in &followers {
+                    let e = SyncEvent {
+                        name: MUTATION_LOGGED,
+                        publisher: publisher.clone(),
+                        version,
+                        mutation_id: r.get("MutationID").and_then(Value::as_u64).unwrap_or(0),
+                        delta: Delta::Logged(r.clone()),
+                    };
+                    to(&mut batch, w, &e, self.next_seq());
                 }
             }
+            for e in &events {
+                for w in workers.iter().filter(|w| w.wants(&e.publisher, e.name)) {
+                    to(&mut batch, w, e, self.next_seq());
+                }
+            }
+            kv.write(batch)?;
         }
-        kv.write(batch)?;
         count(&datatype, &records);
         committed();
         if !records.is_empty() {
@@ -350,7 +441,14 @@ struct Worker {
 
 impl Worker {
     fn wants(&self, publisher: &str, event: &'static str) -> bool {
-        self.sub.publisher == publisher && self.sub.events.contains(&event)
+        (self.sub.publisher == publisher || self.sub.publisher == ANY_PUBLISHER)
+            && self.sub.events.contains(&event)
+    }
+
+    /// Whether the subscription's outbox is in `kv`: entries are written to the store of the
+    /// commit, so a subscription hears only of commits to its own store.
+    fn stores_in(&self, kv: &Arc<dyn KvStore>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.sub.kv), Arc::as_ptr(kv))
     }
 
     fn busy(&self) -> bool {

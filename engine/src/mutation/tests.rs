@@ -49,6 +49,7 @@ fn commit(service: &Mutations, kv: &Arc<dyn KvStore>, ids: &[u64]) {
         .commit(Commit {
             kv: kv.clone(),
             datatype: "test".into(),
+            publisher: "pub".into(),
             instance: 1,
             version: 1,
             batch,
@@ -138,6 +139,7 @@ fn counts_each_logged_mutation_once_it_is_durable() {
     let c = |records: Vec<serde_json::Value>| Commit {
         kv: kv.clone(),
         datatype: "labelmap".into(),
+        publisher: "pub".into(),
         instance: 1,
         version: 1,
         batch: WriteBatch::new(),
@@ -167,4 +169,141 @@ fn counts_each_logged_mutation_once_it_is_durable() {
             ),
         ]
     );
+}
+
+/// A reader that resumes after the last sequence number it saw (the SSE stream, a log
+/// follower) must miss nothing while commits race: no record may become visible after one
+/// with a larger number.
+#[test]
+fn log_records_become_visible_in_sequence_order() {
+    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let service = Arc::new(Mutations::new(true));
+    let (writers, each) = (8u64, 150u64);
+    let reader = {
+        let kv = kv.clone();
+        std::thread::spawn(move || {
+            let mut seen: Vec<(u64, u64)> = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while (seen.len() as u64) < writers * each && std::time::Instant::now() < deadline {
+                let after = seen.last().map(|(s, _)| *s);
+                for (seq, rec) in log::read_after(kv.as_ref(), 1, 1, after).unwrap() {
+                    let v: serde_json::Value = serde_json::from_slice(&rec).unwrap();
+                    assert_eq!(v[COMMIT_SEQ], seq, "the record carries its key's sequence");
+                    seen.push((seq, v["MutationID"].as_u64().unwrap()));
+                }
+            }
+            seen
+        })
+    };
+    let threads: Vec<_> = (0..writers)
+        .map(|t| {
+            let (service, kv) = (service.clone(), kv.clone());
+            std::thread::spawn(move || {
+                for i in 0..each {
+                    commit(&service, &kv, &[t * 1000 + i]);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let seen = reader.join().unwrap();
+    let mut ids: Vec<u64> = seen.iter().map(|(_, id)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len() as u64,
+        writers * each,
+        "a reader resuming by sequence number missed records"
+    );
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[derive(Default)]
+struct Follower {
+    records: Mutex<Vec<serde_json::Value>>,
+}
+
+impl Subscriber for Follower {
+    fn apply(&self, events: &[SyncEvent]) -> Result<()> {
+        for e in events {
+            match &e.delta {
+                Delta::Logged(r) => self.records.lock().push(r.clone()),
+                other => panic!("a log follower got {other:?}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn log_followers_get_every_record_of_their_store_in_commit_order() {
+    let (kv, other): (Arc<dyn KvStore>, Arc<dyn KvStore>) =
+        (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+    let service = Arc::new(Mutations::new(false));
+    let follow = |kv: &Arc<dyn KvStore>, id: &str, f: Arc<Follower>| Subscription {
+        id: id.into(),
+        publisher: ANY_PUBLISHER.into(),
+        events: vec![MUTATION_LOGGED],
+        kv: kv.clone(),
+        handler: f,
+        gather: Duration::ZERO,
+    };
+    let (here, there) = (Arc::new(Follower::default()), Arc::new(Follower::default()));
+    service
+        .subscribe(follow(&kv, "log/here", here.clone()))
+        .unwrap();
+    service
+        .subscribe(follow(&other, "log/there", there.clone()))
+        .unwrap();
+    // A follower wants no instance's ordinary events.
+    assert!(!service.wanted("pub", MERGE_BLOCK));
+    commit(&service, &kv, &[5]);
+    commit(&service, &kv, &[3]);
+    assert!(service.wait_idle(Duration::from_secs(10)));
+    let got = here.records.lock().clone();
+    assert_eq!(
+        got.iter()
+            .map(|r| r["MutationID"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [5, 3],
+        "commit order, not mutation-id order"
+    );
+    assert!(got[0][COMMIT_SEQ].as_u64() < got[1][COMMIT_SEQ].as_u64());
+    let logged: Vec<serde_json::Value> = log::read(kv.as_ref(), 1, 1)
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect();
+    assert_eq!(
+        got, logged,
+        "followers get the records as the log holds them"
+    );
+    assert!(
+        there.records.lock().is_empty(),
+        "another store's follower heard nothing"
+    );
+}
+
+#[test]
+fn sequence_numbers_keep_increasing_across_a_restart_with_the_clock_behind() {
+    let meta: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let first = Mutations::new(true);
+    first.reserve_in(meta.clone()).unwrap();
+    let last = first.next_seq();
+    // The ceiling is an hour ahead of the clock: a "restart" now has its clock an hour behind
+    // numbers that might have been handed out, and must start above them.
+    let ceiling = u64::from_be_bytes(
+        meta.get(SEQ_CEILING_KEY)
+            .unwrap()
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    assert!(ceiling > last);
+    let second = Mutations::new(true);
+    second.reserve_in(meta.clone()).unwrap();
+    let next = second.next_seq();
+    assert!(next > ceiling, "{next} after a restart, ceiling {ceiling}");
 }

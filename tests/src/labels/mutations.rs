@@ -113,6 +113,11 @@ pub struct EventStream {
 impl EventStream {
     /// Opens `url` (a full URL); the reader thread gives up after `limit`.
     pub fn open(url: String, limit: Duration) -> EventStream {
+        EventStream::open_with(url, None, limit)
+    }
+
+    /// `open`, sending `Last-Event-ID` as a reconnecting EventSource does.
+    pub fn open_with(url: String, last_event_id: Option<String>, limit: Duration) -> EventStream {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let client = match reqwest::blocking::Client::builder()
@@ -126,7 +131,11 @@ impl EventStream {
                     return;
                 }
             };
-            let mut resp = match client.get(&url).send() {
+            let mut req = client.get(&url);
+            if let Some(id) = &last_event_id {
+                req = req.header("Last-Event-ID", id.as_str());
+            }
+            let mut resp = match req.send() {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = tx.send(StreamMsg::End(format!("GET {url}: {e}")));

@@ -108,7 +108,7 @@ impl Subscriber for Worker {
                         }
                     }
                 }
-                Delta::Image(_) | Delta::Labels(_) => continue,
+                Delta::Image(_) | Delta::Labels(_) | Delta::Logged(_) => continue,
             }
             let mut m = ctx.write();
             let labels = ed.finish(&mut m.batch)?;

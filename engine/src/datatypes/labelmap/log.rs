@@ -1,9 +1,10 @@
 //! The mutation log of a labelmap version: `GET mutations`, `mutations-range`, `history`, and
 //! `GET mutations/stream`, the completed mutations as server-sent events, live.
 //!
-//! The stream replays the version's records with `MutationID ≥ from` (`?from=`, or the
-//! `Last-Event-ID` header a reconnecting EventSource sends, which resumes after it), then sends
-//! each new record once its mutation committed. A comment line every 15 s keeps idle
+//! The stream replays the version's records with `MutationID ≥ from` (`?from=`), or those
+//! committed after the event named by the `Last-Event-ID` header a reconnecting EventSource
+//! sends, then sends each new record once its mutation committed, in commit order. Each event's
+//! id is the record's `CommitSeq`. A comment line every 15 s keeps idle
 //! connections open and lets the server notice clients that left.
 
 use std::collections::HashSet;
@@ -144,15 +145,20 @@ fn history_entry(rec: &Value, bodies: &HashSet<u64>, svs: &HashSet<u64>) -> Opti
 }
 
 fn stream(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    let parse = |v: &str, what: &str| {
+    let parse = |v: &str, what: &str, what_is: &str| {
         v.trim()
             .parse::<u64>()
-            .map_err(|_| Error::bad(format!("{what} {v:?} must be a mutation id")))
+            .map_err(|_| Error::bad(format!("{what} {v:?} must be {what_is}")))
     };
-    let from = match (req.query.get("from"), req.header("last-event-id")) {
-        (_, Some(id)) => parse(id, "Last-Event-ID")?.saturating_add(1),
-        (Some(f), None) => parse(f, "from")?,
-        (None, None) => 0,
+    // Resuming goes by commit sequence, never by mutation id: ids are handed out as requests
+    // arrive, so a lower id can commit after a higher one.
+    let (from, seq) = match (req.query.get("from"), req.header("last-event-id")) {
+        (_, Some(id)) => (
+            0,
+            Some(parse(id, "Last-Event-ID", "an event id (a CommitSeq)")?),
+        ),
+        (Some(f), None) => (parse(f, "from", "a mutation id")?, None),
+        (None, None) => (0, None),
     };
     let events = Events {
         mutations: ctx.services.mutations.clone(),
@@ -160,7 +166,7 @@ fn stream(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         instance: ctx.instance.id,
         version: ctx.version(),
         from,
-        seq: None,
+        seq,
         appends: 0,
         last_sent: Instant::now(),
     };
@@ -172,7 +178,7 @@ struct Events {
     kv: std::sync::Arc<dyn KvStore>,
     instance: u32,
     version: VersionId,
-    /// Records with a smaller MutationID are not sent.
+    /// Records with a smaller MutationID (or none) are not sent.
     from: u64,
     /// Sequence number of the last record read.
     seq: Option<u64>,
@@ -191,10 +197,10 @@ impl Events {
             let id = serde_json::from_slice::<Value>(&rec)
                 .ok()
                 .and_then(|v| v.get("MutationID").and_then(Value::as_u64));
-            let Some(id) = id.filter(|id| *id >= self.from) else {
+            if id.is_none_or(|id| id < self.from) {
                 continue;
-            };
-            out.extend_from_slice(format!("id: {id}\ndata: ").as_bytes());
+            }
+            out.extend_from_slice(format!("id: {seq}\ndata: ").as_bytes());
             out.extend_from_slice(&rec);
             out.extend_from_slice(b"\n\n");
         }

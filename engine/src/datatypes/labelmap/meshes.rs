@@ -56,7 +56,7 @@ pub fn get(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResp
             }
         },
     };
-    let supervoxels = req.query.flag("supervoxels");
+    let supervoxels = req.query.flag("supervoxels")?;
     let Some(s) = surface_cached(ctx, labels, label, scale, supervoxels)? else {
         return Err(super::no_voxels(label));
     };
@@ -500,7 +500,7 @@ impl Subscriber for Worker {
                     touch(*target, w);
                     touch(*cleaved_label, w);
                 }
-                Delta::Image(_) | Delta::Labels(_) => {}
+                Delta::Image(_) | Delta::Labels(_) | Delta::Logged(_) => {}
                 Delta::Blocks(changes) => {
                     let lm = Labelmap::open(self.repo.ctx_at(e.version, &self.name)?)?;
                     for c in changes {
