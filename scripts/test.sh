@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+# nats-server: tests/tests/mutation_stream.rs starts a real JetStream server.
+bash scripts/setup.sh nats-server
 bash scripts/pyenv.sh
 bash scripts/browser.sh
 

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use tessera_engine::compute::Compute;
 use tessera_engine::engine::EngineOptions;
+use tessera_storage::faults::DiskFullSwitch;
 use tessera_storage::{KvStore, MemoryStore, RocksStore};
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +24,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub compute: ComputeConfig,
+    /// Publish the mutation log to NATS JetStream (`stream`).
+    pub nats: Option<crate::stream::NatsConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +47,9 @@ pub struct ServerConfig {
     /// Serve labelmap `POST split` (default true; DVID's `allowLabelmapSplit` defaults off).
     #[serde(alias = "allowLabelmapSplit")]
     pub allow_labelmap_split: Option<bool>,
+    /// Sync every RocksDB write to disk before acknowledging it (default true): an
+    /// acknowledged write then survives a power cut, not only a killed process.
+    pub sync_writes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +91,10 @@ pub struct ComputeConfig {
     pub backend: Option<String>,
 }
 
+/// Names a file whose existence makes every store's writes fail as a full disk's do (tests;
+/// rehearsing the out-of-space behaviour): `storage::faults`.
+pub const DISK_FULL_ENV: &str = "TESSERA_FAULT_DISK_FULL";
+
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 pub const DEFAULT_MAX_BODY_MB: u64 = 1024;
 
@@ -120,28 +130,8 @@ impl Config {
         data_dir: &Path,
         compute: Arc<dyn Compute>,
     ) -> anyhow::Result<EngineOptions> {
-        let mut stores: BTreeMap<String, Arc<dyn KvStore>> = BTreeMap::new();
-        if self.store.is_empty() {
-            stores.insert("default".into(), open_rocks(data_dir)?);
-        }
-        for (alias, sc) in &self.store {
-            let store: Arc<dyn KvStore> = match sc.engine.as_str() {
-                "rocksdb" | "badger" => {
-                    let path = sc
-                        .path
-                        .as_ref()
-                        .with_context(|| format!("[store.{alias}] needs a path"))?;
-                    open_rocks(path)?
-                }
-                "memory" => Arc::new(MemoryStore::new()),
-                other => bail!(
-                    "[store.{alias}] engine {other:?} is not supported: use rocksdb or memory"
-                ),
-            };
-            stores.insert(alias.clone(), store);
-        }
         Ok(EngineOptions {
-            stores,
+            stores: self.open_stores(data_dir)?,
             backends: self
                 .backend
                 .iter()
@@ -153,11 +143,50 @@ impl Config {
             allow_labelmap_split: self.server.allow_labelmap_split.unwrap_or(true),
         })
     }
+
+    /// The configured stores by alias; with none configured, `default`: RocksDB in `data_dir`.
+    pub fn open_stores(
+        &self,
+        data_dir: &Path,
+    ) -> anyhow::Result<BTreeMap<String, Arc<dyn KvStore>>> {
+        let mut stores: BTreeMap<String, Arc<dyn KvStore>> = BTreeMap::new();
+        let sync = self.server.sync_writes.unwrap_or(true);
+        if self.store.is_empty() {
+            stores.insert("default".into(), open_rocks(data_dir, sync)?);
+        }
+        for (alias, sc) in &self.store {
+            let store: Arc<dyn KvStore> = match sc.engine.as_str() {
+                "rocksdb" | "badger" => {
+                    let path = sc
+                        .path
+                        .as_ref()
+                        .with_context(|| format!("[store.{alias}] needs a path"))?;
+                    open_rocks(path, sync)?
+                }
+                "memory" => Arc::new(MemoryStore::new()),
+                other => bail!(
+                    "[store.{alias}] engine {other:?} is not supported: use rocksdb or memory"
+                ),
+            };
+            stores.insert(alias.clone(), store);
+        }
+        if let Some(switch) = std::env::var_os(DISK_FULL_ENV) {
+            tracing::warn!(
+                "{DISK_FULL_ENV} is set: writes fail as on a full disk while {} exists",
+                PathBuf::from(&switch).display()
+            );
+            for store in stores.values_mut() {
+                *store = Arc::new(DiskFullSwitch::new(store.clone(), switch.clone().into()));
+            }
+        }
+        Ok(stores)
+    }
 }
 
-fn open_rocks(path: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
+fn open_rocks(path: &Path, sync: bool) -> anyhow::Result<Arc<dyn KvStore>> {
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-    let store = RocksStore::open(path)
+    let mut store = RocksStore::open(path)
         .map_err(|e| anyhow::anyhow!("opening RocksDB at {}: {e}", path.display()))?;
+    store.set_sync(sync);
     Ok(Arc::new(store))
 }

@@ -18,6 +18,7 @@ mod error;
 mod metrics;
 mod routes;
 mod server;
+mod stream;
 
 #[derive(Parser)]
 #[command(
@@ -153,6 +154,11 @@ enum Command {
         #[command(subcommand)]
         what: TokenCommand,
     },
+    /// The stores of a stopped server.
+    Store {
+        #[command(subcommand)]
+        what: StoreCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -179,6 +185,22 @@ enum TokenCommand {
         /// The server's TOML configuration.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Print, per store, its key count, size and a SHA-256 of every key and value: equal
+    /// digests mean byte-identical contents.
+    Digest {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory of the embedded store when the config names no store.
+        #[arg(long, default_value = "tessera-data")]
+        data: PathBuf,
+        /// Also print every key (hex) with the SHA-256 of its value.
+        #[arg(long)]
+        keys: bool,
     },
 }
 
@@ -298,6 +320,9 @@ fn main() -> anyhow::Result<()> {
             data,
             compute,
         }),
+        Command::Store {
+            what: StoreCommand::Digest { config, data, keys },
+        } => cli::store::digest(config.as_deref(), &data, keys),
         Command::Token {
             what:
                 TokenCommand::New {

@@ -130,6 +130,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let compute = compute::select(selection)?;
     let opts = config.engine_options(&args.data, compute)?;
     let engine = Engine::open(opts).map_err(|e| anyhow::anyhow!("opening the engine: {e}"))?;
+    if let Some(nats) = config.nats.clone() {
+        crate::stream::NatsStream::start(&engine, nats)?;
+    }
     let compute = engine.compute();
     tracing::info!(stores = %engine.store_engine_names(), compute = compute.backend().name(), adapter = %compute.adapter(), "engine open");
     let state = Arc::new(AppState::new(engine.clone(), config, config_text)?);

@@ -9,7 +9,11 @@ pub enum Error {
     Unauthorized(String),
     Forbidden(String),
     PayloadTooLarge(String),
-    RangeNotSatisfiable { len: u64 },
+    RangeNotSatisfiable {
+        len: u64,
+    },
+    /// The store is out of space: the write was refused whole; reads still work.
+    InsufficientStorage(String),
     Internal(String),
 }
 
@@ -30,6 +34,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::PayloadTooLarge(_) => 413,
             Error::RangeNotSatisfiable { .. } => 416,
+            Error::InsufficientStorage(_) => 507,
             Error::Internal(_) => 500,
         }
     }
@@ -43,6 +48,7 @@ impl fmt::Display for Error {
             | Error::Unauthorized(m)
             | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
+            | Error::InsufficientStorage(m)
             | Error::Internal(m) => f.write_str(m),
             Error::RangeNotSatisfiable { len } => {
                 write!(f, "requested range not satisfiable for length {len}")
@@ -58,6 +64,10 @@ impl From<tessera_storage::Error> for Error {
         match e {
             // A lazy merge conflict is the caller's to resolve, so it is a 400 (spec §1.4).
             tessera_storage::Error::Conflict { .. } => Error::BadRequest(e.to_string()),
+            tessera_storage::Error::NoSpace(_) => Error::InsufficientStorage(format!(
+                "{e}; nothing of this request was written; reads still work, and writes will \
+                 succeed again once space is freed"
+            )),
             other => Error::Internal(other.to_string()),
         }
     }

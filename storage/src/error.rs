@@ -5,7 +5,12 @@ use std::fmt;
 #[derive(Debug)]
 pub enum Error {
     Engine(String),
-    Conflict { key: Vec<u8>, versions: Vec<u32> },
+    /// The disk (or a quota) is full: writes fail until space is freed; reads still work.
+    NoSpace(String),
+    Conflict {
+        key: Vec<u8>,
+        versions: Vec<u32>,
+    },
     Corrupt(String),
 }
 
@@ -15,6 +20,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Engine(m) => write!(f, "storage engine error: {m}"),
+            Error::NoSpace(m) => write!(f, "storage is out of space: {m}"),
             Error::Conflict { key, versions } => write!(
                 f,
                 "found multiple values for key {} among parents (versions {versions:?}); resolve the merge",
@@ -29,6 +35,18 @@ impl std::error::Error for Error {}
 
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Self {
-        Error::Engine(e.into_string())
+        let m = e.into_string();
+        // RocksDB reports ENOSPC, EDQUOT and EFBIG (a file-size limit) as IO errors with the
+        // OS's message; once it has seen one it refuses writes with the same message.
+        const FULL: [&str; 3] = [
+            "No space left on device",
+            "Disk quota exceeded",
+            "File too large",
+        ];
+        if FULL.iter().any(|f| m.contains(f)) {
+            Error::NoSpace(m)
+        } else {
+            Error::Engine(m)
+        }
     }
 }

@@ -9,6 +9,7 @@
 #![allow(clippy::type_complexity)]
 
 mod error;
+pub mod faults;
 mod kv;
 mod memory;
 pub mod metered;

@@ -38,6 +38,7 @@ pub mod clients;
 pub mod demo;
 pub mod labels;
 pub mod mesh;
+pub mod nats;
 pub mod synapses;
 
 /// Test data versions of DVID's keyvalue, label index and mapping-op protobuf messages (proto3,

@@ -1,6 +1,6 @@
 //! Offline commands: `tessera pyramid`, `tessera mesh` and `tessera bench kernels`;
 //! `tessera load`, a client that ingests a volume into a running server; and `tessera demo`,
-//! a server holding a demo dataset.
+//! a server holding a demo dataset; `tessera store digest`, a hash of what the stores hold.
 
 pub mod bench;
 pub mod demo;
@@ -8,6 +8,7 @@ pub mod load;
 pub mod mesh;
 mod npy;
 pub mod pyramid;
+pub mod store;
 
 use std::sync::Arc;
 
