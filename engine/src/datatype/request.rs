@@ -35,10 +35,25 @@ impl Query {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
-    /// DVID's boolean flags: "true", "1" and "on" are true (case-insensitive).
-    pub fn flag(&self, name: &str) -> bool {
-        self.get(name)
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on"))
+    /// DVID's boolean flags: "true", "1" and "on" are true; "false", "0", "off", an empty value
+    /// or no parameter false (case-insensitive). Anything else is a 400 naming the parameter:
+    /// a typo must not quietly mean "false".
+    pub fn flag(&self, name: &str) -> crate::Result<bool> {
+        self.flag_or(name, false)
+    }
+
+    /// `flag`, with `default` when the parameter is absent.
+    pub fn flag_or(&self, name: &str, default: bool) -> crate::Result<bool> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "on" => Ok(true),
+            "false" | "0" | "off" | "" => Ok(false),
+            _ => Err(crate::Error::bad(format!(
+                "query parameter {name}={v:?} must be true or false"
+            ))),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ pub fn handle(
                 .map_err(|e| {
                     Error::bad(format!("tags body must be a JSON object of strings: {e}"))
                 })?;
-            let replace = req.query.flag("replace");
+            let replace = req.query.flag("replace")?;
             engine.modify_instance(spec, name, |_, meta| {
                 if replace {
                     meta.tags.clear();
@@ -49,7 +49,7 @@ pub fn handle(
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .collect();
-            let replace = req.query.flag("replace");
+            let replace = req.query.flag("replace")?;
             engine.modify_instance(spec, name, |repo, meta| {
                 let mut uuids = Vec::new();
                 for n in &names {

@@ -286,7 +286,7 @@ pub fn get(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
     if let Some(stored) = posted(ctx, &t)? {
         return serve_stored(cfg.format, stored);
     }
-    let noblanks = req.query.flag("noblanks");
+    let noblanks = req.query.flag("noblanks")?;
     let no_content = || {
         Error::not_found(format!(
             "tile {:?} at scale {} is blank (noblanks=true)",

@@ -25,12 +25,12 @@ pub enum Format {
 
 impl Format {
     pub fn from_query(q: &Query) -> Result<Format> {
-        let tar = q.flag("tar") || q.flag("jsontar");
-        let json = q.flag("json");
+        let tar = q.flag("tar")? || q.flag("jsontar")?;
+        let json = q.flag("json")?;
         match (json, tar) {
             (true, true) => Err(Error::bad("can only specify tar or json output, not both")),
             (true, false) => Ok(Format::Json {
-                check: q.flag("check"),
+                check: q.flag("check")?,
             }),
             (false, true) => Ok(Format::Tar),
             (false, false) => Ok(Format::Protobuf),

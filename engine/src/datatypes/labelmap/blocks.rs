@@ -129,7 +129,7 @@ pub fn post(
             )));
         }
     }
-    let downres = req.query.flag("downres");
+    let downres = req.query.flag("downres")?;
     if downres && (supervoxels_only || scale != 0) {
         return Err(Error::bad(
             "downres=true applies only to POST blocks at scale 0",
@@ -148,7 +148,7 @@ pub fn post(
     } else {
         Mode {
             scale,
-            index: scale == 0 && labels.cfg.indexed_labels && !req.query.flag("noindexing"),
+            index: scale == 0 && labels.cfg.indexed_labels && !req.query.flag("noindexing")?,
             track: scale == 0,
             downres: downres && labels.cfg.max_downres_level > 0,
         }

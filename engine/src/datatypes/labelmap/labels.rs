@@ -94,7 +94,7 @@ fn voxels_of(labels: &Labels, label: u64, supervoxels: bool) -> Result<u64> {
 
 fn size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(req.one_segment("<label>")?)?;
-    match voxels_of(labels, label, req.query.flag("supervoxels"))? {
+    match voxels_of(labels, label, req.query.flag("supervoxels")?)? {
         0 => Err(not_found(label)),
         n => Ok(DataResponse::bytes(
             "application/json",
@@ -106,7 +106,7 @@ fn size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 fn sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     req.check_hash()?;
     let list = json_labels(&req.body)?;
-    let sv = req.query.flag("supervoxels");
+    let sv = req.query.flag("supervoxels")?;
     let out: Vec<u64> = list
         .par_iter()
         .map(|&l| {
@@ -122,7 +122,7 @@ fn sizes(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 
 fn sparsevol_size(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(req.one_segment("<label>")?)?;
-    let supervoxels = req.query.flag("supervoxels");
+    let supervoxels = req.query.flag("supervoxels")?;
     let index = index_for(labels, label, supervoxels)?.ok_or_else(|| not_found(label))?;
     let svs = [label];
     let only = supervoxels.then_some(&svs[..]);
@@ -278,7 +278,7 @@ fn listlabels(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
             "number={number} is above the limit of {MAX_LIST}"
         )));
     }
-    let sizes = req.query.flag("sizes");
+    let sizes = req.query.flag("sizes")?;
     let list = Listing {
         labels: labels.clone(),
         next: Some(start),
@@ -309,7 +309,7 @@ fn get_index(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
         ));
     }
     let index = labels.index(label)?.ok_or_else(|| not_found(label))?;
-    if req.query.flag("metadata-only") {
+    if req.query.flag("metadata-only")? {
         return Ok(DataResponse::json(&serde_json::json!({
             "num_voxels": index.num_voxels(),
             "last_mutid": index.last_mutid,

@@ -129,7 +129,7 @@ fn get_mapping(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
             "mapping body must be a JSON list of supervoxels: {e}"
         ))
     })?;
-    let lookup = !req.query.flag("nolookup");
+    let lookup = !req.query.flag("nolookup")?;
     let mut out = Vec::with_capacity(svs.len());
     for sv in svs {
         let body = match labels.mapping.mapped(sv) {

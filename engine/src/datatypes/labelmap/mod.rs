@@ -204,7 +204,7 @@ impl Datatype for LabelmapType {
             labels
         } else {
             let mapping = state::state(ctx).mapping(&labels)?;
-            labels.with_mapping(mapping, req.query.flag("supervoxels"))
+            labels.with_mapping(mapping, req.query.flag("supervoxels")?)
         };
         let kw = req.keyword.as_str();
         if no_mapping && NEED_MAPPING.contains(&kw) {

@@ -132,9 +132,11 @@ pub(crate) fn merge_list(req: &DataRequest) -> Result<(Vec<u64>, u64, Vec<u64>)>
 
 /// `POST merge` `[target, a, b, …]` → `{"MutationID": n}`.
 pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    // Malformed requests are refused before they take a mutation id; DVID's rule that a
+    // failed mutation consumes one applies to well-formed requests that fail.
+    let (list, target, merged) = merge_list(req)?;
     let mut m = ctx.mutation()?;
     let mutid = m.mutation_id();
-    let (list, target, merged) = merge_list(req)?;
     let st = state(ctx);
     let _writes = st.writes.read();
     let _bodies = st.bodies.lock(list.iter().copied());
@@ -173,8 +175,6 @@ pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
 /// `POST renumber` `[new1, old1, new2, old2, …]`: each old body takes the new label, which
 /// must not exist (a merge into an empty label).
 pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let mut m = ctx.mutation()?;
-    let mutid = m.mutation_id();
     let list = json_list(&req.body, "renumber")?;
     if list.is_empty() || list.len() % 2 != 0 {
         return Err(Error::bad("renumber needs [new, old, new, old, …] pairs"));
@@ -188,6 +188,8 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
     if !list.iter().all(|l| seen.insert(*l)) {
         return Err(Error::bad("renumber lists a label twice"));
     }
+    let mut m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let st = state(ctx);
     let _writes = st.writes.read();
     let _bodies = st.bodies.lock(list.iter().copied());
@@ -229,10 +231,10 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
 /// `POST cleave/<label>` `[sv, …]` → `{"CleavedLabel": n, "MutationID": m}`. The new label is
 /// allocated before anything is checked, as DVID does.
 pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let mut m = ctx.mutation()?;
-    let mutid = m.mutation_id();
     let label = parse_label(req.one_segment("<label>")?)?;
     let svs = json_list(&req.body, "cleave")?;
+    let mut m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let st = state(ctx);
     let _writes = st.writes.read();
     let cleaved = allocate(ctx, labels, 1)?;
@@ -686,10 +688,10 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
             "POST split is turned off on this server ([server] allow_labelmap_split = false)",
         ));
     }
-    let m = ctx.mutation()?;
-    let mutid = m.mutation_id();
     let label = parse_label(req.one_segment("<label>")?)?;
     let runs = parse_rles(&req.body)?;
+    let m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let st = state(ctx);
     let _writes = st.writes.read();
     let _body = st.bodies.lock([label]);
@@ -776,12 +778,12 @@ pub(crate) fn id_param(req: &DataRequest, name: &str) -> Result<Option<u64>> {
 /// `POST split-supervoxel/<sv>[?split=&remain=&downres=]`: the RLE's voxels, strictly inside
 /// the supervoxel, become a new supervoxel and the rest another; both stay in its body.
 pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
-    let m = ctx.mutation()?;
-    let mutid = m.mutation_id();
     let sv = parse_label(req.one_segment("<supervoxel>")?)?;
     let runs = parse_rles(&req.body)?;
     let (given_split, given_remain) = (id_param(req, "split")?, id_param(req, "remain")?);
-    let downres = req.query.get("downres").is_none_or(|v| v != "false");
+    let downres = req.query.flag_or("downres", true)?;
+    let m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     let st = state(ctx);
     let _writes = st.writes.read();
     // The body can change until it is locked: lock, then check it is still the body.
@@ -886,9 +888,9 @@ fn sorted_coords(packed: impl IntoIterator<Item = u64>) -> Vec<BlockCoord> {
 /// `POST merge` `[target, a, b, …]` without a mapping: every block of a merged label is
 /// rewritten with its voxels relabelled to the target.
 pub fn relabel_merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
+    let (list, target, merged) = merge_list(req)?;
     let m = ctx.mutation()?;
     let mutid = m.mutation_id();
-    let (list, target, merged) = merge_list(req)?;
     let st = state(ctx);
     let _writes = st.writes.read();
     let _bodies = st.bodies.lock(list.iter().copied());
@@ -999,11 +1001,11 @@ pub fn relabel_split(
     req: &DataRequest,
     coarse: bool,
 ) -> Result<DataResponse> {
-    let m = ctx.mutation()?;
-    let mutid = m.mutation_id();
     let label = parse_label(req.one_segment("<label>")?)?;
     let runs = parse_rles(&req.body)?;
     let given = id_param(req, "splitlabel")?;
+    let m = ctx.mutation()?;
+    let mutid = m.mutation_id();
     if given == Some(label) {
         return Err(Error::bad(format!(
             "splitlabel {label} is the label being split"

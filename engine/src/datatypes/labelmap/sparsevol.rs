@@ -273,7 +273,7 @@ fn sparsevol_of(labels: &Labels, label: u64, req: &DataRequest) -> Result<DataRe
     let scale = scale(&labels.cfg, q)?;
     let bounds = Bounds::parse(q)?;
     let exact = q.get("exact").is_none_or(|v| v != "false");
-    let w = wanted(labels, label, q.flag("supervoxels"), scale, &bounds)?
+    let w = wanted(labels, label, q.flag("supervoxels")?, scale, &bounds)?
         .ok_or_else(|| not_found(label))?;
     // Without exact clipping, whole blocks meeting the bounds are returned.
     let clip = if exact { bounds } else { Bounds::OPEN };
@@ -299,7 +299,7 @@ pub fn get(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
 pub fn head(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(req.one_segment("<label>")?)?;
     let bounds = Bounds::parse(&req.query)?;
-    let found = wanted(labels, label, req.query.flag("supervoxels"), 0, &bounds)?;
+    let found = wanted(labels, label, req.query.flag("supervoxels")?, 0, &bounds)?;
     Ok(DataResponse::empty().with_status(if found.is_some() { 200 } else { 204 }))
 }
 
@@ -333,7 +333,7 @@ fn coarse_runs(
 
 pub fn coarse(labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(req.one_segment("<label>")?)?;
-    let supervoxels = req.query.flag("supervoxels");
+    let supervoxels = req.query.flag("supervoxels")?;
     let index =
         super::labels::index_for(labels, label, supervoxels)?.ok_or_else(|| not_found(label))?;
     let svs = [label];

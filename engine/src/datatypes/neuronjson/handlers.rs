@@ -384,7 +384,7 @@ fn post_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         }],
         &user,
         &conditionals(req),
-        req.query.flag("replace"),
+        req.query.flag("replace")?,
     )?;
     Ok(DataResponse::empty())
 }
@@ -412,7 +412,7 @@ fn post_keyvalues(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
         posted,
         &user,
         &conditionals(req),
-        req.query.flag("replace"),
+        req.query.flag("replace")?,
     )?;
     Ok(DataResponse::empty())
 }
