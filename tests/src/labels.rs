@@ -14,12 +14,14 @@
 //! * [`Seg`]: URL and request helpers for one labelmap instance on a test server;
 //! * [`Model`], [`check_consistency`], [`EventStream`], …: proofreading mutations (merge,
 //!   cleave, split, mapping; modules `proofread` (reference model) and `mutations` (requests
-//!   and checks)).
+//!   and checks)); [`Oracle`], [`replay`], [`compare`]: replaying the mutation log of
+//!   concurrent or interrupted edits (module `oracle`).
 
 mod block;
 mod client;
 mod downres;
 mod mutations;
+mod oracle;
 mod proofread;
 mod rle;
 mod volume;
@@ -32,6 +34,10 @@ pub use client::{
 pub use downres::{downres, pyramid};
 pub use mutations::{
     EventStream, Http, SseEvent, SseParser, StreamMsg, check_consistency, check_consistency_settled,
+};
+pub use oracle::{
+    Edit, Oracle, Outcome, Replayed, SentEdit, brief, choose_edit, compare, random_point, replay,
+    send_edit,
 };
 pub use proofread::{
     Model, Rng, SplitIds, assert_mappings, parse_mappings_binary, parse_mappings_text, raw_rles,

@@ -1355,6 +1355,74 @@ pub fn assert_trimesh_agrees(dir: &Path, files: &[(String, Vec<u8>, Mesh)]) {
     }
 }
 
+// ------------------------------------------------------------------ kept meshes
+
+/// Waits (up to `wait_s` seconds) for the server's sync subscribers to have applied every
+/// acknowledged write (`GET /api/server/sync?wait=`); Err with the status when they have not.
+pub fn sync_caught_up(srv: &crate::Server, wait_s: u32) -> Result<(), String> {
+    let r = srv.get(&format!("/api/server/sync?wait={wait_s}"));
+    if r.status != 200 {
+        return Err(format!("{}: status {}: {}", r.what, r.status, r.text()));
+    }
+    let v = r.json();
+    if v["CaughtUp"] == Value::Bool(true) {
+        Ok(())
+    } else {
+        Err(format!(
+            "sync subscribers not caught up after {wait_s} s: {v}"
+        ))
+    }
+}
+
+/// For a labelmap kept with `"KeepMeshes": "true"`, once caught up: `<name>_meshes` holds for
+/// a `.ngmesh` key for exactly the bodies of `all`, and for each body of `compared` exactly the
+/// bytes of `GET mesh/<body>?format=ngmesh` at `seg`'s version. Returns what differs.
+pub fn kept_mesh_diffs(
+    seg: &crate::labels::Seg,
+    all: &BTreeSet<u64>,
+    compared: &BTreeSet<u64>,
+) -> Vec<String> {
+    let inst = format!("{}_meshes", seg.name);
+    let mut out = Vec::new();
+    let r = seg.srv.get(&format!("/api/node/{}/{inst}/keys", seg.uuid));
+    if r.status != 200 {
+        return vec![format!("{}: status {}", r.what, r.status)];
+    }
+    let keys: Vec<String> = serde_json::from_value(r.json()).unwrap_or_default();
+    let got: BTreeSet<String> = keys
+        .into_iter()
+        .filter(|k| k.ends_with(".ngmesh"))
+        .collect();
+    let want: BTreeSet<String> = all.iter().map(|b| format!("{b}.ngmesh")).collect();
+    if got != want {
+        out.push(format!(
+            "{inst} at {}: missing {:?}, unexpected {:?}",
+            seg.uuid,
+            want.difference(&got).take(10).collect::<Vec<_>>(),
+            got.difference(&want).take(10).collect::<Vec<_>>()
+        ));
+    }
+    for b in compared {
+        let fresh = seg.mesh(b, "format=ngmesh");
+        if fresh.status != 200 {
+            out.push(format!("{}: status {}", fresh.what, fresh.status));
+            continue;
+        }
+        let kept = seg
+            .srv
+            .get(&format!("/api/node/{}/{inst}/key/{b}.ngmesh", seg.uuid));
+        if kept.status == 200 && kept.body != fresh.body {
+            out.push(format!(
+                "{inst}/{b}.ngmesh at {} holds {} bytes that are not GET mesh/{b} ({} bytes)",
+                seg.uuid,
+                kept.body.len(),
+                fresh.body.len()
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
