@@ -475,7 +475,15 @@ pub fn replay(oracle: &mut Oracle, records: &[Value], sent: &[SentEdit]) -> Repl
         .collect();
     let mut used: HashSet<usize> = HashSet::new();
     let mut seen_ids: HashSet<u64> = HashSet::new();
+    let mut last_seq = 0;
     for rec in records {
+        // The log is in commit order: its commit sequence numbers increase.
+        match rec.get("CommitSeq").and_then(Value::as_u64) {
+            Some(seq) if seq > last_seq => last_seq = seq,
+            other => out.violations.push(format!(
+                "log record {rec} has CommitSeq {other:?} after {last_seq}: not in commit order"
+            )),
+        }
         let id = rec.get("MutationID").and_then(Value::as_u64);
         let uuid = rec.get("UUID").and_then(Value::as_str).unwrap_or("");
         let Some(id) = id else {
