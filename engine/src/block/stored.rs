@@ -171,7 +171,9 @@ pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
 
 /// Inflates a gzip stream, refusing to produce more than `limit` bytes.
 pub fn gunzip(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 4);
+    // Guess 4× the input, but never more than the limit allows (a small limit on a large
+    // body must not reserve 4× the body).
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit.saturating_add(1)));
     let read = GzDecoder::new(data)
         .take(limit.saturating_add(1) as u64)
         .read_to_end(&mut out)?;
