@@ -123,6 +123,14 @@ pub fn deserialize(stored: &[u8]) -> Result<Vec<u8>> {
         Some((&FORMAT_GZIP, rest)) => gunzip(rest, usize::MAX).map_err(|_| corrupt("bad gzip")),
         Some((&FORMAT_LZ4, rest)) if rest.len() >= 4 => {
             let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            // An LZ4 block expands at most 255:1; a larger claim is damage, refused before the
+            // claimed size is allocated.
+            if len > 255 * (rest.len() - 4) + 16 {
+                return Err(corrupt(&format!(
+                    "lz4 header claims {len} bytes from {} compressed",
+                    rest.len() - 4
+                )));
+            }
             lz4_flex::block::decompress(&rest[4..], len).map_err(|_| corrupt("bad lz4"))
         }
         Some((&FORMAT_JPEG, rest)) => {
