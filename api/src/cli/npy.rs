@@ -580,6 +580,23 @@ mod tests {
         }
     }
 
+    /// Found by `npy_hostile_headers`: a shape whose product overflows usize panicked (in
+    /// debug builds) before the checked product refused it.
+    #[test]
+    fn npy_shape_overflowing_usize_is_refused() {
+        let dict =
+            "{'descr': '<u8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 1), }";
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[1, 0]);
+        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        b.extend_from_slice(dict.as_bytes());
+        check_file(&b);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.npy");
+        std::fs::write(&path, &b).unwrap();
+        assert!(format!("{:#}", inspect(&path).unwrap_err()).contains("too large"));
+    }
+
     #[test]
     fn npy_seeds_read() {
         for s in seeds() {
