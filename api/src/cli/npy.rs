@@ -186,11 +186,11 @@ pub fn inspect(path: &Path) -> anyhow::Result<Layout> {
             header.shape
         );
     };
-    ensure!(d0 * d1 * d2 > 0, "{name}: the array is empty");
     let n = d0
         .checked_mul(d1)
         .and_then(|v| v.checked_mul(d2))
         .with_context(|| format!("{name}: shape {:?} is too large", header.shape))?;
+    ensure!(n > 0, "{name}: the array is empty");
     let elem_size = match header.descr.as_str() {
         "<u8" => 8,
         "<u4" => 4,
