@@ -186,11 +186,11 @@ pub fn inspect(path: &Path) -> anyhow::Result<Layout> {
             header.shape
         );
     };
-    ensure!(d0 * d1 * d2 > 0, "{name}: the array is empty");
     let n = d0
         .checked_mul(d1)
         .and_then(|v| v.checked_mul(d2))
         .with_context(|| format!("{name}: shape {:?} is too large", header.shape))?;
+    ensure!(n > 0, "{name}: the array is empty");
     let elem_size = match header.descr.as_str() {
         "<u8" => 8,
         "<u4" => 4,
@@ -369,6 +369,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(fuzz_config())]
+
         #[test]
         fn arbitrary_headers_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
@@ -385,6 +387,220 @@ mod tests {
             if let Ok(text) = std::str::from_utf8(&dict) {
                 let _ = parse_header(text);
             }
+        }
+    }
+
+    // ---- fuzzing (issue 21): whole files through `inspect` and `read` ------------------------
+
+    use proptest::prelude::*;
+
+    /// Cases per property: `TESSERA_FUZZ_CASES`, else a short run.
+    fn fuzz_config() -> proptest::test_runner::Config {
+        let cases = std::env::var("TESSERA_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        proptest::test_runner::Config {
+            cases,
+            failure_persistence: None,
+            ..Default::default()
+        }
+    }
+
+    /// The 16³ crop at (8, 8, 8) of a real pinky40 64³ cube (`engine/tests/data`).
+    fn real_crop() -> Vec<u64> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../engine/tests/data/pinky40-200-300-100-64.u64.gz");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(File::open(path).unwrap())
+            .read_to_end(&mut raw)
+            .unwrap();
+        let cube: &[u64] = bytemuck::cast_slice(&raw);
+        let mut out = Vec::new();
+        for z in 8..24 {
+            for y in 8..24 {
+                out.extend_from_slice(&cube[(z * 64 + y) * 64 + 8..][..16]);
+            }
+        }
+        out
+    }
+
+    /// Valid files: real labels as uint64, uint32 and uint8, one of them in Fortran order.
+    fn seeds() -> &'static [Vec<u8>] {
+        static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        SEEDS.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.npy");
+            let v = real_crop();
+            let shape = Shape::new(16, 8, 32);
+            let mut out = Vec::new();
+            write(&path, shape, &v).unwrap();
+            out.push(std::fs::read(&path).unwrap());
+            let v32: Vec<u32> = v.iter().map(|&l| l as u32).collect();
+            write(&path, shape, &v32).unwrap();
+            out.push(std::fs::read(&path).unwrap());
+            let v8: Vec<u8> = v.iter().map(|&l| l as u8).collect();
+            write(&path, Shape::new(4, 4, 256), &v8).unwrap();
+            let mut f = std::fs::read(&path).unwrap();
+            out.push(f.clone());
+            let pos = f.windows(5).position(|w| w == b"False").unwrap();
+            f.splice(pos..pos + 5, *b"True ");
+            out.push(f);
+            out
+        })
+    }
+
+    /// Reads `bytes` as a file: never a panic, never more elements than the file holds, and
+    /// what reads writes back to a file that reads the same.
+    fn check_file(bytes: &[u8]) {
+        thread_local! {
+            static DIR: tempfile::TempDir = tempfile::tempdir().unwrap();
+        }
+        let path = DIR.with(|d| d.path().join("f.npy"));
+        std::fs::write(&path, bytes).unwrap();
+        let layout = inspect(&path);
+        let Ok(vol) = read(&path) else {
+            return;
+        };
+        let layout = layout.unwrap();
+        assert_eq!(vol.shape(), layout.shape);
+        assert!(layout.shape.voxels() * layout.elem_size <= bytes.len());
+        let again = path.with_extension("again.npy");
+        match &vol {
+            Volume::U64(s, v) => write(&again, *s, v),
+            Volume::U32(s, v) => write(&again, *s, v),
+            Volume::U16(s, v) => write(&again, *s, v),
+            Volume::U8(s, v) => write(&again, *s, v),
+        }
+        .unwrap();
+        let back = read(&again).unwrap();
+        assert_eq!(back.shape(), vol.shape());
+        assert_eq!(back.dtype(), vol.dtype());
+        let same = match (&vol, &back) {
+            (Volume::U64(_, a), Volume::U64(_, b)) => a == b,
+            (Volume::U32(_, a), Volume::U32(_, b)) => a == b,
+            (Volume::U16(_, a), Volume::U16(_, b)) => a == b,
+            (Volume::U8(_, a), Volume::U8(_, b)) => a == b,
+            _ => false,
+        };
+        assert!(same);
+    }
+
+    fn dim() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => (0u64..20).prop_map(|d| d.to_string()),
+            1 => proptest::sample::select(vec![
+                1u64 << 20, 1 << 31, 1 << 32, 1 << 33, 1 << 62, 1 << 63, u64::MAX,
+            ]).prop_map(|d| d.to_string()),
+            1 => any::<u64>().prop_map(|d| d.to_string()),
+            1 => "[-0-9L ]{0,24}",
+        ]
+    }
+
+    /// A well-formed header whose shape, dtype and order may be anything, then some data.
+    fn hostile() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::collection::vec(dim(), 0..5),
+            proptest::sample::select(vec!["<u8", "<u4", "<u2", "|u1", "<u1", ">u8", "<f8", ""]),
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<bool>(),
+        )
+            .prop_map(|(dims, descr, fortran, data, v2)| {
+                let order = if fortran { "True" } else { "False" };
+                let dict = format!(
+                    "{{'descr': '{descr}', 'fortran_order': {order}, 'shape': ({}), }}\n",
+                    dims.join(", ")
+                );
+                let mut b = MAGIC.to_vec();
+                if v2 {
+                    b.extend_from_slice(&[2, 0]);
+                    b.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+                } else {
+                    b.extend_from_slice(&[1, 0]);
+                    b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+                }
+                b.extend_from_slice(dict.as_bytes());
+                b.extend_from_slice(&data);
+                b
+            })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Flip(usize, u8),
+        Cut(usize),
+        Insert(usize, Vec<u8>),
+    }
+
+    fn edits() -> impl Strategy<Value = Vec<Edit>> {
+        let at = prop_oneof![2 => 0usize..128, 1 => any::<usize>()];
+        let edit = prop_oneof![
+            4 => (at, 1u8..=255).prop_map(|(a, m)| Edit::Flip(a, m)),
+            1 => any::<usize>().prop_map(Edit::Cut),
+            1 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
+                .prop_map(|(a, b)| Edit::Insert(a, b)),
+        ];
+        proptest::collection::vec(edit, 1..4)
+    }
+
+    fn apply(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
+        let mut b = seed.to_vec();
+        for e in edits {
+            let len = b.len();
+            match e {
+                Edit::Flip(at, m) if len > 0 => b[at % len] ^= m,
+                Edit::Cut(at) => b.truncate(at % (len + 1)),
+                Edit::Insert(at, x) => {
+                    let at = at % (len + 1);
+                    b.splice(at..at, x.iter().copied());
+                }
+                _ => {}
+            }
+        }
+        b
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fuzz_config())]
+
+        #[test]
+        fn npy_arbitrary_files(b in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check_file(&b);
+        }
+
+        #[test]
+        fn npy_hostile_headers(b in hostile()) {
+            check_file(&b);
+        }
+
+        #[test]
+        fn npy_mutated_real_files(i in 0usize..4, e in edits()) {
+            check_file(&apply(&seeds()[i], &e));
+        }
+    }
+
+    /// Found by `npy_hostile_headers`: a shape whose product overflows usize panicked (in
+    /// debug builds) before the checked product refused it.
+    #[test]
+    fn npy_shape_overflowing_usize_is_refused() {
+        let dict =
+            "{'descr': '<u8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 1), }";
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[1, 0]);
+        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        b.extend_from_slice(dict.as_bytes());
+        check_file(&b);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.npy");
+        std::fs::write(&path, &b).unwrap();
+        assert!(format!("{:#}", inspect(&path).unwrap_err()).contains("too large"));
+    }
+
+    #[test]
+    fn npy_seeds_read() {
+        for s in seeds() {
+            check_file(s);
         }
     }
 }

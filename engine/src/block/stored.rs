@@ -123,6 +123,14 @@ pub fn deserialize(stored: &[u8]) -> Result<Vec<u8>> {
         Some((&FORMAT_GZIP, rest)) => gunzip(rest, usize::MAX).map_err(|_| corrupt("bad gzip")),
         Some((&FORMAT_LZ4, rest)) if rest.len() >= 4 => {
             let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            // An LZ4 block expands at most 255:1; a larger claim is damage, refused before the
+            // claimed size is allocated.
+            if len > 255 * (rest.len() - 4) + 16 {
+                return Err(corrupt(&format!(
+                    "lz4 header claims {len} bytes from {} compressed",
+                    rest.len() - 4
+                )));
+            }
             lz4_flex::block::decompress(&rest[4..], len).map_err(|_| corrupt("bad lz4"))
         }
         Some((&FORMAT_JPEG, rest)) => {
@@ -171,7 +179,9 @@ pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
 
 /// Inflates a gzip stream, refusing to produce more than `limit` bytes.
 pub fn gunzip(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 4);
+    // Guess 4× the input, but never more than the limit allows (a small limit on a large
+    // body must not reserve 4× the body).
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit.saturating_add(1)));
     let read = GzDecoder::new(data)
         .take(limit.saturating_add(1) as u64)
         .read_to_end(&mut out)?;

@@ -37,6 +37,8 @@ use crate::mutation::Subscription;
 use crate::{Error, Result};
 use config::Config;
 pub use handle::Labelmap;
+/// The split body parser (legacy RLE, the `rles` sparsevol encoding), for the fuzz tests.
+pub use mutate::parse_rles;
 use store::Labels;
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -309,6 +309,10 @@ pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
     ))
 }
 
+/// Runs lie within ±(2^30 - 1) along x: far beyond any stored voxel (block coordinates are
+/// 20-bit), and close enough that two merged runs never span more than an i32 can hold.
+const MAX_RUN_X: i64 = (1 << 30) - 1;
+
 /// A split body (spec §5.1 legacy RLE): byte 0 must be 0, bytes 1–7 are ignored, then the run
 /// count and the runs. Runs are normalized (sorted, overlaps merged).
 pub fn parse_rles(body: &[u8]) -> Result<Vec<Run>> {
@@ -336,9 +340,9 @@ pub fn parse_rles(body: &[u8]) -> Result<Vec<Run>> {
     for r in body[12..].chunks_exact(16) {
         let v = |i: usize| i32::from_le_bytes(r[4 * i..4 * i + 4].try_into().expect("4 bytes"));
         let (x, y, z, len) = (v(0), v(1), v(2), v(3));
-        if len <= 0 || (x as i64 + len as i64) > i32::MAX as i64 {
+        if len <= 0 || (x as i64) < -MAX_RUN_X || (x as i64 + len as i64) > MAX_RUN_X {
             return Err(Error::bad(format!(
-                "split run at ({x}, {y}, {z}) has a bad length {len}"
+                "split run at ({x}, {y}, {z}) has a bad length {len} or lies beyond ±{MAX_RUN_X} in x"
             )));
         }
         runs.push(Run::new(x, y, z, len));
