@@ -94,6 +94,7 @@ impl NatsStream {
             .engine
             .upgrade()
             .ok_or_else(|| anyhow::anyhow!("the server is shutting down"))?;
+        let max_payload = js.client().server_info().max_payload;
         let mut acks = Vec::with_capacity(events.len());
         for e in events {
             let Delta::Logged(record) = &e.delta else {
@@ -109,8 +110,15 @@ impl NatsStream {
                 0 => format!("{}-c{seq}", e.publisher),
                 m => format!("{}-{m}", e.publisher),
             };
+            let mut payload = serde_json::to_vec(record)?;
+            if max_payload > 0 && payload.len() + 1024 > max_payload {
+                // Too big for one message (a cleave of very many supervoxels): DVID puts such
+                // records in a blob; here the message says where to read it whole, and the
+                // stream goes on instead of retrying a message NATS will never take.
+                payload = serde_json::to_vec(&truncated(record, payload.len()))?;
+            }
             let msg = PublishMessage::build()
-                .payload(serde_json::to_vec(record)?.into())
+                .payload(payload.into())
                 .message_id(id)
                 .header("Tessera-Commit-Seq", seq.to_string().as_str());
             acks.push(js.send_publish(subject, msg).await?);
@@ -133,4 +141,26 @@ impl Subscriber for NatsStream {
             result.map_err(|e| tessera_engine::Error::Internal(format!("publishing to NATS: {e}")))
         })
     }
+}
+
+/// The stand-in for a record too large for one message: its identifying fields, and how to
+/// read it whole (`GET …/mutations` of its version).
+fn truncated(record: &Value, bytes: usize) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "Action",
+        "MutationID",
+        "UUID",
+        COMMIT_SEQ,
+        "Timestamp",
+        "User",
+        "App",
+    ] {
+        if let Some(v) = record.get(k) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    out.insert("Truncated".into(), true.into());
+    out.insert("Bytes".into(), bytes.into());
+    Value::Object(out)
 }

@@ -36,8 +36,8 @@ pub use mutations::{
     EventStream, Http, SseEvent, SseParser, StreamMsg, check_consistency, check_consistency_settled,
 };
 pub use oracle::{
-    Edit, Oracle, Outcome, Replayed, SentEdit, brief, choose_edit, compare, random_point, replay,
-    send_edit,
+    Edit, Oracle, Outcome, Replayed, SentEdit, brief, choose_edit, compare, label_at, random_point,
+    replay, send_edit,
 };
 pub use proofread::{
     Model, Rng, SplitIds, assert_mappings, parse_mappings_binary, parse_mappings_text, raw_rles,

@@ -11,11 +11,18 @@ use std::time::{Duration, Instant};
 pub struct Nats {
     dir: tempfile::TempDir,
     port: u16,
+    /// nats-server configuration text (`-c`), if any.
+    config: Option<String>,
     child: Option<Child>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
+        Nats::start_with_config(None)
+    }
+
+    /// With a nats-server configuration file of this text (e.g. `max_payload: 2048`).
+    pub fn start_with_config(config: Option<&str>) -> Nats {
         let dir = tempfile::Builder::new()
             .prefix("tessera-nats-")
             .tempdir()
@@ -27,6 +34,7 @@ impl Nats {
         let mut n = Nats {
             dir,
             port,
+            config: config.map(str::to_string),
             child: None,
         };
         n.start_again();
@@ -51,7 +59,13 @@ impl Nats {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap_or("nats-server");
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(text) = &self.config {
+            let path = self.dir.path().join("nats.conf");
+            std::fs::write(&path, text).expect("write nats.conf");
+            cmd.arg("-c").arg(path);
+        }
+        let child = cmd
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.dir.path())
             .stdout(Stdio::null())

@@ -185,3 +185,37 @@ fn every_record_reaches_jetstream_in_commit_order_across_outages_and_kills() {
     nats.start_again();
     assert_stream_matches_log(&srv, &nats, &root, &instances);
 }
+
+/// A record larger than the NATS server takes in one message goes out as a stand-in naming it
+/// (and how to read it whole) instead of blocking the stream behind it.
+#[test]
+fn a_record_too_large_for_one_message_is_published_as_a_stand_in() {
+    let nats = Nats::start_with_config(Some("max_payload: 4096\n"));
+    let srv = Server::builder()
+        .config(&format!("[nats]\nurl = \"{}\"\n", nats.url()))
+        .start();
+    let root = srv.create_repo("big");
+    srv.create_instance(&root, "keyvalue", "kv");
+    let long_key = "k".repeat(3500);
+    srv.put_key(&root, "kv", &long_key, b"1");
+    srv.put_key(&root, "kv", "after", b"2");
+    let log = srv
+        .get(&format!("/api/node/{root}/kv/mutations"))
+        .expect(200)
+        .json();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = messages(&nats);
+        if got.len() >= 2 || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(got.len(), 2, "both records published: {log}");
+    let big = &got[0].record;
+    assert_eq!(big["Truncated"], true, "{big}");
+    assert_eq!(big["CommitSeq"], log[0]["CommitSeq"]);
+    assert_eq!(big["Action"], "postkv");
+    assert!(big["Bytes"].as_u64().unwrap() > 3500);
+    assert_eq!(got[1].record, log[1], "the stream goes on after it");
+}

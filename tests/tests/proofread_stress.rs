@@ -64,21 +64,6 @@ struct Shared {
     stop: AtomicBool,
 }
 
-fn label_of(http: &Http, base: &str, p: Coord, query: &str) -> Result<u64, String> {
-    let (st, body) = http.call(
-        "GET",
-        &format!("{base}/label/{}_{}_{}{query}", p[0], p[1], p[2]),
-        None,
-    )?;
-    if st != 200 {
-        return Err(format!("label at {p:?}: status {st}"));
-    }
-    let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-    v["Label"]
-        .as_u64()
-        .ok_or_else(|| format!("label at {p:?}: {v}"))
-}
-
 /// The 32³ box around `p` (clipped to the volume) read at scale 0.
 fn box_around(http: &Http, base: &str, p: Coord, query: &str) -> Result<Volume, String> {
     let lo = p.map(|c| (c - 16).clamp(0, 96));
@@ -107,15 +92,15 @@ fn random_point(rng: &mut Rng) -> Coord {
 /// e.g. background), its answer tallied in `sh`; Err only on a transport error (server gone).
 fn one_op(http: &Http, base: &str, rng: &mut Rng, sh: &Shared) -> Result<(), String> {
     let p = random_point(rng);
-    let sv = label_of(http, base, p, "?supervoxels=true")?;
-    let body = label_of(http, base, p, "")?;
+    let sv = label_at(http, base, p, true)?;
+    let body = label_at(http, base, p, false)?;
     if sv == 0 || body == 0 {
         return Ok(());
     }
     let kind = rng.below(4) as usize;
     let (path, payload) = match kind {
         0 => {
-            let other = label_of(http, base, random_point(rng), "")?;
+            let other = label_at(http, base, random_point(rng), false)?;
             if other == 0 || other == body {
                 return Ok(());
             }

@@ -8,9 +8,11 @@
 //! record and outbox entry a server-wide sequence number as it commits, and commits that log or
 //! notify one at a time, so sequence order is commit order: readers of the log (`GET
 //! mutations`, the SSE stream, log followers) see records in the order they took effect, each
-//! with its `CommitSeq`, and a reader that resumes after a sequence number misses nothing. Subscribers' workers start when they subscribe (at
-//! engine start for every instance that wants one), drain what they had not acknowledged
-//! before a restart, and report when they are caught up (`wait_idle`).
+//! with its `CommitSeq`, and a reader that resumes after a sequence number misses nothing.
+//!
+//! Subscribers' workers start when they subscribe (at engine start for every instance that
+//! wants one), drain what they had not acknowledged before a restart, and report when they are
+//! caught up (`wait_idle`).
 
 pub mod log;
 pub mod outbox;

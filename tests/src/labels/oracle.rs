@@ -161,7 +161,8 @@ pub fn send_edit(http: &Http, uuid: &str, inst: &str, edit: &Edit) -> (Outcome, 
 
 // ------------------------------------------------------------------ choosing edits
 
-fn label_at(http: &Http, base: &str, p: Coord, sv: bool) -> Result<u64, String> {
+/// `GET label/<p>` (of the supervoxel with `sv`) through `http`.
+pub fn label_at(http: &Http, base: &str, p: Coord, sv: bool) -> Result<u64, String> {
     let q = if sv { "?supervoxels=true" } else { "" };
     let (st, body) = http.call(
         "GET",
@@ -344,7 +345,11 @@ impl Oracle {
             }
         }
         let merged: HashSet<u64> = merged.iter().copied().collect();
-        for sv in self.known_svs() {
+        // As in DVID, a merge moves the supervoxels the merged bodies' label indices hold,
+        // those with voxels: a supervoxel id without any (the empty side of a split) keeps the
+        // body its mapping entry had.
+        let with_voxels: Vec<u64> = self.sizes.keys().copied().collect();
+        for sv in with_voxels {
             if merged.contains(&self.body_of(sv)) {
                 self.set(sv, target);
             }
