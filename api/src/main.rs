@@ -223,6 +223,22 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every kernel and the fused batches on the GPU beside the CPU, with device time, bytes
+    /// over the bus and the share of the device's copy bandwidth (docs/compute.md).
+    Gpu {
+        /// Labels .npy (uint64/uint32); default: a synthetic segmentation of --size³.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Edge of the synthetic volume.
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        /// Timed runs per kernel and backend (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Also write the whole report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -367,6 +383,20 @@ fn main() -> anyhow::Result<()> {
             input,
             gray,
             compute,
+            repeats,
+            json,
+        }),
+        Command::Bench {
+            what:
+                BenchCommand::Gpu {
+                    input,
+                    size,
+                    repeats,
+                    json,
+                },
+        } => cli::gpu_bench::run(cli::gpu_bench::GpuBenchArgs {
+            input,
+            size,
             repeats,
             json,
         }),

@@ -1,4 +1,5 @@
-//! The offline commands, run as a user would: `tessera pyramid` and `tessera bench kernels`.
+//! The offline commands, run as a user would: `tessera pyramid`, `tessera bench kernels` and
+//! `tessera bench gpu`.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -385,4 +386,69 @@ fn bench_kernels_reports_every_kernel() {
             "{k} missing from {kernels:?}"
         );
     }
+}
+
+#[test]
+fn bench_gpu_reports_every_kernel_the_same_on_both_backends() {
+    // On lavapipe (CI) this checks the command and its GPU = CPU comparison, not speed.
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [64, 64, 128];
+    let input = dir.path().join("labels.npy");
+    let raw: Vec<u8> = labels(shape).iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&input, "<u8", shape, &raw);
+    let json = dir.path().join("report.json");
+    let stdout = ok(&tessera(
+        &[
+            "bench",
+            "gpu",
+            "--input",
+            input.to_str().unwrap(),
+            "--repeats",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[("TESSERA_GPU_ALLOW_SOFTWARE", "1")],
+    ));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(report["roofline"]["copy_gb_s"].as_f64().unwrap() > 0.0);
+    let timed = report["roofline"]["clock"] == "device timestamps";
+    let kernels = report["kernels"].as_array().unwrap();
+    for name in [
+        "relabel_1000_to_1",
+        "split_apply",
+        "downsample_mode",
+        "pyramid_mode_5",
+        "downsample_mean",
+        "pyramid_mean_5",
+        "surface",
+        "label_counts",
+        "block_encode",
+        "block_decode",
+        "batch_edit",
+        "batch_ingest",
+    ] {
+        let k = kernels
+            .iter()
+            .find(|k| k["kernel"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from the report:\n{stdout}"));
+        assert_eq!(k["equal"], true, "{name}: GPU and CPU differ");
+        assert!(k["gpu_wall_gvox_s"].as_f64().unwrap() > 0.0, "{k}");
+        assert!(k["cpu_gvox_s"].as_f64().unwrap() > 0.0, "{k}");
+        assert!(k["bus_bytes"].as_f64().unwrap() > 0.0, "{k}");
+        assert_eq!(k["gpu_device_s"].is_f64(), timed, "{k}");
+        assert!(
+            stdout.contains(name),
+            "{name} missing from the table:\n{stdout}"
+        );
+    }
+    // The fused edit moves compressed blocks over the bus, not u64 voxels both ways.
+    let edit = kernels
+        .iter()
+        .find(|k| k["kernel"] == "batch_edit")
+        .unwrap();
+    assert!(
+        edit["bus_bytes_per_voxel"].as_f64().unwrap() < 16.0,
+        "{edit}"
+    );
 }

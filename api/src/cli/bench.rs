@@ -1,7 +1,7 @@
 //! `tessera bench kernels`: per-kernel medians and throughput on one backend, on a given
 //! volume or a synthetic one. `benches/peers/compare.py` runs it beside the peer libraries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::bail;
@@ -21,7 +21,7 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-const BLOCK: usize = 64;
+pub(super) const BLOCK: usize = 64;
 
 /// A segmentation-like volume: jittered cells about 24 voxels across with zero borders, so
 /// runs, ties and boundaries look like real data rather than noise.
@@ -91,11 +91,16 @@ fn time<P, R>(
 }
 
 fn labels_input(args: &BenchArgs) -> anyhow::Result<(Shape, Vec<u64>)> {
-    match &args.input {
-        None => {
-            let shape = Shape::cube(256);
-            Ok((shape, synthetic_labels(shape)))
-        }
+    load_labels(args.input.as_deref(), Shape::cube(256))
+}
+
+/// Labels from a `.npy` (uint64 or uint32), or a synthetic volume of `default` shape.
+pub(super) fn load_labels(
+    input: Option<&Path>,
+    default: Shape,
+) -> anyhow::Result<(Shape, Vec<u64>)> {
+    match input {
+        None => Ok((default, synthetic_labels(default))),
         Some(p) => match npy::read(p)? {
             Volume::U64(s, v) => Ok((s, v)),
             Volume::U32(s, v) => Ok((s, v.into_iter().map(u64::from).collect())),
@@ -209,23 +214,7 @@ fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timi
         seconds,
     });
 
-    // Block kernels take whole 64³ blocks: crop to them.
-    let bshape = Shape::new(
-        shape.x / BLOCK * BLOCK,
-        shape.y / BLOCK * BLOCK,
-        shape.z / BLOCK * BLOCK,
-    );
-    if bshape.voxels() == 0 {
-        bail!("block kernels need a volume at least 64 voxels on every side, not {shape}");
-    }
-    let cropped: Vec<u64> = (0..bshape.z)
-        .flat_map(|z| (0..bshape.y).map(move |y| (z, y)))
-        .flat_map(|(z, y)| {
-            let at = (z * shape.y + y) * shape.x;
-            labels[at..at + bshape.x].iter().copied()
-        })
-        .collect();
-    let blocks = to_blocks(&cropped, bshape, Shape::cube(BLOCK))?;
+    let blocks = block_batch(&labels, shape)?;
     let block = Shape::cube(BLOCK);
     let seconds = time(n, || (), |_| compute.label_counts(&blocks, block))?;
     out.push(Timing {
@@ -257,6 +246,27 @@ fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timi
         seconds,
     });
     Ok(out)
+}
+
+/// The volume cropped to whole 64³ blocks, as a batch of blocks stacked along z: what the
+/// block kernels take.
+pub(super) fn block_batch(labels: &[u64], shape: Shape) -> anyhow::Result<Vec<u64>> {
+    let bshape = Shape::new(
+        shape.x / BLOCK * BLOCK,
+        shape.y / BLOCK * BLOCK,
+        shape.z / BLOCK * BLOCK,
+    );
+    if bshape.voxels() == 0 {
+        bail!("block kernels need a volume at least 64 voxels on every side, not {shape}");
+    }
+    let cropped: Vec<u64> = (0..bshape.z)
+        .flat_map(|z| (0..bshape.y).map(move |y| (z, y)))
+        .flat_map(|(z, y)| {
+            let at = (z * shape.y + y) * shape.x;
+            labels[at..at + bshape.x].iter().copied()
+        })
+        .collect();
+    Ok(to_blocks(&cropped, bshape, Shape::cube(BLOCK))?)
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {

@@ -1,9 +1,11 @@
-//! Offline commands: `tessera pyramid`, `tessera mesh` and `tessera bench kernels`;
+//! Offline commands: `tessera pyramid`, `tessera mesh`, `tessera bench kernels` and
+//! `tessera bench gpu`;
 //! `tessera load`, a client that ingests a volume into a running server; and `tessera demo`,
 //! a server holding a demo dataset; `tessera store digest`, a hash of what the stores hold.
 
 pub mod bench;
 pub mod demo;
+pub mod gpu_bench;
 pub mod load;
 pub mod mesh;
 mod npy;

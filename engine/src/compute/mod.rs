@@ -29,7 +29,7 @@ mod types;
 pub use batch::{BatchInput, BatchOutput, BatchSteps, Transfers};
 pub use layout::to_blocks;
 pub use metered::Metered;
-pub use select::{Selection, select};
+pub use select::{Selection, allow_software, select};
 pub use surface::{Cells, LabelSurface};
 use types::check_levels;
 pub use types::{BlockCounts, ComputeError, LabelTable, Run, Shape, merge_runs, normalize_runs};

@@ -33,7 +33,8 @@ impl FromStr for Selection {
     }
 }
 
-fn allow_software() -> bool {
+/// Whether `ALLOW_SOFTWARE_ENV` lets a software adapter count as a GPU.
+pub fn allow_software() -> bool {
     std::env::var(ALLOW_SOFTWARE_ENV).is_ok_and(|v| v == "1" || v == "true")
 }
 

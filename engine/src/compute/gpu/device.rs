@@ -14,6 +14,7 @@ use std::sync::mpsc;
 
 use wgpu::util::DeviceExt;
 
+use super::timer::Timer;
 use crate::compute::{ComputeError, Result, Transfers};
 
 /// Invocations per workgroup of every one-thread-per-item kernel (the `@workgroup_size` of the
@@ -33,6 +34,8 @@ pub struct Gpu {
     pub offset_align: u64,
     max_groups: u32,
     counter: Counter,
+    /// Pass timestamps, when opened with `timed` and the adapter has them.
+    pub timer: Option<Timer>,
 }
 
 /// Transfer counters, shared by every call on the device.
@@ -72,7 +75,8 @@ impl<'a> Range<'a> {
 }
 
 impl Gpu {
-    pub fn open(allow_software: bool) -> Result<Gpu> {
+    /// Opens the best adapter; `timed` asks for pass timestamps (`timer`), when it has them.
+    pub fn open(allow_software: bool, timed: bool) -> Result<Gpu> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
@@ -90,9 +94,14 @@ impl Gpu {
         }
         // Take everything the adapter offers: the binding size bounds every chunk.
         let limits = adapter.limits();
+        let features = match timed {
+            true => adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            false => wgpu::Features::empty(),
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("tessera compute"),
             required_limits: limits.clone(),
+            required_features: features,
             ..Default::default()
         }))
         .map_err(|e| ComputeError::Device(format!("{}: cannot open device: {e}", info.name)))?;
@@ -104,7 +113,9 @@ impl Gpu {
             & !255;
         let offset_align = (limits.min_storage_buffer_offset_alignment as u64)
             .max(limits.min_uniform_buffer_offset_alignment as u64);
+        let timer = (!features.is_empty()).then(|| Timer::new(&device, &queue));
         Ok(Gpu {
+            timer,
             device,
             queue,
             info,
@@ -291,7 +302,7 @@ impl Gpu {
         let y = groups.div_ceil(x as u64) as u32;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: None,
-            timestamp_writes: None,
+            timestamp_writes: self.timer.as_ref().and_then(Timer::writes),
         });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &group, &[]);
@@ -325,13 +336,16 @@ impl Gpu {
         mut encoder: wgpu::CommandEncoder,
         ranges: &[Range],
     ) -> Result<(Vec<u8>, Vec<usize>)> {
+        // The timestamps of this submission's passes ride along at the end, uncounted.
+        let timestamps = self.timer.as_ref().and_then(|t| t.resolve(&mut encoder));
         let mut at = Vec::with_capacity(ranges.len());
         let mut total = 0u64;
         for r in ranges {
             at.push(total as usize);
             total += r.size.next_multiple_of(4);
         }
-        let size = total.max(4);
+        let timed_at = total;
+        let size = (total + timestamps.map_or(0, |(_, len)| len)).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),
             size,
@@ -343,6 +357,9 @@ impl Gpu {
                 let len = r.size.next_multiple_of(4);
                 encoder.copy_buffer_to_buffer(r.buffer, r.offset, &staging, to as u64, len);
             }
+        }
+        if let Some((buffer, len)) = timestamps {
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, timed_at, len);
         }
         self.queue.submit([encoder.finish()]);
         self.counter.downloads.fetch_add(1, Ordering::Relaxed);
@@ -361,6 +378,9 @@ impl Gpu {
             .get_mapped_range(..)
             .map_err(|e| ComputeError::Device(format!("mapping results: {e}")))?;
         let out = view[..total as usize].to_vec();
+        if let (Some(timer), Some((_, len))) = (&self.timer, timestamps) {
+            timer.add(&view[timed_at as usize..(timed_at + len) as usize]);
+        }
         drop(view);
         staging.unmap();
         Ok((out, at))

@@ -10,6 +10,7 @@
 //! given buffer ranges; the single-kernel methods upload, record and read back around it, and
 //! `batch` chains the records of a whole `run_batch` on device-resident buffers.
 
+mod bandwidth;
 mod batch;
 mod counts;
 mod decode;
@@ -18,6 +19,9 @@ mod downsample;
 mod encode;
 mod labels;
 mod surface;
+mod timer;
+
+pub use bandwidth::Bandwidth;
 
 use super::{
     Backend, BatchInput, BatchOutput, BatchSteps, BlockCounts, Cells, Compute, LabelSurface,
@@ -45,6 +49,7 @@ struct Pipelines {
     surface_scan_blocks: wgpu::ComputePipeline,
     surface_scan_sums: wgpu::ComputePipeline,
     surface_emit: wgpu::ComputePipeline,
+    copy: wgpu::ComputePipeline,
 }
 
 impl Pipelines {
@@ -81,6 +86,7 @@ impl Pipelines {
             include_str!("../../../../shaders/block_encode.wgsl"),
         );
         let surface = source("surface", include_str!("../../../../shaders/surface.wgsl"));
+        let copy = source("copy", include_str!("../../../../shaders/copy.wgsl"));
         let make = |(name, src): &(String, String), entry: &str| gpu.pipeline(name, src, entry);
         Pipelines {
             relabel: make(&relabel, "main"),
@@ -96,6 +102,7 @@ impl Pipelines {
             surface_scan_blocks: make(&surface, "scan_blocks"),
             surface_scan_sums: make(&surface, "scan_sums"),
             surface_emit: make(&surface, "emit"),
+            copy: make(&copy, "main"),
         }
     }
 }
@@ -109,10 +116,33 @@ impl GpuCompute {
     /// Opens a hardware adapter, or a software one (lavapipe) when `allow_software`, and
     /// compiles every kernel.
     pub fn new(allow_software: bool) -> Result<GpuCompute> {
-        let gpu = Gpu::open(allow_software)?;
+        GpuCompute::open(allow_software, false)
+    }
+
+    /// `new`, with every compute pass timed on the device when the adapter has timestamp
+    /// queries (`device_time`). For benchmarks: it assumes one call at a time.
+    pub fn new_timed(allow_software: bool) -> Result<GpuCompute> {
+        GpuCompute::open(allow_software, true)
+    }
+
+    fn open(allow_software: bool, timed: bool) -> Result<GpuCompute> {
+        let gpu = Gpu::open(allow_software, timed)?;
         let pipes = Pipelines::build(&gpu);
         tracing::info!("compute: wgpu backend on {}", gpu.describe());
         Ok(GpuCompute { gpu, pipes })
+    }
+
+    /// Seconds the device spent in compute passes since the last call, and how many passes
+    /// ran untimed (a submission of more than 2,048); `None` when not timed.
+    pub fn device_time(&self) -> Option<(f64, u64)> {
+        let (ns, untimed) = self.gpu.timer.as_ref()?.take();
+        Some((ns as f64 * 1e-9, untimed))
+    }
+
+    /// The copy bandwidth a compute pass reaches: `bytes` (capped at one binding) copied
+    /// buffer to buffer, median of `repeats`.
+    pub fn copy_bandwidth(&self, bytes: u64, repeats: usize) -> Result<Bandwidth> {
+        bandwidth::copy(&self.gpu, &self.pipes.copy, bytes, repeats.max(1))
     }
 
     /// Lowers the largest buffer a kernel binds, so that tests and benchmarks can exercise
