@@ -13,6 +13,8 @@ mod mode;
 mod pyramid;
 mod relabel;
 mod surface;
+#[cfg(test)]
+mod test_data;
 
 use super::{
     Backend, BatchInput, BatchOutput, BatchSteps, BlockCounts, Cells, Compute, LabelSurface,

@@ -1,13 +1,13 @@
 //! 2×2×2 downsampling, one level or a fused pyramid, for any per-window reduction (`Reduce`).
 //!
-//! The pyramid works on tiles of 32 planes × 32 rows × the whole row: a tile's first
-//! `min(levels, 5)` levels depend on nothing outside it (tiles start at multiples of 32, so
-//! every 2ᵏ window of a level k ≤ 5 lies in one tile), and an edge tile clipped by the volume
-//! pads exactly as the whole volume does. Each tile therefore computes all its levels while its
-//! data is in cache, writing each level straight into its rows of the per-level outputs and
-//! reading them back for the next; z-slabs of 32 planes run in parallel, each owning
-//! contiguous planes of every level. Whole rows keep the reads long and sequential,
-//! which the hardware prefetcher needs.
+//! The pyramid works on slabs of 32 planes: a slab's first `min(levels, 5)` levels depend on
+//! nothing outside it (slabs start at multiples of 32, so every 2ᵏ window of a level k ≤ 5 lies
+//! in one slab), and an edge slab clipped by the volume pads exactly as the whole volume does.
+//! Slabs run in parallel, each owning contiguous planes of every level. Within a slab, level 1
+//! goes a whole plane at a time, so its reads are two long sequential streams (which the
+//! hardware prefetcher needs), and each plane of a higher level is computed as soon as the two
+//! planes it reduces exist, while they are still in cache (tiles of 32 rows read the input in
+//! short pieces and were 25 % slower on the real 512³ cutout).
 
 use rayon::prelude::*;
 
@@ -63,13 +63,6 @@ fn reduce_plane<T: Reduce>(src: View<T>, z: usize, out: &mut [T], out_row: usize
     }
 }
 
-/// Reduces a whole view into `out`, whose rows and planes are `out_row` and `out_plane` apart.
-fn reduce_view<T: Reduce>(src: View<T>, out: &mut [T], out_row: usize, out_plane: usize) {
-    for z in 0..src.shape.half().z {
-        reduce_plane(src, z, &mut out[z * out_plane..], out_row);
-    }
-}
-
 /// One level over a dense volume, output planes in parallel.
 pub fn downsample<T: Reduce>(src: &[T], shape: Shape) -> Vec<T> {
     let mut out = alloc::zeroed(shape.half().voxels());
@@ -86,13 +79,13 @@ pub fn downsample_into<T: Reduce>(src: &[T], shape: Shape, out: &mut [T]) {
         .for_each(|(z, plane)| reduce_plane(view, z, plane, half.x));
 }
 
-/// Tile height and depth of the fused pyramid, and the levels a tile computes by itself.
-const TILE: usize = 32;
-const TILE_LEVELS: u32 = 5;
+/// Planes of a slab of the fused pyramid, and the levels a slab computes by itself.
+const SLAB: usize = 32;
+const SLAB_LEVELS: u32 = 5;
 
 /// `levels` successive levels; equal to calling `downsample` `levels` times.
 pub fn pyramid<T: Reduce>(src: &[T], shape: Shape, levels: u32) -> Vec<Vec<T>> {
-    let fused = levels.min(TILE_LEVELS) as usize;
+    let fused = levels.min(SLAB_LEVELS) as usize;
     let shapes: Vec<Shape> = (1..=fused)
         .scan(shape, |s, _| {
             *s = s.half();
@@ -101,12 +94,12 @@ pub fn pyramid<T: Reduce>(src: &[T], shape: Shape, levels: u32) -> Vec<Vec<T>> {
         .collect();
     let mut out: Vec<Vec<T>> = shapes.iter().map(|s| alloc::zeroed(s.voxels())).collect();
 
-    // Split every level into the planes each 64-plane slab of the input produces.
-    let slabs = shape.z.div_ceil(TILE);
+    // Split every level into the planes each slab of the input produces.
+    let slabs = shape.z.div_ceil(SLAB);
     let mut parts: Vec<Vec<&mut [T]>> = (0..slabs).map(|_| Vec::with_capacity(fused)).collect();
     for (k, level) in out.iter_mut().enumerate() {
         let plane = shapes[k].x * shapes[k].y;
-        let planes_per_slab = TILE >> (k + 1);
+        let planes_per_slab = SLAB >> (k + 1);
         for (slab, chunk) in level.chunks_mut(plane * planes_per_slab).enumerate() {
             parts[slab].push(chunk);
         }
@@ -115,8 +108,8 @@ pub fn pyramid<T: Reduce>(src: &[T], shape: Shape, levels: u32) -> Vec<Vec<T>> {
         .into_par_iter()
         .enumerate()
         .for_each(|(slab, mut levels_out)| {
-            let z0 = slab * TILE;
-            let slab_shape = Shape::new(shape.x, shape.y, (shape.z - z0).min(TILE));
+            let z0 = slab * SLAB;
+            let slab_shape = Shape::new(shape.x, shape.y, (shape.z - z0).min(SLAB));
             let slab_view = View {
                 data: &src[z0 * shape.x * shape.y..],
                 shape: slab_shape,
@@ -126,7 +119,7 @@ pub fn pyramid<T: Reduce>(src: &[T], shape: Shape, levels: u32) -> Vec<Vec<T>> {
             pyramid_slab(slab_view, &shapes, &mut levels_out);
         });
 
-    // Levels past what a tile holds continue level by level from the last fused one.
+    // Levels past what a slab holds continue level by level from the last fused one.
     for _ in fused..levels as usize {
         let last = out.last().unwrap();
         let last_shape = shape_at(shape, out.len());
@@ -139,35 +132,48 @@ fn shape_at(shape: Shape, levels: usize) -> Shape {
     (0..levels).fold(shape, |s, _| s.half())
 }
 
-/// Computes one slab's tiles; `levels_out[k]` holds the slab's planes of level k + 1, whose
-/// whole-volume shape is `shapes[k]`.
+/// Computes one slab's planes of every fused level; `levels_out[k]` holds the slab's planes of
+/// level k + 1, whose whole-volume shape is `shapes[k]`.
 fn pyramid_slab<T: Reduce>(slab: View<T>, shapes: &[Shape], levels_out: &mut [&mut [T]]) {
-    for y0 in (0..slab.shape.y).step_by(TILE) {
-        let tile = View {
-            data: &slab.data[y0 * slab.row..],
-            shape: Shape::new(slab.shape.x, (slab.shape.y - y0).min(TILE), slab.shape.z),
-            ..slab
-        };
-        let mut in_shape = tile.shape;
-        for (k, level) in shapes.iter().enumerate() {
-            // Level k + 1 of this tile goes straight into its rows of the output and is read
-            // back, still in cache, as the input of the next level.
-            let (done, rest) = levels_out.split_at_mut(k);
-            let input = match k {
-                0 => tile,
-                _ => {
-                    let prev = shapes[k - 1];
-                    View {
-                        data: &done[k - 1][(y0 >> k) * prev.x..],
-                        shape: in_shape,
-                        row: prev.x,
-                        plane: prev.x * prev.y,
-                    }
-                }
-            };
-            let out = &mut rest[0][(y0 >> (k + 1)) * level.x..];
-            reduce_view(input, out, level.x, level.x * level.y);
-            in_shape = in_shape.half();
-        }
+    // The slab's own shape at each level's input.
+    let in_shapes: Vec<Shape> = std::iter::successors(Some(slab.shape), |s| Some(s.half()))
+        .take(shapes.len())
+        .collect();
+    let level1 = shapes[0];
+    for z in 0..slab.shape.half().z {
+        let plane = &mut levels_out[0][z * level1.x * level1.y..];
+        reduce_plane(slab, z, plane, level1.x);
+        cascade(shapes, &in_shapes, levels_out, 0, z);
     }
+}
+
+/// Plane `z` of level `k + 1` is done: computes the next level's plane when both planes it
+/// reduces (or the last, odd one) exist, and so on up.
+fn cascade<T: Reduce>(
+    shapes: &[Shape],
+    in_shapes: &[Shape],
+    levels_out: &mut [&mut [T]],
+    k: usize,
+    z: usize,
+) {
+    let next = k + 1;
+    if next == shapes.len() || (z.is_multiple_of(2) && z + 1 != in_shapes[next].z) {
+        return;
+    }
+    let (done, rest) = levels_out.split_at_mut(next);
+    let prev = shapes[k];
+    let input = View {
+        data: &*done[k],
+        shape: in_shapes[next],
+        row: prev.x,
+        plane: prev.x * prev.y,
+    };
+    let level = shapes[next];
+    reduce_plane(
+        input,
+        z / 2,
+        &mut rest[0][z / 2 * level.x * level.y..],
+        level.x,
+    );
+    cascade(shapes, in_shapes, levels_out, next, z / 2);
 }
