@@ -23,11 +23,12 @@ Each edit is timed from sending it until
             the edit implies (counted from the volume here);
   pyramid   a scale-5 read (mapped, and supervoxels=true) shows the edit: a merged or cleaved
             supervoxel's coarse voxels read the new body, exactly; a split body's new label
-            appears; a split supervoxel's old id is gone;
+            or the split piece's new supervoxel ids appear; a split supervoxel's old id is gone;
   current   GET /api/server/sync?wait= says the KeepMeshes worker applied it, and
             `seg_meshes_mutid/<body>` holds the edit's MutationID for every changed body (the
             worker writes it after the body's mesh in `seg_meshes`): index, pyramid and mesh
-            are all current.
+            are all current. A split-supervoxel leaves its body's voxels and mesh as they were,
+            so it waits for the sync only.
 The checks run in that order after the answer, each polled until it holds (docs/compatibility.md
 says index and pyramid commit with the edit, so the first read should see them: counted).
 The readers (readers.py) run through all the timed edits. Prints a markdown table and one JSON
@@ -133,7 +134,7 @@ class Api:
 
 # ---------------------------------------------------------------- setup
 
-def setup(api, vol, shape, targets):
+def setup(api, vol, shape, targets, setup_wait):
     """Ingests the volume, grows and merges the bodies; returns their descriptions."""
     res = api.json("POST", "/api/repos", {"alias": "latency"})
     api.uuid = res["root"]
@@ -158,7 +159,7 @@ def setup(api, vol, shape, targets):
           flush=True)
     taken, made = set(), []
     for target in sorted(targets, reverse=True):   # the largest first: it needs the most
-        fit = [d for d in range(1, len(v.sv)) if d not in taken and v.counts[d] <= target / 2]
+        fit = [d for d in range(1, len(v.sv)) if d not in taken and v.counts[d] <= target / 5]
         if not fit:
             die(f"no supervoxel left to seed a body of {target:,.0f} voxels")
         seed = max(fit, key=lambda d: v.counts[d])
@@ -176,8 +177,9 @@ def setup(api, vol, shape, targets):
         made.append({"target": target, "label": label, "voxels": size, "dense": ids,
                      "supervoxels": len(ids), "pieces": pieces})
     t0 = time.perf_counter()
-    if not api.sync():
-        die("the KeepMeshes worker didn't catch up with the setup")
+    while not api.sync():   # meshing every body of the volume: minutes on a debug build
+        if time.perf_counter() - t0 > setup_wait:
+            die(f"the KeepMeshes worker didn't catch up with the setup in {setup_wait} s")
     print(f"setup: meshes kept current after {time.perf_counter() - t0:.1f} s", flush=True)
     for b in made:
         got = api.size(b["label"])
@@ -200,7 +202,7 @@ def choose_pieces(v, body, taken, used, visible, iterations):
     merge = outside[:3]
     inside = sorted((d for d in body["dense"] if d != seed and vis(d) >= 2 and d not in used),
                     key=near)
-    split = inside[:3]
+    split = inside[:min(3, max(1, len(inside) // 2))]   # leave some for split-supervoxel
     per = math.ceil(iterations / 3)
     svsplit = []
     for d in sorted((d for d in body["dense"] if d != seed and vis(d) and d not in split
@@ -329,8 +331,11 @@ def body_iterations(edits, v, body, pieces, iterations, warmup, lat):
         def exp_split(ans, m0, s0, n=n):
             new = ans["label"]
             return ([(new, False, n), (B, False, size - n)],
-                    lambda m1, s1: None if (m1 == new).any()
-                    else f"the new body {new} doesn't appear at scale {SCALE}", [B, new])
+                    # The piece's supervoxels get new ids: where the coarse level showed them
+                    # it must change (mode ties may hide the new body itself).
+                    lambda m1, s1: None if (m1 == new).any() or (s1 != s0).any()
+                    else f"scale {SCALE} shows neither body {new} nor new supervoxels",
+                    [B, new])
         ans, rec["split"] = edits.run(f"split {B} ({n} voxels)", f"{api.base}/split/{B}",
                                       bodies.runs_of(*v.mask(d)), exp_split)
         N = ans["label"]
@@ -348,9 +353,10 @@ def body_iterations(edits, v, body, pieces, iterations, warmup, lat):
 
         def exp_svsplit(ans, m0, s0, sv=sv, nv=nv, ns=ns):
             a, r = ans["SplitSupervoxel"], ans["RemainSupervoxel"]
+            # The body keeps its voxels, so its kept mesh stays as it was: no mesh to wait for.
             return ([(a, True, ns), (r, True, nv - ns), (B, False, size)],
                     lambda m1, s1: None if not (s1 == sv).any()
-                    else f"supervoxel {sv} still at scale {SCALE}", [B])
+                    else f"supervoxel {sv} still at scale {SCALE}", [])
         ans, rec["split-sv"] = edits.run(f"split-supervoxel {sv} ({ns} voxels)",
                                          f"{api.base}/split-supervoxel/{sv}", rle, exp_svsplit)
         vcur[d] = (ans["RemainSupervoxel"], nv - ns, j + 1)
@@ -431,6 +437,8 @@ def main():
                     help="timed iterations per body (one number, or one per size)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations per body first")
     ap.add_argument("--readers", type=int, default=4, help="reader clients during the edits")
+    ap.add_argument("--setup-wait", type=float, default=1800,
+                    help="seconds the KeepMeshes worker may take to mesh the ingested volume")
     args = ap.parse_args()
 
     targets = [float(s) for s in args.sizes.split(",")]
@@ -451,7 +459,7 @@ def main():
            "loadavg_before": float(open("/proc/loadavg").read().split()[0]),
            "volume": list(vol.shape[::-1]), "max_downres_level": SCALE,
            "readers": {"clients": args.readers}, "warmup": args.warmup}
-    v, made, taken, res["setup_ingest_s"] = setup(api, vol, vol.shape, targets)
+    v, made, taken, res["setup_ingest_s"] = setup(api, vol, vol.shape, targets, args.setup_wait)
     del vol
     visible = dict(zip(*np.unique(api.coarse(v.shape, True), return_counts=True)))
     visible = {int(k): int(n) for k, n in visible.items()}
