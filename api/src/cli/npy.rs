@@ -66,7 +66,6 @@ impl View<'_> {
 
 /// A volume opened by [`open`]: its file mapped into memory, or its elements read.
 pub struct Opened {
-    shape: Shape,
     held: Held,
 }
 
@@ -77,7 +76,10 @@ enum Held {
 
 impl Opened {
     pub fn shape(&self) -> Shape {
-        self.shape
+        match &self.held {
+            Held::Mapped { layout, .. } => layout.shape,
+            Held::Read(v) => v.shape(),
+        }
     }
 
     /// Whether the elements are the mapped file's own bytes (else they were read).
@@ -117,10 +119,8 @@ fn mappable(layout: &Layout) -> bool {
 /// page past its new end kills the process, as it would numpy's `mmap_mode`).
 pub fn open(path: &Path) -> anyhow::Result<Opened> {
     let layout = inspect(path)?;
-    let shape = layout.shape;
     if !mappable(&layout) {
         return Ok(Opened {
-            shape,
             held: Held::Read(read(path)?),
         });
     }
@@ -131,7 +131,7 @@ pub fn open(path: &Path) -> anyhow::Result<Opened> {
     // them invalid. Truncation is the caveat documented above.
     let map = unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("mapping {name}"))?;
     // `inspect` saw the right length, but the file may have changed since.
-    let want = layout.data_at as usize + shape.voxels() * layout.elem_size;
+    let want = layout.data_at as usize + layout.shape.voxels() * layout.elem_size;
     ensure!(
         map.len() == want,
         "{name} changed while it was being opened"
@@ -139,7 +139,6 @@ pub fn open(path: &Path) -> anyhow::Result<Opened> {
     // Jobs read the volume front to back: let the kernel read ahead.
     let _ = map.advise(memmap2::Advice::Sequential);
     Ok(Opened {
-        shape,
         held: Held::Mapped { map, layout },
     })
 }
@@ -399,13 +398,6 @@ fn header<T: Element>(shape: Shape) -> Vec<u8> {
     out
 }
 
-/// Writes `data` (shape `shape`, C order) as a (z, y, x) version-1.0 .npy file.
-pub fn write<T: Element>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Result<()> {
-    let mut w = Writer::<T>::create(path, shape)?;
-    w.append(data)?;
-    w.finish()
-}
-
 /// A .npy file written in pieces, in C order: under a temporary name beside `path` until
 /// [`Writer::finish`] renames it, so a job that fails part way leaves no partial array behind
 /// (dropping an unfinished writer removes it).
@@ -491,6 +483,13 @@ impl<T> Drop for Writer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `data` (shape `shape`, C order) as a (z, y, x) version-1.0 .npy file.
+    fn write<T: Element>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Result<()> {
+        let mut w = Writer::<T>::create(path, shape)?;
+        w.append(data)?;
+        w.finish()
+    }
 
     #[test]
     fn round_trips_and_reads_fortran_order() {
