@@ -1,5 +1,6 @@
 //! The offline commands, run as a user would: `tessera pyramid`, `tessera bench kernels` and
-//! `tessera bench gpu`.
+//! `tessera bench gpu`; `tessera pyramid` and `tessera mesh` on a mapped input against the
+//! same input read.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -164,6 +165,96 @@ fn pyramid_of_odd_labels_matches_repeated_mode() {
         assert_eq!(got, want, "level {level}");
     }
     assert!(!out_dir.join("s4.npy").exists());
+}
+
+/// `raw` (C order) as a .npy whose header is padded so the data starts at byte `data_at`.
+fn write_npy_at(path: &Path, descr: &str, shape: [usize; 3], raw: &[u8], data_at: usize) {
+    let mut dict = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
+        shape[0], shape[1], shape[2]
+    );
+    while 10 + dict.len() + 1 < data_at {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    assert_eq!(10 + dict.len(), data_at);
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend_from_slice(raw);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Every file of a directory, by name.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mapped_and_read_inputs_give_the_same_files() {
+    // numpy pads the header so the data starts at byte 64 or 128: such a file is mapped. At
+    // byte 130 the elements are misaligned for uint64 and uint32: it is read into memory.
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [21, 30, 19];
+    let vol = labels(shape);
+    let narrow: Vec<u32> = vol.iter().map(|&v| v as u32).collect();
+    let raws: [(&str, Vec<u8>); 2] = [
+        ("<u8", vol.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ("<u4", narrow.iter().flat_map(|v| v.to_le_bytes()).collect()),
+    ];
+    for (descr, raw) in &raws {
+        let mut outputs = Vec::new();
+        for (at, how) in [(128, "mapped"), (130, "read into memory")] {
+            let input = dir.path().join(format!("in-{at}.npy"));
+            write_npy_at(&input, descr, shape, raw, at);
+            let (i, name) = (input.to_str().unwrap(), format!("{descr}-{at}"));
+            let pyramid = dir.path().join(format!("pyramid-{name}"));
+            let stdout = ok(&tessera(
+                &[
+                    "pyramid",
+                    "--input",
+                    i,
+                    "--levels",
+                    "3",
+                    "--out-dir",
+                    pyramid.to_str().unwrap(),
+                    "--compute",
+                    "cpu",
+                ],
+                &[],
+            ));
+            assert!(stdout.contains(&format!("{how};")), "{stdout}");
+            let mesh = dir.path().join(format!("mesh-{name}"));
+            let stdout = ok(&tessera(
+                &[
+                    "mesh",
+                    "--input",
+                    i,
+                    "--out-dir",
+                    mesh.to_str().unwrap(),
+                    "--compute",
+                    "cpu",
+                ],
+                &[],
+            ));
+            let how = how.trim_start_matches("read ");
+            assert!(stdout.contains(&format!(" s {how},")), "{stdout}");
+            outputs.push((files(&pyramid), files(&mesh)));
+        }
+        let (pyramid, mesh) = &outputs[0];
+        assert_eq!(pyramid.len(), 3, "{:?}", pyramid.keys());
+        assert!(mesh.len() > 3, "{:?}", mesh.keys());
+        assert!(outputs[0] == outputs[1], "{descr}: mapped and read differ");
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `tessera mesh`: closed surfaces of every label of a numpy volume, one file per label.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use tessera_engine::compute::Cells;
 use tessera_engine::mesh::format::{self, Format};
 use tessera_engine::mesh::{Mesh, Surface};
 
-use super::npy::{self, Volume};
+use super::npy::{self, View};
 
 pub struct MeshArgs {
     pub input: PathBuf,
@@ -71,14 +72,17 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     let out = output(&args.format)?;
     let voxel = parse_voxel_size(&args.voxel_size)?;
     let compute = super::open_compute(&args.compute)?;
-    let volume = npy::read(&args.input)?;
+    let t_read = Instant::now();
+    let volume = npy::open(&args.input)?;
     let shape = volume.shape();
-    let labels: Vec<u64> = match volume {
-        Volume::U64(_, v) => v,
-        Volume::U32(_, v) => v.into_iter().map(u64::from).collect(),
-        Volume::U16(_, v) => v.into_iter().map(u64::from).collect(),
-        Volume::U8(_, v) => v.into_iter().map(u64::from).collect(),
+    // The kernels take u64 labels: a mapped uint64 file is used in place, narrower ones widen.
+    let labels: Cow<[u64]> = match volume.view() {
+        View::U64(v) => Cow::Borrowed(v),
+        View::U32(v) => Cow::Owned(v.par_iter().map(|&l| u64::from(l)).collect()),
+        View::U16(v) => Cow::Owned(v.par_iter().map(|&l| u64::from(l)).collect()),
+        View::U8(v) => Cow::Owned(v.par_iter().map(|&l| u64::from(l)).collect()),
     };
+    let read_s = t_read.elapsed().as_secs_f64();
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;
 
@@ -109,6 +113,8 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     let mesh_s = t_mesh.elapsed().as_secs_f64();
     spinner.finish_and_clear();
     drop(labels);
+    let mapped = volume.is_mapped();
+    drop(volume);
 
     let count = surfaces.len();
     let triangles: usize = surfaces.iter().map(|s| s.triangles.len()).sum();
@@ -171,10 +177,11 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let write_s = t_write.elapsed().as_secs_f64();
     println!(
-        "meshed {} labels: {triangles} triangles, {vertices} vertices in {:.3} s ({:.1} Mvox/s; mesh {mesh_s:.3} s, write {write_s:.3} s), {} {}, backend {}, adapter {}",
+        "meshed {} labels: {triangles} triangles, {vertices} vertices in {:.3} s ({:.1} Mvox/s; read {read_s:.3} s {}, mesh {mesh_s:.3} s, write {write_s:.3} s), {} {}, backend {}, adapter {}",
         count,
         mesh_s + write_s,
         shape.voxels() as f64 / mesh_s / 1e6,
+        if mapped { "mapped" } else { "into memory" },
         shape,
         args.format,
         compute.backend().name(),

@@ -1,11 +1,15 @@
 //! numpy `.npy` volumes: (z, y, x) arrays, as the pyramid and bench commands take and write.
 //!
-//! Read straight into one vector of the array's element type, so a volume costs its own size
-//! in memory and no more (the pyramid command promises a peak under 3× its input).
+//! [`open`] maps the file where its bytes already are the array as this machine holds it (C
+//! order, little-endian, elements aligned after the header, as numpy writes them), so a job
+//! starts computing at once and the volume is never copied; otherwise, and in [`read`], the
+//! elements are read straight into one vector of the array's element type, so a volume costs
+//! its own size in memory and no more (the pyramid command promises a peak under 3× its input).
+//! [`Writer`] streams a file out in pieces, so a job writes while it computes.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
 use bytemuck::Pod;
@@ -27,13 +31,116 @@ impl Volume {
     }
 
     pub fn dtype(&self) -> &'static str {
+        self.view().dtype()
+    }
+
+    pub fn view(&self) -> View<'_> {
         match self {
-            Volume::U64(..) => "uint64",
-            Volume::U32(..) => "uint32",
-            Volume::U16(..) => "uint16",
-            Volume::U8(..) => "uint8",
+            Volume::U64(_, v) => View::U64(v),
+            Volume::U32(_, v) => View::U32(v),
+            Volume::U16(_, v) => View::U16(v),
+            Volume::U8(_, v) => View::U8(v),
         }
     }
+}
+
+/// A volume's elements in (z, y, x) C order, wherever they are held.
+#[derive(Clone, Copy)]
+pub enum View<'a> {
+    U64(&'a [u64]),
+    U32(&'a [u32]),
+    U16(&'a [u16]),
+    U8(&'a [u8]),
+}
+
+impl View<'_> {
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            View::U64(..) => "uint64",
+            View::U32(..) => "uint32",
+            View::U16(..) => "uint16",
+            View::U8(..) => "uint8",
+        }
+    }
+}
+
+/// A volume opened by [`open`]: its file mapped into memory, or its elements read.
+pub struct Opened {
+    held: Held,
+}
+
+enum Held {
+    Mapped { map: memmap2::Mmap, layout: Layout },
+    Read(Volume),
+}
+
+impl Opened {
+    pub fn shape(&self) -> Shape {
+        match &self.held {
+            Held::Mapped { layout, .. } => layout.shape,
+            Held::Read(v) => v.shape(),
+        }
+    }
+
+    /// Whether the elements are the mapped file's own bytes (else they were read).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.held, Held::Mapped { .. })
+    }
+
+    pub fn view(&self) -> View<'_> {
+        match &self.held {
+            Held::Read(v) => v.view(),
+            Held::Mapped { map, layout } => {
+                let bytes = &map[layout.data_at as usize..];
+                // `open` checked the length and the alignment, so these casts cannot fail.
+                match layout.elem_size {
+                    8 => View::U64(bytemuck::cast_slice(bytes)),
+                    4 => View::U32(bytemuck::cast_slice(bytes)),
+                    2 => View::U16(bytemuck::cast_slice(bytes)),
+                    _ => View::U8(bytes),
+                }
+            }
+        }
+    }
+}
+
+/// Whether a file laid out as `layout` can be used in place: its bytes are the C-order array as
+/// this machine's memory holds it, and the first element is aligned for its type once the file
+/// is mapped at a page boundary. numpy pads its headers so the data starts on a 64-byte
+/// boundary; a header padded otherwise, a Fortran-order file or a big-endian machine is read.
+fn mappable(layout: &Layout) -> bool {
+    cfg!(target_endian = "little")
+        && !layout.fortran_order
+        && (layout.data_at as usize).is_multiple_of(layout.elem_size)
+}
+
+/// Opens a 3-D uint64, uint32, uint16 or uint8 array for computing on: mapped where
+/// [`mappable`], read otherwise. The file must not shrink while the volume is in use (reading a
+/// page past its new end kills the process, as it would numpy's `mmap_mode`).
+pub fn open(path: &Path) -> anyhow::Result<Opened> {
+    let layout = inspect(path)?;
+    if !mappable(&layout) {
+        return Ok(Opened {
+            held: Held::Read(read(path)?),
+        });
+    }
+    let name = path.display();
+    let f = File::open(path).with_context(|| format!("opening {name}"))?;
+    // SAFETY: the map is read-only, and its bytes are only ever viewed as plain integers, valid
+    // at any value: another process writing the file can change the numbers read, not make
+    // them invalid. Truncation is the caveat documented above.
+    let map = unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("mapping {name}"))?;
+    // `inspect` saw the right length, but the file may have changed since.
+    let want = layout.data_at as usize + layout.shape.voxels() * layout.elem_size;
+    ensure!(
+        map.len() == want,
+        "{name} changed while it was being opened"
+    );
+    // Jobs read the volume front to back: let the kernel read ahead.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(Opened {
+        held: Held::Mapped { map, layout },
+    })
 }
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -270,8 +377,8 @@ impl Element for u8 {
     const DESCR: &'static str = "|u1";
 }
 
-/// Writes `data` (shape `shape`, C order) as a (z, y, x) version-1.0 .npy file.
-pub fn write<T: Element>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Result<()> {
+/// The version-1.0 header of a (z, y, x) C-order array of `T`.
+fn header<T: Element>(shape: Shape) -> Vec<u8> {
     let mut dict = format!(
         "{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
         T::DESCR,
@@ -284,20 +391,105 @@ pub fn write<T: Element>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Resul
         dict.push(' ');
     }
     dict.push('\n');
-    let mut w =
-        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    w.write_all(MAGIC)?;
-    w.write_all(&[1, 0])?;
-    w.write_all(&(dict.len() as u16).to_le_bytes())?;
-    w.write_all(dict.as_bytes())?;
-    w.write_all(bytemuck::cast_slice(data))?;
-    w.flush()
-        .with_context(|| format!("writing {}", path.display()))
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// A .npy file written in pieces, in C order: under a temporary name beside `path` until
+/// [`Writer::finish`] renames it, so a job that fails part way leaves no partial array behind
+/// (dropping an unfinished writer removes it).
+pub struct Writer<T> {
+    file: Option<BufWriter<File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    /// Elements still to come.
+    left: usize,
+    _elements: std::marker::PhantomData<T>,
+}
+
+impl<T: Element> Writer<T> {
+    pub fn create(path: &Path, shape: Shape) -> anyhow::Result<Self> {
+        let mut name = path
+            .file_name()
+            .context("an output path has no file name")?
+            .to_owned();
+        name.push(".partial");
+        let tmp = path.with_file_name(name);
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = Writer {
+            file: Some(BufWriter::new(file)),
+            tmp,
+            path: path.to_owned(),
+            left: shape.voxels(),
+            _elements: std::marker::PhantomData,
+        };
+        w.put(&header::<T>(shape))?;
+        Ok(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let file = self.file.as_mut().expect("a writer is open until finished");
+        file.write_all(bytes)
+            .with_context(|| format!("writing {}", self.tmp.display()))
+    }
+
+    /// The next elements in C order.
+    pub fn append(&mut self, data: &[T]) -> anyhow::Result<()> {
+        ensure!(
+            data.len() <= self.left,
+            "{}: more elements than the array's shape holds",
+            self.path.display()
+        );
+        self.left -= data.len();
+        self.put(bytemuck::cast_slice(data))
+    }
+
+    /// Checks that every element came, then gives the file its name.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        ensure!(
+            self.left == 0,
+            "{}: {} elements missing",
+            self.path.display(),
+            self.left
+        );
+        let file = self.file.take().expect("a writer is open until finished");
+        let done = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", self.tmp.display()))
+            .and_then(|_| {
+                std::fs::rename(&self.tmp, &self.path).with_context(|| {
+                    format!("renaming {} to {}", self.tmp.display(), self.path.display())
+                })
+            });
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        done
+    }
+}
+
+impl<T> Drop for Writer<T> {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `data` (shape `shape`, C order) as a (z, y, x) version-1.0 .npy file.
+    fn write<T: Element>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Result<()> {
+        let mut w = Writer::<T>::create(path, shape)?;
+        w.append(data)?;
+        w.finish()
+    }
 
     #[test]
     fn round_trips_and_reads_fortran_order() {
@@ -330,6 +522,103 @@ mod tests {
             panic!("not u32")
         };
         assert_eq!((s, v), (shape, data));
+    }
+
+    /// `array` (shape (z, y, x) = (2, 3, 4)) as a .npy whose header is padded so the data
+    /// starts at byte `data_at`, in C or Fortran order.
+    fn npy_at(descr: &str, elem: usize, array: &[u64], data_at: usize, fortran: bool) -> Vec<u8> {
+        let mut dict = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': (2, 3, 4), }}",
+            if fortran { "True" } else { "False" }
+        );
+        while 10 + dict.len() + 1 < data_at {
+            dict.push(' ');
+        }
+        dict.push('\n');
+        assert_eq!(10 + dict.len(), data_at);
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        out.extend_from_slice(dict.as_bytes());
+        for i in 0..24 {
+            // Fortran order: element (z, y, x) at z + 2·(y + 3·x).
+            let (z, y, x) = if fortran {
+                (i % 2, (i / 2) % 3, i / 6)
+            } else {
+                (i / 12, (i / 4) % 3, i % 4)
+            };
+            out.extend_from_slice(&array[(z * 3 + y) * 4 + x].to_le_bytes()[..elem]);
+        }
+        out
+    }
+
+    #[test]
+    fn opens_aligned_files_in_place_and_reads_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.npy");
+        let array: Vec<u64> = (0..24).map(|i| (i * 0x0123_4567_89ab) ^ 0xfeed).collect();
+        for (descr, elem) in [("<u8", 8), ("<u4", 4), ("<u2", 2), ("|u1", 1)] {
+            let want: Vec<u64> = array
+                .iter()
+                .map(|&v| v & (u64::MAX >> (64 - 8 * elem)))
+                .collect();
+            // (data offset, Fortran order): numpy pads to 64 bytes, which maps; an offset
+            // misaligned for the type, or Fortran order, is read.
+            for (at, fortran) in [
+                (128, false),
+                (192, false),
+                (132, false),
+                (130, false),
+                (128, true),
+            ] {
+                let mapped = !fortran && at % elem == 0;
+                std::fs::write(&path, npy_at(descr, elem, &array, at, fortran)).unwrap();
+                let opened = open(&path).unwrap();
+                assert_eq!(
+                    opened.is_mapped(),
+                    mapped,
+                    "{descr} at {at}, fortran {fortran}"
+                );
+                assert_eq!(opened.shape(), Shape::new(4, 3, 2));
+                let got: Vec<u64> = match opened.view() {
+                    View::U64(v) => v.to_vec(),
+                    View::U32(v) => v.iter().map(|&l| l.into()).collect(),
+                    View::U16(v) => v.iter().map(|&l| l.into()).collect(),
+                    View::U8(v) => v.iter().map(|&l| l.into()).collect(),
+                };
+                assert_eq!(got, want, "{descr} at {at}, fortran {fortran}");
+                assert_eq!(opened.view().dtype(), read(&path).unwrap().dtype());
+            }
+        }
+        // What `open` refuses, `read` refuses too.
+        std::fs::write(&path, &npy_at("<u8", 8, &array, 128, false)[..200]).unwrap();
+        assert!(format!("{:#}", open(&path).err().unwrap()).contains("needs"));
+    }
+
+    #[test]
+    fn a_writer_names_its_file_only_when_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.npy");
+        let shape = Shape::new(3, 2, 2);
+        let mut w = Writer::<u16>::create(&path, shape).unwrap();
+        w.append(&[1, 2, 3, 4, 5]).unwrap();
+        assert!(!path.exists());
+        w.append(&[6, 7, 8, 9, 10, 11, 12]).unwrap();
+        assert!(w.append(&[13]).is_err(), "more than the shape holds");
+        w.finish().unwrap();
+        let Volume::U16(s, v) = read(&path).unwrap() else {
+            panic!("not u16")
+        };
+        assert_eq!((s, v), (shape, (1..=12).collect::<Vec<u16>>()));
+
+        let short = dir.path().join("short.npy");
+        let mut w = Writer::<u8>::create(&short, shape).unwrap();
+        w.append(&[1; 11]).unwrap();
+        assert!(format!("{:#}", w.finish().unwrap_err()).contains("1 elements missing"));
+        let dropped = dir.path().join("dropped.npy");
+        drop(Writer::<u8>::create(&dropped, shape).unwrap());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only w.npy is left: {left:?}");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `tessera pyramid`: a multiscale pyramid of a numpy volume, for users who build scales offline.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
 use tessera_engine::compute::Shape;
 
-use super::npy::{self, Volume};
+use super::npy::{self, View};
 
 pub struct PyramidArgs {
     pub input: PathBuf,
@@ -38,53 +39,87 @@ fn progress(total: u64) -> ProgressBar {
     bar
 }
 
-/// Runs `slab_levels` slab by slab and stacks each level's slabs.
-fn build<T: Copy>(
+/// Seconds spent in each part of a job.
+struct Phases {
+    /// Running the kernels.
+    compute_s: f64,
+    /// Writing, on the writer thread, mostly while the next slab computes.
+    write_s: f64,
+    /// From the last slab computed to the last file written and named.
+    tail_s: f64,
+}
+
+/// Runs `slab_levels` slab by slab; a writer thread appends each slab's levels to
+/// `DIR/s1.npy … sN.npy` while the next slab computes, so no level is ever held whole.
+fn build<T: npy::Element + Send>(
     data: &[T],
     shape: Shape,
     levels: u32,
-    elem_bytes: u64,
+    planes: usize,
+    dir: &Path,
     mut slab_levels: impl FnMut(&[T], Shape) -> anyhow::Result<Vec<Vec<T>>>,
-) -> anyhow::Result<Vec<Vec<T>>> {
+) -> anyhow::Result<Phases> {
     let plane = shape.x * shape.y;
-    let planes = slab_planes(levels, plane);
-    let mut level_shape = shape;
-    let mut out: Vec<Vec<T>> = (0..levels)
-        .map(|_| {
-            level_shape = level_shape.half();
-            Vec::with_capacity(level_shape.voxels())
-        })
-        .collect();
-    let bar = progress(data.len() as u64 * elem_bytes);
-    for z0 in (0..shape.z).step_by(planes) {
-        let nz = planes.min(shape.z - z0);
-        let slab = &data[z0 * plane..(z0 + nz) * plane];
-        let results = slab_levels(slab, Shape::new(shape.x, shape.y, nz))?;
-        for (acc, level) in out.iter_mut().zip(results) {
-            acc.extend_from_slice(&level);
-        }
-        bar.inc(slab.len() as u64 * elem_bytes);
-    }
-    bar.finish_and_clear();
-    Ok(out)
-}
-
-/// Writes `DIR/s1.npy … sN.npy`; returns the seconds it took.
-fn write_levels<T: npy::Element>(
-    dir: &std::path::Path,
-    shape: Shape,
-    levels: &[Vec<T>],
-) -> anyhow::Result<f64> {
-    let t = Instant::now();
     let mut s = shape;
-    for (i, level) in levels.iter().enumerate() {
-        s = s.half();
-        npy::write(&dir.join(format!("s{}.npy", i + 1)), s, level)?;
-    }
-    Ok(t.elapsed().as_secs_f64())
+    let mut files = (1..=levels)
+        .map(|i| {
+            s = s.half();
+            npy::Writer::<T>::create(&dir.join(format!("s{i}.npy")), s)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let elem_bytes = std::mem::size_of::<T>() as u64;
+    let bar = progress(data.len() as u64 * elem_bytes);
+    // One slab queued while the writer writes another: the kernels never wait on the disk
+    // unless it is slower than they are, and at most three slabs' levels are held at once.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<T>>>(1);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> anyhow::Result<_> {
+            let mut busy = Duration::ZERO;
+            for slab in rx {
+                let t = Instant::now();
+                for (file, level) in files.iter_mut().zip(&slab) {
+                    file.append(level)?;
+                }
+                busy += t.elapsed();
+            }
+            Ok((files, busy.as_secs_f64()))
+        });
+        let mut computing = Duration::ZERO;
+        let computed = (|| -> anyhow::Result<()> {
+            for z0 in (0..shape.z).step_by(planes) {
+                let nz = planes.min(shape.z - z0);
+                let slab = &data[z0 * plane..(z0 + nz) * plane];
+                let t = Instant::now();
+                let out = slab_levels(slab, Shape::new(shape.x, shape.y, nz))?;
+                computing += t.elapsed();
+                if tx.send(out).is_err() {
+                    // The writer stopped on an error, reported below.
+                    break;
+                }
+                bar.inc(slab.len() as u64 * elem_bytes);
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let t_tail = Instant::now();
+        let written = writer.join().expect("the writer thread panicked");
+        bar.finish_and_clear();
+        // A failed job drops its unfinished files, which removes them.
+        computed?;
+        let (files, write_s) = written?;
+        for file in files {
+            file.finish()?;
+        }
+        Ok(Phases {
+            compute_s: computing.as_secs_f64(),
+            write_s,
+            tail_s: t_tail.elapsed().as_secs_f64(),
+        })
+    })
 }
 
 pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
+    let t_job = Instant::now();
     if args.levels == 0 || args.levels > MAX_LEVELS {
         bail!(
             "--levels must be between 1 and {MAX_LEVELS}, not {}",
@@ -93,15 +128,16 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
     }
     let compute = super::open_compute(&args.compute)?;
     let t_read = Instant::now();
-    let volume = npy::read(&args.input)?;
+    let volume = npy::open(&args.input)?;
     let read_s = t_read.elapsed().as_secs_f64();
     let shape = volume.shape();
-    let kind = match (args.kind.as_deref(), &volume) {
-        (None, Volume::U8(..)) => "gray",
+    let view = volume.view();
+    let kind = match (args.kind.as_deref(), view) {
+        (None, View::U8(..)) => "gray",
         (None, _) => "labels",
-        (Some("labels"), Volume::U8(..)) => bail!("--kind labels needs a uint64 or uint32 array"),
+        (Some("labels"), View::U8(..)) => bail!("--kind labels needs a uint64 or uint32 array"),
         (Some("labels"), _) => "labels",
-        (Some("gray"), Volume::U8(..)) => "gray",
+        (Some("gray"), View::U8(..)) => "gray",
         (Some("gray"), v) => bail!("--kind gray needs a uint8 array, not {}", v.dtype()),
         (Some(k), _) => bail!("--kind must be labels or gray, not {k:?}"),
     };
@@ -109,57 +145,49 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out_dir.display()))?;
 
     let levels = args.levels;
-    let t_compute = Instant::now();
     let dir = &args.out_dir;
-    // (seconds computing, seconds writing)
-    let (compute_s, write_s) = match (&volume, kind) {
-        (Volume::U64(s, data), "labels") => {
-            let out = build(data, *s, levels, 8, |slab, ss| {
-                Ok(compute.pyramid_mode(slab, ss, levels)?)
-            })?;
-            (
-                t_compute.elapsed().as_secs_f64(),
-                write_levels(dir, *s, &out)?,
-            )
-        }
-        (Volume::U32(s, data), "labels") => {
-            let out = build(data, *s, levels, 4, |slab, ss| {
-                let wide: Vec<u64> = slab.iter().map(|&v| v as u64).collect();
-                let levels = compute.pyramid_mode(&wide, ss, levels)?;
-                // Every output label is one of the input's, so it fits back in 32 bits.
-                Ok(levels
-                    .into_iter()
-                    .map(|l| l.into_iter().map(|v| v as u32).collect())
-                    .collect())
-            })?;
-            (
-                t_compute.elapsed().as_secs_f64(),
-                write_levels(dir, *s, &out)?,
-            )
-        }
-        (Volume::U8(s, data), "gray") => {
-            let out = build(data, *s, levels, 1, |slab, ss| {
-                Ok(compute.pyramid_mean(slab, ss, levels)?)
-            })?;
-            (
-                t_compute.elapsed().as_secs_f64(),
-                write_levels(dir, *s, &out)?,
-            )
-        }
+    let planes = slab_planes(levels, shape.x * shape.y);
+    let phases = match (view, kind) {
+        (View::U64(data), "labels") => build(data, shape, levels, planes, dir, |slab, ss| {
+            Ok(compute.pyramid_mode(slab, ss, levels)?)
+        })?,
+        (View::U32(data), "labels") => build(data, shape, levels, planes, dir, |slab, ss| {
+            let wide: Vec<u64> = slab.par_iter().map(|&v| u64::from(v)).collect();
+            let levels = compute.pyramid_mode(&wide, ss, levels)?;
+            // Every output label is one of the input's, so it fits back in 32 bits.
+            Ok(levels
+                .into_iter()
+                .map(|l| l.into_par_iter().map(|v| v as u32).collect())
+                .collect())
+        })?,
+        (View::U8(data), "gray") => build(data, shape, levels, planes, dir, |slab, ss| {
+            Ok(compute.pyramid_mean(slab, ss, levels)?)
+        })?,
         (v, k) => bail!("--kind {k} does not take a {} array", v.dtype()),
     };
+    let Phases {
+        compute_s,
+        write_s,
+        tail_s,
+    } = phases;
     let voxels = shape.voxels() as f64;
     let peak = peak_rss_bytes().map_or(String::new(), |b| {
         format!(", peak RSS {:.2} GiB", b as f64 / (1u64 << 30) as f64)
     });
     println!(
-        "pyramid: {} {} {kind}, {levels} levels, {} voxels, {compute_s:.3} s, {:.2} Gvox/s, backend {}, adapter {} (read {read_s:.2} s, write {write_s:.2} s{peak})",
+        "pyramid: {} {} {kind}, {levels} levels, {} voxels, {compute_s:.3} s, {:.2} Gvox/s, backend {}, adapter {} (read {read_s:.2} s, {}; write {write_s:.2} s on a writer thread, the last {tail_s:.2} s after compute; whole job {:.2} s{peak})",
         shape,
-        volume.dtype(),
+        view.dtype(),
         shape.voxels(),
         voxels / compute_s / 1e9,
         compute.backend().name(),
         compute.adapter(),
+        if volume.is_mapped() {
+            "mapped"
+        } else {
+            "read into memory"
+        },
+        t_job.elapsed().as_secs_f64(),
     );
     Ok(())
 }
@@ -170,4 +198,57 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files of a pyramid built in slabs of `planes` z-planes.
+    fn pyramid_files(data: &[u64], shape: Shape, levels: u32, planes: usize) -> Vec<Vec<u8>> {
+        let compute = super::super::open_compute("cpu").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        build(data, shape, levels, planes, dir.path(), |slab, ss| {
+            Ok(compute.pyramid_mode(slab, ss, levels)?)
+        })
+        .unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let want: Vec<String> = (1..=levels).map(|i| format!("s{i}.npy")).collect();
+        assert_eq!(names, want, "exactly the levels, no partial files");
+        names
+            .iter()
+            .map(|n| std::fs::read(dir.path().join(n)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn slabs_stream_out_the_same_files_as_one_slab() {
+        // An odd last slab and odd x, y: every level's slabs must stack exactly.
+        let shape = Shape::new(13, 10, 45);
+        let mut s = 99u64;
+        let data: Vec<u64> = (0..shape.voxels())
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                if i % 7 == 0 {
+                    0
+                } else {
+                    s % 5 + (i as u64 / 400)
+                }
+            })
+            .collect();
+        let levels = 3;
+        let whole = pyramid_files(&data, shape, levels, shape.z);
+        for planes in [8, 16, 40] {
+            assert!(
+                pyramid_files(&data, shape, levels, planes) == whole,
+                "slabs of {planes} planes"
+            );
+        }
+    }
 }
