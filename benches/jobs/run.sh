@@ -4,7 +4,8 @@
 # hyperfine (--warmup 1, median of $RUNS), on all cores and with RAYON_NUM_THREADS=1 (the
 # scripts are single-threaded).
 #   bash benches/jobs/run.sh            # TESSERA_BIN=… to time another binary,
-#                                       # TESSERA_BEFORE=… to time a second one beside it
+#                                       # TESSERA_BEFORE=… to time a second one beside it,
+#                                       # JOBS_LIST="pyramid" for one job, RUNS=5
 # Needs ../shared beside the clone and `hyperfine` (apt-get install -y hyperfine); the peers'
 # venv and data go under /tmp/perf as benches/peers/run.sh makes them.
 set -euo pipefail
@@ -67,7 +68,7 @@ bench() {
 
 echo "tessera: $TESSERA_BIN; before: ${TESSERA_BEFORE:-none}; input: $IN; cores: $(nproc); runs: $RUNS"
 for threads in all 1; do
-    for job in pyramid mesh; do
+    for job in ${JOBS_LIST:-pyramid mesh}; do
         echo "== $job, threads: $threads"
         bench "$job" "$threads"
     done
