@@ -65,10 +65,33 @@ struct Timing {
 
 impl Timing {
     fn median(&self) -> f64 {
-        let mut s = self.seconds.clone();
-        s.sort_by(f64::total_cmp);
-        s[s.len() / 2]
+        median(self.seconds.clone())
     }
+}
+
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The edits the benches time: the 1000 smallest non-zero labels → 1 (relabel) and the
+/// largest → a new id (split).
+pub(super) fn edit_tables(labels: &[u64]) -> anyhow::Result<(LabelTable, LabelTable)> {
+    let mut distinct: Vec<u64> = labels.iter().copied().filter(|&l| l != 0).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let relabel = LabelTable::new(distinct.iter().take(1000).map(|&l| (l, 1)))?;
+    let split = LabelTable::new(distinct.last().map(|&l| (l, u64::MAX - 1)))?;
+    Ok((relabel, split))
+}
+
+/// Every other row of `shape`, as normalized runs: the split mask of the benches.
+pub(super) fn every_other_row(shape: Shape) -> Vec<Run> {
+    let rows: Vec<Run> = (0..shape.z)
+        .flat_map(|z| (0..shape.y).step_by(2).map(move |y| (y, z)))
+        .map(|(y, z)| Run::new(0, y as i32, z as i32, shape.x as i32))
+        .collect();
+    normalize_runs(&rows, shape)
 }
 
 /// Times `run` `repeats` times after one warm-up; `prepare` builds each run's input outside
@@ -128,11 +151,8 @@ fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timi
     let mut out = Vec::new();
     let voxels = shape.voxels();
 
-    // relabel: the 1000 smallest non-zero labels → 1, in place on a fresh copy each run.
-    let mut distinct: Vec<u64> = labels.iter().copied().filter(|&l| l != 0).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let table = LabelTable::new(distinct.iter().take(1000).map(|&l| (l, 1)))?;
+    // relabel in place on a fresh copy each run; split on every other row.
+    let (table, split) = edit_tables(&labels)?;
     let seconds = time(
         n,
         || labels.clone(),
@@ -144,16 +164,7 @@ fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timi
         seconds,
     });
 
-    // split_apply: every other row of the volume, the largest-numbered label → a new id.
-    let rows: Vec<Run> = (0..shape.z)
-        .flat_map(|z| {
-            (0..shape.y)
-                .step_by(2)
-                .map(move |y| Run::new(0, y as i32, z as i32, shape.x as i32))
-        })
-        .collect();
-    let runs = normalize_runs(&rows, shape);
-    let split = LabelTable::new(distinct.last().map(|&l| (l, u64::MAX - 1)))?;
+    let runs = every_other_row(shape);
     let seconds = time(
         n,
         || labels.clone(),

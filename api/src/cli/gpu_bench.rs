@@ -16,11 +16,11 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::gpu::GpuCompute;
-use tessera_engine::compute::{
-    self, BatchInput, BatchSteps, Cells, Compute, LabelTable, Run, Shape, Transfers, normalize_runs,
-};
+use tessera_engine::compute::{self, BatchInput, BatchSteps, Cells, Compute, Shape, Transfers};
 
-use super::bench::{BLOCK, block_batch, load_labels, synthetic_gray};
+use super::bench::{
+    BLOCK, block_batch, edit_tables, every_other_row, load_labels, median, synthetic_gray,
+};
 
 pub struct GpuBenchArgs {
     pub input: Option<PathBuf>,
@@ -40,11 +40,6 @@ struct Row {
     cpu: f64,
     bus: Transfers,
     equal: bool,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 struct Bench<'a> {
@@ -135,10 +130,7 @@ pub fn run(args: GpuBenchArgs) -> anyhow::Result<()> {
         rows: Vec::new(),
     };
 
-    let mut distinct: Vec<u64> = labels.iter().copied().filter(|&l| l != 0).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let table = LabelTable::new(distinct.iter().take(1000).map(|&l| (l, 1)))?;
+    let (table, split) = edit_tables(&labels)?;
     b.kernel(
         "relabel_1000_to_1",
         n,
@@ -146,12 +138,7 @@ pub fn run(args: GpuBenchArgs) -> anyhow::Result<()> {
         || labels.clone(),
         |c, mut v| c.relabel(&mut v, &table).map(|_| v),
     )?;
-    let rows: Vec<Run> = (0..shape.z)
-        .flat_map(|z| (0..shape.y).step_by(2).map(move |y| (y, z)))
-        .map(|(y, z)| Run::new(0, y as i32, z as i32, shape.x as i32))
-        .collect();
-    let runs = normalize_runs(&rows, shape);
-    let split = LabelTable::new(distinct.last().map(|&l| (l, u64::MAX - 1)))?;
+    let runs = every_other_row(shape);
     b.kernel(
         "split_apply",
         n,
@@ -234,12 +221,8 @@ pub fn run(args: GpuBenchArgs) -> anyhow::Result<()> {
     // The fused batches: an edit (compressed blocks in: decode → split → relabel → counts →
     // downsample → encode) and an ingest (voxels in: counts → downsample → encode).
     let stacked = compute::batch::stacked(block, bn / block.voxels());
-    let batch_rows: Vec<Run> = (0..stacked.z)
-        .flat_map(|z| (0..stacked.y).step_by(2).map(move |y| (y, z)))
-        .map(|(y, z)| Run::new(0, y as i32, z as i32, stacked.x as i32))
-        .collect();
     let edit = BatchSteps {
-        split: Some((normalize_runs(&batch_rows, stacked), split.clone())),
+        split: Some((every_other_row(stacked), split.clone())),
         relabel: Some(table.clone()),
         counts: true,
         downsample: true,
