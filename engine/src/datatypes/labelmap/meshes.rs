@@ -11,7 +11,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use tessera_storage::VersionId;
@@ -19,7 +18,7 @@ use tessera_storage::VersionId;
 use super::handle::Labelmap;
 use super::labels::index_for;
 use super::scale;
-use super::state::state;
+use super::state::{State, state};
 use super::store::Labels;
 use crate::block::geom::{BlockCoord, unpack_block, zyx};
 use crate::compute::{Cells, Shape};
@@ -99,7 +98,13 @@ pub fn mesh(
 /// every label that has voxels: `GET mesh`, `Labelmap::mesh` and the `KeepMeshes` worker.
 pub const MESH_CACHE_TOTAL: &str = "tessera_mesh_cache_total";
 
-/// `surface` through the cache.
+/// Optimistic tries before `surface_cached` meshes under the body's lock.
+const TRIES: usize = 3;
+
+/// `surface` through the cache. Meshing a large body takes seconds, so it runs without the
+/// body's lock, on the state found when it began; edits of the body go on meanwhile, and the
+/// mesh is kept only if none landed. After `TRIES` interrupted tries it meshes under the lock,
+/// as an edit would wait, so a body edited without pause still gets its mesh.
 fn surface_cached(
     ctx: &DataCtx,
     labels: &Labels,
@@ -107,33 +112,66 @@ fn surface_cached(
     scale: u8,
     supervoxels: bool,
 ) -> Result<Option<Arc<Surface>>> {
-    let st = state(ctx);
-    // Mutations of this body wait for the mesh, and the mesh for them: it reads one state.
-    let body = if supervoxels {
-        labels.body(label)
-    } else {
-        label
+    let key = (labels.blocks.view.version, label, scale, supervoxels);
+    through_cache(&state(ctx), labels, key, || {
+        surface(labels, label, scale, supervoxels)
+    })
+}
+
+/// `mesh()` of the cache entry `key`, from the cache when it is current.
+pub(super) fn through_cache(
+    st: &State,
+    labels: &Labels,
+    key: Key,
+    mut mesh: impl FnMut() -> Result<Option<Surface>>,
+) -> Result<Option<Arc<Surface>>> {
+    let (_, label, _, supervoxels) = key;
+    let body_of = |label| {
+        if supervoxels {
+            labels.body(label)
+        } else {
+            label
+        }
     };
+    for _ in 0..TRIES {
+        let body = body_of(label);
+        let before = Stamp {
+            writes: st.writes.settled(),
+            locks: st.bodies.settled(body),
+            index: raw_index(labels, body)?,
+        };
+        if before.index.is_none() {
+            // The supervoxel may have moved to another body since `body_of`: look again.
+            if body_of(label) != body {
+                continue;
+            }
+            return Ok(None);
+        }
+        if let Some(m) = st.meshes.get(&key, &before) {
+            metrics::counter!(MESH_CACHE_TOTAL, "result" => "hit").increment(1);
+            return Ok(Some(m));
+        }
+        let surface = mesh()?;
+        let untouched =
+            st.writes.generation() == before.writes && st.bodies.generation(body) == before.locks;
+        if untouched {
+            metrics::counter!(MESH_CACHE_TOTAL, "result" => "miss").increment(1);
+            return Ok(surface.map(|s| st.meshes.put(key, before, s)));
+        }
+    }
+    let body = body_of(label);
+    let _writes = st.writes.read();
     let _held = st.bodies.lock([body]);
     let stamp = Stamp {
+        writes: st.writes.generation(),
+        locks: st.bodies.generation(body),
         index: raw_index(labels, body)?,
-        voxel_writes: st.meshes.voxel_writes.load(Ordering::Acquire),
     };
     if stamp.index.is_none() {
         return Ok(None);
     }
-    let key = (labels.blocks.view.version, label, scale, supervoxels);
-    if let Some(m) = st.meshes.get(&key, &stamp) {
-        metrics::counter!(MESH_CACHE_TOTAL, "result" => "hit").increment(1);
-        return Ok(Some(m));
-    }
     metrics::counter!(MESH_CACHE_TOTAL, "result" => "miss").increment(1);
-    let Some(surface) = surface(labels, label, scale, supervoxels)? else {
-        return Ok(None);
-    };
-    let s = Arc::new(surface);
-    st.meshes.put(key, stamp, s.clone());
-    Ok(Some(s))
+    Ok(mesh()?.map(|s| st.meshes.put(key, stamp, s)))
 }
 
 fn raw_index(labels: &Labels, body: u64) -> Result<Option<Vec<u8>>> {
@@ -361,22 +399,22 @@ fn fill_item(item: &mut [u64], bs: Shape, o: [i32; 3], masks: &HashMap<[i32; 3],
     }
 }
 
-/// What a cached mesh was computed from: the body's stored index and the count of voxel
-/// writes (`POST raw`, `POST blocks`) then. Mutations always rewrite the indices of the bodies
-/// they change; voxel writes may move voxels without changing any count.
+/// What a cached mesh was computed from: the counts of exclusive writes (voxels, index and
+/// mapping posts, which may change any body) and of locks of the body (its mutations), and
+/// the body's stored index, all read while no write was in progress.
 #[derive(PartialEq, Eq)]
 struct Stamp {
+    writes: u64,
+    locks: u64,
     index: Option<Vec<u8>>,
-    voxel_writes: u64,
 }
 
-type Key = (VersionId, u64, u8, bool);
+/// Version, label, scale, supervoxels.
+pub(super) type Key = (VersionId, u64, u8, bool);
 
 /// Recently served meshes, up to `CACHE_BYTES` of vertices and triangles.
 #[derive(Default)]
 pub struct Cache {
-    /// Bumped after every voxel write.
-    pub voxel_writes: AtomicU64,
     inner: Mutex<CacheInner>,
 }
 
@@ -402,13 +440,15 @@ impl Cache {
         }
     }
 
-    fn put(&self, key: Key, stamp: Stamp, m: Arc<Surface>) {
+    /// Keeps `m`, computed from `stamp`'s state, and hands it back.
+    fn put(&self, key: Key, stamp: Stamp, m: Surface) -> Arc<Surface> {
+        let m = Arc::new(m);
         let size = mesh_bytes(&m);
         if size > CACHE_BYTES / 4 {
-            return;
+            return m;
         }
         let mut c = self.inner.lock();
-        if let Some((_, old)) = c.entries.insert(key, (stamp, m)) {
+        if let Some((_, old)) = c.entries.insert(key, (stamp, m.clone())) {
             c.bytes -= mesh_bytes(&old);
         } else {
             c.order.push_back(key);
@@ -420,11 +460,7 @@ impl Cache {
                 c.bytes -= mesh_bytes(&m);
             }
         }
-    }
-
-    /// A voxel write committed: no cached mesh can be trusted any more.
-    pub fn voxels_written(&self) {
-        self.voxel_writes.fetch_add(1, Ordering::AcqRel);
+        m
     }
 }
 

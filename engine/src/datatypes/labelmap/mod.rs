@@ -236,15 +236,13 @@ impl Datatype for LabelmapType {
         }
         match (req.method, kw) {
             (Method::Get | Method::Head, "raw" | "isotropic") => voxels::get(&labels, req),
-            (Method::Post, "raw") => voxels_written(ctx, voxels::post(ctx, labels, req)),
+            (Method::Post, "raw") => voxels::post(ctx, labels, req),
             (Method::Get, "label") => voxels::label(&labels, req),
             (Method::Get, "labels") => voxels::labels(&labels, req),
             (Method::Get, "blocks") => blocks::get(labels, req),
             (Method::Get, "specificblocks") => blocks::specific(labels, req),
-            (Method::Post, "blocks") => voxels_written(ctx, blocks::post(ctx, labels, req, false)),
-            (Method::Post, "ingest-supervoxels") => {
-                voxels_written(ctx, blocks::post(ctx, labels, req, true))
-            }
+            (Method::Post, "blocks") => blocks::post(ctx, labels, req, false),
+            (Method::Post, "ingest-supervoxels") => blocks::post(ctx, labels, req, true),
             (Method::Get, "mesh") => meshes::get(ctx, &labels, req),
             (Method::Get, "sparsevol") => sparsevol::get(&labels, req),
             (Method::Head, "sparsevol") => sparsevol::head(&labels, req),
@@ -268,14 +266,6 @@ impl Datatype for LabelmapType {
             _ => labels::handle(ctx, &labels, req),
         }
     }
-}
-
-/// Passes a voxel write's result on, telling the mesh cache when one happened.
-fn voxels_written(ctx: &DataCtx, r: Result<DataResponse>) -> Result<DataResponse> {
-    if r.is_ok() {
-        state::state(ctx).meshes.voxels_written();
-    }
-    r
 }
 
 /// `scale=N`, checked against MaxDownresLevel.

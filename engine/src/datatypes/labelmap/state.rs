@@ -6,11 +6,17 @@
 //! and splits the locks of the blocks they rewrite too, so mutations of different bodies run
 //! in parallel and mutations of one body serialize. Bodies are always locked before blocks, so
 //! two mutations never wait on each other in a cycle.
+//!
+//! Readers that must see one state across many reads (meshing a body) take no lock while they
+//! read: both locks count their writers, so a reader that finds the same counts before and
+//! after knows no write could have reached what it read.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tessera_storage::VersionId;
 
 use super::mapping::{Mapping, load_mapping};
@@ -20,7 +26,7 @@ use crate::datatype::DataCtx;
 
 #[derive(Default)]
 pub struct State {
-    pub writes: RwLock<()>,
+    pub writes: Writes,
     pub bodies: LockSet,
     pub blocks: LockSet,
     /// Label allocation (max label, next label).
@@ -77,12 +83,66 @@ impl State {
     }
 }
 
-/// A set of locked keys (labels or packed block coordinates). `lock` takes all its keys at
-/// once, waiting until none is held.
+/// The instance-wide write lock: shared by mutations, exclusive for the writes that may change
+/// any body (voxels, index and mapping posts). Every exclusive hold is counted.
 #[derive(Default)]
+pub struct Writes {
+    lock: RwLock<()>,
+    exclusive: AtomicU64,
+}
+
+impl Writes {
+    pub fn read(&self) -> RwLockReadGuard<'_, ()> {
+        self.lock.read()
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, ()> {
+        let guard = self.lock.write();
+        self.exclusive.fetch_add(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// The count of exclusive holds, once no exclusive write is in progress.
+    pub fn settled(&self) -> u64 {
+        let _shared = self.lock.read();
+        self.generation()
+    }
+
+    /// The count of exclusive holds begun so far.
+    pub fn generation(&self) -> u64 {
+        self.exclusive.load(Ordering::SeqCst)
+    }
+}
+
+/// A set of locked keys (labels or packed block coordinates). `lock` takes all its keys at
+/// once, waiting until none is held. Every lock of a key is counted, in one of `SLOTS`
+/// counters shared by hashing: a shared counter can only make a reader retry needlessly.
 pub struct LockSet {
-    held: Mutex<HashSet<u64>>,
+    inner: Mutex<Keys>,
     freed: Condvar,
+}
+
+struct Keys {
+    held: HashSet<u64>,
+    locks: Vec<u64>,
+}
+
+const SLOTS: usize = 1 << 10;
+
+fn slot(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+impl Default for LockSet {
+    fn default() -> Self {
+        LockSet {
+            inner: Mutex::new(Keys {
+                held: HashSet::new(),
+                locks: vec![0; SLOTS],
+            }),
+            freed: Condvar::new(),
+        }
+    }
 }
 
 pub struct Held<'a> {
@@ -95,20 +155,37 @@ impl LockSet {
         let mut keys: Vec<u64> = keys.into_iter().collect();
         keys.sort_unstable();
         keys.dedup();
-        let mut held = self.held.lock();
-        while keys.iter().any(|k| held.contains(k)) {
-            self.freed.wait(&mut held);
+        let mut inner = self.inner.lock();
+        while keys.iter().any(|k| inner.held.contains(k)) {
+            self.freed.wait(&mut inner);
         }
-        held.extend(keys.iter().copied());
+        for &k in &keys {
+            inner.held.insert(k);
+            inner.locks[slot(k)] += 1;
+        }
         Held { set: self, keys }
+    }
+
+    /// How often `key` has been locked, once nobody holds it.
+    pub fn settled(&self, key: u64) -> u64 {
+        let mut inner = self.inner.lock();
+        while inner.held.contains(&key) {
+            self.freed.wait(&mut inner);
+        }
+        inner.locks[slot(key)]
+    }
+
+    /// How often `key` has been locked, whether or not it is held now.
+    pub fn generation(&self, key: u64) -> u64 {
+        self.inner.lock().locks[slot(key)]
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        let mut held = self.set.held.lock();
+        let mut inner = self.set.inner.lock();
         for k in &self.keys {
-            held.remove(k);
+            inner.held.remove(k);
         }
         self.set.freed.notify_all();
     }
@@ -133,5 +210,28 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(a);
         waiter.join().unwrap();
+    }
+
+    #[test]
+    fn lock_sets_count_locks_and_settle_after_release() {
+        let set = Arc::new(LockSet::default());
+        let before = set.settled(7);
+        let held = set.lock([7, 8]);
+        assert_eq!(set.generation(7), before + 1);
+        let reader = {
+            let set = set.clone();
+            std::thread::spawn(move || set.settled(7))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!reader.is_finished(), "settled waits for the holder");
+        drop(held);
+        assert_eq!(reader.join().unwrap(), before + 1);
+
+        let writes = Writes::default();
+        let g = writes.settled();
+        drop(writes.read());
+        assert_eq!(writes.generation(), g, "shared holds are not counted");
+        drop(writes.write());
+        assert_eq!(writes.settled(), g + 1);
     }
 }

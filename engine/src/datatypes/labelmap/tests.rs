@@ -442,3 +442,53 @@ fn meters_meshes_mutations_kernels_and_store_io() {
     assert_eq!((alias.as_str(), *engine), ("default", "memory"));
     assert!(io.bytes_written > 0 && io.writes > 0 && io.bytes_read > 0 && io.reads > 0);
 }
+
+#[test]
+fn meshes_computed_while_the_body_was_edited_are_not_kept() {
+    // Body 1 (x < 16) next to supervoxel 2.
+    let fx = setup();
+    let vol = volume([2 * B, B, B], |x, _, _| 1 + (x / B) as u64);
+    fx.call(
+        Method::Post,
+        "raw",
+        &["0_1_2", "32_16_16", "0_0_0"],
+        &[],
+        vol,
+    )
+    .unwrap();
+    let ctx = fx
+        .engine
+        .ctx_at(&fx.root, "seg", None, &Caller::default())
+        .unwrap();
+    let labels = super::store::Labels::new(&ctx).unwrap();
+    let st = super::state::state(&ctx);
+    let mapping = st.mapping(&labels).unwrap();
+    let labels = labels.with_mapping(mapping, false);
+    let key = (labels.blocks.view.version, 1, 0, false);
+    let real = || super::meshes::surface(&labels, 1, 0, false);
+    // A mesh of a state body 1 passed through while it was meshed: 2 merged in, then cleaved
+    // off again, so body 1's index is back to the same bytes when the meshing ends.
+    let mid_edit = crate::mesh::Surface::default();
+    let mut calls = 0;
+    let got = super::meshes::through_cache(&st, &labels, key, || {
+        calls += 1;
+        if calls > 1 {
+            return real();
+        }
+        fx.call(Method::Post, "merge", &[], &[], b"[1, 2]".to_vec())
+            .unwrap();
+        fx.call(Method::Post, "cleave", &["1"], &[], b"[2]".to_vec())
+            .unwrap();
+        Ok(Some(mid_edit.clone()))
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(calls, 2, "the interrupted mesh is computed again");
+    assert!(!got.triangles.is_empty());
+    let again = super::meshes::through_cache(&st, &labels, key, || {
+        panic!("the second mesh is kept");
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(again.triangles, got.triangles);
+}
