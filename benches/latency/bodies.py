@@ -72,8 +72,10 @@ class Volume:
 
 def grow(vol, target, taken, seed=None):
     """A set of dense ids of about `target` voxels (within ±5 % where the sizes allow),
-    disjoint from `taken`; returns (ids, voxels, pieces: how many times it had to reseed)."""
-    free = lambda d: d != 0 and d not in taken and d not in body  # noqa: E731
+    disjoint from `taken`, none larger than a fifth of it (so every body has pieces to split
+    off); returns (ids, voxels, pieces: how many times it had to reseed)."""
+    cap = target / 5
+    free = lambda d: d != 0 and d not in taken and d not in body and vol.counts[d] <= cap  # noqa: E731
     body, size, pieces = set(), 0, 0
     heap, touch = [], defaultdict(int)
     while size < 0.95 * target:

@@ -4,7 +4,8 @@
 //! of the real pinky40 cutout; 14 % hold two labels, 3 % more). Where the CPU has AVX2, a row
 //! is therefore reduced in blocks of 32 windows: one vector pass writes every window's first
 //! child and marks the windows whose children differ, with no branch per window, and a second
-//! pass computes the marked ones, branch-free, while their rows are still in L1.
+//! pass computes the marked ones while their rows are still in L1: those holding two labels
+//! (most of them) by counting one label, the others by a branch-free count of all pairs.
 //! `mode_rows_scalar` is the portable twin; both give the reference's bytes.
 
 use super::pyramid::Reduce;
@@ -114,7 +115,11 @@ mod avx2 {
             while mixed != 0 {
                 let i = mixed.trailing_zeros() as usize / 2;
                 mixed &= !(3 << (2 * i));
-                out[i] = mode_window(&rows, i);
+                let (a, b) = children(&rows, i);
+                out[i] = match two_labels(a, b) {
+                    Some(m) => m,
+                    None => mode_window(a, b),
+                };
             }
         }
         // The windows after the last whole block, and an odd last column.
@@ -179,21 +184,74 @@ mod avx2 {
         _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_and_si256(e01, e23))) as u64
     }
 
-    /// The mode of window `i` of the block without a branch: every child's count comes from
-    /// comparing the eight children (two vectors, `a` rows 0–1 and `b` rows 2–3) with all
-    /// rotations of both, then the largest count wins and the smallest label among the
-    /// children holding it breaks a tie.
+    /// Window `i`'s eight children as two vectors: rows 0–1 and rows 2–3, child j of the
+    /// window in lane j % 4.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn mode_window(rows: &[&[u64]; 4], i: usize) -> u64 {
+    fn children(rows: &[&[u64]; 4], i: usize) -> (__m256i, __m256i) {
         let x = 2 * i;
         let pair = |r: &[u64]| {
             let p = &r[x..x + 2];
             // SAFETY: p holds two u64, the 16 bytes read.
             unsafe { _mm_loadu_si128(p.as_ptr().cast()) }
         };
-        let a = _mm256_set_m128i(pair(rows[1]), pair(rows[0]));
-        let b = _mm256_set_m128i(pair(rows[3]), pair(rows[2]));
+        (
+            _mm256_set_m128i(pair(rows[1]), pair(rows[0])),
+            _mm256_set_m128i(pair(rows[3]), pair(rows[2])),
+        )
+    }
+
+    /// The mode of a window whose children hold exactly two labels, `None` when they hold
+    /// more. Most mixed windows lie on the boundary of two segments, and counting one label's
+    /// children is cheaper than `mode_window`'s all-pairs count.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn two_labels(a: __m256i, b: __m256i) -> Option<u64> {
+        let bits = |v: u64| {
+            let v = _mm256_set1_epi64x(v as i64);
+            let lo = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a, v)));
+            let hi = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b, v)));
+            (lo | hi << 4) as u32
+        };
+        let first = _mm256_extract_epi64::<0>(a) as u64;
+        let with_first = bits(first);
+        let other = match (!with_first & 0xff).trailing_zeros() {
+            8 => return Some(first),
+            j @ 0..4 => lane(a, j),
+            j => lane(b, j - 4),
+        };
+        if with_first | bits(other) != 0xff {
+            return None;
+        }
+        let n = with_first.count_ones();
+        Some(match (first, other) {
+            (0, o) => o,
+            (f, 0) => f,
+            (f, o) => match n.cmp(&4) {
+                std::cmp::Ordering::Greater => f,
+                std::cmp::Ordering::Less => o,
+                std::cmp::Ordering::Equal => f.min(o),
+            },
+        })
+    }
+
+    /// Lane `j` (0–3) of `v`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lane(v: __m256i, j: u32) -> u64 {
+        let mut out = [0u64; 4];
+        // SAFETY: out holds the vector's 32 bytes.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
+        out[j as usize]
+    }
+
+    /// The mode of a window (its children as `children` gives them) without a branch: every
+    /// child's count comes from comparing the eight children (two vectors, `a` rows 0–1 and
+    /// `b` rows 2–3) with all rotations of both, then the largest count wins and the smallest
+    /// label among the children holding it breaks a tie.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn mode_window(a: __m256i, b: __m256i) -> u64 {
         let rotations = |v: __m256i| {
             [
                 _mm256_permute4x64_epi64::<0x39>(v),
