@@ -5,6 +5,7 @@
 //! mutation record, then updates the cached mapping and publishes its sync event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use tessera_storage::WriteBatch;
@@ -35,6 +36,49 @@ pub(crate) fn must_index(labels: &Labels, label: u64, role: &str) -> Result<Labe
     labels
         .index(label)?
         .ok_or_else(|| Error::bad(format!("{role} label {label} has no voxels")))
+}
+
+/// Where an edit's time went, logged as one `labelmap edit` line when it is done, as writes log
+/// `labelmap ingest`: milliseconds per phase, in order.
+struct Laps {
+    last: Instant,
+    started: Instant,
+    phases: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        let now = Instant::now();
+        Laps {
+            last: now,
+            started: now,
+            phases: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name`, begun at the previous lap.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.phases
+            .push((name, (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+
+    fn log(self, ctx: &DataCtx, action: &str, mutation_id: u64) {
+        let phases: Vec<String> = self
+            .phases
+            .iter()
+            .map(|(name, ms)| format!("{name}={ms:.1}"))
+            .collect();
+        tracing::info!(
+            instance = %ctx.instance.name,
+            action,
+            mutation_id,
+            ms = %phases.join(" "),
+            total_ms = format!("{:.1}", self.started.elapsed().as_secs_f64() * 1e3),
+            "labelmap edit"
+        );
+    }
 }
 
 /// Stamps an index with the mutation that last changed it.
@@ -135,11 +179,14 @@ pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
     // Malformed requests are refused before they take a mutation id; DVID's rule that a
     // failed mutation consumes one applies to well-formed requests that fail.
     let (list, target, merged) = merge_list(req)?;
+    let mut laps = Laps::start();
     let mut m = ctx.mutation()?;
     let mutid = m.mutation_id();
+    laps.lap("id");
     let st = state(ctx);
     let _writes = st.writes.read();
     let _bodies = st.bodies.lock(list.iter().copied());
+    laps.lap("locks");
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let mut index = must_index(labels, target, "target")?;
     let mut others = Vec::with_capacity(merged.len());
@@ -165,7 +212,10 @@ pub fn merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         blocks: sorted_blocks(&index),
     };
     m.event(MERGE_BLOCK, delta);
+    laps.lap("index");
     commit(labels, m, &changes)?;
+    laps.lap("commit");
+    laps.log(ctx, "merge", mutid);
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"MutationID\": {mutid}}}"),
@@ -233,12 +283,16 @@ pub fn renumber(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<Dat
 pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataResponse> {
     let label = parse_label(req.one_segment("<label>")?)?;
     let svs = json_list(&req.body, "cleave")?;
+    let mut laps = Laps::start();
     let mut m = ctx.mutation()?;
     let mutid = m.mutation_id();
     let st = state(ctx);
     let _writes = st.writes.read();
+    laps.lap("id");
     let cleaved = allocate(ctx, labels, 1)?;
+    laps.lap("allocate");
     let _bodies = st.bodies.lock([label, cleaved]);
+    laps.lap("locks");
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let mut index = must_index(labels, label, "cleaved")?;
     let all: HashSet<u64> = index
@@ -302,7 +356,10 @@ pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
         supervoxels: list,
     };
     m.event(CLEAVE_LABEL, delta);
+    laps.lap("index");
     commit(labels, m, &changes)?;
+    laps.lap("commit");
+    laps.log(ctx, "cleave", mutid);
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"CleavedLabel\": {cleaved}, \"MutationID\": {mutid}}}"),
@@ -694,11 +751,14 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
     }
     let label = parse_label(req.one_segment("<label>")?)?;
     let runs = parse_rles(&req.body)?;
+    let mut laps = Laps::start();
     let m = ctx.mutation()?;
     let mutid = m.mutation_id();
+    laps.lap("id");
     let st = state(ctx);
     let _writes = st.writes.read();
     let _body = st.bodies.lock([label]);
+    laps.lap("locks");
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let index = must_index(labels, label, "split")?;
     let whose = format!("body {label}");
@@ -727,9 +787,11 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
             "the split covers all of body {label}; it must leave part of the body"
         )));
     }
+    laps.lap("check");
     let start = allocate(ctx, labels, 1 + 2 * under.len() as u64)?;
     let new_body = start;
     let _new = st.bodies.lock([new_body]);
+    laps.lap("allocate");
     let mut renamed = BTreeMap::new();
     let mut changes = HashMap::new();
     let mut svsplits = serde_json::Map::new();
@@ -761,6 +823,8 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         event: Some((SPLIT_LABEL, delta)),
     };
     rewrite_blocks(labels, m, &index, &runs, renaming, true)?;
+    laps.lap("rewrite");
+    laps.log(ctx, "split", mutid);
     Ok(DataResponse::bytes(
         "application/json",
         format!("{{\"label\": {new_body}, \"MutationID\": {mutid}}}"),
