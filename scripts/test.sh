@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the workspace and runs every test (one profile: dev).
-#   bash scripts/test.sh [extra cargo test args, e.g. --no-fail-fast, or -- --test-threads=2]
+#   bash scripts/test.sh [args for every test binary, e.g. a filter or --test-threads=2]
+# TESSERA_TEST_JOBS=N: test binaries run at once (default: the CPUs; scripts/run_tests.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +19,5 @@ echo "test: CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 # The black-box tests in tests/ run the real `tessera` binary, so build the binaries first.
 echo "+ cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
-echo "+ cargo test --workspace $*"
-cargo test --workspace "$@"
+echo "+ python3 scripts/run_tests.py $*"
+python3 scripts/run_tests.py "$@"
