@@ -3,6 +3,8 @@
 #   start_server NAME   builds `tessera` (release) unless TESSERA_BIN is set and starts
 #                       `tessera serve --compute cpu` on a free loopback port with a throwaway
 #                       store, stopped on exit; leaves URL, SERVER_PID and LOG (its stderr)
+#   TESSERA_CONFIG=FILE serve with this TOML config instead (e.g. stores and placement to
+#                       compare); "@WORK@" in it becomes the throwaway directory
 ensure_venv() {
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV"
@@ -30,14 +32,23 @@ start_server() {
             kill -KILL "$SERVER_PID" 2>/dev/null || true
             wait "$SERVER_PID" 2>/dev/null || true
         fi
+        # RocksDB's own LOG of each store (write stalls, flushes, compactions) is kept too.
+        for rlog in $(find "$WORK" -name LOG 2>/dev/null); do
+            cp "$rlog" "$WORK.$(basename "$(dirname "$rlog")").rocksdb.LOG"
+        done
         rm -rf "$WORK"
         echo "server log: $LOG"
     }
     trap cleanup EXIT
 
     # NO_COLOR keeps ANSI escapes out of the log; RUST_LOG=info is the server's default, made explicit.
+    local config=()
+    if [ -n "${TESSERA_CONFIG:-}" ]; then
+        sed "s|@WORK@|$WORK|g" "$TESSERA_CONFIG" >"$WORK/config.toml"
+        config=(--config "$WORK/config.toml")
+    fi
     NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$TESSERA_BIN" serve --addr 127.0.0.1:0 \
-        --data "$WORK/store" --compute cpu >"$WORK/stdout" 2>"$LOG" &
+        --data "$WORK/store" --compute cpu "${config[@]}" >"$WORK/stdout" 2>"$LOG" &
     SERVER_PID=$!
 
     # Port 0 lets the server pick a free port; it prints "tessera listening on http://ADDR" when ready.
