@@ -139,6 +139,16 @@ impl<'a> Write<'a> {
         &mut self.change
     }
 
+    /// Runs `f`, a read of stored blocks done outside this write, counted in its storage time.
+    pub fn timed_read<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        timed(&mut self.timings.storage, f)
+    }
+
+    /// Runs `f`, a kernel batch run outside this write, counted in its compute time.
+    pub fn timed_compute<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        timed(&mut self.timings.compute, f)
+    }
+
     /// What the backend must compute for new blocks of this write.
     pub fn steps(&self) -> BatchSteps {
         BatchSteps {

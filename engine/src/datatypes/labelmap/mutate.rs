@@ -653,9 +653,8 @@ pub(super) fn rewrite(
     let shape = labels.block_shape();
     let mut steps = write.steps();
     for batch in coords.chunks(labels.blocks_per_batch()) {
-        let stored = labels
-            .blocks
-            .get_many(0, batch)?
+        let stored = write
+            .timed_read(|| labels.blocks.get_many(0, batch))?
             .into_iter()
             .zip(batch)
             .map(|(s, c)| {
@@ -666,7 +665,7 @@ pub(super) fn rewrite(
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let payloads = Blocks::payloads(&stored)?;
+        let payloads = write.timed_read(|| Blocks::payloads(&stored))?;
         steps.split = match &rw.split {
             None => None,
             Some(table) => {
@@ -679,9 +678,11 @@ pub(super) fn rewrite(
         };
         steps.relabel = rw.relabel.clone();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let out = labels
-            .compute
-            .run_batch(BatchInput::Encoded(&refs), shape, &steps)?;
+        let out = write.timed_compute(|| {
+            labels
+                .compute
+                .run_batch(BatchInput::Encoded(&refs), shape, &steps)
+        })?;
         let computed = Computed {
             blocks: out.blocks,
             counts: out.counts,
