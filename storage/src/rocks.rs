@@ -25,7 +25,7 @@ impl RocksStore {
         opts.create_if_missing(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        // Values of a block or more (kept meshes: tens of MB per body; large label indices)
+        // Values of BLOB_MIN or more (kept meshes: tens of MB per body; large label indices)
         // go to blob files at flush, so compactions move only keys and small values, and the
         // SST files that every point read consults stay small. Measured on the edit-latency
         // bench, where kept meshes share the labelmap's store (docs/benchmarks.md).

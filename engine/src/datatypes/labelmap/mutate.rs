@@ -286,9 +286,9 @@ pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
     let mut laps = Laps::start();
     let mut m = ctx.mutation()?;
     let mutid = m.mutation_id();
+    laps.lap("id");
     let st = state(ctx);
     let _writes = st.writes.read();
-    laps.lap("id");
     let cleaved = allocate(ctx, labels, 1)?;
     laps.lap("allocate");
     let _bodies = st.bodies.lock([label, cleaved]);
