@@ -689,6 +689,56 @@ fn rocksdb_persists_across_reopen() {
     );
 }
 
+/// Values of 64 KiB and more live in RocksDB's blob files: they read back whole after a flush
+/// moved them there, after overwrites and deletes, from `scan_ranges`, and across a reopen.
+#[test]
+fn rocksdb_large_values_live_in_blob_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let value =
+        |seed: u8, len: usize| -> Vec<u8> { (0..len).map(|i| (i % 251) as u8 ^ seed).collect() };
+    {
+        let s = RocksStore::open(dir.path()).unwrap();
+        for (i, len) in [(0u8, 64 << 10), (1, (64 << 10) - 1), (2, 3 << 20), (3, 10)] {
+            s.put(&[b'k', i], &value(i, len)).unwrap();
+        }
+        s.put(b"gone", &value(9, 1 << 20)).unwrap();
+        s.flush().unwrap();
+        // Overwritten and deleted after the flush: the newer values must win over the blobs.
+        s.put(&[b'k', 2], &value(7, 2 << 20)).unwrap();
+        s.delete(b"gone").unwrap();
+        s.flush().unwrap();
+    }
+    let blobs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("blob".as_ref()))
+        .count();
+    assert!(blobs > 0, "no blob file was written");
+    let s = RocksStore::open(dir.path()).unwrap();
+    let expected = [
+        (vec![b'k', 0], value(0, 64 << 10)),
+        (vec![b'k', 1], value(1, (64 << 10) - 1)),
+        (vec![b'k', 2], value(7, 2 << 20)),
+        (vec![b'k', 3], value(3, 10)),
+    ];
+    assert!(scan_all(&s, b"", b"") == expected.to_vec());
+    assert_eq!(s.get(b"gone").unwrap(), None);
+    let mut ranged = Vec::new();
+    s.scan_ranges(
+        &[
+            (vec![b'k', 2], vec![b'k', 3]),
+            (vec![b'k', 0], vec![b'k', 1]),
+        ],
+        &mut |i, k, v| {
+            ranged.push((i, k.to_vec(), v.to_vec()));
+            Ok(true)
+        },
+    )
+    .unwrap();
+    assert_eq!(ranged.len(), 2);
+    assert!(ranged[0] == (0, expected[2].0.clone(), expected[2].1.clone()));
+    assert!(ranged[1] == (1, expected[0].0.clone(), expected[0].1.clone()));
+}
+
 #[test]
 fn rocksdb_versioned_data_persists() {
     let dir = tempfile::tempdir().unwrap();
