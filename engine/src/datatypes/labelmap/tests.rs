@@ -108,17 +108,12 @@ fn volume(size: [usize; 3], f: impl Fn(usize, usize, usize) -> u64) -> Vec<u8> {
     out
 }
 
-/// Writes two blocks side by side along x: label 1 in the first, label 2 in the second.
-fn post_two_labels(fx: &Fixture) {
-    let vol = volume([2 * B, B, B], |x, _, _| 1 + (x / B) as u64);
-    fx.call(
-        Method::Post,
-        "raw",
-        &["0_1_2", "32_16_16", "0_0_0"],
-        &[],
-        vol,
-    )
-    .unwrap();
+/// Writes `n` blocks side by side along x from the origin, labelled 1 to `n`.
+fn post_labels_along_x(fx: &Fixture, n: usize) {
+    let vol = volume([n * B, B, B], |x, _, _| 1 + (x / B) as u64);
+    let size = format!("{}_{B}_{B}", n * B);
+    fx.call(Method::Post, "raw", &["0_1_2", &size, "0_0_0"], &[], vol)
+        .unwrap();
 }
 
 fn changed(e: &SyncEvent) -> &[BlockChange] {
@@ -134,7 +129,7 @@ fn writes_publish_ingest_then_mutate_events_after_commit() {
     let uuid = fx.data_uuid();
     let ingest = fx.engine.sync_bus().subscribe(&uuid, BLOCK_INGEST);
     let mutate = fx.engine.sync_bus().subscribe(&uuid, BLOCK_MUTATE);
-    post_two_labels(&fx);
+    post_labels_along_x(&fx, 2);
     let e = ingest.try_recv().expect("a BLOCK_INGEST event");
     let blocks = changed(&e);
     assert_eq!(blocks.len(), 2);
@@ -252,16 +247,7 @@ fn mutations_publish_merge_cleave_and_split_events_after_commit() {
         bus.subscribe(&uuid, CLEAVE_LABEL),
         bus.subscribe(&uuid, SPLIT_LABEL),
     );
-    // Four 16³ blocks along x, labels 1..4.
-    let vol = volume([4 * B, B, B], |x, _, _| 1 + (x / B) as u64);
-    fx.call(
-        Method::Post,
-        "raw",
-        &["0_1_2", "64_16_16", "0_0_0"],
-        &[],
-        vol,
-    )
-    .unwrap();
+    post_labels_along_x(&fx, 4);
     let r = fx
         .call(Method::Post, "merge", &[], &[], b"[1, 2, 3]".to_vec())
         .unwrap();
@@ -399,7 +385,7 @@ fn meshes_block_by_block_equal_meshes_of_one_volume() {
 #[test]
 fn meters_meshes_mutations_kernels_and_store_io() {
     let fx = setup();
-    post_two_labels(&fx);
+    post_labels_along_x(&fx, 2);
     let (_, samples) = crate::test_metrics::capture(|| {
         fx.call(Method::Get, "mesh", &["1"], &[], vec![]).unwrap();
         fx.call(Method::Get, "mesh", &["1"], &[], vec![]).unwrap();
@@ -444,7 +430,7 @@ fn meters_meshes_mutations_kernels_and_store_io() {
 fn meshes_computed_while_the_body_was_edited_are_not_kept() {
     // Body 1 (x < 16) next to supervoxel 2.
     let fx = setup();
-    post_two_labels(&fx);
+    post_labels_along_x(&fx, 2);
     let ctx = fx
         .engine
         .ctx_at(&fx.root, "seg", None, &Caller::default())
