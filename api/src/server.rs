@@ -1,6 +1,6 @@
 //! Startup, shared state, middleware and the router.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
 use tessera_engine::Engine;
 use tessera_engine::compute::{self, Selection};
+use tessera_storage::ContentStore;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
@@ -86,12 +87,19 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub started: Instant,
     pub stats: Stats,
+    /// The stores keeping blocks as objects, by alias (`POST /api/server/gc`).
+    pub content_stores: BTreeMap<String, Arc<ContentStore>>,
 }
 
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, config: Config, config_text: String) -> anyhow::Result<Self> {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: Config,
+        config_text: String,
+        content_stores: BTreeMap<String, Arc<ContentStore>>,
+    ) -> anyhow::Result<Self> {
         let auth = Auth::from_config(&config.auth)?;
         let access = routes::table()
             .into_iter()
@@ -111,6 +119,7 @@ impl AppState {
             metrics: metrics::handle(),
             started: Instant::now(),
             stats: Stats::default(),
+            content_stores,
         })
     }
 }
@@ -128,14 +137,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "auto".into())
         .parse()?;
     let compute = compute::select(selection)?;
-    let opts = config.engine_options(&args.data, compute)?;
+    let stores = config.open_stores(&args.data)?;
+    let opts = config.engine_options(&stores, compute)?;
     let engine = Engine::open(opts).map_err(|e| anyhow::anyhow!("opening the engine: {e}"))?;
     if let Some(nats) = config.nats.clone() {
         crate::stream::NatsStream::start(&engine, nats)?;
     }
     let compute = engine.compute();
     tracing::info!(stores = %engine.store_engine_names(), compute = compute.backend().name(), adapter = %compute.adapter(), "engine open");
-    let state = Arc::new(AppState::new(engine.clone(), config, config_text)?);
+    let state = Arc::new(AppState::new(
+        engine.clone(),
+        config,
+        config_text,
+        stores.content,
+    )?);
     if state.auth.enforced() {
         tracing::info!("access control on: requests need tokens ([auth] enforce = \"token\")");
     }

@@ -14,6 +14,10 @@ pub enum Error {
     },
     /// The store is out of space: the write was refused whole; reads still work.
     InsufficientStorage(String),
+    /// A remote store failed or refused after its retries: try again later.
+    Unavailable(String),
+    /// A remote store did not answer in time after its retries.
+    Timeout(String),
     Internal(String),
 }
 
@@ -35,6 +39,8 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::RangeNotSatisfiable { .. } => 416,
             Error::InsufficientStorage(_) => 507,
+            Error::Unavailable(_) => 503,
+            Error::Timeout(_) => 504,
             Error::Internal(_) => 500,
         }
     }
@@ -49,6 +55,8 @@ impl fmt::Display for Error {
             | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
             | Error::InsufficientStorage(m)
+            | Error::Unavailable(m)
+            | Error::Timeout(m)
             | Error::Internal(m) => f.write_str(m),
             Error::RangeNotSatisfiable { len } => {
                 write!(f, "requested range not satisfiable for length {len}")
@@ -68,6 +76,14 @@ impl From<tessera_storage::Error> for Error {
                 "{e}; nothing of this request was written; reads still work, and writes will \
                  succeed again once space is freed"
             )),
+            // A write that fails here is refused whole: its objects are uploaded before the
+            // KV batch that references them, and that batch is not written.
+            tessera_storage::Error::Unavailable(_) => Error::Unavailable(format!(
+                "{e}; retry once the object store is reachable again"
+            )),
+            tessera_storage::Error::Timeout(_) => {
+                Error::Timeout(format!("{e}; retry once the object store answers again"))
+            }
             other => Error::Internal(other.to_string()),
         }
     }

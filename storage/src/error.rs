@@ -12,6 +12,12 @@ pub enum Error {
         versions: Vec<u32>,
     },
     Corrupt(String),
+    /// A configuration the engine cannot open (a bad object store URL or option).
+    Config(String),
+    /// A remote store (object storage) refused or failed the request after its retries.
+    Unavailable(String),
+    /// A remote store did not answer in time after its retries.
+    Timeout(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -27,6 +33,9 @@ impl fmt::Display for Error {
                 String::from_utf8_lossy(key)
             ),
             Error::Corrupt(m) => write!(f, "corrupt stored data: {m}"),
+            Error::Config(m) => write!(f, "storage configuration: {m}"),
+            Error::Unavailable(m) => write!(f, "storage unavailable: {m}"),
+            Error::Timeout(m) => write!(f, "storage timed out: {m}"),
         }
     }
 }

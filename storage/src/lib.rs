@@ -1,6 +1,7 @@
 //! Tessera's storage layer: an ordered key-value interface with interchangeable engines
-//! (RocksDB embedded by default, in-memory for tests), and on top of it the versioned view
-//! that resolves a key at a version through the version DAG.
+//! (RocksDB embedded by default, in-memory for tests), a wrapper keeping large values as
+//! content-addressed objects on object storage, and on top of them the versioned view that
+//! resolves a key at a version through the version DAG.
 //!
 //! This crate knows bytes and versions, never voxels or HTTP.
 
@@ -8,17 +9,21 @@
 // engine's signature reads the same; clippy's type_complexity lint flags exactly that.
 #![allow(clippy::type_complexity)]
 
+pub mod content;
 mod error;
 pub mod faults;
 mod kv;
 mod memory;
 pub mod metered;
+pub mod object;
 mod rocks;
 pub mod versioned;
 
+pub use content::{ContentStore, GcReport};
 pub use error::{Error, Result};
 pub use kv::{KvStore, WriteBatch, WriteOp};
 pub use memory::MemoryStore;
 pub use metered::{Metered, StoreIo};
+pub use object::{ObjectConfig, Objects};
 pub use rocks::RocksStore;
 pub use versioned::{Dag, VersionId, VersionedStore, View};

@@ -120,6 +120,15 @@ fn data_key(instance: u32, tkey: &[u8], version: VersionId) -> Vec<u8> {
     k
 }
 
+/// The first byte of a stored data key's tkey (its class, by the datatypes' convention), so a
+/// store wrapper can tell kinds of values apart without knowing datatypes.
+pub fn tkey_class(raw_key: &[u8]) -> Option<u8> {
+    match raw_key {
+        [space::DATA, _, _, _, _, class, ..] => Some(*class),
+        _ => None,
+    }
+}
+
 /// The smallest key greater than every key starting with `prefix`.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tessera_storage::versioned::put_into;
 use tessera_storage::{
-    Dag, Error, KvStore, MemoryStore, Metered, RocksStore, VersionedStore, View, WriteBatch,
+    ContentStore, Dag, Error, KvStore, MemoryStore, Metered, ObjectConfig, Objects, RocksStore,
+    VersionedStore, View, WriteBatch,
 };
+use tessera_tests::seaweed::Seaweed;
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -639,6 +641,72 @@ conformance!(metered_rocksdb, {
     let s = RocksStore::open(dir.path()).expect("open");
     (Arc::new(Metered::new(Arc::new(s))), Box::new(dir))
 });
+
+/// Every key selected, so every value longer than a reference goes through the object store.
+fn every_key(_: &[u8]) -> bool {
+    true
+}
+
+fn file_objects(dir: &std::path::Path) -> Objects {
+    let url = format!("file://{}/", dir.display());
+    Objects::open(&ObjectConfig::new(url)).expect("file objects")
+}
+
+// Keys in RocksDB, values as content-addressed objects in local files.
+conformance!(content_rocksdb_files, {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv = RocksStore::open(&dir.path().join("kv")).expect("open");
+    let objects = file_objects(&dir.path().join("objects"));
+    let s = ContentStore::new(Arc::new(kv), objects, every_key, 1 << 20);
+    (Arc::new(s), Box::new(dir))
+});
+
+// The same with no cache: every read goes to the object store.
+conformance!(content_memory_files_uncached, {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = file_objects(dir.path());
+    let s = ContentStore::new(Arc::new(MemoryStore::new()), objects, every_key, 0);
+    (Arc::new(s), Box::new(dir))
+});
+
+/// The whole suite against a real S3 server (one SeaweedFS for all checks, a fresh prefix and
+/// RocksDB for each), with a cache too small to hold anything, so reads are real requests.
+#[test]
+fn content_rocksdb_seaweedfs() {
+    let weed = Seaweed::start();
+    type Check = fn(Arc<dyn KvStore>);
+    let checks: Vec<(&str, Check)> = vec![
+        ("empty_store", |s| check_empty_store(&*s)),
+        ("put_get_overwrite", |s| check_put_get_overwrite(&*s)),
+        ("delete", |s| check_delete(&*s)),
+        ("empty_values", |s| check_empty_values(&*s)),
+        ("large_values", |s| check_large_values(&*s)),
+        ("ordering", |s| check_ordering(&*s)),
+        ("scan_bounds", |s| check_scan_bounds(&*s)),
+        ("early_stop", |s| check_early_stop(&*s)),
+        ("batch_order", |s| check_batch_order(&*s)),
+        ("big_batch", |s| check_big_batch(&*s)),
+        ("visitor_may_write", |s| check_visitor_may_write(&*s)),
+        ("identity", |s| check_identity(&*s)),
+        ("scan_ranges", |s| check_scan_ranges(&*s)),
+        ("versioned_get_many", check_versioned_get_many),
+        ("batch_atomic_for_readers", check_batch_atomic_for_readers),
+        ("versioned_smoke", check_versioned_smoke),
+    ];
+    for (name, check) in checks {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = RocksStore::open(dir.path()).expect("open");
+        let mut cfg = ObjectConfig::new(weed.url(name));
+        for line in weed.options_toml().lines() {
+            let (k, v) = line.split_once(" = ").expect("k = v");
+            cfg.options.insert(k.into(), v.trim_matches('"').into());
+        }
+        let objects = Objects::open(&cfg).expect("seaweedfs objects");
+        let s = ContentStore::new(Arc::new(kv), objects, every_key, 0);
+        eprintln!("seaweedfs: {name}");
+        check(Arc::new(s));
+    }
+}
 
 #[test]
 fn engine_names_differ() {

@@ -39,6 +39,7 @@ pub mod demo;
 pub mod labels;
 pub mod mesh;
 pub mod nats;
+pub mod seaweed;
 pub mod synapses;
 
 /// Test data versions of DVID's keyvalue, label index and mapping-op protobuf messages (proto3,

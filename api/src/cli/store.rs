@@ -1,7 +1,9 @@
-//! `tessera store digest`: what a server's stores hold, as one hash per store, read offline
-//! (the server stopped). Two stores with the same digest hold the same keys and values, byte
-//! for byte: how the bad-input tests prove a refused request wrote nothing, and how an operator
-//! compares a backup or a replica with its origin.
+//! `tessera store …`: offline work on a stopped server's stores.
+//!
+//! `digest`: what the stores hold, as one hash per store. Two stores with the same digest hold
+//! the same keys and values, byte for byte: how the bad-input tests prove a refused request
+//! wrote nothing, and how an operator compares a backup or a replica with its origin.
+//! `gc`: the object collection of `POST /api/server/gc`, with the server stopped.
 
 use std::path::Path;
 
@@ -19,7 +21,7 @@ pub fn digest(config: Option<&Path>, data: &Path, keys_too: bool) -> anyhow::Res
         Some(p) => Config::load(p)?.0,
         None => Config::default(),
     };
-    for (alias, kv) in config.open_stores(data)? {
+    for (alias, kv) in config.open_stores(data)?.kv {
         let (mut keys, mut bytes, mut hash) = (0u64, 0u64, Sha256::new());
         kv.scan(&[], &[], &mut |k, v| {
             keys += 1;
@@ -38,6 +40,33 @@ pub fn digest(config: Option<&Path>, data: &Path, keys_too: bool) -> anyhow::Res
         println!(
             "{}",
             json!({"store": alias, "engine": kv.engine_name(), "keys": keys, "bytes": bytes, "sha256": sha})
+        );
+    }
+    Ok(())
+}
+
+/// Prints one JSON object per store that keeps blocks as objects: what the collection found
+/// and deleted.
+pub fn gc(config: Option<&Path>, data: &Path, grace_secs: f64) -> anyhow::Result<()> {
+    let grace = std::time::Duration::try_from_secs_f64(grace_secs)
+        .map_err(|_| anyhow::anyhow!("--grace must be a non-negative number of seconds"))?;
+    let config = match config {
+        Some(p) => Config::load(p)?.0,
+        None => Config::default(),
+    };
+    let stores = config.open_stores(data)?;
+    if stores.content.is_empty() {
+        anyhow::bail!("no store of this configuration keeps objects ([store.X] objects = URL)");
+    }
+    for (alias, store) in stores.content {
+        let r = store
+            .gc(grace)
+            .map_err(|e| anyhow::anyhow!("collecting store {alias}: {e}"))?;
+        println!(
+            "{}",
+            json!({"store": alias, "objects_url": store.objects_url(), "referenced": r.referenced,
+                   "objects": r.objects, "deleted": r.deleted, "deleted_bytes": r.deleted_bytes,
+                   "kept_recent": r.kept_recent})
         );
     }
     Ok(())

@@ -67,10 +67,13 @@ pub async fn handle(
         stream,
     };
     let engine = st.engine.clone();
-    let resp =
-        tokio::task::spawn_blocking(move || engine.data_request(&uuid, &name, &req, &caller))
-            .await
-            .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;
+    let resp = tokio::task::spawn_blocking(move || {
+        engine
+            .data_request(&uuid, &name, &req, &caller)
+            .and_then(datatype::DataResponse::first_chunk_checked)
+    })
+    .await
+    .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;
     Ok(into_response(resp))
 }
 

@@ -38,6 +38,7 @@ pub fn table() -> Vec<(&'static str, MethodRouter<Shared>, Access)> {
             get(server::user_latencies),
             ServerAdmin,
         ),
+        ("/api/server/gc", post(server::gc), ServerAdmin),
         ("/api/server/{action}", get(server::action), ServerAction),
         ("/api/repos", post(repo::create), ServerWrite),
         ("/api/repos/info", get(repo::all_info), Public),

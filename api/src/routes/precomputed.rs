@@ -39,6 +39,7 @@ pub async fn handle(
             range,
             &caller,
         )
+        .and_then(tessera_engine::datatype::DataResponse::first_chunk_checked)
     })
     .await
     .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;

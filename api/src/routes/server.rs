@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
@@ -11,7 +12,7 @@ use tessera_engine::datatype::Caller;
 
 use super::json;
 use crate::error::{ApiError, ApiResult};
-use crate::server::Shared;
+use crate::server::{AppState, Shared};
 
 pub async fn help(State(st): State<Shared>) -> Html<String> {
     let mut page =
@@ -125,6 +126,7 @@ pub async fn action(
                 "RPC Address": "", "Host": hostname(), "Note": st.config.server.note,
                 "TOML location": "", "Compute": format!("{} ({})", st.engine.compute().backend().name(), st.engine.compute().adapter()),
                 "Mode": st.config.server.rwmode,
+                "Stores": stores_json(&st),
             }))
         }
         "note" => (
@@ -147,6 +149,65 @@ pub async fn action(
         other => return Err(ApiError::bad(format!("unknown server action {other:?}"))),
     };
     Ok(resp)
+}
+
+/// Each store: its engine, where its objects live, and the instances placed on it.
+fn stores_json(st: &AppState) -> Value {
+    let mut placed = st.engine.instances_by_store();
+    let out: Map<String, Value> = st
+        .engine
+        .store_io()
+        .into_iter()
+        .map(|(alias, engine, _)| {
+            let objects = st.content_stores.get(&alias).map(|c| c.objects_url());
+            let instances = placed.remove(&alias).unwrap_or_default();
+            let v = json!({"Engine": engine, "Objects": objects, "Instances": instances});
+            (alias, v)
+        })
+        .collect();
+    Value::Object(out)
+}
+
+/// `POST /api/server/gc[?grace=SECONDS]` (Tessera's own, admin): mark and sweep of every store
+/// keeping blocks as objects, deleting objects no key references at any version and older than
+/// the grace period (default one hour; docs/storage.md). Writes may go on meanwhile.
+pub async fn gc(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let grace = match q.get("grace") {
+        None => Duration::from_secs(3600),
+        Some(g) => match g
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        {
+            Some(d) => d,
+            None => {
+                return Err(ApiError::bad(format!(
+                    "grace must be a non-negative number of seconds, not {g:?}"
+                )));
+            }
+        },
+    };
+    let stores = st.content_stores.clone();
+    let reports = tokio::task::spawn_blocking(move || {
+        let mut out = Map::new();
+        for (alias, store) in stores {
+            let r = store.gc(grace)?;
+            tracing::info!(store = %alias, referenced = r.referenced, objects = r.objects, deleted = r.deleted, deleted_bytes = r.deleted_bytes, kept_recent = r.kept_recent, "gc");
+            out.insert(
+                alias,
+                json!({"Referenced": r.referenced, "Objects": r.objects, "Deleted": r.deleted,
+                       "DeletedBytes": r.deleted_bytes, "KeptRecent": r.kept_recent}),
+            );
+        }
+        Ok::<_, tessera_storage::Error>(out)
+    })
+    .await
+    .map_err(|e| ApiError(tessera_engine::Error::Internal(format!("gc task: {e}"))))?
+    .map_err(|e| ApiError(e.into()))?;
+    Ok(json(&Value::Object(reports)))
 }
 
 /// `GET /api/server/sync[?wait=SECONDS]` (Tessera's own): whether every sync subscriber

@@ -26,6 +26,12 @@ pub fn block_key(scale: u8, c: BlockCoord) -> [u8; 14] {
     k
 }
 
+/// True for a raw store key holding a block of any instance, scale and version: the keys a
+/// content-addressed store (`tessera_storage::content`) keeps as objects.
+pub fn is_stored_block(raw_key: &[u8]) -> bool {
+    tessera_storage::versioned::tkey_class(raw_key) == Some(CLASS_BLOCK)
+}
+
 pub fn block_key_coord(k: &[u8]) -> Result<BlockCoord> {
     if k.len() != 14 || k[0] != CLASS_BLOCK {
         return Err(Error::Internal("malformed block key".into()));
@@ -55,5 +61,32 @@ mod tests {
             assert_eq!(block_key_coord(k).unwrap(), *c);
         }
         assert!(block_key(0, [9, 9, 9]) < block_key(1, [-9, -9, -9]));
+    }
+
+    #[test]
+    fn stored_block_keys_are_recognised_at_every_instance_and_version() {
+        use std::sync::Arc;
+        use tessera_storage::versioned::{Dag, View, put_into, space};
+        let mut b = tessera_storage::WriteBatch::new();
+        for (instance, version) in [(1, 1), (0x00BA_0000, 7), (u32::MAX, u32::MAX)] {
+            let view = View {
+                instance,
+                version,
+                dag: Arc::new(Dag::new()),
+            };
+            put_into(&mut b, &view, &block_key(2, [-1, 0, 5]), b"x");
+            put_into(&mut b, &view, &[187, 1, 2], b"x");
+        }
+        let keys: Vec<&Vec<u8>> = b
+            .ops
+            .iter()
+            .map(|op| match op {
+                tessera_storage::WriteOp::Put(k, _) => k,
+                tessera_storage::WriteOp::Delete(k) => k,
+            })
+            .collect();
+        let blocks: Vec<bool> = keys.iter().map(|k| is_stored_block(k)).collect();
+        assert_eq!(blocks, [true, false, true, false, true, false]);
+        assert!(!is_stored_block(&[space::META, 0, 0, 0, 1, CLASS_BLOCK]));
     }
 }

@@ -21,6 +21,7 @@ pub mod voxel;
 pub mod writer;
 
 pub use geom::{BlockCoord, VoxelBox};
+pub use keys::is_stored_block;
 pub use read::Blocks;
 pub use stored::Stored;
 pub use voxel::Voxel;

@@ -194,6 +194,18 @@ pub struct DataResponse {
 }
 
 impl DataResponse {
+    /// Produces a streamed body's first chunk now, so a failure there (a store that is down)
+    /// becomes the response's status and message instead of a body cut off after a 200.
+    pub fn first_chunk_checked(mut self) -> crate::Result<Self> {
+        if let Body::Stream(mut iter) = self.body {
+            self.body = match iter.next() {
+                None => Body::Full(Bytes::new()),
+                Some(first) => Body::Stream(Box::new(std::iter::once(Ok(first?)).chain(iter))),
+            };
+        }
+        Ok(self)
+    }
+
     pub fn bytes(content_type: &'static str, body: impl Into<Bytes>) -> Self {
         Self {
             status: 200,

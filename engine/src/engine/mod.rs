@@ -331,6 +331,22 @@ impl Engine {
         })
     }
 
+    /// Store alias → the instances placed on it, as `repo-root-uuid/name`.
+    pub fn instances_by_store(&self) -> BTreeMap<String, Vec<String>> {
+        let state = self.state.read();
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for repo in state.repos.values() {
+            for meta in repo.instances.values() {
+                out.entry(meta.store.clone()).or_default().push(format!(
+                    "{}/{}",
+                    repo.root_uuid(),
+                    meta.name
+                ));
+            }
+        }
+        out
+    }
+
     pub fn store_engine_names(&self) -> String {
         let names: Vec<String> = self
             .stores

@@ -1,0 +1,188 @@
+//! Blocks on a real S3 server (SeaweedFS on loopback): a labelmap placed on a store whose
+//! blocks are content-addressed objects, with its keys, label index and mapping in a local
+//! RocksDB, and a keyvalue on a plain local store. Proofreading, restarts, the object
+//! collection, and an outage of the object store while clients write.
+
+use tessera_tests::labels::*;
+use tessera_tests::seaweed::Seaweed;
+use tessera_tests::*;
+
+const SIZE: [usize; 3] = [128; 3];
+const LEVELS: usize = 1;
+
+/// Two stores: `local` (the default: metadata, keyvalue) and `s3` (labelmap instances; blocks
+/// as objects under `prefix`). No object cache, so every block read is a request.
+fn config(weed: &Seaweed, prefix: &str) -> String {
+    format!(
+        r#"
+[store.local]
+engine = "rocksdb"
+path = "{{dir}}/local"
+
+[store.s3]
+engine = "rocksdb"
+path = "{{dir}}/s3-keys"
+objects = "{url}"
+object_cache_mb = 0
+object_retry_secs = 1
+
+[store.s3.object_options]
+{options}
+[backend.default]
+store = "local"
+
+[backend.labelmap]
+store = "s3"
+"#,
+        url = weed.url(prefix),
+        options = weed.options_toml()
+    )
+}
+
+#[derive(Debug, PartialEq)]
+struct Seen {
+    sv: Volume,
+    mapped: Volume,
+    scale1: Volume,
+    mappings: std::collections::BTreeMap<u64, u64>,
+    a: Option<Vec<u8>>,
+}
+
+fn seen(srv: &Server, seg: &Seg, root: &str) -> Seen {
+    Seen {
+        sv: seg.raw([0; 3], SIZE, "supervoxels=true"),
+        mapped: seg.raw([0; 3], SIZE, ""),
+        scale1: seg.raw([0; 3], [64; 3], "scale=1"),
+        mappings: seg.mappings(),
+        a: srv.key_value(root, "kv", "a"),
+    }
+}
+
+fn gc(srv: &Server, grace: &str) -> Value {
+    srv.post(&format!("/api/server/gc?grace={grace}"), Vec::new())
+        .expect(200)
+        .json()["s3"]
+        .clone()
+}
+
+#[test]
+fn a_labelmap_with_blocks_on_s3_is_proofread_collected_and_read_back_after_restarts() {
+    let weed = Seaweed::start();
+    let mut srv = Server::builder()
+        .config(&config(&weed, "proofread"))
+        .start();
+    let root = srv.create_repo("s3");
+    srv.create_instance(&root, "keyvalue", "kv");
+    srv.put_key(&root, "kv", "a", b"local");
+    let before = proofread_and_collect(&srv, &root, &weed.url("proofread"));
+
+    srv.restart();
+    let seg = Seg::open(&srv, &root, "seg");
+    assert_eq!(seen(&srv, &seg, &root), before);
+
+    // A committed version's blocks stay as they were when its child is edited.
+    srv.commit(&root);
+    let child = srv.branch(&root, "next");
+    seg.at(&child)
+        .post_raw(&noise_fixture(SIZE, 9, &[7, 8]), "")
+        .expect(200);
+    drop(seg);
+    srv.kill();
+    srv.start_again();
+    let seg = Seg::open(&srv, &root, "seg");
+    assert_eq!(seen(&srv, &seg, &root), before);
+    assert_eq!(
+        Seg::open(&srv, &child, "seg").raw([0; 3], SIZE, "supervoxels=true"),
+        noise_fixture(SIZE, 9, &[7, 8])
+    );
+    let after = gc(&srv, "0");
+    assert_eq!(
+        after["Deleted"], 0,
+        "both versions' blocks are live: {after}"
+    );
+    assert_eq!(seen(&srv, &seg, &root), before);
+}
+
+/// Writes, checks placement, proofreads and collects; returns what the version then holds.
+fn proofread_and_collect(srv: &Server, root: &str, objects_url: &str) -> Seen {
+    let seg = Seg::create(srv, root, "seg", &standard_settings(LEVELS as u32));
+    let vol = noise_fixture(SIZE, 3, &[1, 2, 3, 4, 5, 6]);
+    seg.write(&vol);
+
+    let info = srv.get("/api/server/info").expect(200).json();
+    let stores = &info["Stores"];
+    assert_eq!(stores["s3"]["Engine"], "rocksdb+objects", "{stores}");
+    assert_eq!(stores["s3"]["Objects"], objects_url);
+    assert_eq!(stores["s3"]["Instances"], json!([format!("{root}/seg")]));
+    assert_eq!(stores["local"]["Objects"], Value::Null);
+    assert_eq!(stores["local"]["Instances"], json!([format!("{root}/kv")]));
+
+    // Every block of both scales is an object: 8 at scale 0 and 1 at scale 1, all distinct
+    // (noise), and nothing is garbage yet.
+    let first = gc(srv, "0");
+    assert_eq!(first["Referenced"], 9, "{first}");
+    assert_eq!(first["Deleted"], 0, "{first}");
+
+    seg.merge_ok(&[1, 2], "");
+    let part = voxels_where(&vol, [0, 0, 0], [40, 128, 128], |l| l == 3);
+    seg.split_ok(3, &part, "");
+    seg.cleave_ok(1, &[2], "");
+    check_consistency(&seg, SIZE, LEVELS);
+    let before = seen(srv, &seg, root);
+
+    // The split rewrote blocks at the same (open) version: their old objects are garbage now,
+    // but younger than an hour, so the default grace keeps them.
+    let kept = gc(srv, "3600");
+    assert_eq!(kept["Deleted"], 0, "{kept}");
+    assert!(kept["KeptRecent"].as_u64().unwrap() > 0, "{kept}");
+    let swept = gc(srv, "0");
+    assert_eq!(swept["Deleted"], kept["KeptRecent"], "{swept}");
+    assert_eq!(seen(srv, &seg, root), before);
+    before
+}
+
+#[test]
+fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
+    let mut weed = Seaweed::start();
+    let srv = Server::builder().config(&config(&weed, "outage")).start();
+    let root = srv.create_repo("outage");
+    srv.create_instance(&root, "keyvalue", "kv");
+    srv.put_key(&root, "kv", "a", b"1");
+    let seg = Seg::create(&srv, &root, "seg", &standard_settings(LEVELS as u32));
+    let vol = noise_fixture(SIZE, 5, &[1, 2, 3, 4]);
+    seg.write(&vol);
+    let before = seen(&srv, &seg, &root);
+
+    weed.kill();
+    let part = voxels_where(&vol, [0, 0, 0], [64, 64, 64], |l| l == 4);
+    let refused = [
+        seg.post_raw(&noise_fixture(SIZE, 6, &[9]), ""),
+        seg.split(4, &part, ""),
+        seg.get("raw/0_1_2/64_64_64/0_0_0"),
+    ];
+    for r in refused {
+        assert!(
+            r.status == 503 || r.status == 504,
+            "{}: {} {}",
+            r.what,
+            r.status,
+            r.text()
+        );
+        assert!(
+            r.text().contains("object store"),
+            "{}: {}",
+            r.what,
+            r.text()
+        );
+    }
+    // What lives on the local stores goes on.
+    srv.put_key(&root, "kv", "b", b"2");
+    assert_eq!(seg.mappings(), before.mappings);
+    assert_eq!(srv.get("/api/server/info").status, 200);
+
+    weed.start_again();
+    // Nothing of the refused writes is visible, and writes work again with no restart.
+    assert_eq!(seen(&srv, &seg, &root), before);
+    seg.split_ok(4, &part, "");
+    check_consistency(&seg, SIZE, LEVELS);
+}
