@@ -144,6 +144,7 @@ impl Config {
         &self,
         stores: &Stores,
         compute: Arc<dyn Compute>,
+        read_only: bool,
     ) -> anyhow::Result<EngineOptions> {
         Ok(EngineOptions {
             stores: stores.kv.clone(),
@@ -156,16 +157,26 @@ impl Config {
             min_mutation_id_start: self.server.min_mutation_id_start.unwrap_or(0),
             compute,
             allow_labelmap_split: self.server.allow_labelmap_split.unwrap_or(true),
+            read_only,
         })
     }
 
     /// The configured stores by alias; with none configured, `default`: RocksDB in `data_dir`.
-    pub fn open_stores(&self, data_dir: &Path) -> anyhow::Result<Stores> {
+    /// A read replica (`read_only`) opens each RocksDB store as a secondary instance of the
+    /// writer's directory.
+    pub fn open_stores(&self, data_dir: &Path, read_only: bool) -> anyhow::Result<Stores> {
         let mut stores: BTreeMap<String, Arc<dyn KvStore>> = BTreeMap::new();
         let mut content = BTreeMap::new();
         let sync = self.server.sync_writes.unwrap_or(true);
+        let open_rocks = |alias: &str, path: &Path| -> anyhow::Result<Arc<dyn KvStore>> {
+            if read_only {
+                open_replica(alias, path)
+            } else {
+                open_rocks(path, sync)
+            }
+        };
         if self.store.is_empty() {
-            stores.insert("default".into(), open_rocks(data_dir, sync)?);
+            stores.insert("default".into(), open_rocks("default", data_dir)?);
         }
         for (alias, sc) in &self.store {
             let store: Arc<dyn KvStore> = match sc.engine.as_str() {
@@ -174,7 +185,7 @@ impl Config {
                         .path
                         .as_ref()
                         .with_context(|| format!("[store.{alias}] needs a path"))?;
-                    open_rocks(path, sync)?
+                    open_rocks(alias, path)?
                 }
                 "memory" => Arc::new(MemoryStore::new()),
                 other => bail!(
@@ -234,6 +245,21 @@ fn open_content(kv: Arc<dyn KvStore>, url: &str, sc: &StoreConfig) -> anyhow::Re
         tessera_engine::block::is_stored_block,
         cache,
     ))
+}
+
+/// RocksDB's secondary instance of the writer's database at `path`, with its own info log in a
+/// temporary directory.
+fn open_replica(alias: &str, path: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
+    let scratch =
+        std::env::temp_dir().join(format!("tessera-replica-{}-{alias}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let store = RocksStore::open_secondary(path, &scratch).map_err(|e| {
+        anyhow::anyhow!(
+            "opening RocksDB at {} as a read replica (the writer's store must exist): {e}",
+            path.display()
+        )
+    })?;
+    Ok(Arc::new(store))
 }
 
 fn open_rocks(path: &Path, sync: bool) -> anyhow::Result<Arc<dyn KvStore>> {

@@ -51,6 +51,14 @@ enum Command {
         /// Compute backend for label kernels.
         #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
         compute: Option<String>,
+        /// Serve as a read replica of the writer using the same configuration (its RocksDB
+        /// directories reachable here, blocks on the same object store): writes are refused and
+        /// the writer's changes are followed (docs/storage.md).
+        #[arg(long)]
+        read_only: bool,
+        /// How often a read replica brings the writer's changes in, in seconds.
+        #[arg(long, default_value_t = 1.0, requires = "read_only")]
+        follow_secs: f64,
     },
     /// Build a multiscale pyramid of a numpy volume: DIR/s1.npy … sN.npy.
     Pyramid {
@@ -274,13 +282,21 @@ fn main() -> anyhow::Result<()> {
             addr,
             data,
             compute,
+            read_only,
+            follow_secs,
         } => {
+            let follow = std::time::Duration::try_from_secs_f64(follow_secs)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| anyhow::anyhow!("--follow-secs must be a positive number"))?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(server::serve(server::ServeArgs {
                 config,
                 addr,
                 data,
                 compute,
+                read_only,
+                follow,
                 on_ready: None,
             }))
         }

@@ -3,12 +3,14 @@
 //! the one recorder of the process, records requests, and reads the rest (store traffic,
 //! sync backlog) from the engine when scraped.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tessera_engine::Engine;
+use tessera_storage::ContentStore;
 
 /// Latency buckets, seconds: 100 µs (a cached read) to a minute (a large ingest).
 const BUCKETS: &[f64] = &[
@@ -66,6 +68,18 @@ fn describe() {
         "Compute kernel wall time by kernel and backend"
     );
     describe_counter!(
+        "tessera_object_requests_total",
+        "Object store requests (get, put) of each store keeping blocks as objects"
+    );
+    describe_counter!(
+        "tessera_object_bytes_total",
+        "Object bytes fetched (get) and uploaded (put) by each store keeping blocks as objects"
+    );
+    describe_counter!(
+        "tessera_object_cache_hits_total",
+        "Object reads served by the in-memory object cache"
+    );
+    describe_counter!(
         "tessera_mutations_total",
         "Committed mutations by datatype and action"
     );
@@ -102,8 +116,26 @@ pub fn request(method: &str, route: &str, status: u16, elapsed: Duration, bytes:
     }
 }
 
-/// The exposition text, with the engine's figures read now.
-pub fn render(handle: &PrometheusHandle, engine: &Engine, active: u64) -> String {
+/// The exposition text, with the engine's and the object stores' figures read now.
+pub fn render(
+    handle: &PrometheusHandle,
+    engine: &Engine,
+    objects: &BTreeMap<String, Arc<ContentStore>>,
+    active: u64,
+) -> String {
+    for (store, c) in objects {
+        let io = c.io();
+        for (op, n, bytes) in [
+            ("get", io.gets, io.get_bytes),
+            ("put", io.puts, io.put_bytes),
+        ] {
+            let labels = [("store", store.clone()), ("op", op.to_string())];
+            counter!("tessera_object_requests_total", &labels).absolute(n);
+            counter!("tessera_object_bytes_total", &labels).absolute(bytes);
+        }
+        counter!("tessera_object_cache_hits_total", "store" => store.clone())
+            .absolute(io.cache_hits);
+    }
     for (store, kind, io) in engine.store_io() {
         let labels = [("store", store), ("engine", kind.to_string())];
         counter!("tessera_store_bytes_read_total", &labels).absolute(io.bytes_read);

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     pub addr: Option<String>,
     pub data: PathBuf,
     pub compute: Option<String>,
+    /// Serve as a read replica of the writer whose stores the configuration names: every
+    /// write refused, the writer's changes followed every `follow` (docs/storage.md).
+    pub read_only: bool,
+    pub follow: std::time::Duration,
     /// Called with the bound address once the server accepts connections (`tessera demo`
     /// fills its store through the API from there).
     pub on_ready: Option<Box<dyn FnOnce(std::net::SocketAddr) + Send>>,
@@ -125,10 +129,13 @@ impl AppState {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, config_text) = match &args.config {
+    let (mut config, config_text) = match &args.config {
         Some(p) => Config::load(p)?,
         None => (Config::default(), String::new()),
     };
+    if args.read_only {
+        config.server.rwmode = "replica".into();
+    }
     let addr = config.addr(args.addr.as_deref())?;
     let selection: Selection = args
         .compute
@@ -137,10 +144,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "auto".into())
         .parse()?;
     let compute = compute::select(selection)?;
-    let stores = config.open_stores(&args.data)?;
-    let opts = config.engine_options(&stores, compute)?;
+    let stores = config.open_stores(&args.data, args.read_only)?;
+    let opts = config.engine_options(&stores, compute, args.read_only)?;
     let engine = Engine::open(opts).map_err(|e| anyhow::anyhow!("opening the engine: {e}"))?;
-    if let Some(nats) = config.nats.clone() {
+    if args.read_only {
+        follow_writer(engine.clone(), args.follow);
+    } else if let Some(nats) = config.nats.clone() {
         crate::stream::NatsStream::start(&engine, nats)?;
     }
     let compute = engine.compute();
@@ -180,6 +189,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .flush()
         .map_err(|e| anyhow::anyhow!("flushing stores: {e}"))?;
     Ok(())
+}
+
+/// A read replica's loop: brings the writer's changes in every `every`, for the life of the
+/// process. A failed step is logged and retried at the next tick.
+fn follow_writer(engine: Arc<Engine>, every: std::time::Duration) {
+    tracing::info!(
+        every_ms = every.as_millis() as u64,
+        "read replica: following the writer's stores"
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let e = engine.clone();
+            match tokio::task::spawn_blocking(move || e.follow()).await {
+                Ok(Ok(true)) => tracing::debug!("read replica: caught up with new writes"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!("read replica: following the writer: {e}"),
+                Err(e) => tracing::warn!("read replica: follow task: {e}"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {
@@ -341,6 +373,14 @@ async fn gate(State(state): State<Shared>, mut req: Request, next: Next) -> Resp
         }
     }
     let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if state.config.server.rwmode == "replica" && writes {
+        return refused(
+            tessera_engine::Error::bad(
+                "this server is a read replica (tessera serve --read-only): send writes to the writer",
+            ),
+            &user,
+        );
+    }
     if state.config.server.rwmode == "readonly" && writes && !caller.admin {
         return refused(
             tessera_engine::Error::bad("server is in read-only mode"),

@@ -321,6 +321,18 @@ def met(key, value):
     return "ok" if ok else "**MISSED**"
 
 
+def store_metrics(cli):
+    """The server's store and object-store counters after the run (docs/observability.md)."""
+    status, data = cli.request("GET", "/metrics")
+    expect_ok(status, data, "GET /metrics")
+    out = {}
+    for line in data.decode().splitlines():
+        if line.startswith(("tessera_store_", "tessera_object_")):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def report(res):
     rows = [
         ("ingest 512³, fresh instance", "ingest_fresh_mvox_s", "Mvox/s"),
@@ -344,6 +356,9 @@ def report(res):
         v = mem.get(key)
         print(f"| {label} | {v if v is not None else '?'} | | | | MiB | < 2048 | "
               f"{met('peak_rss_mib', v)} |")
+    for name, value in res["store_metrics"].items():
+        if name.startswith("tessera_object_"):
+            print(f"| {name} | {value:.0f} | | | | | | |")
     print("\nJSON:")
     print(json.dumps(res), flush=True)
 
@@ -422,6 +437,7 @@ def main():
         mem["overall"] = peak
     mem["rss_after_serving"] = server.rss_mib()
     res["peak_rss_mib"] = mem
+    res["store_metrics"] = store_metrics(cli)
     cli.close()
     report(res)
 

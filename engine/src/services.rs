@@ -31,6 +31,12 @@ impl Services {
         }
     }
 
+    /// Forgets every instance's in-memory state (a read replica, after the writer changed the
+    /// stores); each is made again on next use.
+    pub fn drop_instance_states(&self) {
+        self.instance_state.lock().clear();
+    }
+
     /// The in-memory state a datatype keeps for instance `id`, made by `init` on first use.
     /// Panics if the same instance is asked for state of two types (a datatype bug).
     pub fn instance_state<T: Any + Send + Sync>(

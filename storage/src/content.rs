@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -54,6 +55,25 @@ pub struct GcReport {
     pub kept_recent: u64,
 }
 
+/// Object traffic since the store opened (read at scrape time: docs/observability.md).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectIo {
+    pub gets: u64,
+    pub get_bytes: u64,
+    pub puts: u64,
+    pub put_bytes: u64,
+    pub cache_hits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    gets: AtomicU64,
+    get_bytes: AtomicU64,
+    puts: AtomicU64,
+    put_bytes: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
 /// Hashes written while a collection runs: the sweep must not delete them, whatever the mark
 /// phase saw.
 #[derive(Default)]
@@ -71,6 +91,7 @@ pub struct ContentStore {
     cache: quick_cache::sync::Cache<Hash, Bytes, ByLen>,
     sweep: Mutex<Sweep>,
     name: &'static str,
+    io: Counters,
 }
 
 impl ContentStore {
@@ -96,11 +117,23 @@ impl ContentStore {
             ),
             sweep: Mutex::new(Sweep::default()),
             name,
+            io: Counters::default(),
         }
     }
 
     pub fn objects_url(&self) -> &str {
         self.objects.url()
+    }
+
+    pub fn io(&self) -> ObjectIo {
+        let c = &self.io;
+        ObjectIo {
+            gets: c.gets.load(Ordering::Relaxed),
+            get_bytes: c.get_bytes.load(Ordering::Relaxed),
+            puts: c.puts.load(Ordering::Relaxed),
+            put_bytes: c.put_bytes.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+        }
     }
 
     /// Rewrites a batch for the KV, returning the objects its references need.
@@ -150,6 +183,11 @@ impl ContentStore {
             return Ok(());
         }
         self.objects.put_many(missing.clone())?;
+        let bytes: usize = missing.iter().map(|(_, b)| b.len()).sum();
+        self.io
+            .puts
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        self.io.put_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         for (h, b) in missing {
             self.cache.insert(h, b);
         }
@@ -167,8 +205,13 @@ impl ContentStore {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
+        let hits = out.iter().filter(|b| b.is_some()).count();
+        self.io.cache_hits.fetch_add(hits as u64, Ordering::Relaxed);
         if !wanted.is_empty() {
             let got = self.objects.get_many(&wanted)?;
+            let bytes: usize = got.iter().map(Bytes::len).sum();
+            self.io.gets.fetch_add(got.len() as u64, Ordering::Relaxed);
+            self.io.get_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             let mut by_hash = HashMap::with_capacity(wanted.len());
             for (h, b) in wanted.into_iter().zip(got) {
                 if hash_of(&b) != h {
@@ -358,6 +401,10 @@ impl KvStore for ContentStore {
         self.kv.flush()
     }
 
+    fn refresh(&self) -> Result<bool> {
+        self.kv.refresh()
+    }
+
     fn engine_name(&self) -> &'static str {
         self.name
     }
@@ -398,8 +445,12 @@ mod tests {
         assert_eq!(kv.get(b"i/1").unwrap().unwrap(), big);
         assert_eq!(kv.get(b"b/small").unwrap().unwrap(), b"tiny");
         assert_eq!(s.objects.list().unwrap().len(), 1);
+        assert_eq!((s.io().puts, s.io().put_bytes), (1, 1000));
+        assert_eq!(s.get(b"b/1").unwrap().unwrap(), big);
+        assert_eq!((s.io().gets, s.io().cache_hits), (0, 1));
         s.cache.clear();
         assert_eq!(s.get(b"b/2").unwrap().unwrap(), big);
+        assert_eq!((s.io().gets, s.io().get_bytes), (1, 1000));
     }
 
     #[test]

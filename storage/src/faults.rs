@@ -71,6 +71,10 @@ impl KvStore for DiskFullSwitch {
         self.inner.flush()
     }
 
+    fn refresh(&self) -> Result<bool> {
+        self.inner.refresh()
+    }
+
     fn engine_name(&self) -> &'static str {
         self.inner.engine_name()
     }

@@ -50,7 +50,7 @@ pub trait KvStore: Send + Sync {
     ) -> Result<()>;
     /// Visits several ranges in one call, in order, each as `scan` would (a visitor answering
     /// `false` ends its range); `visit` is told which range a key came from. Engines that can
-    /// answer from one consistent read do (RocksDB: one snapshot and one iterator re-seeked
+    /// answer from one consistent read do (RocksDB: one iterator, one point-in-time view, re-seeked
     /// per range), which is what batched block reads rely on.
     fn scan_ranges(
         &self,
@@ -65,6 +65,11 @@ pub trait KvStore: Send + Sync {
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Makes every acknowledged write durable (called on shutdown).
     fn flush(&self) -> Result<()>;
+    /// For a read replica's store: makes the writer's latest writes visible, answering whether
+    /// anything changed. Stores that are their own writer have nothing to follow.
+    fn refresh(&self) -> Result<bool> {
+        Ok(false)
+    }
     /// A short engine name for `info` responses ("rocksdb", "memory").
     fn engine_name(&self) -> &'static str;
 }

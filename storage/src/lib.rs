@@ -19,7 +19,7 @@ pub mod object;
 mod rocks;
 pub mod versioned;
 
-pub use content::{ContentStore, GcReport};
+pub use content::{ContentStore, GcReport, ObjectIo};
 pub use error::{Error, Result};
 pub use kv::{KvStore, WriteBatch, WriteOp};
 pub use memory::MemoryStore;

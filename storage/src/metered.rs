@@ -97,7 +97,7 @@ impl KvStore for Metered {
         r
     }
 
-    // Delegated, not left to the default: engines answer it from one snapshot.
+    // Delegated, not left to the default: engines answer it from one consistent view.
     fn scan_ranges(
         &self,
         ranges: &[(Vec<u8>, Vec<u8>)],
@@ -128,6 +128,10 @@ impl KvStore for Metered {
 
     fn flush(&self) -> Result<()> {
         self.inner.flush()
+    }
+
+    fn refresh(&self) -> Result<bool> {
+        self.inner.refresh()
     }
 
     fn engine_name(&self) -> &'static str {

@@ -16,11 +16,39 @@ const BLOCK_CACHE: usize = 256 << 20;
 pub struct RocksStore {
     db: DB,
     sync: bool,
+    /// A secondary instance following another process's database (a read replica).
+    secondary: bool,
 }
 
 impl RocksStore {
     /// Opens (creating) the database; every write is synced to disk before it returns.
     pub fn open(path: &Path) -> Result<Self> {
+        let db = DB::open(&Self::options(), path)?;
+        Ok(Self {
+            db,
+            sync: true,
+            secondary: false,
+        })
+    }
+
+    /// Opens the database at `primary`, which another process (the writer) has open, as
+    /// RocksDB's secondary instance: reads see the primary as of the last `refresh`, and
+    /// writes fail. `scratch` holds the secondary's own info log. The primary's directory must
+    /// be reachable (the same machine, or a shared file system).
+    pub fn open_secondary(primary: &Path, scratch: &Path) -> Result<Self> {
+        let mut opts = Self::options();
+        opts.create_if_missing(false);
+        // A secondary must keep every file open: the primary may delete them.
+        opts.set_max_open_files(-1);
+        let db = DB::open_as_secondary(&opts, primary, scratch)?;
+        Ok(Self {
+            db,
+            sync: true,
+            secondary: true,
+        })
+    }
+
+    fn options() -> Options {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(DBCompressionType::Lz4);
@@ -41,8 +69,7 @@ impl RocksStore {
         table.set_bloom_filter(10.0, false);
         table.set_block_cache(&Cache::new_lru_cache(BLOCK_CACHE));
         opts.set_block_based_table_factory(&table);
-        let db = DB::open(&opts, path)?;
-        Ok(Self { db, sync: true })
+        opts
     }
 
     /// Whether a write returns only once its write-ahead-log entry is on disk (fsync), so an
@@ -100,10 +127,10 @@ impl KvStore for RocksStore {
         ranges: &[(Vec<u8>, Vec<u8>)],
         visit: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let snapshot = self.db.snapshot();
-        let mut ro = ReadOptions::default();
-        ro.set_snapshot(&snapshot);
-        let mut it = self.db.raw_iterator_opt(ro);
+        // One iterator, re-seeked per range: it reads one point-in-time view of the database
+        // (RocksDB pins it when the iterator is made), which secondary instances allow where
+        // they refuse explicit snapshots.
+        let mut it = self.db.raw_iterator_opt(ReadOptions::default());
         for (i, (start, end)) in ranges.iter().enumerate() {
             it.seek(start);
             while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -129,8 +156,20 @@ impl KvStore for RocksStore {
     }
 
     fn flush(&self) -> Result<()> {
+        if self.secondary {
+            return Ok(());
+        }
         self.db.flush_wal(true)?;
         Ok(self.db.flush()?)
+    }
+
+    fn refresh(&self) -> Result<bool> {
+        if !self.secondary {
+            return Ok(false);
+        }
+        let before = self.db.latest_sequence_number();
+        self.db.try_catch_up_with_primary()?;
+        Ok(self.db.latest_sequence_number() != before)
     }
 
     fn engine_name(&self) -> &'static str {

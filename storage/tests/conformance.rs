@@ -864,3 +864,32 @@ fn rocksdb_second_open_of_same_dir_fails() {
         Err(Error::Engine(_))
     ));
 }
+
+/// A read replica's store: RocksDB's secondary instance sees the writer's database as of its
+/// last `refresh`, says whether a refresh brought anything, and refuses writes.
+#[test]
+fn rocksdb_secondary_follows_the_primary_on_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = RocksStore::open(&dir.path().join("db")).unwrap();
+    primary.put(b"a", b"1").unwrap();
+    let replica =
+        RocksStore::open_secondary(&dir.path().join("db"), &dir.path().join("replica")).unwrap();
+    assert_eq!(replica.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(!replica.refresh().unwrap(), "nothing new yet");
+
+    let mut b = WriteBatch::new();
+    b.put(b"b".to_vec(), b"2".to_vec());
+    b.delete(b"a".to_vec());
+    primary.write(b).unwrap();
+    assert_eq!(replica.get(b"b").unwrap(), None, "not before a refresh");
+    assert!(replica.refresh().unwrap());
+    assert_eq!(
+        scan_all(&replica, b"", b""),
+        vec![(b"b".to_vec(), b"2".to_vec())]
+    );
+    assert!(!replica.refresh().unwrap());
+
+    assert!(replica.put(b"c", b"3").is_err());
+    replica.flush().unwrap();
+    assert!(!primary.refresh().unwrap(), "a primary follows nothing");
+}

@@ -250,9 +250,16 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     admin_token: Option<String>,
     compute: Option<String>,
+    args: Vec<String>,
 }
 
 impl ServerBuilder {
+    /// More `tessera serve` arguments (`--read-only`, …).
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
     /// TOML configuration text. `{dir}` is replaced by the server's scratch directory, so a
     /// store path can be written as `path = "{dir}/store"`.
     pub fn config(mut self, toml: &str) -> Self {
@@ -316,6 +323,7 @@ impl ServerBuilder {
             config_path,
             env: self.env,
             compute: self.compute,
+            args: self.args,
             admin_token: self.admin_token,
             child: None,
             base: String::new(),
@@ -334,6 +342,7 @@ pub struct Server {
     config_path: Option<PathBuf>,
     env: Vec<(String, String)>,
     compute: Option<String>,
+    args: Vec<String>,
     admin_token: Option<String>,
     child: Option<Child>,
     base: String,
@@ -422,6 +431,7 @@ impl Server {
         if let Some(c) = &self.compute {
             cmd.arg("--compute").arg(c);
         }
+        cmd.args(&self.args);
         cmd.env_remove("TESSERA_ADMIN_TOKEN");
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");

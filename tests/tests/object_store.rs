@@ -186,3 +186,78 @@ fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
     seg.split_ok(4, &part, "");
     check_consistency(&seg, SIZE, LEVELS);
 }
+
+/// Polls `f` until it holds, for up to 10 s.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_read_replica_serves_the_writers_data_refuses_writes_and_follows_edits() {
+    let weed = Seaweed::start();
+    let writer = Server::builder().config(&config(&weed, "replica")).start();
+    let root = writer.create_repo("replica");
+    writer.create_instance(&root, "keyvalue", "kv");
+    writer.put_key(&root, "kv", "a", b"1");
+    let seg = Seg::create(&writer, &root, "seg", &standard_settings(LEVELS as u32));
+    seg.write(&noise_fixture(SIZE, 11, &[1, 2, 3, 4]));
+    seg.merge_ok(&[1, 2], "");
+    writer.commit(&root);
+    let child = writer.newversion(&root);
+    let committed = seen(&writer, &seg, &root);
+
+    // The replica: the writer's configuration (its RocksDB directories, the same bucket).
+    let dir = writer.scratch_dir().to_str().unwrap().to_string();
+    let replica = Server::builder()
+        .config(&config(&weed, "replica").replace("{dir}", &dir))
+        .arg("--read-only")
+        .arg("--follow-secs")
+        .arg("0.2")
+        .start();
+    let rseg = Seg::open(&replica, &root, "seg");
+    assert_eq!(seen(&replica, &rseg, &root), committed);
+    assert_eq!(
+        replica.get("/api/server/info").expect(200).json()["Mode"],
+        "replica"
+    );
+
+    for r in [
+        replica.post(&format!("/api/node/{child}/kv/key/b"), b"2".to_vec()),
+        Seg::open(&replica, &child, "seg").merge(&[1, 3], ""),
+        replica.post("/api/server/gc?grace=0", Vec::new()),
+    ] {
+        assert_eq!(r.status, 400, "{}: {}", r.what, r.text());
+        assert!(
+            r.text().contains("read replica"),
+            "{}: {}",
+            r.what,
+            r.text()
+        );
+    }
+
+    // The writer edits its open node and adds a repo; the replica follows, and the committed
+    // version reads as before.
+    let rchild = Seg::open(&replica, &child, "seg");
+    assert_eq!(rchild.mapping(&[3], ""), vec![3]);
+    Seg::open(&writer, &child, "seg").merge_ok(&[1, 3], "");
+    writer.put_key(&child, "kv", "b", b"2");
+    let later = writer.create_repo("later");
+    eventually("the replica sees the writer's merge", || {
+        rchild.mapping(&[3], "") == vec![1]
+    });
+    eventually("the replica sees the writer's key", || {
+        replica.key_value(&child, "kv", "b").as_deref() == Some(&b"2"[..])
+    });
+    eventually("the replica sees the new repo", || {
+        replica.get(&format!("/api/repo/{later}/info")).status == 200
+    });
+    assert_eq!(
+        rchild.raw([0; 3], SIZE, ""),
+        Seg::open(&writer, &child, "seg").raw([0; 3], SIZE, "")
+    );
+    assert_eq!(seen(&replica, &rseg, &root), committed);
+}

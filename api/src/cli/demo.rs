@@ -41,6 +41,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         addr: args.addr,
         data: args.data,
         compute: args.compute,
+        read_only: false,
+        follow: std::time::Duration::from_secs(1),
         on_ready: Some(Box::new(move |bound| {
             std::thread::spawn(move || {
                 if let Err(e) = populate(bound, started) {

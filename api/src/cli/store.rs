@@ -21,7 +21,7 @@ pub fn digest(config: Option<&Path>, data: &Path, keys_too: bool) -> anyhow::Res
         Some(p) => Config::load(p)?.0,
         None => Config::default(),
     };
-    for (alias, kv) in config.open_stores(data)?.kv {
+    for (alias, kv) in config.open_stores(data, false)?.kv {
         let (mut keys, mut bytes, mut hash) = (0u64, 0u64, Sha256::new());
         kv.scan(&[], &[], &mut |k, v| {
             keys += 1;
@@ -54,7 +54,7 @@ pub fn gc(config: Option<&Path>, data: &Path, grace_secs: f64) -> anyhow::Result
         Some(p) => Config::load(p)?.0,
         None => Config::default(),
     };
-    let stores = config.open_stores(data)?;
+    let stores = config.open_stores(data, false)?;
     if stores.content.is_empty() {
         anyhow::bail!("no store of this configuration keeps objects ([store.X] objects = URL)");
     }

@@ -42,7 +42,7 @@ pub async fn metrics(State(st): State<Shared>) -> ApiResult<Response> {
     let state = st.clone();
     let text = tokio::task::spawn_blocking(move || {
         let active = state.stats.active.load(Ordering::Relaxed);
-        crate::metrics::render(&state.metrics, &state.engine, active)
+        crate::metrics::render(&state.metrics, &state.engine, &state.content_stores, active)
     })
     .await
     .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))?;

@@ -39,6 +39,9 @@ pub struct EngineOptions {
     pub compute: Arc<dyn Compute>,
     /// Whether labelmap `POST split` is served (`[server] allow_labelmap_split`).
     pub allow_labelmap_split: bool,
+    /// A read replica (`serve --read-only`): no background workers, and `follow` brings the
+    /// writer's changes in.
+    pub read_only: bool,
 }
 
 impl EngineOptions {
@@ -51,6 +54,7 @@ impl EngineOptions {
             min_mutation_id_start: 0,
             compute: Arc::new(CpuCompute::new()),
             allow_labelmap_split: true,
+            read_only: false,
         }
     }
 }
@@ -71,6 +75,43 @@ struct State {
 
 const IDS_KEY: &[u8] = b"\x00ids";
 const REPO_KEY_PREFIX: &[u8] = b"\x00repo\x00";
+
+/// The server's ids and every persisted repo, as the metadata store holds them.
+fn load_state(meta: &dyn KvStore, instance_id_start: u32) -> Result<State> {
+    let ids = match meta.get(IDS_KEY)? {
+        Some(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::Internal(format!("bad ids record: {e}")))?,
+        None => Ids {
+            next_version: 1,
+            next_instance: instance_id_start.max(1),
+        },
+    };
+    let mut state = State {
+        ids,
+        ..State::default()
+    };
+    let mut repos = Vec::new();
+    meta.scan(
+        REPO_KEY_PREFIX,
+        &versioned::prefix_end(REPO_KEY_PREFIX),
+        &mut |_, v| {
+            repos.push(v.to_vec());
+            Ok(true)
+        },
+    )?;
+    for bytes in repos {
+        let mut repo: Repo = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("bad repo record: {e}")))?;
+        // Mutation IDs persist in strides: resume past the last saved ceiling.
+        repo.mutation_id = repo.saved_mutation_id;
+        repo.rebuild_dag();
+        for n in repo.nodes.values() {
+            state.uuids.insert(n.uuid.clone(), (repo.root, n.version));
+        }
+        state.repos.insert(repo.root, repo);
+    }
+    Ok(state)
+}
 
 fn repo_key(root: VersionId) -> Vec<u8> {
     let mut k = REPO_KEY_PREFIX.to_vec();
@@ -112,6 +153,8 @@ pub struct Engine {
     /// can't land in a node after the node was committed.
     commit_gate: Arc<RwLock<()>>,
     min_mutation_id_start: u64,
+    instance_id_start: u32,
+    read_only: bool,
     services: Arc<Services>,
     /// This engine, for the contexts it hands out (they reach it as their `Catalog`).
     me: Weak<Engine>,
@@ -155,38 +198,7 @@ impl Engine {
         let meta_alias = opts.backends.get("metadata").unwrap_or(&default_store);
         let meta = stores[meta_alias].clone();
 
-        let ids = match meta.get(IDS_KEY)? {
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| Error::Internal(format!("bad ids record: {e}")))?,
-            None => Ids {
-                next_version: 1,
-                next_instance: opts.instance_id_start.max(1),
-            },
-        };
-        let mut state = State {
-            ids,
-            ..State::default()
-        };
-        let mut repos = Vec::new();
-        meta.scan(
-            REPO_KEY_PREFIX,
-            &versioned::prefix_end(REPO_KEY_PREFIX),
-            &mut |_, v| {
-                repos.push(v.to_vec());
-                Ok(true)
-            },
-        )?;
-        for bytes in repos {
-            let mut repo: Repo = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Internal(format!("bad repo record: {e}")))?;
-            // Mutation IDs persist in strides: resume past the last saved ceiling.
-            repo.mutation_id = repo.saved_mutation_id;
-            repo.rebuild_dag();
-            for n in repo.nodes.values() {
-                state.uuids.insert(n.uuid.clone(), (repo.root, n.version));
-            }
-            state.repos.insert(repo.root, repo);
-        }
+        let state = load_state(meta.as_ref(), opts.instance_id_start)?;
         let types = datatypes::all()
             .into_iter()
             .map(|t| (t.type_name(), t))
@@ -201,6 +213,8 @@ impl Engine {
             state: RwLock::new(state),
             commit_gate: Arc::new(RwLock::new(())),
             min_mutation_id_start: opts.min_mutation_id_start,
+            instance_id_start: opts.instance_id_start,
+            read_only: opts.read_only,
             // Wrapped here, once, so every kernel call the engine makes is timed.
             services: Arc::new(Services::new(
                 Arc::new(Metered::new(opts.compute)),
@@ -209,6 +223,9 @@ impl Engine {
             me: me.clone(),
         });
         engine.services.mutations.reserve_in(engine.meta.clone())?;
+        if engine.read_only {
+            return Ok(engine);
+        }
         // Background workers start with the engine and first finish what they had not
         // acknowledged before it stopped.
         let instances: Vec<(String, String)> = {
@@ -227,6 +244,23 @@ impl Engine {
             engine.subscribe_instance(&root, &name)?;
         }
         Ok(engine)
+    }
+
+    /// A read replica's step (`serve --read-only`): makes the writer's latest writes visible in
+    /// every store and, when any arrived, reloads the repos and drops what instances keep in
+    /// memory (mappings, meshes), which may describe the old state of an open node. Answers
+    /// whether anything changed.
+    pub fn follow(&self) -> Result<bool> {
+        let mut changed = false;
+        for s in self.stores.values() {
+            changed |= s.refresh()?;
+        }
+        if changed {
+            let fresh = load_state(self.meta.as_ref(), self.instance_id_start)?;
+            *self.state.write() = fresh;
+            self.services.drop_instance_states();
+        }
+        Ok(changed)
     }
 
     /// Subscribes the durable sync subscriptions instance `name` of the repo of `spec` wants.
