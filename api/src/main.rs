@@ -75,6 +75,11 @@ enum Command {
         kind: Option<String>,
         #[arg(long, default_value = "auto", value_parser = ["auto", "gpu", "cpu"])]
         compute: String,
+        /// Build only part I of N of the levels (z-slabs), e.g. one task of a Slurm array
+        /// (`--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`) writing into the same
+        /// directory; the last part to finish names the files. Reruns are safe.
+        #[arg(long, default_value = "0/1")]
+        shard: cli::shard::Shard,
     },
     /// Closed surface meshes of every label of a numpy volume: DIR/<label>.<format>.
     Mesh {
@@ -93,6 +98,10 @@ enum Command {
         /// Physical size of a voxel, x,y,z (vertices are written in these units).
         #[arg(long, default_value = "1,1,1")]
         voxel_size: String,
+        /// Mesh only the labels of part I of N (label mod N = I), e.g. one task of a Slurm
+        /// array writing into the same directory. Reruns are safe.
+        #[arg(long, default_value = "0/1")]
+        shard: cli::shard::Shard,
     },
     /// Ingest a volume on disk into an image instance of a running server, over HTTP.
     ///
@@ -306,12 +315,14 @@ fn main() -> anyhow::Result<()> {
             out_dir,
             kind,
             compute,
+            shard,
         } => cli::pyramid::run(cli::pyramid::PyramidArgs {
             input,
             levels,
             out_dir,
             kind,
             compute,
+            shard,
         }),
         Command::Mesh {
             input,
@@ -319,12 +330,14 @@ fn main() -> anyhow::Result<()> {
             format,
             compute,
             voxel_size,
+            shard,
         } => cli::mesh::run(cli::mesh::MeshArgs {
             input,
             out_dir,
             format,
             compute,
             voxel_size,
+            shard,
         }),
         Command::Load {
             input,

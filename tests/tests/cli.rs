@@ -321,6 +321,71 @@ fn gray_pyramid_takes_the_rounded_mean() {
     );
 }
 
+/// Runs `tessera ARGS --shard I/N` for every I at once, as the tasks of a job array do.
+fn run_sharded(args: &[&str], n: usize) {
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            Command::new(binary_path())
+                .args(args)
+                .args(["--shard", &format!("{i}/{n}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawning tessera")
+        })
+        .collect();
+    for c in children {
+        ok(&c.wait_with_output().unwrap());
+    }
+}
+
+#[test]
+fn sharded_jobs_write_the_same_files_as_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [37, 30, 33];
+    let vol = labels(shape);
+    let input = dir.path().join("in.npy");
+    let raw: Vec<u8> = vol.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&input, "<u8", shape, &raw);
+    let i = input.to_str().unwrap();
+    for (job, extra) in [
+        ("pyramid", &["--levels", "3"][..]),
+        ("mesh", &["--format", "precomputed"][..]),
+        ("mesh", &["--format", "obj"][..]),
+    ] {
+        let out = |name: &str| dir.path().join(format!("{job}-{}-{name}", extra[1]));
+        let (whole, sharded) = (out("whole"), out("sharded"));
+        let args = |o: &Path| {
+            let mut a = vec![job, "--input", i, "--compute", "cpu", "--out-dir"];
+            a.push(o.to_str().unwrap());
+            a.extend_from_slice(extra);
+            a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        };
+        let whole_args = args(&whole);
+        ok(&tessera(
+            &whole_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[],
+        ));
+        let sharded_args = args(&sharded);
+        let sharded_args: Vec<&str> = sharded_args.iter().map(String::as_str).collect();
+        run_sharded(&sharded_args, 4);
+        let want = files(&whole);
+        assert!(want.len() > 2, "{job}: {:?}", want.keys());
+        assert!(
+            files(&sharded) == want,
+            "{job} {extra:?}: 4 shards differ from one process"
+        );
+        // A rerun of one worker after the job finished changes nothing.
+        let mut again = sharded_args.clone();
+        again.extend(["--shard", "2/4"]);
+        ok(&tessera(&again, &[]));
+        assert!(
+            files(&sharded) == want,
+            "{job} {extra:?}: a rerun changed the files"
+        );
+    }
+}
+
 #[test]
 fn pyramid_rejects_bad_requests() {
     let dir = tempfile::tempdir().unwrap();

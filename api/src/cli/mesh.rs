@@ -13,6 +13,7 @@ use tessera_engine::mesh::format::{self, Format};
 use tessera_engine::mesh::{Mesh, Surface};
 
 use super::npy::{self, View};
+use super::shard::Shard;
 
 pub struct MeshArgs {
     pub input: PathBuf,
@@ -20,6 +21,17 @@ pub struct MeshArgs {
     pub format: String,
     pub compute: String,
     pub voxel_size: String,
+    pub shard: Shard,
+}
+
+/// The labels of worker `shard` (label mod N = I), others set to background. A label's surface
+/// depends only on which voxels are that label, so it is the same as meshed among all labels.
+fn keep_shard(labels: &[u64], shard: Shard) -> Vec<u64> {
+    let (i, n) = (shard.index as u64, shard.count as u64);
+    labels
+        .par_iter()
+        .map(|&l| if l % n == i { l } else { 0 })
+        .collect()
 }
 
 /// "x,y,z": three positive, finite sizes.
@@ -91,16 +103,29 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         .set_style(ProgressStyle::with_template("{spinner} meshing {elapsed}").expect("template"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let t_mesh = Instant::now();
-    let mut surfaces = compute.surface(&labels, shape, Cells::all(shape))?;
+    let mine: Cow<[u64]> = if args.shard == Shard::WHOLE {
+        Cow::Borrowed(&labels)
+    } else {
+        Cow::Owned(keep_shard(&labels, args.shard))
+    };
+    let mut surfaces = compute.surface(&mine, shape, Cells::all(shape))?;
+    drop(mine);
     let surfaces = surfaces.pop().unwrap_or_default();
     // Coarser levels for the multi-resolution output: the same labels, 2^k times coarser.
     let mut coarse: Vec<std::collections::HashMap<u64, Surface>> = Vec::new();
     if let Output::Multires = out {
+        // From all labels, as the whole job does: a coarse voxel's mode depends on its
+        // neighbours of every shard.
         let levels = compute.pyramid_mode(&labels, shape, LODS - 1)?;
         let mut s = shape;
         for level in &levels {
             s = s.half();
-            let items = compute.surface(level, s, Cells::all(s))?;
+            let level = if args.shard == Shard::WHOLE {
+                Cow::Borrowed(level)
+            } else {
+                Cow::Owned(keep_shard(level, args.shard))
+            };
+            let items = compute.surface(&level, s, Cells::all(s))?;
             coarse.push(
                 items
                     .into_iter()

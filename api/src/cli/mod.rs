@@ -10,6 +10,7 @@ pub mod load;
 pub mod mesh;
 mod npy;
 pub mod pyramid;
+pub mod shard;
 pub mod store;
 
 use std::sync::Arc;

@@ -8,7 +8,8 @@
 //! [`Writer`] streams a file out in pieces, so a job writes while it computes.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
@@ -398,85 +399,77 @@ fn header<T: Element>(shape: Shape) -> Vec<u8> {
     out
 }
 
-/// A .npy file written in pieces, in C order: under a temporary name beside `path` until
-/// [`Writer::finish`] renames it, so a job that fails part way leaves no partial array behind
-/// (dropping an unfinished writer removes it).
-pub struct Writer<T> {
-    file: Option<BufWriter<File>>,
-    tmp: PathBuf,
+/// A .npy array written by z-planes at any position, by one process or by several at once
+/// (the workers of a sharded job, each writing its own planes): every opener writes the same
+/// header and sizes the file to the whole array, so the order in which they come does not
+/// matter. Planes nobody wrote read as zeros; naming the file when every part is written is
+/// the caller's (`shard::finish`).
+pub struct PlaneFile<T> {
+    file: File,
     path: PathBuf,
-    /// Elements still to come.
-    left: usize,
+    data_at: u64,
+    shape: Shape,
     _elements: std::marker::PhantomData<T>,
 }
 
-impl<T: Element> Writer<T> {
-    pub fn create(path: &Path, shape: Shape) -> anyhow::Result<Self> {
-        let mut name = path
-            .file_name()
-            .context("an output path has no file name")?
-            .to_owned();
-        name.push(".partial");
-        let tmp = path.with_file_name(name);
-        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = Writer {
-            file: Some(BufWriter::new(file)),
-            tmp,
+impl<T: Element> PlaneFile<T> {
+    pub fn open(path: &Path, shape: Shape) -> anyhow::Result<Self> {
+        let head = header::<T>(shape);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let size = head.len() as u64 + (shape.voxels() * std::mem::size_of::<T>()) as u64;
+        file.write_all_at(&head, 0)
+            .and_then(|()| file.set_len(size))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(PlaneFile {
+            file,
             path: path.to_owned(),
-            left: shape.voxels(),
+            data_at: head.len() as u64,
+            shape,
             _elements: std::marker::PhantomData,
-        };
-        w.put(&header::<T>(shape))?;
-        Ok(w)
+        })
     }
 
-    fn put(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        let file = self.file.as_mut().expect("a writer is open until finished");
-        file.write_all(bytes)
-            .with_context(|| format!("writing {}", self.tmp.display()))
+    /// Whether `path` already holds an array of this type and shape (a finished output that a
+    /// rerun may write into in place).
+    pub fn holds(path: &Path, shape: Shape) -> bool {
+        let head = header::<T>(shape);
+        let size = head.len() as u64 + (shape.voxels() * std::mem::size_of::<T>()) as u64;
+        let mut got = vec![0u8; head.len()];
+        File::open(path)
+            .and_then(|f| {
+                f.read_exact_at(&mut got, 0)?;
+                f.metadata()
+            })
+            .is_ok_and(|m| m.len() == size && got == head)
     }
 
-    /// The next elements in C order.
-    pub fn append(&mut self, data: &[T]) -> anyhow::Result<()> {
+    /// Whole z-planes, the first at plane `z`.
+    pub fn write_planes(&self, z: usize, data: &[T]) -> anyhow::Result<()> {
+        let plane = self.shape.x * self.shape.y;
         ensure!(
-            data.len() <= self.left,
-            "{}: more elements than the array's shape holds",
-            self.path.display()
-        );
-        self.left -= data.len();
-        self.put(bytemuck::cast_slice(data))
-    }
-
-    /// Checks that every element came, then gives the file its name.
-    pub fn finish(mut self) -> anyhow::Result<()> {
-        ensure!(
-            self.left == 0,
-            "{}: {} elements missing",
+            data.len().is_multiple_of(plane) && z + data.len() / plane <= self.shape.z,
+            "{}: planes {z}.. of {} elements do not fit the array's shape {}",
             self.path.display(),
-            self.left
+            data.len(),
+            self.shape
         );
-        let file = self.file.take().expect("a writer is open until finished");
-        let done = file
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("writing {}", self.tmp.display()))
-            .and_then(|_| {
-                std::fs::rename(&self.tmp, &self.path).with_context(|| {
-                    format!("renaming {} to {}", self.tmp.display(), self.path.display())
-                })
-            });
-        if done.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        done
+        let at = self.data_at + (z * plane * std::mem::size_of::<T>()) as u64;
+        self.file
+            .write_all_at(bytemuck::cast_slice(data), at)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
-}
 
-impl<T> Drop for Writer<T> {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+    /// Makes what was written durable before a shard reports its part done.
+    pub fn sync(&self) -> anyhow::Result<()> {
+        self.file
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.path.display()))
     }
 }
 
@@ -486,9 +479,7 @@ mod tests {
 
     /// Writes `data` (shape `shape`, C order) as a (z, y, x) version-1.0 .npy file.
     fn write<T: Element>(path: &Path, shape: Shape, data: &[T]) -> anyhow::Result<()> {
-        let mut w = Writer::<T>::create(path, shape)?;
-        w.append(data)?;
-        w.finish()
+        PlaneFile::<T>::open(path, shape)?.write_planes(0, data)
     }
 
     #[test]
@@ -596,29 +587,26 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_names_its_file_only_when_complete() {
+    fn plane_files_take_planes_in_any_order_from_several_openers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.npy");
-        let shape = Shape::new(3, 2, 2);
-        let mut w = Writer::<u16>::create(&path, shape).unwrap();
-        w.append(&[1, 2, 3, 4, 5]).unwrap();
-        assert!(!path.exists());
-        w.append(&[6, 7, 8, 9, 10, 11, 12]).unwrap();
-        assert!(w.append(&[13]).is_err(), "more than the shape holds");
-        w.finish().unwrap();
+        let shape = Shape::new(3, 2, 3);
+        let a = PlaneFile::<u16>::open(&path, shape).unwrap();
+        a.write_planes(2, &[13, 14, 15, 16, 17, 18]).unwrap();
+        assert!(!PlaneFile::<u16>::holds(&path, Shape::new(3, 2, 2)));
+        assert!(PlaneFile::<u16>::holds(&path, shape), "sized whole at open");
+        let b = PlaneFile::<u16>::open(&path, shape).unwrap();
+        b.write_planes(0, &(1..=6).collect::<Vec<u16>>()).unwrap();
+        assert!(b.write_planes(2, &[1; 12]).is_err(), "past the last plane");
+        assert!(b.write_planes(0, &[1; 5]).is_err(), "not whole planes");
+        a.sync().unwrap();
         let Volume::U16(s, v) = read(&path).unwrap() else {
             panic!("not u16")
         };
-        assert_eq!((s, v), (shape, (1..=12).collect::<Vec<u16>>()));
-
-        let short = dir.path().join("short.npy");
-        let mut w = Writer::<u8>::create(&short, shape).unwrap();
-        w.append(&[1; 11]).unwrap();
-        assert!(format!("{:#}", w.finish().unwrap_err()).contains("1 elements missing"));
-        let dropped = dir.path().join("dropped.npy");
-        drop(Writer::<u8>::create(&dropped, shape).unwrap());
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 1, "only w.npy is left: {left:?}");
+        let mut want: Vec<u16> = (1..=6).collect();
+        want.extend([0; 6]);
+        want.extend(13..=18);
+        assert_eq!((s, v), (shape, want));
     }
 
     #[test]

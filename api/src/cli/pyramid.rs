@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use tessera_engine::compute::Shape;
 
 use super::npy::{self, View};
+use super::shard::{self, Shard};
 
 pub struct PyramidArgs {
     pub input: PathBuf,
@@ -16,6 +17,7 @@ pub struct PyramidArgs {
     pub out_dir: PathBuf,
     pub kind: Option<String>,
     pub compute: String,
+    pub shard: Shard,
 }
 
 pub const MAX_LEVELS: u32 = 16;
@@ -47,52 +49,79 @@ struct Phases {
     write_s: f64,
     /// From the last slab computed to the last file written and named.
     tail_s: f64,
+    /// Input voxels this process downsampled (its shard's).
+    voxels: usize,
 }
 
-/// Runs `slab_levels` slab by slab; a writer thread appends each slab's levels to
-/// `DIR/s1.npy … sN.npy` while the next slab computes, so no level is ever held whole.
-fn build<T: npy::Element + Send>(
+/// Runs `slab_levels` slab by slab over this shard's z-planes; a writer thread puts each
+/// slab's levels into `DIR/s1.npy … sN.npy` (under `.partial` names until every shard's part
+/// is written) while the next slab computes, so no level is ever held whole.
+fn build<T: npy::Element + Send + Sync>(
     data: &[T],
     shape: Shape,
     levels: u32,
     planes: usize,
     dir: &Path,
+    shard: Shard,
     mut slab_levels: impl FnMut(&[T], Shape) -> anyhow::Result<Vec<Vec<T>>>,
 ) -> anyhow::Result<Phases> {
     let plane = shape.x * shape.y;
+    // Shards split the volume at multiples of 2^levels planes, as slabs do, so their parts of
+    // every level meet exactly.
+    let step = 1usize << levels;
+    let part = shard.range(shape.z.div_ceil(step));
+    let (z_lo, z_hi) = (part.start * step, (part.end * step).min(shape.z));
     let mut s = shape;
-    let mut files = (1..=levels)
+    let outputs: Vec<(PathBuf, PathBuf, Shape)> = (1..=levels)
         .map(|i| {
             s = s.half();
-            npy::Writer::<T>::create(&dir.join(format!("s{i}.npy")), s)
+            let path = dir.join(format!("s{i}.npy"));
+            (path.with_extension("npy.partial"), path, s)
+        })
+        .collect();
+    // A worker of a sharded job rerun after the outputs were named writes into them in place
+    // (the same bytes again), and has nothing to mark; otherwise every part goes to the
+    // `.partial` files.
+    let in_place = shard.count > 1
+        && outputs
+            .iter()
+            .all(|(_, path, s)| npy::PlaneFile::<T>::holds(path, *s));
+    let files = outputs
+        .iter()
+        .map(|(partial, path, s)| {
+            npy::PlaneFile::<T>::open(if in_place { path } else { partial }, *s)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let elem_bytes = std::mem::size_of::<T>() as u64;
-    let bar = progress(data.len() as u64 * elem_bytes);
+    let bar = progress(((z_hi - z_lo) * plane) as u64 * elem_bytes);
     // One slab queued while the writer writes another: the kernels never wait on the disk
     // unless it is slower than they are, and at most three slabs' levels are held at once.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<T>>>(1);
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> anyhow::Result<_> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Vec<T>>)>(1);
+    let phases: anyhow::Result<Phases> = std::thread::scope(|scope| {
+        let files = &files;
+        let writer = scope.spawn(move || -> anyhow::Result<f64> {
             let mut busy = Duration::ZERO;
-            for slab in rx {
+            for (z0, slab) in rx {
                 let t = Instant::now();
-                for (file, level) in files.iter_mut().zip(&slab) {
-                    file.append(level)?;
+                for (k, (file, level)) in files.iter().zip(&slab).enumerate() {
+                    file.write_planes(z0 >> (k + 1), level)?;
                 }
                 busy += t.elapsed();
             }
-            Ok((files, busy.as_secs_f64()))
+            for file in files {
+                file.sync()?;
+            }
+            Ok(busy.as_secs_f64())
         });
         let mut computing = Duration::ZERO;
         let computed = (|| -> anyhow::Result<()> {
-            for z0 in (0..shape.z).step_by(planes) {
-                let nz = planes.min(shape.z - z0);
+            for z0 in (z_lo..z_hi).step_by(planes) {
+                let nz = planes.min(z_hi - z0);
                 let slab = &data[z0 * plane..(z0 + nz) * plane];
                 let t = Instant::now();
                 let out = slab_levels(slab, Shape::new(shape.x, shape.y, nz))?;
                 computing += t.elapsed();
-                if tx.send(out).is_err() {
+                if tx.send((z0, out)).is_err() {
                     // The writer stopped on an error, reported below.
                     break;
                 }
@@ -104,18 +133,33 @@ fn build<T: npy::Element + Send>(
         let t_tail = Instant::now();
         let written = writer.join().expect("the writer thread panicked");
         bar.finish_and_clear();
-        // A failed job drops its unfinished files, which removes them.
         computed?;
-        let (files, write_s) = written?;
-        for file in files {
-            file.finish()?;
-        }
         Ok(Phases {
             compute_s: computing.as_secs_f64(),
-            write_s,
+            write_s: written?,
             tail_s: t_tail.elapsed().as_secs_f64(),
+            voxels: (z_hi - z_lo) * plane,
         })
-    })
+    });
+    drop(files);
+    if phases.is_err() && shard.count == 1 {
+        // A failed single job leaves no partial arrays; a shard's are shared, and kept for the
+        // rerun.
+        for (partial, _, _) in &outputs {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
+    let phases = phases?;
+    if in_place {
+        return Ok(phases);
+    }
+    shard::finish(dir, "pyramid", shard, || {
+        for (partial, path, _) in &outputs {
+            shard::publish_file(partial, path)?;
+        }
+        Ok(())
+    })?;
+    Ok(phases)
 }
 
 pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
@@ -148,38 +192,49 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
     let dir = &args.out_dir;
     let planes = slab_planes(levels, shape.x * shape.y);
     let phases = match (view, kind) {
-        (View::U64(data), "labels") => build(data, shape, levels, planes, dir, |slab, ss| {
-            Ok(compute.pyramid_mode(slab, ss, levels)?)
-        })?,
-        (View::U32(data), "labels") => build(data, shape, levels, planes, dir, |slab, ss| {
-            let wide: Vec<u64> = slab.par_iter().map(|&v| u64::from(v)).collect();
-            let levels = compute.pyramid_mode(&wide, ss, levels)?;
-            // Every output label is one of the input's, so it fits back in 32 bits.
-            Ok(levels
-                .into_iter()
-                .map(|l| l.into_par_iter().map(|v| v as u32).collect())
-                .collect())
-        })?,
-        (View::U8(data), "gray") => build(data, shape, levels, planes, dir, |slab, ss| {
-            Ok(compute.pyramid_mean(slab, ss, levels)?)
-        })?,
+        (View::U64(data), "labels") => {
+            build(data, shape, levels, planes, dir, args.shard, |slab, ss| {
+                Ok(compute.pyramid_mode(slab, ss, levels)?)
+            })?
+        }
+        (View::U32(data), "labels") => {
+            build(data, shape, levels, planes, dir, args.shard, |slab, ss| {
+                let wide: Vec<u64> = slab.par_iter().map(|&v| u64::from(v)).collect();
+                let levels = compute.pyramid_mode(&wide, ss, levels)?;
+                // Every output label is one of the input's, so it fits back in 32 bits.
+                Ok(levels
+                    .into_iter()
+                    .map(|l| l.into_par_iter().map(|v| v as u32).collect())
+                    .collect())
+            })?
+        }
+        (View::U8(data), "gray") => {
+            build(data, shape, levels, planes, dir, args.shard, |slab, ss| {
+                Ok(compute.pyramid_mean(slab, ss, levels)?)
+            })?
+        }
         (v, k) => bail!("--kind {k} does not take a {} array", v.dtype()),
     };
     let Phases {
         compute_s,
         write_s,
         tail_s,
+        voxels,
     } = phases;
-    let voxels = shape.voxels() as f64;
     let peak = peak_rss_bytes().map_or(String::new(), |b| {
         format!(", peak RSS {:.2} GiB", b as f64 / (1u64 << 30) as f64)
     });
+    let part = if args.shard == Shard::WHOLE {
+        String::new()
+    } else {
+        format!(" shard {}/{}", args.shard.index, args.shard.count)
+    };
     println!(
-        "pyramid: {} {} {kind}, {levels} levels, {} voxels, {compute_s:.3} s, {:.2} Gvox/s, backend {}, adapter {} (read {read_s:.2} s, {}; write {write_s:.2} s on a writer thread, the last {tail_s:.2} s after compute; whole job {:.2} s{peak})",
+        "pyramid{part}: {} {} {kind}, {levels} levels, {} voxels, {compute_s:.3} s, {:.2} Gvox/s, backend {}, adapter {} (read {read_s:.2} s, {}; write {write_s:.2} s on a writer thread, the last {tail_s:.2} s after compute; whole job {:.2} s{peak})",
         shape,
         view.dtype(),
-        shape.voxels(),
-        voxels / compute_s / 1e9,
+        voxels,
+        voxels as f64 / compute_s / 1e9,
         compute.backend().name(),
         compute.adapter(),
         if volume.is_mapped() {
@@ -204,25 +259,46 @@ fn peak_rss_bytes() -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// Files of a pyramid built in slabs of `planes` z-planes.
-    fn pyramid_files(data: &[u64], shape: Shape, levels: u32, planes: usize) -> Vec<Vec<u8>> {
+    /// Files of a pyramid built in slabs of `planes` z-planes by the workers `shards` of
+    /// `count`, in that order.
+    fn sharded_files(
+        data: &[u64],
+        shape: Shape,
+        levels: u32,
+        planes: usize,
+        count: usize,
+        shards: &[usize],
+    ) -> Vec<Vec<u8>> {
         let compute = super::super::open_compute("cpu").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        build(data, shape, levels, planes, dir.path(), |slab, ss| {
-            Ok(compute.pyramid_mode(slab, ss, levels)?)
-        })
-        .unwrap();
+        for &index in shards {
+            let shard = Shard { index, count };
+            build(
+                data,
+                shape,
+                levels,
+                planes,
+                dir.path(),
+                shard,
+                |slab, ss| Ok(compute.pyramid_mode(slab, ss, levels)?),
+            )
+            .unwrap();
+        }
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
         let want: Vec<String> = (1..=levels).map(|i| format!("s{i}.npy")).collect();
-        assert_eq!(names, want, "exactly the levels, no partial files");
+        assert_eq!(names, want, "exactly the levels, no partial files or marks");
         names
             .iter()
             .map(|n| std::fs::read(dir.path().join(n)).unwrap())
             .collect()
+    }
+
+    fn pyramid_files(data: &[u64], shape: Shape, levels: u32, planes: usize) -> Vec<Vec<u8>> {
+        sharded_files(data, shape, levels, planes, 1, &[0])
     }
 
     #[test]
@@ -248,6 +324,18 @@ mod tests {
             assert!(
                 pyramid_files(&data, shape, levels, planes) == whole,
                 "slabs of {planes} planes"
+            );
+        }
+        // Workers in any order, one of them rerun after the outputs were named, and more
+        // workers than slabs: the same bytes.
+        for (count, order) in [
+            (4, vec![2, 0, 3, 1, 2]),
+            (3, vec![0, 1, 2]),
+            (7, vec![6, 5, 4, 3, 2, 1, 0]),
+        ] {
+            assert!(
+                sharded_files(&data, shape, levels, 8, count, &order) == whole,
+                "{count} workers in order {order:?}"
             );
         }
     }
