@@ -109,8 +109,7 @@ fn proofread_and_collect(srv: &Server, root: &str, objects_url: &str) -> Seen {
     let vol = noise_fixture(SIZE, 3, &[1, 2, 3, 4, 5, 6]);
     seg.write(&vol);
 
-    let info = srv.get("/api/server/info").expect(200).json();
-    let stores = &info["Stores"];
+    let stores = &srv.get("/api/server/storage").expect(200).json();
     assert_eq!(stores["s3"]["Engine"], "rocksdb+objects", "{stores}");
     assert_eq!(stores["s3"]["Objects"], objects_url);
     assert_eq!(stores["s3"]["Instances"], json!([format!("{root}/seg")]));

@@ -126,7 +126,6 @@ pub async fn action(
                 "RPC Address": "", "Host": hostname(), "Note": st.config.server.note,
                 "TOML location": "", "Compute": format!("{} ({})", st.engine.compute().backend().name(), st.engine.compute().adapter()),
                 "Mode": st.config.server.rwmode,
-                "Stores": stores_json(&st),
             }))
         }
         "note" => (
@@ -143,6 +142,8 @@ pub async fn action(
                 .into_response()
         }
         "sync" => sync_status(&st, q.get("wait")).await?,
+        // Server administration under access control, like gc (`auth::PUBLIC_SERVER_ACTIONS`).
+        "storage" => json(&stores_json(&st)),
         "types" => type_map(&st, false),
         "routes" => routes_json(&st),
         "compiled-types" => type_map(&st, true),
@@ -151,7 +152,8 @@ pub async fn action(
     Ok(resp)
 }
 
-/// Each store: its engine, where its objects live, and the instances placed on it.
+/// `GET /api/server/storage` (Tessera's own; admin when access control is on): each store with its engine, where its
+/// objects live, and the instances placed on it.
 fn stores_json(st: &AppState) -> Value {
     let mut placed = st.engine.instances_by_store();
     let out: Map<String, Value> = st
