@@ -231,6 +231,20 @@ enum StoreCommand {
         #[arg(long, default_value_t = 3600.0)]
         grace: f64,
     },
+    /// Move an instance, every version of its data and its mutation log, to another store of
+    /// the configuration; resumable (run it again after an interruption).
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "tessera-data")]
+        data: PathBuf,
+        /// UUID (or prefix) of any node of the repo, a slash, and the instance name.
+        #[arg(long)]
+        instance: String,
+        /// Alias of the destination store ([store.ALIAS]).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -388,6 +402,15 @@ fn main() -> anyhow::Result<()> {
                     grace,
                 },
         } => cli::store::gc(config.as_deref(), &data, grace),
+        Command::Store {
+            what:
+                StoreCommand::Migrate {
+                    config,
+                    data,
+                    instance,
+                    to,
+                },
+        } => cli::store::migrate(&config, &data, &instance, &to),
         Command::Token {
             what:
                 TokenCommand::New {

@@ -13,6 +13,11 @@ const LEVELS: usize = 1;
 /// Two stores: `local` (the default: metadata, keyvalue) and `s3` (labelmap instances; blocks
 /// as objects under `prefix`). No object cache, so every block read is a request.
 fn config(weed: &Seaweed, prefix: &str) -> String {
+    stores(weed, prefix) + "\n[backend.labelmap]\nstore = \"s3\"\n"
+}
+
+/// The two stores, everything placed on `local`.
+fn stores(weed: &Seaweed, prefix: &str) -> String {
     format!(
         r#"
 [store.local]
@@ -30,9 +35,6 @@ object_retry_secs = 1
 {options}
 [backend.default]
 store = "local"
-
-[backend.labelmap]
-store = "s3"
 "#,
         url = weed.url(prefix),
         options = weed.options_toml()
@@ -184,6 +186,93 @@ fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
     assert_eq!(seen(&srv, &seg, &root), before);
     seg.split_ok(4, &part, "");
     check_consistency(&seg, SIZE, LEVELS);
+}
+
+fn migrate(srv: &Server, instance: &str, to: &str) -> Value {
+    let out = std::process::Command::new(binary_path())
+        .args([
+            "store",
+            "migrate",
+            "--instance",
+            instance,
+            "--to",
+            to,
+            "--config",
+        ])
+        .arg(srv.scratch_dir().join("tessera.toml"))
+        .current_dir(srv.scratch_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn an_instance_moves_to_object_storage_and_back_with_every_version() {
+    let weed = Seaweed::start();
+    let mut srv = Server::builder().config(&stores(&weed, "migrate")).start();
+    let root = srv.create_repo("migrate");
+    srv.create_instance(&root, "keyvalue", "kv");
+    srv.put_key(&root, "kv", "a", b"1");
+    let vol = noise_fixture(SIZE, 12, &[1, 2, 3, 4, 5]);
+    let child = {
+        let seg = Seg::create(&srv, &root, "seg", &standard_settings(LEVELS as u32));
+        seg.write(&vol);
+        seg.merge_ok(&[1, 2], "");
+        srv.commit(&root);
+        let child = srv.newversion(&root);
+        let part = voxels_where(&vol, [0, 0, 0], [64, 128, 128], |l| l == 3);
+        seg.at(&child).split_ok(3, &part, "");
+        child
+    };
+    let read = |srv: &Server| {
+        let at = |uuid: &str| seen(srv, &Seg::open(srv, uuid, "seg"), uuid);
+        (
+            at(&root),
+            at(&child),
+            Seg::open(srv, &root, "seg")
+                .get("mutations")
+                .expect(200)
+                .json(),
+        )
+    };
+    let before = read(&srv);
+    let placed = |srv: &Server, store: &str| {
+        srv.get("/api/server/storage").expect(200).json()[store]["Instances"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("{root}/seg")))
+    };
+    assert!(placed(&srv, "local"));
+
+    for (to, from) in [("s3", "local"), ("local", "s3")] {
+        assert!(srv.stop().success());
+        let moved = migrate(&srv, &format!("{root}/seg"), to);
+        assert_eq!(
+            (moved["from"].as_str(), moved["to"].as_str()),
+            (Some(from), Some(to))
+        );
+        assert!(moved["keys"].as_u64().unwrap() > 20, "{moved}");
+        assert!(moved["deleted"].as_u64().unwrap() > 20, "{moved}");
+        srv.start_again();
+        assert!(placed(&srv, to), "seg on {to}");
+        assert_eq!(read(&srv), before, "after the move to {to}");
+        if to == "s3" {
+            let report = gc(&srv, "3600");
+            assert!(report["Referenced"].as_u64().unwrap() >= 9, "{report}");
+        }
+    }
+    // Moving to where it is moves nothing.
+    assert!(srv.stop().success());
+    let none = migrate(&srv, &format!("{root}/seg"), "local");
+    assert_eq!(
+        (none["keys"].as_u64(), none["deleted"].as_u64()),
+        (Some(0), Some(0))
+    );
 }
 
 /// Polls `f` until it holds, for up to 10 s.

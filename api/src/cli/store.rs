@@ -4,6 +4,7 @@
 //! the same keys and values, byte for byte: how the bad-input tests prove a refused request
 //! wrote nothing, and how an operator compares a backup or a replica with its origin.
 //! `gc`: the object collection of `POST /api/server/gc`, with the server stopped.
+//! `migrate`: moves an instance to another store of the configuration.
 
 use std::path::Path;
 
@@ -69,6 +70,44 @@ pub fn gc(config: Option<&Path>, data: &Path, grace_secs: f64) -> anyhow::Result
                    "kept_recent": r.kept_recent})
         );
     }
+    Ok(())
+}
+
+/// Moves `UUID/NAME` to store `to`, with a progress line, and prints what moved as JSON.
+pub fn migrate(config_path: &Path, data: &Path, instance: &str, to: &str) -> anyhow::Result<()> {
+    let (uuid, name) = instance
+        .split_once('/')
+        .filter(|(u, n)| !u.is_empty() && !n.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("--instance {instance:?} must be UUID/NAME"))?;
+    let config = Config::load(config_path)?.0;
+    let stores = config.open_stores(data, false)?;
+    let compute: std::sync::Arc<dyn tessera_engine::compute::Compute> =
+        std::sync::Arc::new(tessera_engine::compute::cpu::CpuCompute::new());
+    let engine = tessera_engine::Engine::open(config.engine_options(&stores, compute, false)?)
+        .map_err(|e| anyhow::anyhow!("opening the engine: {e}"))?;
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} {binary_bytes} ({binary_bytes_per_sec}) {elapsed}",
+        )
+        .expect("a valid template"),
+    );
+    let moved = engine
+        .migrate_instance(uuid, name, to, &mut |keys, bytes| {
+            bar.set_message(format!("{keys} keys"));
+            bar.set_position(bytes);
+        })
+        .map_err(|e| anyhow::anyhow!("migrating {instance}: {e}"))?;
+    bar.finish_and_clear();
+    engine
+        .flush()
+        .map_err(|e| anyhow::anyhow!("flushing stores: {e}"))?;
+    println!(
+        "{}",
+        json!({"instance": instance, "from": moved.from, "to": moved.to, "keys": moved.keys,
+               "bytes": moved.bytes, "deleted": moved.deleted})
+    );
     Ok(())
 }
 

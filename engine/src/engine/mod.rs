@@ -3,6 +3,7 @@
 //! through. It sits above the datatypes and the services; nothing below it names it.
 
 mod common;
+mod migrate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
@@ -24,6 +25,7 @@ use crate::repo::{INITIAL_MUTATION_ID, MUTATION_ID_STRIDE, Node, Repo, log_line,
 use crate::services::Services;
 use crate::sync::{MUTATION_LOGGED, SyncBus};
 use crate::{Error, Result, datatypes};
+pub use migrate::Migrated;
 
 /// How the engine is set up: its stores and the rules assigning instances to them (DVID's
 /// `[store.*]` and `[backend.*]`).
