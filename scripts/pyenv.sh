@@ -6,7 +6,8 @@
 # 1. $TESSERA_PYENV (default ~/.cache/tessera/pyenv; the tests run $TESSERA_PYTHON, default its
 #    python): numpy and compressed-segmentation (tests/python/check_cseg.py), trimesh
 #    (check_mesh.py), and clients pinned because the tests depend on their behaviour —
-#    cloud-volume and tensorstore (tests/tests/precomputed.rs), dvidtools and dvid-point-cloud
+#    cloud-volume and tensorstore (tests/tests/precomputed.rs; with zarr, the remote volumes
+#    of tests/tests/volumeproxy.rs), dvidtools and dvid-point-cloud
 #    (tests/tests/clients_demo.rs), neuroglancer (tests/tests/neuroglancer.rs), playwright and
 #    pillow (tests/browser/console.py drives the web console in /usr/bin/chromium and reads its
 #    screenshots; playwright's own browser download is never used, so `playwright install` is
@@ -45,10 +46,10 @@ ensure() {
 }
 
 ensure "${TESSERA_PYENV:-$HOME/.cache/tessera/pyenv}" \
-    "import compressed_segmentation, numpy, trimesh, cloudvolume, tensorstore, dvid, dvid_point_cloud, neuroglancer, pandas, playwright.sync_api, PIL; assert int(pandas.__version__.split('.')[0]) < 3" \
+    "import compressed_segmentation, numpy, trimesh, cloudvolume, tensorstore, dvid, dvid_point_cloud, neuroglancer, pandas, playwright.sync_api, PIL, zarr; assert int(pandas.__version__.split('.')[0]) < 3" \
     compressed-segmentation numpy trimesh cloud-volume==12.15.2 tensorstore==0.1.86 \
     dvidtools==0.6.0 dvid-point-cloud==0.1.3 neuroglancer==2.41.2 "pandas<3" \
-    playwright==1.65.2 pillow
+    playwright==1.65.2 pillow zarr==3.1.3
 
 ensure "${TESSERA_PYENV_DVISION:-$HOME/.cache/tessera/pyenv-dvision}" \
     "import dvision, numpy; assert numpy.__version__.startswith('1.')" \

@@ -17,6 +17,7 @@ pub mod instance;
 pub mod mesh;
 pub mod mutation;
 pub mod precomputed;
+pub mod remote;
 pub mod repo;
 pub mod services;
 pub mod sync;

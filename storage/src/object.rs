@@ -147,11 +147,26 @@ impl Objects {
                     .map_err(|e| Error::Config(e.to_string()))?;
                 return Self::with_store(Arc::new(fs), "", &cfg.url, cfg.concurrency);
             }
+            // A read-only tree of files served over HTTP (remote volumes): the URL's path is
+            // the prefix under the server's root.
+            "http" | "https" => {
+                let root = format!("{}://{}", url.scheme(), url.authority());
+                // An http:// URL says plain HTTP is meant.
+                let client = client.with_allow_http(url.scheme() == "http");
+                let mut b = object_store::http::HttpBuilder::new()
+                    .with_url(root)
+                    .with_retry(retry)
+                    .with_client_options(client);
+                for (k, v) in &cfg.options {
+                    b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
+                }
+                Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
+            }
             "memory" => Arc::new(object_store::memory::InMemory::new()),
             other => {
                 return Err(Error::Config(format!(
                     "object store URL scheme {other:?} is not supported: use s3://, gs://, \
-                     az://, file:// or memory://"
+                     az://, http(s)://, file:// or memory://"
                 )));
             }
         };
@@ -254,6 +269,39 @@ impl Objects {
         })
     }
 
+    /// Files by path under the prefix (`info`, `s0/0-64_0-64_0-64`), fetched together; `None`
+    /// for a file that does not exist. For stores of files other than hash-named objects:
+    /// remote volumes.
+    pub fn get_files(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let store = self.store.clone();
+        let reqs: Vec<Path> = paths
+            .iter()
+            .map(|p| {
+                p.split('/')
+                    .filter(|s| !s.is_empty())
+                    .fold(self.prefix.clone(), |at, part| at.join(part))
+            })
+            .collect();
+        let n = self.concurrency;
+        self.block_on(async move {
+            futures::stream::iter(reqs)
+                .map(|p| {
+                    let store = store.clone();
+                    async move {
+                        match store.get(&p).await {
+                            Ok(got) => got.bytes().await.map(Some),
+                            Err(object_store::Error::NotFound { .. }) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                        .map_err(|e| from_object(e, &[0; 32]))
+                    }
+                })
+                .buffered(n)
+                .try_collect()
+                .await
+        })
+    }
+
     /// Every object under the prefix (names that are not hashes are skipped).
     pub fn list(&self) -> Result<Vec<Listed>> {
         let store = self.store.clone();
@@ -304,7 +352,9 @@ fn from_object(e: object_store::Error, h: &Hash) -> Error {
         )),
         other => {
             let m = format!("object store: {other}");
-            let lower = m.to_ascii_lowercase();
+            // Every retried error names the retry_timeout setting; only a request that ran
+            // out of time is a timeout.
+            let lower = m.to_ascii_lowercase().replace("retry_timeout", "");
             if lower.contains("timed out")
                 || lower.contains("timeout")
                 || lower.contains("deadline")

@@ -12,6 +12,7 @@ pub mod labelvol;
 pub mod neuronjson;
 pub mod roi;
 pub mod tarsupervoxels;
+pub mod volumeproxy;
 
 use std::sync::Arc;
 
@@ -37,5 +38,6 @@ pub fn all() -> Vec<Arc<dyn Datatype>> {
     types.push(Arc::new(imagetile::ImagetileType));
     types.push(Arc::new(neuronjson::NeuronJsonType));
     types.push(Arc::new(labelsz::LabelszType));
+    types.push(Arc::new(volumeproxy::VolumeProxyType));
     types
 }

@@ -9,51 +9,27 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use rayon::prelude::*;
 
-use super::chunked;
 use crate::cli::npy;
+use tessera_engine::remote::{self, ChunkedVolume, LocalDir};
 
-/// Element types the image instances take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dtype {
-    U8,
-    U16,
-    U64,
+pub use tessera_engine::remote::Dtype;
+
+/// The instance type of an element type.
+pub fn typename(d: Dtype) -> &'static str {
+    match d {
+        Dtype::U8 => "uint8blk",
+        Dtype::U16 => "uint16blk",
+        Dtype::U64 => "uint64blk",
+    }
 }
 
-impl Dtype {
-    pub fn size(self) -> usize {
-        match self {
-            Dtype::U8 => 1,
-            Dtype::U16 => 2,
-            Dtype::U64 => 8,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::U8 => "uint8",
-            Dtype::U16 => "uint16",
-            Dtype::U64 => "uint64",
-        }
-    }
-
-    /// The instance type of this element type.
-    pub fn typename(self) -> &'static str {
-        match self {
-            Dtype::U8 => "uint8blk",
-            Dtype::U16 => "uint16blk",
-            Dtype::U64 => "uint64blk",
-        }
-    }
-
-    /// The element type of an instance type, if `tessera load` writes it.
-    pub fn of_typename(typename: &str) -> Option<Dtype> {
-        match typename {
-            "uint8blk" => Some(Dtype::U8),
-            "uint16blk" => Some(Dtype::U16),
-            "uint64blk" => Some(Dtype::U64),
-            _ => None,
-        }
+/// The element type of an instance type, if `tessera load` writes it.
+pub fn dtype_of_typename(typename: &str) -> Option<Dtype> {
+    match typename {
+        "uint8blk" => Some(Dtype::U8),
+        "uint16blk" => Some(Dtype::U16),
+        "uint64blk" => Some(Dtype::U64),
+        _ => None,
     }
 }
 
@@ -94,11 +70,15 @@ pub fn open(path: &Path) -> anyhow::Result<Box<dyn Source>> {
         };
     }
     ensure!(meta.is_dir(), "{name} is neither a file nor a directory");
-    if path.join("info").is_file() {
-        return Ok(Box::new(chunked::open_precomputed(path)?));
-    }
-    if path.join(".zarray").is_file() || path.join("zarr.json").is_file() {
-        return Ok(Box::new(chunked::open_zarr(path)?));
+    if path.join("info").is_file()
+        || path.join(".zarray").is_file()
+        || path.join("zarr.json").is_file()
+    {
+        let fetch = std::sync::Arc::new(LocalDir(path.to_path_buf()));
+        return Ok(Box::new(ChunkedSource {
+            volume: remote::open(fetch)?,
+            row: None,
+        }));
     }
     if path.join(".zgroup").is_file() {
         bail!(
@@ -106,6 +86,63 @@ pub fn open(path: &Path) -> anyhow::Result<Box<dyn Source>> {
         );
     }
     Ok(Box::new(SliceSource::open(path)?))
+}
+
+/// A chunked volume read one row of chunks (all chunks of one z-index) at a time.
+struct ChunkedSource {
+    volume: ChunkedVolume,
+    /// The last row read: (z-index, its planes).
+    row: Option<(usize, Vec<u8>)>,
+}
+
+impl Source for ChunkedSource {
+    fn shape(&self) -> [usize; 3] {
+        self.volume.shape
+    }
+
+    fn dtype(&self) -> Dtype {
+        self.volume.dtype
+    }
+
+    fn origin(&self) -> [i64; 3] {
+        self.volume.origin
+    }
+
+    fn kind(&self) -> String {
+        self.volume.kind.clone()
+    }
+
+    fn read_planes(&mut self, z0: usize, n: usize, out: &mut [u8]) -> anyhow::Result<()> {
+        let [sx, sy, sz] = self.volume.shape;
+        let cz = self.volume.chunk[2];
+        let plane = sx * sy * self.volume.dtype.size();
+        for (i, z) in (z0..z0 + n).enumerate() {
+            let r = z / cz;
+            if !matches!(&self.row, Some((at, _)) if *at == r) {
+                let depth = cz.min(sz - r * cz);
+                let planes = self
+                    .volume
+                    .read_box([0, 0, (r * cz) as i64], [sx, sy, depth])?;
+                self.row = Some((r, planes));
+            }
+            let Some((_, row)) = &self.row else {
+                unreachable!("just loaded")
+            };
+            let at = (z - r * cz) * plane;
+            out[i * plane..(i + 1) * plane].copy_from_slice(&row[at..at + plane]);
+        }
+        Ok(())
+    }
+
+    fn notes(&self) -> Option<String> {
+        match self.volume.missing() {
+            0 => None,
+            n => Some(format!(
+                "{n} chunks of {} were missing and loaded as the fill value",
+                self.volume.kind
+            )),
+        }
+    }
 }
 
 fn extension(path: &Path) -> String {

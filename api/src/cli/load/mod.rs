@@ -8,7 +8,6 @@
 //! layers of the level below, and written to `<instance>_1` … `<instance>_N`. Every slab the
 //! server acknowledges is recorded in a resume file, so a rerun sends only what is missing.
 
-mod chunked;
 mod client;
 mod geometry;
 mod input;
@@ -196,9 +195,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let dtype = source.dtype();
     let shape = source.shape();
     let typename = match &args.typename {
-        None => dtype.typename(),
+        None => input::typename(dtype),
         Some(t) => {
-            let want = Dtype::of_typename(t).with_context(|| {
+            let want = input::dtype_of_typename(t).with_context(|| {
                 format!("--type must be uint8blk, uint16blk or uint64blk, not {t:?}")
             })?;
             ensure!(
@@ -208,7 +207,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
                 args.input.display(),
                 source.kind()
             );
-            dtype.typename()
+            input::typename(dtype)
         }
     };
     if args.pyramid > 0 {

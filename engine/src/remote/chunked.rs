@@ -1,5 +1,6 @@
 //! Chunked volumes: neuroglancer precomputed and zarr (v2 and v3), read by a small reader of
-//! their metadata and chunk files rather than a general library.
+//! their metadata and chunk files rather than a general library, from wherever a [`Fetch`]
+//! reaches (a local directory, object storage, HTTP).
 //!
 //! Supported: precomputed `raw` (each chunk file optionally gzip-compressed, with or without a
 //! `.gz` suffix), `png` and (uint8) `jpeg` encodings, unsharded, one channel; zarr arrays of uint8, uint16 or
@@ -9,15 +10,40 @@
 //! A missing chunk reads as the fill value (zero for precomputed).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail, ensure};
-use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::input::{Dtype, Source};
+use super::fetch::Fetch;
+
+/// Element types of the volumes read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    U8,
+    U16,
+    U64,
+}
+
+impl Dtype {
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::U8 => 1,
+            Dtype::U16 => 2,
+            Dtype::U64 => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::U8 => "uint8",
+            Dtype::U16 => "uint16",
+            Dtype::U64 => "uint64",
+        }
+    }
+}
 
 /// A chunk's little-endian elements and the strides, in elements, of its x, y and z.
 pub struct Chunk {
@@ -27,137 +53,174 @@ pub struct Chunk {
 
 /// Chunk files by grid index (x, y, z).
 trait ChunkStore: Send + Sync {
-    /// `None` when the chunk was never written.
-    fn chunk(&self, index: [usize; 3]) -> anyhow::Result<Option<Chunk>>;
+    /// The chunks at these grid indices, fetched together; `None` for one never written.
+    fn chunks(&self, indices: &[[usize; 3]]) -> anyhow::Result<Vec<Option<Chunk>>>;
 }
 
-/// A chunked volume read one row of chunks (all chunks of one z-index) at a time.
-pub struct ChunkedSource {
-    kind: String,
-    shape: [usize; 3],
-    chunk: [usize; 3],
-    dtype: Dtype,
-    origin: [i64; 3],
+/// A chunked volume: its geometry, and boxes of voxels read from its chunks.
+pub struct ChunkedVolume {
+    /// What was opened, for messages: `"uint8 zarr v2 (gzip)"`.
+    pub kind: String,
+    /// (x, y, z) voxels.
+    pub shape: [usize; 3],
+    pub chunk: [usize; 3],
+    pub dtype: Dtype,
+    /// Where the volume's first voxel is (precomputed's voxel_offset).
+    pub origin: [i64; 3],
+    /// Resolution of a voxel (precomputed's), if the metadata gives one.
+    pub resolution: Option<[f64; 3]>,
     fill: Vec<u8>,
     store: Box<dyn ChunkStore>,
     missing: AtomicUsize,
-    /// The last row read: (z-index, its planes).
-    row: Option<(usize, Vec<u8>)>,
+    /// Decoded chunks (and chunks known missing) kept between reads, if asked for.
+    cache: Option<quick_cache::sync::Cache<[usize; 3], Option<Arc<Chunk>>, ByLen>>,
 }
 
-impl ChunkedSource {
-    fn load_row(&mut self, r: usize) -> anyhow::Result<()> {
-        if matches!(&self.row, Some((at, _)) if *at == r) {
-            return Ok(());
-        }
-        let [sx, sy, sz] = self.shape;
-        let [cx, cy, cz] = self.chunk;
-        let es = self.dtype.size();
-        let z0 = r * cz;
-        let depth = cz.min(sz - z0);
-        let (nx, ny) = (sx.div_ceil(cx), sy.div_ceil(cy));
-        // Reuse the buffer of the previous row.
-        let mut buf = self.row.take().map(|(_, b)| b).unwrap_or_default();
-        buf.resize(sx * sy * depth * es, 0);
-        if self.fill.iter().all(|&b| b == 0) {
-            buf.fill(0);
-        } else {
-            for px in buf.chunks_exact_mut(es) {
-                px.copy_from_slice(&self.fill);
+#[derive(Clone)]
+struct ByLen;
+
+impl quick_cache::Weighter<[usize; 3], Option<Arc<Chunk>>> for ByLen {
+    fn weight(&self, _: &[usize; 3], c: &Option<Arc<Chunk>>) -> u64 {
+        64 + c.as_ref().map_or(0, |c| c.bytes.len() as u64)
+    }
+}
+
+impl ChunkedVolume {
+    /// Keeps up to `bytes` of decoded chunks between reads (a server's proxy; a one-pass
+    /// load needs none).
+    pub fn with_cache(mut self, bytes: u64) -> Self {
+        let chunk_bytes = (self.chunk.iter().product::<usize>() * self.dtype.size()) as u64;
+        self.cache = (bytes > 0).then(|| {
+            quick_cache::sync::Cache::with_weighter(
+                (bytes / chunk_bytes.max(1)).max(16) as usize,
+                bytes,
+                ByLen,
+            )
+        });
+        self
+    }
+
+    /// The chunks at `indices`: cached ones from the cache, the rest fetched together.
+    fn chunks(&self, indices: &[[usize; 3]]) -> anyhow::Result<Vec<Option<Arc<Chunk>>>> {
+        let Some(cache) = &self.cache else {
+            return Ok(self
+                .store
+                .chunks(indices)?
+                .into_iter()
+                .map(|c| c.map(Arc::new))
+                .collect());
+        };
+        let mut out: Vec<Option<Option<Arc<Chunk>>>> =
+            indices.iter().map(|i| cache.get(i)).collect();
+        let wanted: Vec<[usize; 3]> = indices
+            .iter()
+            .zip(&out)
+            .filter(|(_, c)| c.is_none())
+            .map(|(i, _)| *i)
+            .collect();
+        if !wanted.is_empty() {
+            let mut fetched = self.store.chunks(&wanted)?.into_iter();
+            for (slot, index) in out.iter_mut().zip(indices) {
+                if slot.is_none() {
+                    let c = fetched.next().expect("one per wanted index").map(Arc::new);
+                    cache.insert(*index, c.clone());
+                    *slot = Some(c);
+                }
             }
         }
-        let store = &self.store;
-        let chunks: Vec<Option<Chunk>> = (0..nx * ny)
-            .into_par_iter()
-            .map(|k| store.chunk([k % nx, k / nx, r]))
-            .collect::<anyhow::Result<_>>()?;
-        for (k, chunk) in chunks.into_iter().enumerate() {
+        Ok(out.into_iter().map(|c| c.expect("filled")).collect())
+    }
+
+    /// Chunks read so far that were never written (read as the fill value).
+    pub fn missing(&self) -> usize {
+        self.missing.load(Ordering::Relaxed)
+    }
+
+    /// The voxels of the box at `lo` (volume coordinates: 0 is the first voxel, not
+    /// `origin`) of `size`, x fastest, little-endian; voxels outside the volume read as the
+    /// fill value. Every chunk it touches is fetched in one call.
+    pub fn read_box(&self, lo: [i64; 3], size: [usize; 3]) -> anyhow::Result<Vec<u8>> {
+        let es = self.dtype.size();
+        let n = size.iter().product::<usize>();
+        let mut out = Vec::with_capacity(n * es);
+        for _ in 0..n {
+            out.extend_from_slice(&self.fill);
+        }
+        // The box clipped to the volume, in volume coordinates.
+        let clip_lo: [usize; 3] = std::array::from_fn(|a| lo[a].max(0) as usize);
+        let clip_hi: [usize; 3] = std::array::from_fn(|a| {
+            (lo[a] + size[a] as i64).clamp(0, self.shape[a] as i64) as usize
+        });
+        if (0..3).any(|a| clip_lo[a] >= clip_hi[a]) {
+            return Ok(out);
+        }
+        let first: [usize; 3] = std::array::from_fn(|a| clip_lo[a] / self.chunk[a]);
+        let last: [usize; 3] = std::array::from_fn(|a| (clip_hi[a] - 1) / self.chunk[a]);
+        let mut indices = Vec::new();
+        for z in first[2]..=last[2] {
+            for y in first[1]..=last[1] {
+                for x in first[0]..=last[0] {
+                    indices.push([x, y, z]);
+                }
+            }
+        }
+        let chunks = self.chunks(&indices)?;
+        for (index, chunk) in indices.iter().zip(chunks) {
             let Some(chunk) = chunk else {
                 self.missing.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let (x0, y0) = ((k % nx) * cx, (k / nx) * cy);
-            let (ex, ey) = (cx.min(sx - x0), cy.min(sy - y0));
+            // This chunk's voxels, clipped to the volume and the box.
+            let c_lo: [usize; 3] = std::array::from_fn(|a| index[a] * self.chunk[a]);
+            let c_hi: [usize; 3] =
+                std::array::from_fn(|a| (c_lo[a] + self.chunk[a]).min(self.shape[a]));
             let [tx, ty, tz] = chunk.strides;
-            let last = (depth - 1) * tz + (ey - 1) * ty + (ex - 1) * tx;
+            let last = (0..3)
+                .map(|a| (c_hi[a] - c_lo[a] - 1) * chunk.strides[a])
+                .sum::<usize>();
             ensure!(
                 (last + 1) * es <= chunk.bytes.len(),
-                "chunk ({}, {}, {}) of {}: {} bytes, too few for its {ex}×{ey}×{depth} voxels",
-                k % nx,
-                k / nx,
-                r,
+                "chunk {index:?} of {}: {} bytes, too few for its voxels",
                 self.kind,
                 chunk.bytes.len()
             );
-            for z in 0..depth {
-                for y in 0..ey {
-                    let dst = ((z * sy + y0 + y) * sx + x0) * es;
-                    let src = z * tz + y * ty;
+            let x_lo = c_lo[0].max(clip_lo[0]);
+            let x_hi = c_hi[0].min(clip_hi[0]);
+            for z in c_lo[2].max(clip_lo[2])..c_hi[2].min(clip_hi[2]) {
+                for y in c_lo[1].max(clip_lo[1])..c_hi[1].min(clip_hi[1]) {
+                    let row = |x: usize| {
+                        (((z as i64 - lo[2]) as usize * size[1] + (y as i64 - lo[1]) as usize)
+                            * size[0]
+                            + (x as i64 - lo[0]) as usize)
+                            * es
+                    };
+                    let src = (z - c_lo[2]) * tz + (y - c_lo[1]) * ty;
                     if tx == 1 {
-                        buf[dst..dst + ex * es]
-                            .copy_from_slice(&chunk.bytes[src * es..(src + ex) * es]);
+                        let s = (src + x_lo - c_lo[0]) * es;
+                        out[row(x_lo)..row(x_hi)]
+                            .copy_from_slice(&chunk.bytes[s..s + (x_hi - x_lo) * es]);
                     } else {
-                        for x in 0..ex {
-                            let s = (src + x * tx) * es;
-                            buf[dst + x * es..dst + (x + 1) * es]
-                                .copy_from_slice(&chunk.bytes[s..s + es]);
+                        for x in x_lo..x_hi {
+                            let s = (src + (x - c_lo[0]) * tx) * es;
+                            out[row(x)..row(x) + es].copy_from_slice(&chunk.bytes[s..s + es]);
                         }
                     }
                 }
             }
         }
-        self.row = Some((r, buf));
-        Ok(())
+        Ok(out)
     }
 }
 
-impl Source for ChunkedSource {
-    fn shape(&self) -> [usize; 3] {
-        self.shape
-    }
-
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    fn origin(&self) -> [i64; 3] {
-        self.origin
-    }
-
-    fn kind(&self) -> String {
-        self.kind.clone()
-    }
-
-    fn read_planes(&mut self, z0: usize, n: usize, out: &mut [u8]) -> anyhow::Result<()> {
-        let plane = self.shape[0] * self.shape[1] * self.dtype.size();
-        for (i, z) in (z0..z0 + n).enumerate() {
-            let r = z / self.chunk[2];
-            self.load_row(r)?;
-            let Some((_, row)) = &self.row else {
-                unreachable!("just loaded")
-            };
-            let at = (z - r * self.chunk[2]) * plane;
-            out[i * plane..(i + 1) * plane].copy_from_slice(&row[at..at + plane]);
-        }
-        Ok(())
-    }
-
-    fn notes(&self) -> Option<String> {
-        match self.missing.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(format!(
-                "{n} chunks of {} were missing and loaded as the fill value",
-                self.kind
-            )),
-        }
-    }
+fn read_json(fetch: &dyn Fetch, path: &str) -> anyhow::Result<Value> {
+    let text = fetch
+        .get(&[path.to_string()])?
+        .pop()
+        .flatten()
+        .with_context(|| format!("{}: no {path}", fetch.describe()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{}/{path} is not valid JSON", fetch.describe()))
 }
-
-fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not valid JSON", path.display()))
-}
-
 fn gunzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
@@ -172,15 +235,6 @@ fn zlib_inflate(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 
 fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
-}
-
-/// Reads a file, `None` when it does not exist.
-fn read_optional(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
 }
 
 // ---------------------------------------------------------------- neuroglancer precomputed
@@ -207,6 +261,8 @@ struct PrecomputedScale {
     encoding: String,
     #[serde(default)]
     sharding: Option<Value>,
+    #[serde(default)]
+    resolution: Option<[f64; 3]>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -217,7 +273,9 @@ enum Encoding {
 }
 
 struct PrecomputedStore {
-    dir: PathBuf,
+    fetch: Arc<dyn Fetch>,
+    /// The scale's directory under the volume's root.
+    key: String,
     size: [usize; 3],
     offset: [i64; 3],
     chunk: [usize; 3],
@@ -227,11 +285,10 @@ struct PrecomputedStore {
 
 /// Opens the first (finest) scale of a precomputed volume; its voxel_offset becomes the
 /// default `--offset`.
-pub fn open_precomputed(dir: &Path) -> anyhow::Result<ChunkedSource> {
-    let info_path = dir.join("info");
-    let info: PrecomputedInfo = serde_json::from_value(read_json(&info_path)?)
-        .with_context(|| format!("{} is not a precomputed volume info", info_path.display()))?;
-    let name = dir.display();
+pub fn open_precomputed(fetch: Arc<dyn Fetch>) -> anyhow::Result<ChunkedVolume> {
+    let name = fetch.describe();
+    let info: PrecomputedInfo = serde_json::from_value(read_json(fetch.as_ref(), "info")?)
+        .with_context(|| format!("{name}/info is not a precomputed volume info"))?;
     let dtype = match info.data_type.as_str() {
         "uint8" => Dtype::U8,
         "uint16" => Dtype::U16,
@@ -269,14 +326,7 @@ pub fn open_precomputed(dir: &Path) -> anyhow::Result<ChunkedSource> {
         chunk.iter().all(|&c| c > 0) && scale.size.iter().all(|&s| s > 0),
         "{name}: empty size or chunk size"
     );
-    let scale_dir = dir.join(&scale.key);
-    ensure!(
-        scale_dir.is_dir(),
-        "{name}: no directory {} for scale {:?}",
-        scale_dir.display(),
-        scale.key
-    );
-    Ok(ChunkedSource {
+    Ok(ChunkedVolume {
         kind: format!(
             "{} precomputed ({} encoding, scale {})",
             dtype.name(),
@@ -287,9 +337,11 @@ pub fn open_precomputed(dir: &Path) -> anyhow::Result<ChunkedSource> {
         chunk,
         dtype,
         origin: scale.voxel_offset,
+        resolution: scale.resolution,
         fill: vec![0; dtype.size()],
         store: Box::new(PrecomputedStore {
-            dir: scale_dir,
+            fetch: fetch.clone(),
+            key: scale.key.trim_matches('/').to_string(),
             size: scale.size,
             offset: scale.voxel_offset,
             chunk,
@@ -297,33 +349,31 @@ pub fn open_precomputed(dir: &Path) -> anyhow::Result<ChunkedSource> {
             dtype,
         }),
         missing: AtomicUsize::new(0),
-        row: None,
+        cache: None,
     })
 }
 
-impl ChunkStore for PrecomputedStore {
-    fn chunk(&self, index: [usize; 3]) -> anyhow::Result<Option<Chunk>> {
+impl PrecomputedStore {
+    /// The file name of chunk `index`: `x0-x1_y0-y1_z0-z1` in world coordinates.
+    fn name(&self, index: [usize; 3]) -> String {
         let lo: [usize; 3] = std::array::from_fn(|a| index[a] * self.chunk[a]);
         let hi: [usize; 3] = std::array::from_fn(|a| (lo[a] + self.chunk[a]).min(self.size[a]));
-        let name = format!(
-            "{}-{}_{}-{}_{}-{}",
+        format!(
+            "{}/{}-{}_{}-{}_{}-{}",
+            self.key,
             self.offset[0] + lo[0] as i64,
             self.offset[0] + hi[0] as i64,
             self.offset[1] + lo[1] as i64,
             self.offset[1] + hi[1] as i64,
             self.offset[2] + lo[2] as i64,
             self.offset[2] + hi[2] as i64,
-        );
-        let path = self.dir.join(&name);
-        let gz = self.dir.join(format!("{name}.gz"));
-        let (path, bytes) = match read_optional(&path)? {
-            Some(b) => (path, b),
-            None => match read_optional(&gz)? {
-                Some(b) => (gz, b),
-                None => return Ok(None),
-            },
-        };
-        let what = || format!("chunk {}", path.display());
+        )
+    }
+
+    fn decode(&self, index: [usize; 3], path: &str, bytes: Vec<u8>) -> anyhow::Result<Chunk> {
+        let lo: [usize; 3] = std::array::from_fn(|a| index[a] * self.chunk[a]);
+        let hi: [usize; 3] = std::array::from_fn(|a| (lo[a] + self.chunk[a]).min(self.size[a]));
+        let what = || format!("chunk {}/{path}", self.fetch.describe());
         let bytes = if is_gzip(&bytes) {
             gunzip(&bytes).with_context(what)?
         } else {
@@ -346,7 +396,7 @@ impl ChunkStore for PrecomputedStore {
                 pixels
             }
             // One gray image ex wide and ey·ez tall, as for png.
-            Encoding::Jpeg => tessera_engine::block::jpeg::decode_gray(&bytes, None)
+            Encoding::Jpeg => crate::block::jpeg::decode_gray(&bytes, None)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", what()))?,
         };
         ensure!(
@@ -357,10 +407,38 @@ impl ChunkStore for PrecomputedStore {
             self.dtype.name(),
             ex * ey * ez * es
         );
-        Ok(Some(Chunk {
+        Ok(Chunk {
             bytes,
             strides: [1, ex, ex * ey],
-        }))
+        })
+    }
+}
+
+impl ChunkStore for PrecomputedStore {
+    fn chunks(&self, indices: &[[usize; 3]]) -> anyhow::Result<Vec<Option<Chunk>>> {
+        let names: Vec<String> = indices.iter().map(|&i| self.name(i)).collect();
+        let mut got: Vec<(String, Option<Vec<u8>>)> =
+            names.iter().cloned().zip(self.fetch.get(&names)?).collect();
+        // Files written gzip-compressed under a `.gz` name (CloudVolume on local files), for
+        // those not found under the plain one.
+        let missing: Vec<usize> = (0..got.len()).filter(|&i| got[i].1.is_none()).collect();
+        if !missing.is_empty() {
+            let gz: Vec<String> = missing
+                .iter()
+                .map(|&i| format!("{}.gz", names[i]))
+                .collect();
+            for ((i, name), bytes) in missing
+                .into_iter()
+                .zip(gz.clone())
+                .zip(self.fetch.get(&gz)?)
+            {
+                got[i] = (name, bytes);
+            }
+        }
+        got.into_iter()
+            .zip(indices)
+            .map(|((path, bytes), &index)| bytes.map(|b| self.decode(index, &path, b)).transpose())
+            .collect()
     }
 }
 
@@ -402,7 +480,7 @@ enum BytesCodec {
 type ChunkKey = Box<dyn Fn(&[usize]) -> String + Send + Sync>;
 
 struct ZarrStore {
-    dir: PathBuf,
+    fetch: Arc<dyn Fetch>,
     /// Chunk key of grid index (all dimensions).
     key: ChunkKey,
     ndim: usize,
@@ -415,16 +493,9 @@ struct ZarrStore {
     elem: usize,
 }
 
-impl ChunkStore for ZarrStore {
-    fn chunk(&self, index: [usize; 3]) -> anyhow::Result<Option<Chunk>> {
-        let mut grid = vec![0; self.ndim];
-        grid[self.ndim - 3..].copy_from_slice(&[index[2], index[1], index[0]]);
-        let key = (self.key)(&grid);
-        let path = key.split('/').fold(self.dir.clone(), |p, k| p.join(k));
-        let Some(mut bytes) = read_optional(&path)? else {
-            return Ok(None);
-        };
-        let what = || format!("chunk {}", path.display());
+impl ZarrStore {
+    fn decode(&self, path: &str, mut bytes: Vec<u8>) -> anyhow::Result<Chunk> {
+        let what = || format!("chunk {}/{path}", self.fetch.describe());
         for codec in self.codecs.iter().rev() {
             bytes = match codec {
                 BytesCodec::Gzip => gunzip(&bytes).with_context(what)?,
@@ -448,10 +519,28 @@ impl ChunkStore for ZarrStore {
                 px.reverse();
             }
         }
-        Ok(Some(Chunk {
+        Ok(Chunk {
             bytes,
             strides: self.strides,
-        }))
+        })
+    }
+}
+
+impl ChunkStore for ZarrStore {
+    fn chunks(&self, indices: &[[usize; 3]]) -> anyhow::Result<Vec<Option<Chunk>>> {
+        let keys: Vec<String> = indices
+            .iter()
+            .map(|index| {
+                let mut grid = vec![0; self.ndim];
+                grid[self.ndim - 3..].copy_from_slice(&[index[2], index[1], index[0]]);
+                (self.key)(&grid)
+            })
+            .collect();
+        let got = self.fetch.get(&keys)?;
+        keys.iter()
+            .zip(got)
+            .map(|(key, bytes)| bytes.map(|b| self.decode(key, b)).transpose())
+            .collect()
     }
 }
 
@@ -506,14 +595,16 @@ struct ZarrMeta {
 
 /// Opens a zarr v2 (`.zarray`) or v3 (`zarr.json`) array whose last three axes are z, y, x
 /// (any before them must have size 1).
-pub fn open_zarr(dir: &Path) -> anyhow::Result<ChunkedSource> {
-    let name = dir.display().to_string();
-    let v2 = dir.join(".zarray");
-    let meta = if v2.is_file() {
-        read_json(&v2)?
-    } else {
-        read_json(&dir.join("zarr.json"))?
-    };
+pub fn open_zarr(fetch: Arc<dyn Fetch>) -> anyhow::Result<ChunkedVolume> {
+    let name = fetch.describe();
+    let files = fetch.get(&[".zarray".to_string(), "zarr.json".to_string()])?;
+    let text = files
+        .into_iter()
+        .flatten()
+        .next()
+        .with_context(|| format!("{name}: neither .zarray nor zarr.json"))?;
+    let meta: Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{name}: its zarr metadata is not valid JSON"))?;
     let version = meta.get("zarr_format").and_then(Value::as_u64);
     let shape = usize_list(&meta["shape"], "shape")?;
     let ndim = shape.len();
@@ -710,7 +801,7 @@ pub fn open_zarr(dir: &Path) -> anyhow::Result<ChunkedSource> {
             .collect::<Vec<_>>()
             .join("+")
     };
-    Ok(ChunkedSource {
+    Ok(ChunkedVolume {
         kind: format!(
             "{} zarr v{} ({codec_names})",
             dtype.name(),
@@ -720,9 +811,10 @@ pub fn open_zarr(dir: &Path) -> anyhow::Result<ChunkedSource> {
         chunk: [chunk[ndim - 1], chunk[ndim - 2], chunk[ndim - 3]],
         dtype,
         origin: [0; 3],
+        resolution: None,
         fill,
         store: Box::new(ZarrStore {
-            dir: dir.to_path_buf(),
+            fetch: fetch.clone(),
             key,
             ndim,
             strides: [strides[ndim - 1], strides[ndim - 2], strides[ndim - 3]],
@@ -732,14 +824,20 @@ pub fn open_zarr(dir: &Path) -> anyhow::Result<ChunkedSource> {
             elem,
         }),
         missing: AtomicUsize::new(0),
-        row: None,
+        cache: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::LocalDir;
     use std::io::Write;
+    use std::sync::Arc;
+
+    fn local(dir: &std::path::Path) -> Arc<dyn Fetch> {
+        Arc::new(LocalDir(dir.to_path_buf()))
+    }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -754,19 +852,8 @@ mod tests {
             .collect()
     }
 
-    fn read_all(src: &mut dyn Source) -> Vec<u8> {
-        let [x, y, z] = src.shape();
-        let mut out = vec![0; x * y * z * src.dtype().size()];
-        // Two planes at a time, across chunk rows.
-        let mut z0 = 0;
-        while z0 < z {
-            let n = 2.min(z - z0);
-            let plane = x * y * src.dtype().size();
-            src.read_planes(z0, n, &mut out[z0 * plane..(z0 + n) * plane])
-                .unwrap();
-            z0 += n;
-        }
-        out
+    fn read_all(src: &ChunkedVolume) -> Vec<u8> {
+        src.read_box([0; 3], src.shape).unwrap()
     }
 
     #[test]
@@ -812,15 +899,15 @@ mod tests {
                 }
             }
         }
-        let mut src = open_zarr(dir.path()).unwrap();
-        assert_eq!(src.shape(), shape);
-        let got = read_all(&mut src);
+        let src = open_zarr(local(dir.path())).unwrap();
+        assert_eq!(src.shape, shape);
+        let got = read_all(&src);
         for (i, (&g, &w)) in got.iter().zip(&vol).enumerate() {
             let (x, y, z) = (i % 7, i / 7 % 5, i / 35);
             let want = if x >= 4 && y >= 3 && z >= 4 { 0 } else { w };
             assert_eq!(g, want, "voxel ({x}, {y}, {z})");
         }
-        assert!(src.notes().unwrap().contains("1 chunks"));
+        assert_eq!(src.missing(), 1);
     }
 
     #[test]
@@ -844,9 +931,9 @@ mod tests {
         let d = dir.path().join("c/0/0/0");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("0"), gzip(&be)).unwrap();
-        let mut src = open_zarr(dir.path()).unwrap();
-        assert_eq!((src.shape(), src.dtype()), ([4, 3, 2], Dtype::U16));
-        let got = read_all(&mut src);
+        let src = open_zarr(local(dir.path())).unwrap();
+        assert_eq!((src.shape, src.dtype), ([4, 3, 2], Dtype::U16));
+        let got = read_all(&src);
         let le: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(got, le);
     }
@@ -860,7 +947,7 @@ mod tests {
                 "compressor": {"id": "blosc"}, "fill_value": 0, "order": "C", "filters": null}"#,
         )
         .unwrap();
-        let err = format!("{:#}", open_zarr(dir.path()).err().unwrap());
+        let err = format!("{:#}", open_zarr(local(dir.path())).err().unwrap());
         assert!(err.contains("blosc") && err.contains("supported"), "{err}");
     }
 
@@ -902,9 +989,21 @@ mod tests {
                 }
             }
         }
-        let mut src = open_precomputed(dir.path()).unwrap();
-        assert_eq!((src.shape(), src.origin()), (shape, [10, 20, 30]));
-        assert_eq!(read_all(&mut src), vol);
-        assert!(src.notes().is_none());
+        let src = open_precomputed(local(dir.path())).unwrap();
+        assert_eq!((src.shape, src.origin), (shape, [10, 20, 30]));
+        assert_eq!(read_all(&src), vol);
+        assert_eq!(src.missing(), 0);
+        // A box across chunk edges and past the volume's: outside voxels read as zero.
+        let got = src.read_box([3, -1, 1], [4, 3, 3]).unwrap();
+        for (i, &g) in got.iter().enumerate() {
+            let (x, y, z) = (3 + i % 4, i / 4 % 3, 1 + i / 12);
+            let inside = x < 5 && (1..=4).contains(&y) && z < 3;
+            let want = if inside {
+                vol[(z * 4 + y - 1) * 5 + x]
+            } else {
+                0
+            };
+            assert_eq!(g, want, "voxel ({x}, {y}, {z})");
+        }
     }
 }
