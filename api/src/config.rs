@@ -10,7 +10,9 @@ use serde::Deserialize;
 use tessera_engine::compute::Compute;
 use tessera_engine::engine::EngineOptions;
 use tessera_storage::faults::DiskFullSwitch;
-use tessera_storage::{ContentStore, KvStore, MemoryStore, ObjectConfig, Objects, RocksStore};
+use tessera_storage::{
+    ContentStore, KvStore, MemoryStore, ObjectConfig, Objects, RocksStore, SlateStore,
+};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Config {
@@ -54,9 +56,12 @@ pub struct ServerConfig {
 
 #[derive(Debug, Deserialize)]
 pub struct StoreConfig {
-    /// "rocksdb" (also DVID's "badger", mapped to rocksdb) or "memory".
+    /// "rocksdb" (also DVID's "badger", mapped to rocksdb), "slatedb" or "memory".
     pub engine: String,
     pub path: Option<PathBuf>,
+    /// Where a "slatedb" store keeps its LSM tree: an object store URL (`s3://bucket/meta`,
+    /// `gs://…`, `az://…`, `file:///dir`), reached with `object_options`.
+    pub url: Option<String>,
     /// Keep blocks as content-addressed objects at this URL (`s3://bucket/prefix`, `gs://…`,
     /// `az://…`, `file:///dir`); the engine above keeps every key and the references
     /// (docs/storage.md).
@@ -187,9 +192,25 @@ impl Config {
                         .with_context(|| format!("[store.{alias}] needs a path"))?;
                     open_rocks(alias, path)?
                 }
+                "slatedb" => {
+                    let url = sc.url.as_ref().with_context(|| {
+                        format!(
+                            "[store.{alias}] engine \"slatedb\" needs a url (s3://bucket/prefix, …)"
+                        )
+                    })?;
+                    if read_only {
+                        bail!(
+                            "[store.{alias}]: a read replica of a SlateDB store is not supported \
+                             yet (opening it would fence the writer out)"
+                        );
+                    }
+                    let store = SlateStore::open(&object_config(url, sc)?)
+                        .with_context(|| format!("[store.{alias}] opening SlateDB at {url}"))?;
+                    Arc::new(store)
+                }
                 "memory" => Arc::new(MemoryStore::new()),
                 other => bail!(
-                    "[store.{alias}] engine {other:?} is not supported: use rocksdb or memory"
+                    "[store.{alias}] engine {other:?} is not supported: use rocksdb, slatedb or memory"
                 ),
             };
             let store = match &sc.objects {
@@ -227,7 +248,8 @@ pub struct Stores {
     pub content: BTreeMap<String, Arc<ContentStore>>,
 }
 
-fn open_content(kv: Arc<dyn KvStore>, url: &str, sc: &StoreConfig) -> anyhow::Result<ContentStore> {
+/// How a store reaches the object store at `url`: its `object_*` settings.
+fn object_config(url: &str, sc: &StoreConfig) -> anyhow::Result<ObjectConfig> {
     let mut cfg = ObjectConfig::new(url);
     cfg.options = sc.object_options.clone();
     if let Some(n) = sc.object_concurrency {
@@ -237,7 +259,11 @@ fn open_content(kv: Arc<dyn KvStore>, url: &str, sc: &StoreConfig) -> anyhow::Re
         cfg.retry_timeout = std::time::Duration::try_from_secs_f64(secs)
             .context("object_retry_secs must be a non-negative number")?;
     }
-    let objects = Objects::open(&cfg)?;
+    Ok(cfg)
+}
+
+fn open_content(kv: Arc<dyn KvStore>, url: &str, sc: &StoreConfig) -> anyhow::Result<ContentStore> {
+    let objects = Objects::open(&object_config(url, sc)?)?;
     let cache = sc.object_cache_mb.unwrap_or(256).saturating_mul(1 << 20);
     Ok(ContentStore::new(
         kv,

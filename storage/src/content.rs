@@ -104,6 +104,7 @@ impl ContentStore {
         let name = match kv.engine_name() {
             "rocksdb" => "rocksdb+objects",
             "memory" => "memory+objects",
+            "slatedb" => "slatedb+objects",
             _ => "kv+objects",
         };
         ContentStore {

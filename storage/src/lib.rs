@@ -17,6 +17,7 @@ mod memory;
 pub mod metered;
 pub mod object;
 mod rocks;
+mod slate;
 pub mod versioned;
 
 pub use content::{ContentStore, GcReport, ObjectIo};
@@ -26,4 +27,5 @@ pub use memory::MemoryStore;
 pub use metered::{Metered, StoreIo};
 pub use object::{ObjectConfig, Objects};
 pub use rocks::RocksStore;
+pub use slate::SlateStore;
 pub use versioned::{Dag, VersionId, VersionedStore, View};

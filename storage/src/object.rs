@@ -89,110 +89,13 @@ pub struct Objects {
 
 impl Objects {
     pub fn open(cfg: &ObjectConfig) -> Result<Objects> {
-        // reqwest's rustls has no built-in crypto provider here (see the workspace manifest);
-        // installing ring's twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let url = url::Url::parse(&cfg.url)
-            .map_err(|e| Error::Config(format!("object store URL {:?}: {e}", cfg.url)))?;
-        let retry = RetryConfig {
-            max_retries: 10,
-            retry_timeout: cfg.retry_timeout,
-            ..RetryConfig::default()
-        };
-        let client = ClientOptions::new()
-            .with_timeout(cfg.request_timeout)
-            .with_connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)));
-        let bad_option = |k: &str, e: object_store::Error| {
-            Error::Config(format!("object store option {k:?}: {e}"))
-        };
-        let path = url.path().trim_matches('/').to_string();
-        let store: Arc<dyn ObjectStore> = match url.scheme() {
-            "s3" | "s3a" => {
-                let mut b = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(cfg.url.as_str())
-                    .with_retry(retry)
-                    .with_client_options(client);
-                for (k, v) in &cfg.options {
-                    b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-                }
-                Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
-            }
-            "gs" => {
-                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(cfg.url.as_str())
-                    .with_retry(retry)
-                    .with_client_options(client);
-                for (k, v) in &cfg.options {
-                    b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-                }
-                Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
-            }
-            "az" | "azure" | "abfs" | "abfss" => {
-                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(cfg.url.as_str())
-                    .with_retry(retry)
-                    .with_client_options(client);
-                for (k, v) in &cfg.options {
-                    b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-                }
-                Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
-            }
-            "file" => {
-                let dir = url
-                    .to_file_path()
-                    .map_err(|()| Error::Config(format!("bad file URL {:?}", cfg.url)))?;
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::Config(format!("creating {}: {e}", dir.display())))?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                return Self::with_store(Arc::new(fs), "", &cfg.url, cfg.concurrency);
-            }
-            // A read-only tree of files served over HTTP (remote volumes): the URL's path is
-            // the prefix under the server's root.
-            "http" | "https" => {
-                let root = format!("{}://{}", url.scheme(), url.authority());
-                // An http:// URL says plain HTTP is meant.
-                let client = client.with_allow_http(url.scheme() == "http");
-                let mut b = object_store::http::HttpBuilder::new()
-                    .with_url(root)
-                    .with_retry(retry)
-                    .with_client_options(client);
-                for (k, v) in &cfg.options {
-                    b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-                }
-                Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
-            }
-            "memory" => Arc::new(object_store::memory::InMemory::new()),
-            other => {
-                return Err(Error::Config(format!(
-                    "object store URL scheme {other:?} is not supported: use s3://, gs://, \
-                     az://, http(s)://, file:// or memory://"
-                )));
-            }
-        };
-        // For s3/gs/az the URL's host is the bucket and its path the prefix inside it.
-        let prefix = if url.scheme() == "memory" { "" } else { &path };
-        Self::with_store(store, prefix, &cfg.url, cfg.concurrency)
-    }
-
-    fn with_store(
-        store: Arc<dyn ObjectStore>,
-        prefix: &str,
-        url: &str,
-        concurrency: usize,
-    ) -> Result<Objects> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tessera-objects")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Engine(format!("object store runtime: {e}")))?;
+        let (store, prefix) = store_for(cfg)?;
         Ok(Objects {
             store,
             prefix: Path::from(prefix),
-            url: url.to_string(),
-            concurrency: concurrency.max(1),
-            rt: Some(rt),
+            url: cfg.url.clone(),
+            concurrency: cfg.concurrency.max(1),
+            rt: Some(runtime("tessera-objects")?),
         })
     }
 
@@ -207,20 +110,11 @@ impl Objects {
         self.prefix.clone().join("b3").join(&name[..2]).join(name)
     }
 
-    /// Runs `fut` on the private runtime and waits for it from this (any) thread.
     fn block_on<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt
-            .as_ref()
-            .expect("runtime until drop")
-            .spawn(async move {
-                let _ = tx.send(fut.await);
-            });
-        rx.recv()
-            .map_err(|_| Error::Engine("object store request was dropped".into()))?
+        block_on(self.rt.as_ref().expect("runtime until drop"), fut)
     }
 
     /// The objects' bytes, in the order asked.
@@ -333,6 +227,120 @@ impl Objects {
             }
         })
     }
+}
+
+/// The object store a configuration names, and the prefix (a path inside it) its URL gives.
+pub(crate) fn store_for(cfg: &ObjectConfig) -> Result<(Arc<dyn ObjectStore>, String)> {
+    // reqwest's rustls has no built-in crypto provider here (see the workspace manifest);
+    // installing ring's twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = url::Url::parse(&cfg.url)
+        .map_err(|e| Error::Config(format!("object store URL {:?}: {e}", cfg.url)))?;
+    let retry = RetryConfig {
+        max_retries: 10,
+        retry_timeout: cfg.retry_timeout,
+        ..RetryConfig::default()
+    };
+    let client = ClientOptions::new()
+        .with_timeout(cfg.request_timeout)
+        .with_connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)));
+    let bad_option =
+        |k: &str, e: object_store::Error| Error::Config(format!("object store option {k:?}: {e}"));
+    let path = url.path().trim_matches('/').to_string();
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" | "s3a" => {
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_url(cfg.url.as_str())
+                .with_retry(retry)
+                .with_client_options(client);
+            for (k, v) in &cfg.options {
+                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
+        }
+        "gs" => {
+            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(cfg.url.as_str())
+                .with_retry(retry)
+                .with_client_options(client);
+            for (k, v) in &cfg.options {
+                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(cfg.url.as_str())
+                .with_retry(retry)
+                .with_client_options(client);
+            for (k, v) in &cfg.options {
+                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
+        }
+        "file" => {
+            let dir = url
+                .to_file_path()
+                .map_err(|()| Error::Config(format!("bad file URL {:?}", cfg.url)))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Config(format!("creating {}: {e}", dir.display())))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            return Ok((Arc::new(fs), String::new()));
+        }
+        // A read-only tree of files served over HTTP (remote volumes): the URL's path is
+        // the prefix under the server's root.
+        "http" | "https" => {
+            let root = format!("{}://{}", url.scheme(), url.authority());
+            // An http:// URL says plain HTTP is meant.
+            let client = client.with_allow_http(url.scheme() == "http");
+            let mut b = object_store::http::HttpBuilder::new()
+                .with_url(root)
+                .with_retry(retry)
+                .with_client_options(client);
+            for (k, v) in &cfg.options {
+                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
+        }
+        "memory" => Arc::new(object_store::memory::InMemory::new()),
+        other => {
+            return Err(Error::Config(format!(
+                "object store URL scheme {other:?} is not supported: use s3://, gs://, \
+                 az://, http(s)://, file:// or memory://"
+            )));
+        }
+    };
+    // For s3/gs/az the URL's host is the bucket and its path the prefix inside it.
+    let prefix = if url.scheme() == "memory" {
+        String::new()
+    } else {
+        path
+    };
+    Ok((store, prefix))
+}
+
+/// A private runtime for blocking callers (see the module's notes).
+pub(crate) fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Engine(format!("object store runtime: {e}")))
+}
+
+/// Runs `fut` on `rt` and waits for it from this (any) thread.
+pub(crate) fn block_on<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .map_err(|_| Error::Engine("object store request was dropped".into()))?
 }
 
 impl Drop for Objects {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tessera_storage::versioned::put_into;
 use tessera_storage::{
     ContentStore, Dag, Error, KvStore, MemoryStore, Metered, ObjectConfig, Objects, RocksStore,
-    VersionedStore, View, WriteBatch,
+    SlateStore, VersionedStore, View, WriteBatch,
 };
 use tessera_tests::seaweed::Seaweed;
 
@@ -669,8 +669,17 @@ conformance!(content_memory_files_uncached, {
     (Arc::new(s), Box::new(dir))
 });
 
-/// The whole suite against a real S3 server (one SeaweedFS for all checks, a fresh prefix and
-/// RocksDB for each), with a cache too small to hold anything, so reads are real requests.
+// SlateDB, its LSM's files in a local directory through the object store layer.
+conformance!(slatedb_files, {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("file://{}/", dir.path().display());
+    let s = SlateStore::open(&ObjectConfig::new(url)).expect("open slatedb");
+    (Arc::new(s), Box::new(dir))
+});
+
+/// The whole suite against a real S3 server (one SeaweedFS for all checks, fresh prefixes for
+/// each): RocksDB keys with every value as an object and no cache, so reads are real requests;
+/// and SlateDB with its whole LSM on the server.
 #[test]
 fn content_rocksdb_seaweedfs() {
     let weed = Seaweed::start();
@@ -693,18 +702,25 @@ fn content_rocksdb_seaweedfs() {
         ("batch_atomic_for_readers", check_batch_atomic_for_readers),
         ("versioned_smoke", check_versioned_smoke),
     ];
-    for (name, check) in checks {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kv = RocksStore::open(dir.path()).expect("open");
-        let mut cfg = ObjectConfig::new(weed.url(name));
+    let config = |prefix: &str| {
+        let mut cfg = ObjectConfig::new(weed.url(prefix));
         for line in weed.options_toml().lines() {
             let (k, v) = line.split_once(" = ").expect("k = v");
             cfg.options.insert(k.into(), v.trim_matches('"').into());
         }
-        let objects = Objects::open(&cfg).expect("seaweedfs objects");
+        cfg
+    };
+    for (name, check) in checks {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = RocksStore::open(dir.path()).expect("open");
+        let objects = Objects::open(&config(name)).expect("seaweedfs objects");
         let s = ContentStore::new(Arc::new(kv), objects, every_key, 0);
-        eprintln!("seaweedfs: {name}");
+        eprintln!("seaweedfs, blocks as objects: {name}");
         check(Arc::new(s));
+        // SlateDB with its whole LSM on the S3 server.
+        let slate = SlateStore::open(&config(&format!("slate-{name}"))).expect("open slatedb");
+        eprintln!("seaweedfs, slatedb: {name}");
+        check(Arc::new(slate));
     }
 }
 

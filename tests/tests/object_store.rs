@@ -349,3 +349,70 @@ fn a_read_replica_serves_the_writers_data_refuses_writes_and_follows_edits() {
     );
     assert_eq!(seen(&replica, &rseg, &root), committed);
 }
+
+#[test]
+fn a_server_whose_every_byte_is_on_s3_restarts_with_an_empty_disk() {
+    let weed = Seaweed::start();
+    // SlateDB keeps the ordered keys (repo metadata, indices, references) on the S3 server and
+    // blocks are objects there: the local data directory holds nothing.
+    let toml = format!(
+        r#"
+[store.cloud]
+engine = "slatedb"
+url = "{meta}"
+objects = "{blocks}"
+object_cache_mb = 0
+
+[store.cloud.object_options]
+{options}"#,
+        meta = weed.url("cloud-meta"),
+        blocks = weed.url("cloud-blocks"),
+        options = weed.options_toml()
+    );
+    let mut srv = Server::builder().config(&toml).start();
+    let root = srv.create_repo("cloud");
+    srv.create_instance(&root, "keyvalue", "kv");
+    srv.put_key(&root, "kv", "a", b"on s3");
+    let before = {
+        let seg = Seg::create(&srv, &root, "seg", &standard_settings(LEVELS as u32));
+        let vol = noise_fixture(SIZE, 13, &[1, 2, 3, 4]);
+        seg.write(&vol);
+        seg.merge_ok(&[1, 2], "");
+        let part = voxels_where(&vol, [0, 0, 0], [64, 128, 128], |l| l == 3);
+        seg.split_ok(3, &part, "");
+        check_consistency(&seg, SIZE, LEVELS);
+        seen(&srv, &seg, &root)
+    };
+    let storage = srv.get("/api/server/storage").expect(200).json();
+    assert_eq!(storage["cloud"]["Engine"], "slatedb+objects", "{storage}");
+    assert!(srv.stop().success());
+    let local: Vec<_> = walk(srv.data_dir());
+    assert!(local.is_empty(), "nothing on the local disk: {local:?}");
+
+    // Another server process, a fresh scratch directory, the same bucket.
+    let again = Server::builder().config(&toml).start();
+    let seg = Seg::open(&again, &root, "seg");
+    assert_eq!(seen(&again, &seg, &root), before);
+    assert_eq!(
+        again.key_value(&root, "kv", "a").as_deref(),
+        Some(&b"on s3"[..])
+    );
+    seg.merge_ok(&[1, 4], "");
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                vec![e.path()]
+            }
+        })
+        .collect()
+}
