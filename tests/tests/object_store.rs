@@ -154,34 +154,72 @@ fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
     seg.write(&vol);
     let before = seen(&srv, &seg, &root);
 
-    weed.kill();
     let part = voxels_where(&vol, [0, 0, 0], [64, 64, 64], |l| l == 4);
-    let refused = [
-        seg.post_raw(&noise_fixture(SIZE, 6, &[9]), ""),
-        seg.split(4, &part, ""),
-        seg.get("raw/0_1_2/64_64_64/0_0_0"),
-    ];
-    for r in refused {
-        assert!(
-            r.status == 503 || r.status == 504,
-            "{}: {} {}",
-            r.what,
-            r.status,
-            r.text()
-        );
-        assert!(
-            r.text().contains("object store"),
-            "{}: {}",
-            r.what,
-            r.text()
-        );
-    }
-    // What lives on the local stores goes on.
-    srv.put_key(&root, "kv", "b", b"2");
-    assert_eq!(seg.mappings(), before.mappings);
-    assert_eq!(srv.get("/api/server/info").status, 200);
+    // Readers go on through the whole outage: every answer is a 200 or a 503/504, never
+    // anything else, and the server stays up.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let statuses = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (stop, srv, root) = (&stop, &srv, &root);
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut i = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let at = 64 * ((i + r) % 2);
+                        let path = format!("/api/node/{root}/seg/raw/0_1_2/64_64_64/{at}_0_{at}");
+                        seen.push(srv.get(&path).status);
+                        i += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        weed.kill();
+        let refused = [
+            seg.post_raw(&noise_fixture(SIZE, 6, &[9]), ""),
+            seg.split(4, &part, ""),
+            seg.get("raw/0_1_2/64_64_64/0_0_0"),
+        ];
+        for r in refused {
+            assert!(
+                r.status == 503 || r.status == 504,
+                "{}: {} {}",
+                r.what,
+                r.status,
+                r.text()
+            );
+            assert!(
+                r.text().contains("object store"),
+                "{}: {}",
+                r.what,
+                r.text()
+            );
+        }
+        // What lives on the local stores goes on.
+        srv.put_key(&root, "kv", "b", b"2");
+        assert_eq!(seg.mappings(), before.mappings);
+        assert_eq!(srv.get("/api/server/info").status, 200);
 
-    weed.start_again();
+        weed.start_again();
+        // Readers see the store come back by themselves.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        readers
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect::<Vec<u16>>()
+    });
+    assert!(
+        statuses.iter().all(|s| [200, 503, 504].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&200) && statuses.iter().any(|s| *s != 200),
+        "{statuses:?}"
+    );
+    assert_eq!(*statuses.last().unwrap(), 200, "{statuses:?}");
     // Nothing of the refused writes is visible, and writes work again with no restart.
     assert_eq!(seen(&srv, &seg, &root), before);
     seg.split_ok(4, &part, "");
