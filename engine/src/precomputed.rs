@@ -19,13 +19,14 @@
 
 use serde_json::{Value, json};
 
+use crate::block::cseg;
 use crate::block::extents::Bounds;
 use crate::block::geom::VoxelBox;
 use crate::block::jpeg;
 use crate::datatype::range::ranged;
 use crate::datatype::{Caller, Catalog, DataResponse, Handle};
 use crate::datatypes::imageblk::Grayscale;
-use crate::datatypes::labelmap::{Labelmap, cseg};
+use crate::datatypes::labelmap::Labelmap;
 use crate::mesh::Mesh;
 use crate::mesh::format::{precomputed_multires, precomputed_multires_info};
 use crate::{Error, Result};

@@ -247,37 +247,36 @@ pub(crate) fn store_for(cfg: &ObjectConfig) -> Result<(Arc<dyn ObjectStore>, Str
     let bad_option =
         |k: &str, e: object_store::Error| Error::Config(format!("object store option {k:?}: {e}"));
     let path = url.path().trim_matches('/').to_string();
+    // Each cloud's builder: the environment's settings first, then the URL, the retry and
+    // client settings, and the configuration's options (an unknown one is refused).
+    macro_rules! build {
+        ($builder:expr, $url:expr, $client:expr) => {{
+            let mut b = $builder
+                .with_url($url)
+                .with_retry(retry)
+                .with_client_options($client);
+            for (k, v) in &cfg.options {
+                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
+        }};
+    }
     let store: Arc<dyn ObjectStore> = match url.scheme() {
-        "s3" | "s3a" => {
-            let mut b = object_store::aws::AmazonS3Builder::from_env()
-                .with_url(cfg.url.as_str())
-                .with_retry(retry)
-                .with_client_options(client);
-            for (k, v) in &cfg.options {
-                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-            }
-            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
-        }
-        "gs" => {
-            let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(cfg.url.as_str())
-                .with_retry(retry)
-                .with_client_options(client);
-            for (k, v) in &cfg.options {
-                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-            }
-            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
-        }
-        "az" | "azure" | "abfs" | "abfss" => {
-            let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(cfg.url.as_str())
-                .with_retry(retry)
-                .with_client_options(client);
-            for (k, v) in &cfg.options {
-                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-            }
-            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
-        }
+        "s3" | "s3a" => build!(
+            object_store::aws::AmazonS3Builder::from_env(),
+            cfg.url.as_str(),
+            client
+        ),
+        "gs" => build!(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+            cfg.url.as_str(),
+            client
+        ),
+        "az" | "azure" | "abfs" | "abfss" => build!(
+            object_store::azure::MicrosoftAzureBuilder::from_env(),
+            cfg.url.as_str(),
+            client
+        ),
         "file" => {
             let dir = url
                 .to_file_path()
@@ -294,14 +293,7 @@ pub(crate) fn store_for(cfg: &ObjectConfig) -> Result<(Arc<dyn ObjectStore>, Str
             let root = format!("{}://{}", url.scheme(), url.authority());
             // An http:// URL says plain HTTP is meant.
             let client = client.with_allow_http(url.scheme() == "http");
-            let mut b = object_store::http::HttpBuilder::new()
-                .with_url(root)
-                .with_retry(retry)
-                .with_client_options(client);
-            for (k, v) in &cfg.options {
-                b = b.with_config(k.parse().map_err(|e| bad_option(k, e))?, v);
-            }
-            Arc::new(b.build().map_err(|e| Error::Config(e.to_string()))?)
+            build!(object_store::http::HttpBuilder::new(), root, client)
         }
         "memory" => Arc::new(object_store::memory::InMemory::new()),
         other => {

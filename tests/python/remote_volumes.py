@@ -2,7 +2,7 @@
 """Writes the remote volumes the volumeproxy tests serve over HTTP (tests/tests/volumeproxy.rs),
 with the writers labs use: the `zarr` package (a v2 array with gzip chunks, a v3 array of uint64
 labels with gzip) and CloudVolume (a precomputed volume with gzip-compressed raw chunks and a
-voxel offset).
+voxel offset; a segmentation in compressed_segmentation chunks).
 
     remote_volumes.py OUTDIR
 
@@ -54,6 +54,18 @@ def main(out):
     cv.commit_info()
     cv[:, :, :] = em.transpose(2, 1, 0)[..., np.newaxis]
     made.append(("precomputed", em, [100, 200, 10]))
+
+    # Segmentation as compressed_segmentation, few labels per block as in real data.
+    seg = (volume((20, 40, 30), np.uint64, 4) % 7) + (1 << 40)
+    info = CloudVolume.create_new_info(
+        num_channels=1, layer_type="segmentation", data_type="uint64",
+        encoding="compressed_segmentation", resolution=[8, 8, 8], voxel_offset=[-5, 0, 7],
+        chunk_size=[16, 16, 16], volume_size=[30, 40, 20], compressed_segmentation_block_size=[8, 8, 8])
+    cv = CloudVolume("file://" + os.path.join(out, "cseg"), info=info, compress=False,
+                     progress=False)
+    cv.commit_info()
+    cv[:, :, :] = seg.transpose(2, 1, 0)[..., np.newaxis]
+    made.append(("cseg", seg, [-5, 0, 7]))
 
     for name, arr, offset in made:
         with open(os.path.join(out, name + ".bin"), "wb") as f:

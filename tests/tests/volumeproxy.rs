@@ -1,5 +1,6 @@
 //! `volumeproxy` instances serving volumes that live elsewhere: a zarr v2 and a zarr v3 array
-//! written by the `zarr` package and a precomputed volume written by CloudVolume
+//! written by the `zarr` package and two precomputed volumes (raw gzip grayscale,
+//! compressed_segmentation labels) written by CloudVolume
 //! (tests/python/remote_volumes.py), served by a loopback HTTP server, read through DVID's
 //! `raw` endpoint and compared voxel for voxel with what was written.
 
@@ -142,7 +143,7 @@ fn raw(srv: &Server, root: &str, name: &str, lo: [i64; 3], size: [usize; 3]) -> 
 fn proxies_serve_zarr_and_precomputed_volumes_from_http_voxel_for_voxel() {
     let dir = tempfile::tempdir().unwrap();
     let volumes = fixtures(dir.path());
-    assert_eq!(volumes.len(), 3);
+    assert_eq!(volumes.len(), 4);
     let http = Http::serve(dir.path());
     let srv = Server::start();
     let root = srv.create_repo("proxies");

@@ -2,12 +2,14 @@
 //! siblings): block coordinates and boxes, block keys per scale, the storage wrapper,
 //! batched reads at a version, and one writer whose pyramid is generic over the voxel type.
 //!
+//! * [`cseg`] — neuroglancer's compressed_segmentation, both ways;
 //! * [`geom`] — voxel boxes, block coordinates, the label index's packed coordinates;
 //! * [`keys`] — block keys in (scale, z, y, x) order; [`stored`] — gzip/lz4/none wrapper;
 //! * [`read`] — [`Blocks`], one instance's blocks at one version;
 //! * [`voxel`] — how each voxel type is stored and downsampled;
 //! * [`pyramid`] and [`writer`] — the write path with its scales above.
 
+pub mod cseg;
 pub mod extents;
 pub mod geom;
 pub mod jpeg;

@@ -263,6 +263,8 @@ struct PrecomputedScale {
     sharding: Option<Value>,
     #[serde(default)]
     resolution: Option<[f64; 3]>,
+    #[serde(default)]
+    compressed_segmentation_block_size: Option<[usize; 3]>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -270,6 +272,8 @@ enum Encoding {
     Raw,
     Png,
     Jpeg,
+    /// uint64 labels in blocks of this size.
+    CompressedSegmentation([usize; 3]),
 }
 
 struct PrecomputedStore {
@@ -313,8 +317,11 @@ pub fn open_precomputed(fetch: Arc<dyn Fetch>) -> anyhow::Result<ChunkedVolume> 
         "raw" => Encoding::Raw,
         "png" => Encoding::Png,
         "jpeg" if dtype == Dtype::U8 => Encoding::Jpeg,
+        "compressed_segmentation" if dtype == Dtype::U64 => Encoding::CompressedSegmentation(
+            scale.compressed_segmentation_block_size.unwrap_or([8; 3]),
+        ),
         e => bail!(
-            "{name}: encoding {e:?} of {} is not supported (supported: raw, optionally gzip-compressed files; png; jpeg of uint8)",
+            "{name}: encoding {e:?} of {} is not supported (supported: raw, optionally gzip-compressed files; png; jpeg of uint8; compressed_segmentation of uint64)",
             dtype.name()
         ),
     };
@@ -398,6 +405,13 @@ impl PrecomputedStore {
             // One gray image ex wide and ey·ez tall, as for png.
             Encoding::Jpeg => crate::block::jpeg::decode_gray(&bytes, None)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", what()))?,
+            Encoding::CompressedSegmentation(block) => {
+                crate::block::cseg::decode(&bytes, [ex, ey, ez], block)
+                    .map_err(|e| anyhow::anyhow!("{}: compressed_segmentation: {e}", what()))?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect()
+            }
         };
         ensure!(
             bytes.len() == ex * ey * ez * es,

@@ -2,12 +2,12 @@
 //! segmentation (`compression=google|googlegzip`), `pseudocolor` slices, `label`, `labels`.
 //! Everything else of `raw`/`isotropic` is the image type's.
 
+use crate::block::cseg;
 use crate::block::geom::{BlockCoord, parse_point};
 use crate::block::volume::{Dims, parse_geometry};
 use crate::datatype::{DataRequest, DataResponse, pseudocolor};
 use crate::datatypes::imageblk::image::Image;
 use crate::datatypes::imageblk::voxels as image_voxels;
-use crate::datatypes::labelmap::cseg;
 use crate::{Error, Result};
 
 /// Little-endian uint64 voxel bytes → labels.

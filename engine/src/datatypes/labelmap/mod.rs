@@ -8,12 +8,11 @@
 //! * [`ingest`] — the write path: label index, extents and sync events around the block
 //!   writer;
 //! * [`index`] — the label index protobuf and its updates;
-//! * `voxels`, `blocks`, `labels`, `sparsevol` — the endpoints; [`cseg`] — neuroglancer's
-//!   compressed_segmentation for `compression=google`.
+//! * `voxels`, `blocks`, `labels`, `sparsevol` — the endpoints (`compression=google` through
+//!   `crate::block::cseg`).
 
 mod blocks;
 pub mod config;
-pub mod cseg;
 mod handle;
 pub mod index;
 pub mod ingest;

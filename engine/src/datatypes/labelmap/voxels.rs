@@ -6,9 +6,10 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::ingest::{Mode, Write};
+use super::scale;
 use super::state::state;
 use super::store::Labels;
-use super::{cseg, scale};
+use crate::block::cseg;
 use crate::block::geom::{BlockCoord, VoxelBox, parse_point};
 use crate::block::volume::{
     Dims, Fill, Isotropic, Planes, bytes_wide, check_whole, copy_block, gather_block,

@@ -36,8 +36,8 @@ const HELP: &str = r#"
 API for datatype "volumeproxy" (Tessera's; DVID's googlevoxels for today's formats)
 ====================================================================================
 
-A read-only view of a neuroglancer precomputed volume (unsharded; raw, png or jpeg chunks,
-gzip-compressed or not; its first scale) or a zarr v2/v3 array (uncompressed, gzip or zlib) kept
+A read-only view of a neuroglancer precomputed volume (unsharded; raw, png, jpeg or
+compressed_segmentation chunks, gzip-compressed or not; its first scale) or a zarr v2/v3 array (uncompressed, gzip or zlib) kept
 on object storage, an HTTP server or local disk. Nothing is copied: chunks are fetched as reads
 need them and cached.
 

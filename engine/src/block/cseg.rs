@@ -1,5 +1,7 @@
-//! Neuroglancer `compressed_segmentation` encoder for uint64 labels (8×8×8 encoding blocks, one
-//! channel), the body of a labelmap `raw/...?compression=google[gzip]` response.
+//! Neuroglancer `compressed_segmentation` for uint64 labels, one channel: the encoder (8×8×8
+//! encoding blocks) behind labelmap `raw/...?compression=google[gzip]` responses and the
+//! precomputed view, and a decoder for chunks read from elsewhere (volumeproxy), which checks
+//! every offset and width it is given.
 //!
 //! The output is byte-identical to the reference C++ encoder (PyPI `compressed_segmentation`):
 //! per block the packed indices come first, then the lookup table unless an identical table was
@@ -205,49 +207,88 @@ fn intern(slots: &mut [Slot], epoch: u32, distinct: &mut Vec<(u64, u16)>, v: u64
     }
 }
 
+/// Decodes one channel of `size = [nx, ny, nz]` voxels (x fastest) encoded in blocks of
+/// `block` voxels. Untrusted input: a header, offset or width that does not fit is an error.
+pub fn decode(buf: &[u8], size: [usize; 3], block: [usize; 3]) -> Result<Vec<u64>, String> {
+    if !buf.len().is_multiple_of(4) {
+        return Err(format!("{} bytes: not whole 32-bit words", buf.len()));
+    }
+    if block.contains(&0) {
+        return Err("an encoding block size of 0".into());
+    }
+    let w: Vec<u32> = buf
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    let start = *w.first().ok_or("no channel offset")? as usize;
+    let ch = w.get(start..).ok_or("the channel offset is past the end")?;
+    let grid: [usize; 3] = std::array::from_fn(|a| size[a].div_ceil(block[a]));
+    let blocks = grid.iter().product::<usize>();
+    if ch.len() < 2 * blocks {
+        return Err(format!(
+            "{} words: too few for {blocks} block headers",
+            ch.len()
+        ));
+    }
+    let per_block = block.iter().product::<usize>();
+    let mut out = vec![0u64; size.iter().product()];
+    for b in 0..blocks {
+        let (head, values) = (ch[2 * b], ch[2 * b + 1] as usize);
+        let bits = (head >> 24) as usize;
+        if ![0, 1, 2, 4, 8, 16, 32].contains(&bits) {
+            return Err(format!("block {b}: {bits} bits per value"));
+        }
+        let table = (head & 0xff_ffff) as usize;
+        let words = (per_block * bits).div_ceil(32);
+        if bits > 0 && values.checked_add(words).is_none_or(|end| end > ch.len()) {
+            return Err(format!("block {b}: its values run past the end"));
+        }
+        let origin = [
+            b % grid[0] * block[0],
+            b / grid[0] % grid[1] * block[1],
+            b / (grid[0] * grid[1]) * block[2],
+        ];
+        for z in 0..block[2].min(size[2] - origin[2]) {
+            for y in 0..block[1].min(size[1] - origin[1]) {
+                for x in 0..block[0].min(size[0] - origin[0]) {
+                    let p = x + block[0] * (y + block[1] * z);
+                    let idx = match bits {
+                        0 => 0,
+                        _ => {
+                            let word = ch[values + p * bits / 32];
+                            ((u64::from(word) >> (p * bits % 32)) & ((1u64 << bits) - 1)) as usize
+                        }
+                    };
+                    let at = table + 2 * idx;
+                    let (lo, hi) = match (ch.get(at), ch.get(at + 1)) {
+                        (Some(lo), Some(hi)) => (*lo, *hi),
+                        _ => return Err(format!("block {b}: index {idx} past its table")),
+                    };
+                    let v = (origin[2] + z) * size[1] * size[0]
+                        + (origin[1] + y) * size[0]
+                        + origin[0]
+                        + x;
+                    out[v] = u64::from(lo) | u64::from(hi) << 32;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::compute::reference::Rng;
 
     /// Independent reader following neuroglancer's decoder, for in-volume voxels only.
-    fn decode(buf: &[u8], size: [usize; 3]) -> Vec<u64> {
-        let w: Vec<u32> = (buf.chunks_exact(4))
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        assert_eq!((buf.len() % 4, w[0]), (0, 1));
-        let ch = &w[1..];
-        let grid = size.map(|n| n.div_ceil(8));
-        let mut out = Vec::with_capacity(size.iter().product());
-        for z in 0..size[2] {
-            for y in 0..size[1] {
-                for x in 0..size[0] {
-                    let b = x / 8 + grid[0] * (y / 8 + grid[1] * (z / 8));
-                    let bits = (ch[2 * b] >> 24) as usize;
-                    let table = &ch[(ch[2 * b] & 0xff_ffff) as usize..];
-                    assert!([0, 1, 2, 4, 8, 16, 32].contains(&bits), "bits {bits}");
-                    let p = x % 8 + 8 * (y % 8 + 8 * (z % 8));
-                    let idx = match bits {
-                        0 => 0,
-                        _ => {
-                            let word = ch[ch[2 * b + 1] as usize + p * bits / 32];
-                            ((u64::from(word) >> (p * bits % 32)) & ((1 << bits) - 1)) as usize
-                        }
-                    };
-                    out.push(u64::from(table[2 * idx]) | u64::from(table[2 * idx + 1]) << 32);
-                }
-            }
-        }
-        out
-    }
-
     fn block_bits(buf: &[u8], b: usize) -> u8 {
         buf[4 + 8 * b + 3]
     }
 
     fn round_trip(vol: &[u64], size: [usize; 3]) -> Vec<u8> {
         let enc = encode(vol, size);
-        assert_eq!(decode(&enc, size), vol, "size {size:?}");
+        assert_eq!(decode(&enc, size, [8; 3]).unwrap(), vol, "size {size:?}");
         enc
     }
 
@@ -328,5 +369,24 @@ mod tests {
         let enc = round_trip(&vol, size);
         let h0 = |b: usize| &enc[4 + 8 * b..4 + 8 * b + 4];
         assert!((1..4).all(|b| h0(b) == h0(0)));
+    }
+
+    #[test]
+    fn decoding_refuses_what_does_not_fit() {
+        let vol: Vec<u64> = (0..10 * 9 * 8).map(|i| i % 5).collect();
+        let enc = encode(&vol, [10, 9, 8]);
+        for cut in [0, 3, 4, 20, enc.len() - 4] {
+            assert!(
+                decode(&enc[..cut], [10, 9, 8], [8; 3]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut bad_bits = enc.clone();
+        bad_bits[4 + 3] = 3;
+        assert!(decode(&bad_bits, [10, 9, 8], [8; 3]).is_err());
+        let mut bad_table = enc.clone();
+        bad_table[4..7].copy_from_slice(&[0xff, 0xff, 0xff]);
+        assert!(decode(&bad_table, [10, 9, 8], [8; 3]).is_err());
+        assert!(decode(&enc, [10, 9, 8], [0, 8, 8]).is_err());
     }
 }
