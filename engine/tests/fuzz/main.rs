@@ -14,6 +14,7 @@ mod support;
 static ALLOC: support::Counting = support::Counting;
 
 mod codec;
+mod cseg;
 mod json;
 mod labelmap;
 mod stored;
