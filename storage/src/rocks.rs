@@ -11,6 +11,8 @@ use crate::{KvStore, Result, WriteBatch, WriteOp};
 const BLOB_MIN: u64 = 64 << 10;
 /// RocksDB's block cache: label indices, mappings and hot blocks (its default is 32 MiB).
 const BLOCK_CACHE: usize = 256 << 20;
+/// How long `flush` waits for background compactions to finish.
+const COMPACTION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The embedded default engine: one RocksDB database in one directory.
 pub struct RocksStore {
@@ -160,7 +162,13 @@ impl KvStore for RocksStore {
             return Ok(());
         }
         self.db.flush_wal(true)?;
-        Ok(self.db.flush()?)
+        self.db.flush()?;
+        // Let the flush's background compactions finish: a process that exits while one runs
+        // (the server after its shutdown flush) has RocksDB's threads outlive its statics, and
+        // aborts ("pthread lock: Invalid argument"). Bounded, so a shutdown cannot hang on it.
+        let mut quiet = rocksdb::WaitForCompactOptions::default();
+        quiet.set_timeout(COMPACTION_WAIT.as_micros() as u64);
+        Ok(self.db.wait_for_compact(&quiet)?)
     }
 
     fn refresh(&self) -> Result<bool> {

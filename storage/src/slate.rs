@@ -24,6 +24,8 @@ fn stored(key: &[u8]) -> Vec<u8> {
     k
 }
 
+type Job<T> = std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+
 pub struct SlateStore {
     db: Arc<slatedb::Db>,
     rt: Option<tokio::runtime::Runtime>,
@@ -51,10 +53,8 @@ impl SlateStore {
         })
     }
 
-    fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(Arc<slatedb::Db>) -> std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send>>,
-    ) -> Result<T> {
+    /// Runs the future `f` makes from the database and waits for it.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce(Arc<slatedb::Db>) -> Job<T>) -> Result<T> {
         block_on(
             self.rt.as_ref().expect("runtime until drop"),
             f(self.db.clone()),

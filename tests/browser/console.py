@@ -418,7 +418,8 @@ def auth_errors_readable():
     # shows the repo.
     page.evaluate("localStorage.removeItem('tessera.console.token')")
     page.goto(GUARDED + "/")
-    page.wait_for_selector("#repos p.muted")
+    # The panel starts as "Loading…" (also p.muted): wait for the answer, not the placeholder.
+    page.wait_for_selector("#repos p.muted:has-text('token')")
     empty = page.text_content("#repos")
     expect("token" in empty and page.locator(".dag-node").count() == 0, f"repos panel {empty!r}")
     with page.expect_response(lambda r: r.url.endswith("/api/repos/info") and r.status == 401):

@@ -152,8 +152,8 @@ pub async fn action(
     Ok(resp)
 }
 
-/// `GET /api/server/storage` (Tessera's own; admin when access control is on): each store with its engine, where its
-/// objects live, and the instances placed on it.
+/// `GET /api/server/storage` (Tessera's own; admin when access control is on): each store with
+/// its engine, where its objects live, and the instances placed on it.
 fn stores_json(st: &AppState) -> Value {
     let mut placed = st.engine.instances_by_store();
     let out: Map<String, Value> = st
