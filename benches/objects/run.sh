@@ -30,8 +30,10 @@ stop_weed() {
 }
 trap stop_weed EXIT
 mkdir -p "$WORK/weed"
-AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret "$WEED" mini -dir="$WORK/weed" \
-    -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret "$WEED" -logdir="$WORK" mini \
+    -dir="$WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false \
+    -s3.localSocket="$WORK/s3.sock" -filer.localSocket="$WORK/filer.sock" \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
     -bucket=tessera -s3.port=$B -s3.port.grpc=$((B + 1)) -master.port=$((B + 2)) \
     -master.port.grpc=$((B + 3)) -volume.port=$((B + 4)) -volume.port.grpc=$((B + 5)) \
     -filer.port=$((B + 6)) -filer.port.grpc=$((B + 7)) -webdav.port=$((B + 8)) \

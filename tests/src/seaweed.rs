@@ -108,10 +108,27 @@ impl Seaweed {
         let log = std::fs::File::create(self.dir.path().join("weed.log")).expect("weed log");
         let data = self.dir.path().join("data");
         std::fs::create_dir_all(&data).expect("weed data dir");
+        // Everything weed writes stays in the temporary directory: its logs, its unix sockets
+        // (else /tmp/seaweedfs-*.sock), and no WebDAV server (its chunk cache is in /tmp).
+        let here = self.dir.path();
         let child = Command::new(weed_binary())
+            .arg(format!("-logdir={}", here.display()))
             .arg("mini")
             .arg(format!("-dir={}", data.display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"])
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-admin.ui=false",
+                "-webdav=false",
+            ])
+            .arg(format!(
+                "-s3.localSocket={}",
+                here.join("s3.sock").display()
+            ))
+            .arg(format!(
+                "-filer.localSocket={}",
+                here.join("filer.sock").display()
+            ))
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-bucket={BUCKET}"))
             .args([
