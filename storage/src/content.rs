@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::object::{Hash, Objects, hash_of};
 use crate::{Error, KvStore, Result, WriteBatch, WriteOp};
@@ -90,6 +90,10 @@ pub struct ContentStore {
     /// upload of an object it already has (the sweep evicts what it deletes).
     cache: quick_cache::sync::Cache<Hash, Bytes, ByLen>,
     sweep: Mutex<Sweep>,
+    /// Writes hold this shared from their upload to their KV batch; a collection takes it
+    /// exclusively to start, so no write straddles the start unregistered (its objects could
+    /// be old, its references not yet marked).
+    writing: RwLock<()>,
     name: &'static str,
     io: Counters,
 }
@@ -117,6 +121,7 @@ impl ContentStore {
                 ByLen,
             ),
             sweep: Mutex::new(Sweep::default()),
+            writing: RwLock::new(()),
             name,
             io: Counters::default(),
         }
@@ -271,6 +276,7 @@ impl ContentStore {
     /// writes may go on during a collection.
     pub fn gc(&self, grace: Duration) -> Result<GcReport> {
         {
+            let _no_write_in_flight = self.writing.write();
             let mut sweep = self.sweep.lock();
             if sweep.active {
                 return Err(Error::Engine("a collection is already running".into()));
@@ -393,6 +399,7 @@ impl KvStore for ContentStore {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
+        let _in_flight = self.writing.read();
         let (batch, objects) = self.encode(batch);
         self.upload(objects)?;
         self.kv.write(batch)
@@ -481,6 +488,40 @@ mod tests {
         s.put(b"b/4", &[1u8; 100]).unwrap();
         s.cache.clear();
         assert_eq!(s.get(b"b/4").unwrap().unwrap(), vec![1u8; 100]);
+    }
+
+    #[test]
+    fn collections_running_beside_writes_never_delete_a_live_object() {
+        let (s, _kv, _dir) = store(blocks);
+        let s = Arc::new(s);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let collector = scope.spawn(|| {
+                let mut runs = 0;
+                while !done.load(Ordering::Relaxed) {
+                    s.gc(Duration::ZERO).unwrap();
+                    runs += 1;
+                }
+                runs
+            });
+            // Values come back (the cache holds them, so writes skip their uploads) and go
+            // (overwritten), while collections delete what is unreferenced.
+            for round in 0..300u32 {
+                let mut b = WriteBatch::new();
+                for k in 0..4u32 {
+                    let v = vec![((round + k) % 7) as u8; 100];
+                    b.put(format!("b/{k}").into_bytes(), v);
+                }
+                s.write(b).unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            assert!(collector.join().unwrap() > 0);
+        });
+        s.cache.clear();
+        for k in 0..4u32 {
+            let want = vec![((299 + k) % 7) as u8; 100];
+            assert_eq!(s.get(format!("b/{k}").as_bytes()).unwrap().unwrap(), want);
+        }
     }
 
     #[test]
