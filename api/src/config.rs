@@ -173,7 +173,7 @@ impl Config {
         let mut stores: BTreeMap<String, Arc<dyn KvStore>> = BTreeMap::new();
         let mut content = BTreeMap::new();
         let sync = self.server.sync_writes.unwrap_or(true);
-        let open_rocks = |alias: &str, path: &Path| -> anyhow::Result<Arc<dyn KvStore>> {
+        let open_rocksdb = |alias: &str, path: &Path| -> anyhow::Result<Arc<dyn KvStore>> {
             if read_only {
                 open_replica(alias, path)
             } else {
@@ -181,7 +181,7 @@ impl Config {
             }
         };
         if self.store.is_empty() {
-            stores.insert("default".into(), open_rocks("default", data_dir)?);
+            stores.insert("default".into(), open_rocksdb("default", data_dir)?);
         }
         for (alias, sc) in &self.store {
             let store: Arc<dyn KvStore> = match sc.engine.as_str() {
@@ -190,7 +190,7 @@ impl Config {
                         .path
                         .as_ref()
                         .with_context(|| format!("[store.{alias}] needs a path"))?;
-                    open_rocks(alias, path)?
+                    open_rocksdb(alias, path)?
                 }
                 "slatedb" => {
                     let url = sc.url.as_ref().with_context(|| {

@@ -134,20 +134,6 @@ fn kind(d: Dtype) -> Kind {
     }
 }
 
-fn parse_voxel_size(s: &str) -> Result<[f64; 3]> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::bad(format!("VoxelSize {s:?} must be three numbers x,y,z")))?;
-    match v[..] {
-        [x, y, z] if v.iter().all(|d| d.is_finite() && *d > 0.0) => Ok([x, y, z]),
-        _ => Err(Error::bad(format!(
-            "VoxelSize {s:?} must be three positive numbers x,y,z"
-        ))),
-    }
-}
-
 impl Datatype for VolumeProxyType {
     fn description(&self) -> &'static Description {
         &DESCRIPTION
@@ -173,10 +159,11 @@ impl Datatype for VolumeProxyType {
                 .filter(|r| r.is_finite() && (0.0..=600.0).contains(r))
                 .ok_or_else(|| Error::bad(format!("RetrySecs {s:?} must be 0 to 600 seconds")))?,
         };
-        let voxel_size = settings
-            .get("voxelsize")
-            .map(parse_voxel_size)
-            .transpose()?;
+        // Given, the shared VoxelSize rule; absent, the source's resolution (see `info`).
+        let voxel_size = match settings.get("voxelsize") {
+            Some(_) => Some(settings.voxel_size()?),
+            None => None,
+        };
         let options = settings
             .iter()
             .filter_map(|(k, v)| Some((k.strip_prefix("object_")?.to_string(), v.to_string())))
