@@ -71,6 +71,12 @@ pub enum Access {
     Repo,
     /// Settings of the repo holding `{uuid}`: GET and HEAD read, other methods need admin.
     RepoAdmin,
+    /// Reads of the repo holding `{uuid}` whatever the method (a transfer's sender answers
+    /// POSTs because they carry lists, not changes).
+    RepoRead,
+    /// A transfer into the repo rooted at `{uuid}`: write on it when it is here, and the right
+    /// to create repos (write on `*`) when it is not.
+    Import,
     /// Instance requests: read, or write when the datatype calls the request a mutation
     /// (roi `ptquery` and neuronjson `query` are POSTs that only read), or server admin for
     /// the few DVID reserves to admins (`Datatype::admin_only`).
@@ -281,6 +287,11 @@ impl Auth {
             Access::ServerAdmin => return self.server(who, Role::Admin, "server administration"),
             Access::Repo if target.reads() => Role::Read,
             Access::Repo => Role::Write,
+            Access::RepoRead => Role::Read,
+            Access::Import if target.uuid().is_some_and(|u| engine.node_place(u).is_err()) => {
+                return self.server(who, Role::Write, "receiving a new repo");
+            }
+            Access::Import => Role::Write,
             Access::RepoAdmin if target.reads() => Role::Read,
             Access::RepoAdmin => Role::Admin,
             Access::Data => {

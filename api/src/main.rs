@@ -153,6 +153,56 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         max_request_mb: u64,
     },
+    /// Send a repo to another server, moving only what it lacks (docs/distribution.md).
+    ///
+    /// Reads from --from (default: this machine's server) and writes into --to. Rerun the
+    /// same command to resume an interrupted push; it prints what moved as JSON.
+    Push {
+        /// The repo (any node UUID or prefix; the version for --transmit branch/flatten).
+        repo: String,
+        /// The receiving server.
+        #[arg(long)]
+        to: String,
+        /// The sending server.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        from: String,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+    /// Fetch a repo from another server, moving only what this one lacks
+    /// (docs/distribution.md).
+    ///
+    /// Reads from --from and writes into --to (default: this machine's server). Rerun the
+    /// same command to resume an interrupted pull; it prints what moved as JSON.
+    Pull {
+        /// The repo (any node UUID or prefix; the version for --transmit branch/flatten).
+        repo: String,
+        /// The sending server.
+        #[arg(long)]
+        from: String,
+        /// The receiving server.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        to: String,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+    /// Mount a keyvalue instance of a running server as a directory, one file per key (FUSE).
+    ///
+    /// Read-write at an open version, read-only at a committed one. Stays in the foreground
+    /// until DIR is unmounted (`umount DIR`) or the command is interrupted (Ctrl-C, SIGTERM),
+    /// which unmounts it. Keys that are no valid file names are escaped (docs/mount.md).
+    Mount {
+        /// http://HOST:PORT/<uuid>/<instance>; the version may be a UUID prefix or uuid:branch.
+        url: String,
+        /// The directory to mount on.
+        dir: PathBuf,
+        /// Bearer token sent with every request (Authorization: Bearer TOKEN).
+        #[arg(long, env = "TESSERA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Refuse writes even at an open version.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Serve a demo dataset built on the fly (grayscale, segmentation with meshes, synapses,
     /// labelsz, an ROI, bookmarks, a committed root and a child with edits) and print the
     /// neuroglancer link and layer sources. A data directory that holds it is served as is.
@@ -382,6 +432,29 @@ fn main() -> anyhow::Result<()> {
             quiet,
             max_request_mb,
         }),
+        Command::Push {
+            repo,
+            to,
+            from,
+            transfer,
+        }
+        | Command::Pull {
+            repo,
+            from,
+            to,
+            transfer,
+        } => transfer.run(repo, from, to),
+        Command::Mount {
+            url,
+            dir,
+            token,
+            read_only,
+        } => cli::mount::run(cli::mount::MountArgs {
+            url,
+            dir,
+            token,
+            read_only,
+        }),
         Command::Demo {
             addr,
             data,
@@ -472,5 +545,68 @@ fn main() -> anyhow::Result<()> {
             repeats,
             json,
         }),
+    }
+}
+
+/// What `push` and `pull` send, and how.
+#[derive(clap::Args)]
+struct TransferArgs {
+    /// all: every version; branch: the version and its ancestors; flatten: what is visible
+    /// at the version, as the single root of a new repo.
+    #[arg(long, default_value = "all", value_parser = ["all", "branch", "flatten"])]
+    transmit: String,
+    /// Only these instances (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    data: Vec<String>,
+    /// Only blocks meeting this roi instance (a partial replica: reads elsewhere answer 404).
+    #[arg(long)]
+    roi: Option<String>,
+    /// Only blocks meeting these voxels, x0,y0,z0,x1,y1,z1 (end exclusive).
+    #[arg(long = "box", allow_hyphen_values = true)]
+    bbox: Option<String>,
+    /// Only blocks of scales up to this one.
+    #[arg(long)]
+    max_scale: Option<u8>,
+    /// When the receiver already extended a branch the sender extends too, the branch the
+    /// sender's nodes take there.
+    #[arg(long)]
+    new_branch: Option<String>,
+    /// Token for the sending server (default: $TESSERA_TOKEN).
+    #[arg(long, env = "TESSERA_TOKEN")]
+    from_token: Option<String>,
+    /// Token for the receiving server (default: $TESSERA_TOKEN).
+    #[arg(long, env = "TESSERA_TOKEN")]
+    to_token: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl TransferArgs {
+    fn run(self, repo: String, from: String, to: String) -> anyhow::Result<()> {
+        let selection = tessera_engine::engine::transfer::Selection {
+            transmit: cli::transfer::parse_transmit(&self.transmit)?,
+            version: None,
+            data: self.data,
+            roi: self.roi,
+            bbox: self
+                .bbox
+                .as_deref()
+                .map(cli::transfer::parse_box)
+                .transpose()?,
+            max_scale: self.max_scale,
+        };
+        let report = cli::transfer::run(cli::transfer::Args {
+            source: from,
+            dest: to,
+            source_token: self.from_token,
+            dest_token: self.to_token,
+            repo,
+            selection,
+            new_branch: self.new_branch,
+            progress: !self.quiet && std::io::stderr().is_terminal(),
+        })?;
+        println!("{}", serde_json::to_string(&report)?);
+        Ok(())
     }
 }

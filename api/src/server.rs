@@ -372,7 +372,8 @@ async fn gate(State(state): State<Shared>, mut req: Request, next: Next) -> Resp
             return refused(denied.into(), &user);
         }
     }
-    let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && access != Access::RepoRead;
     if state.config.server.rwmode == "replica" && writes {
         return refused(
             tessera_engine::Error::bad(

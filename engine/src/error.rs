@@ -9,6 +9,8 @@ pub enum Error {
     Unauthorized(String),
     Forbidden(String),
     PayloadTooLarge(String),
+    /// The request contradicts what the server holds (a transfer's diverged history).
+    Conflict(String),
     RangeNotSatisfiable {
         len: u64,
     },
@@ -37,6 +39,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::PayloadTooLarge(_) => 413,
+            Error::Conflict(_) => 409,
             Error::RangeNotSatisfiable { .. } => 416,
             Error::InsufficientStorage(_) => 507,
             Error::Unavailable(_) => 503,
@@ -54,6 +57,7 @@ impl fmt::Display for Error {
             | Error::Unauthorized(m)
             | Error::Forbidden(m)
             | Error::PayloadTooLarge(m)
+            | Error::Conflict(m)
             | Error::InsufficientStorage(m)
             | Error::Unavailable(m)
             | Error::Timeout(m)

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::block::held::Held;
+
 /// A data instance as persisted with its repo.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceMeta {
@@ -23,4 +25,11 @@ pub struct InstanceMeta {
     pub store: String,
     /// The datatype's own configuration, as returned by `Datatype::configure`.
     pub config: serde_json::Value,
+    /// On a partial replica, the blocks this server holds (`block::held`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+    /// Set while a transfer writes the instance's data (`tessera push/pull`): requests answer
+    /// 503 until the transfer finishes, so a half-received instance is never read as whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub receiving: bool,
 }

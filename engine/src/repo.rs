@@ -42,6 +42,11 @@ pub struct Node {
     pub children: Vec<VersionId>,
     pub created: String,
     pub updated: String,
+    /// An open node received by a transfer and not written here since: a later transfer may
+    /// update it. The first local write makes it this server's own, and a transfer that
+    /// would overwrite it is then refused as a diverged history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
 }
 
 impl Node {
@@ -64,6 +69,7 @@ impl Node {
             children: Vec::new(),
             created: t.clone(),
             updated: t,
+            mirror: false,
         }
     }
 
@@ -93,8 +99,22 @@ pub struct Repo {
     pub instances: BTreeMap<String, InstanceMeta>,
     pub mutation_id: u64,
     pub saved_mutation_id: u64,
+    /// Set while a transfer writes into the repo (`engine::transfer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving: Option<Receiving>,
     #[serde(skip)]
     pub dag: Arc<Dag>,
+}
+
+/// A transfer in progress into a repo: the nodes and instances it writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receiving {
+    /// The sent nodes' UUIDs.
+    pub nodes: Vec<String>,
+    pub instances: Vec<String>,
+    /// Instances the transfer created here (they subscribe to their syncs when it finishes).
+    pub new_instances: Vec<String>,
+    pub started: String,
 }
 
 /// Names an instance may not take (spec §1.1).
@@ -123,6 +143,7 @@ impl Repo {
             instances: BTreeMap::new(),
             mutation_id: first_mutation_id,
             saved_mutation_id: first_mutation_id,
+            receiving: None,
             dag: Arc::default(),
         };
         repo.nodes.insert(root.version, root);
@@ -198,6 +219,24 @@ impl Repo {
         self.rebuild_dag();
         self.touch();
         Ok(())
+    }
+
+    /// Adds a node a transfer brought (its parents already here), moving its branch's leaf to
+    /// it when it extends that branch.
+    pub fn receive_node(&mut self, node: Node) -> Result<()> {
+        let extends = match self.branch_leaves.get(&node.branch) {
+            None => true,
+            Some(leaf) => {
+                node.parents.contains(leaf)
+                    || self
+                        .dag
+                        .is_ancestor(*leaf, node.parents.first().copied().unwrap_or(0))
+            }
+        };
+        if extends && node.parents.len() <= 1 {
+            self.branch_leaves.insert(node.branch.clone(), node.version);
+        }
+        self.add_child(node)
     }
 
     /// Checks a new child on `branch` under `parent` is allowed (spec §1.3 newversion/branch).

@@ -24,6 +24,9 @@ pub mod space {
     pub const LOG: u8 = 0x03;
     /// Durable outboxes of sync subscribers (engine::mutation::outbox).
     pub const OUTBOX: u8 = 0x04;
+    /// Hashes of values a transfer received, each naming a key that holds it
+    /// (engine::engine::transfer), so a later transfer reuses them instead of moving them.
+    pub const HASHES: u8 = 0x05;
 }
 
 const PRESENT: u8 = 0x00;
@@ -114,7 +117,8 @@ fn base_key(instance: u32, tkey: &[u8]) -> Vec<u8> {
     k
 }
 
-fn data_key(instance: u32, tkey: &[u8], version: VersionId) -> Vec<u8> {
+/// The stored key of `tkey` at `version` in `instance`.
+pub fn data_key(instance: u32, tkey: &[u8], version: VersionId) -> Vec<u8> {
     let mut k = base_key(instance, tkey);
     k.extend_from_slice(&version.to_be_bytes());
     k
@@ -139,6 +143,19 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     Vec::new()
+}
+
+/// A value as stored: `0x00 ‖ bytes`, or the tombstone `0x01` for `None`.
+pub fn encode_value(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        Some(v) => [&[PRESENT][..], v].concat(),
+        None => vec![TOMBSTONE],
+    }
+}
+
+/// Whether `raw` is a well-formed stored value.
+pub fn is_stored_value(raw: &[u8]) -> bool {
+    matches!(raw, [PRESENT, ..] | [TOMBSTONE])
 }
 
 fn decode_value(raw: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -226,6 +226,9 @@ fn every_route_checks_rights_for_every_method() {
                         _ if admins_only => false,
                         (_, "server-write" | "server-admin" | "server-action") => false,
                         ("reader", "data") => reads || reading_keyword,
+                        // A transfer's sender answers POSTs that only read.
+                        ("reader", "repo-read") => true,
+                        ("reader", "import") => false,
                         ("reader", _) => reads,
                         ("writer", "repo-admin") => reads,
                         _ => true,

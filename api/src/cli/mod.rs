@@ -8,10 +8,12 @@ pub mod demo;
 pub mod gpu_bench;
 pub mod load;
 pub mod mesh;
+pub mod mount;
 mod npy;
 pub mod pyramid;
 pub mod shard;
 pub mod store;
+pub mod transfer;
 
 use std::sync::Arc;
 

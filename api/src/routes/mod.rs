@@ -6,6 +6,7 @@ mod node;
 mod precomputed;
 mod repo;
 mod server;
+mod transfer;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -65,6 +66,16 @@ pub fn table() -> Vec<(&'static str, MethodRouter<Shared>, Access)> {
         ),
         ("/api/repo/{uuid}/merge", post(repo::merge), Repo),
         ("/api/repo/{uuid}/resolve", post(repo::resolve), Repo),
+        (
+            "/api/repo/{uuid}/export/{step}",
+            post(transfer::export),
+            RepoRead,
+        ),
+        (
+            "/api/repo/{uuid}/import/{step}",
+            post(transfer::import),
+            Import,
+        ),
         (
             "/api/node/{uuid}/{action}",
             get(node::get_action).post(node::post_action),

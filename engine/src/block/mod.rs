@@ -12,6 +12,7 @@
 pub mod cseg;
 pub mod extents;
 pub mod geom;
+pub mod held;
 pub mod jpeg;
 pub mod keys;
 pub mod pyramid;

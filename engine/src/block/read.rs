@@ -1,14 +1,18 @@
 //! A block datatype's blocks at one version: single and batched reads, rows, and decoding.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use tessera_storage::{VersionedStore, View};
 
 use super::geom::BlockCoord;
+use super::held::Held;
 use super::keys::{block_key, block_key_coord};
 use super::stored::{Stored, deserialize};
 use super::voxel::Voxel;
 use crate::Result;
 use crate::compute::{Compute, Shape};
+use crate::datatype::DataCtx;
 
 /// A scan visitor: sees each key and value, returns whether to go on.
 pub type KeyVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
@@ -41,16 +45,48 @@ pub struct Blocks {
     /// Every scale's blocks have this shape.
     pub shape: Shape,
     pub stored: Stored,
+    /// On a partial replica, the blocks it holds (with the instance's name, for messages):
+    /// reads of others fail.
+    pub held: Option<Arc<(String, Held)>>,
 }
 
 impl Blocks {
+    /// The blocks of the instance and version of `ctx`.
+    pub fn of(ctx: &DataCtx, shape: Shape, stored: Stored) -> Blocks {
+        Blocks {
+            store: ctx.store.clone(),
+            view: ctx.view.clone(),
+            shape,
+            stored,
+            held: ctx
+                .instance
+                .held
+                .clone()
+                .map(|h| Arc::new((ctx.instance.name.clone(), h))),
+        }
+    }
+
+    /// A 404 when this server holds only part of the instance and not block `c`.
+    fn check_held(&self, scale: u8, c: BlockCoord) -> Result<()> {
+        match &self.held {
+            Some(h) => {
+                h.1.check(&h.0, scale, c, [self.shape.x, self.shape.y, self.shape.z])
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The stored (serialized) block at `c`, if any.
     pub fn get(&self, scale: u8, c: BlockCoord) -> Result<Option<Vec<u8>>> {
+        self.check_held(scale, c)?;
         Ok(self.store.get(&self.view, &block_key(scale, c))?)
     }
 
     /// The stored blocks at `coords`, in order, read in one storage call.
     pub fn get_many(&self, scale: u8, coords: &[BlockCoord]) -> Result<Vec<Option<Vec<u8>>>> {
+        for c in coords {
+            self.check_held(scale, *c)?;
+        }
         let keys: Vec<[u8; 14]> = coords.iter().map(|c| block_key(scale, *c)).collect();
         let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
         Ok(self.store.get_many(&self.view, &refs)?)
@@ -66,6 +102,11 @@ impl Blocks {
         x1: i32,
         visit: &mut dyn FnMut(BlockCoord, &[u8]) -> Result<()>,
     ) -> Result<()> {
+        if self.held.is_some() {
+            for x in x0..=x1 {
+                self.check_held(scale, [x, y, z])?;
+            }
+        }
         let (lo, hi) = (block_key(scale, [x0, y, z]), block_key(scale, [x1, y, z]));
         scan_visible(&self.store, &self.view, &lo, &hi, &mut |k, v| {
             visit(block_key_coord(k)?, v)?;

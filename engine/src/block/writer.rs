@@ -148,6 +148,7 @@ mod tests {
             },
             shape: Shape::cube(8),
             stored,
+            held: None,
         }
     }
 

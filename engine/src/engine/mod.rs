@@ -4,6 +4,7 @@
 
 mod common;
 mod migrate;
+pub mod transfer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
@@ -957,6 +958,8 @@ impl Engine {
                 syncs: Vec::new(),
                 store: String::new(),
                 config,
+                held: None,
+                receiving: false,
             };
             meta.store = self.store_for(&meta, state.repos[&root].root_uuid());
             let repo = state.repos.get_mut(&root).expect("matched repo exists");
@@ -1138,14 +1141,22 @@ impl Engine {
         req: &DataRequest,
         caller: &Caller,
     ) -> Result<DataResponse> {
-        let (dt, ctx, locked) = {
+        let (dt, ctx, locked, mirror) = {
             let state = self.state.read();
             let (root, version) = match_uuid(&state, spec)?;
             let repo = &state.repos[&root];
             let meta = repo.instance(name)?;
+            if meta.receiving {
+                return Err(Error::Unavailable(format!(
+                    "instance {name:?} of repo {} is being received by a transfer and is \
+                     readable once it finishes (an interrupted transfer resumes when run again)",
+                    repo.root_uuid()
+                )));
+            }
             let dt = self.datatype(&meta.type_name)?.clone();
             let ctx = self.ctx_for(repo, meta, version, caller);
-            (dt, ctx, repo.nodes[&version].locked)
+            let node = &repo.nodes[&version];
+            (dt, ctx, node.locked, node.mirror)
         };
         if dt.admin_only(req.method, &req.keyword) && !caller.admin {
             return Err(Error::Unauthorized(format!(
@@ -1170,6 +1181,14 @@ impl Engine {
                     ctx.uuid
                 )));
             }
+        }
+        if mutation && mirror {
+            // Written here, the node is this server's own: a transfer may no longer overwrite it.
+            self.modify(spec, |state, root, version| {
+                let repo = state.repos.get_mut(&root).expect("matched repo exists");
+                repo.nodes.get_mut(&version).expect("matched node").mirror = false;
+                Ok(())
+            })?;
         }
         if let Some(resp) = common::handle(self, &dt, &ctx, spec, req)? {
             return Ok(resp);

@@ -17,6 +17,20 @@ fn prefix(instance: u32, version: VersionId) -> Vec<u8> {
     k
 }
 
+/// The key of record `seq` of an instance's log at `version`.
+pub fn key(instance: u32, version: VersionId, seq: u64) -> Vec<u8> {
+    let mut k = prefix(instance, version);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The key range of an instance's log at `version`.
+pub fn range(instance: u32, version: VersionId) -> (Vec<u8>, Vec<u8>) {
+    let p = prefix(instance, version);
+    let end = prefix_end(&p);
+    (p, end)
+}
+
 pub fn append(
     batch: &mut WriteBatch,
     instance: u32,
@@ -24,10 +38,8 @@ pub fn append(
     seq: u64,
     record: &serde_json::Value,
 ) {
-    let mut key = prefix(instance, version);
-    key.extend_from_slice(&seq.to_be_bytes());
     batch.put(
-        key,
+        key(instance, version, seq),
         serde_json::to_vec(record).expect("JSON values serialize"),
     );
 }

@@ -31,12 +31,11 @@ impl Image {
     pub fn new(ctx: &DataCtx) -> Result<Image> {
         let cfg = Config::from_json(&ctx.instance.config)?;
         Ok(Image {
-            blocks: Blocks {
-                store: ctx.store.clone(),
-                view: ctx.view.clone(),
-                shape: cfg.block_shape(),
-                stored: Stored::from_setting(&ctx.instance.compression, cfg.block_shape())?,
-            },
+            blocks: Blocks::of(
+                ctx,
+                cfg.block_shape(),
+                Stored::from_setting(&ctx.instance.compression, cfg.block_shape())?,
+            ),
             cfg: Arc::new(cfg),
             compute: ctx.services.compute.clone(),
             mask: None,

@@ -70,12 +70,11 @@ impl Labels {
     pub fn new(ctx: &DataCtx) -> Result<Labels> {
         let cfg = Config::from_json(&ctx.instance.config)?;
         Ok(Labels {
-            blocks: Blocks {
-                store: ctx.store.clone(),
-                view: ctx.view.clone(),
-                shape: cfg.block_shape(),
-                stored: Stored::from_setting(&ctx.instance.compression, cfg.block_shape())?,
-            },
+            blocks: Blocks::of(
+                ctx,
+                cfg.block_shape(),
+                Stored::from_setting(&ctx.instance.compression, cfg.block_shape())?,
+            ),
             cfg: Arc::new(cfg),
             compute: ctx.services.compute.clone(),
             mapping: Arc::default(),
@@ -88,12 +87,7 @@ impl Labels {
     /// the raw uint64 blocks `source` (its labelblk's) rather than blocks of its own.
     pub fn with_source(ctx: &DataCtx, cfg: Config, source: Blocks) -> Labels {
         Labels {
-            blocks: Blocks {
-                store: ctx.store.clone(),
-                view: ctx.view.clone(),
-                shape: source.shape,
-                stored: source.stored,
-            },
+            blocks: Blocks::of(ctx, source.shape, source.stored),
             cfg: Arc::new(cfg),
             compute: ctx.services.compute.clone(),
             mapping: Arc::default(),
