@@ -115,6 +115,14 @@ pub struct Receiving {
     /// Instances the transfer created here (they subscribe to their syncs when it finishes).
     pub new_instances: Vec<String>,
     pub started: String,
+    /// What arrived so far, over every run of the transfer: records written and their bytes,
+    /// and records copied from values already here instead of sent.
+    #[serde(default)]
+    pub records: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub reused: u64,
 }
 
 /// Names an instance may not take (spec §1.1).

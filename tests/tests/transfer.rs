@@ -78,6 +78,14 @@ fn index(seg: &Seg, label: u64) -> String {
     }
 }
 
+fn mesh(seg: &Seg, label: u64) -> Vec<u8> {
+    let r = seg.get(&format!("mesh/{label}?format=obj"));
+    match r.status {
+        404 => Vec::new(),
+        _ => r.expect(200).body,
+    }
+}
+
 /// Everything a client reads of the fixture at one node.
 fn reads(srv: &Server, node: &str) -> Value {
     let seg = Seg::open(srv, node, "seg");
@@ -94,6 +102,7 @@ fn reads(srv: &Server, node: &str) -> Value {
         "index3": index(&seg, 3),
         "mutations": seg.get("mutations").json(),
         "maxlabel": seg.maxlabel(),
+        "mesh1": mesh(&seg, 1),
     })
 }
 

@@ -48,6 +48,8 @@ pub struct Report {
     pub new_nodes: usize,
     pub new_instances: usize,
     pub seconds: f64,
+    /// The receiver's own tally over every run of this transfer (a resumed one included).
+    pub receiver: Value,
 }
 
 struct Peer {
@@ -180,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
             None => break,
         }
     }
-    let _: Value = dst.call(&import("finish"), &json!({}), &mut r.wire_bytes)?;
+    r.receiver = dst.call(&import("finish"), &json!({}), &mut r.wire_bytes)?;
     bar.finish_and_clear();
     r.seconds = start.elapsed().as_secs_f64();
     Ok(r)

@@ -19,4 +19,5 @@ mod json;
 mod labelmap;
 mod stored;
 mod tar;
+mod transfer;
 mod url;

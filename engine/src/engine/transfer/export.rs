@@ -358,6 +358,15 @@ impl Engine {
         }
         let mut m = s.manifest;
         (m.records, m.bytes) = (records, bytes);
+        tracing::info!(
+            repo = %m.root,
+            transmit = ?m.transmit,
+            nodes = m.nodes.len(),
+            instances = m.instances.len(),
+            records,
+            bytes,
+            "sending a transfer"
+        );
         Ok(m)
     }
 

@@ -439,6 +439,9 @@ impl Engine {
             instances: Vec::new(),
             new_instances: Vec::new(),
             started: now(),
+            records: 0,
+            bytes: 0,
+            reused: 0,
         });
         for n in &m.nodes {
             if !receiving.nodes.contains(&n.uuid) {
@@ -549,7 +552,23 @@ impl Engine {
         for (store, batch) in batches {
             self.stores[&store].write(batch)?;
         }
+        if out.reused > 0 {
+            self.count_received(spec, 0, 0, out.reused)?;
+        }
         Ok(out)
+    }
+
+    /// Adds to the staged transfer's tally of what arrived.
+    fn count_received(&self, spec: &str, records: u64, bytes: u64, reused: u64) -> Result<()> {
+        self.modify(spec, |state, root, _| {
+            let repo = state.repos.get_mut(&root).expect("matched repo exists");
+            if let Some(r) = repo.receiving.as_mut() {
+                r.records += records;
+                r.bytes += bytes;
+                r.reused += reused;
+            }
+            Ok(())
+        })
     }
 
     /// `POST /api/repo/{root}/transfer/records`: writes a body of records after checking every
@@ -578,6 +597,7 @@ impl Engine {
         for (store, batch) in batches {
             self.stores[&store].write(batch)?;
         }
+        self.count_received(spec, out.records, out.bytes, 0)?;
         Ok(out)
     }
 
@@ -600,6 +620,16 @@ impl Engine {
             repo.touch();
             Ok(r)
         })?;
+        tracing::info!(
+            repo = spec,
+            nodes = done.nodes.len(),
+            instances = done.instances.len(),
+            records = done.records,
+            bytes = done.bytes,
+            reused = done.reused,
+            started = %done.started,
+            "received a transfer"
+        );
         // Mappings and meshes kept in memory may describe what was there before.
         self.services.drop_instance_states();
         for name in &done.new_instances {

@@ -32,11 +32,12 @@ pub const KIND_LOG: u8 = 2;
 /// A blob of the instance's store (key: its 16-byte FNV-1 hash).
 pub const KIND_BLOB: u8 = 3;
 
-/// Keys per group at most: small enough that a changed group lists little, large enough that
-/// the group list of an unchanged repo is a small fraction of its bytes.
-const GROUP_UNITS: usize = 256;
+/// Records per group at most: small enough that a changed group lists little (a few KiB of
+/// headers), large enough that the group list of an unchanged repo is a small fraction of its
+/// bytes (about 150 bytes of JSON per group).
+const GROUP_UNITS: usize = 32;
 /// Bytes of values per group at most.
-const GROUP_BYTES: u64 = 8 << 20;
+const GROUP_BYTES: u64 = 2 << 20;
 
 /// Which versions move (DVID's `transmit=`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
