@@ -587,6 +587,7 @@ impl TransferArgs {
         let selection = tessera_engine::engine::transfer::Selection {
             transmit: cli::transfer::parse_transmit(&self.transmit)?,
             version: None,
+            nodes: None,
             data: self.data,
             roi: self.roi,
             bbox: self

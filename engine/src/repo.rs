@@ -102,6 +102,10 @@ pub struct Repo {
     /// Set while a transfer writes into the repo (`engine::transfer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving: Option<Receiving>,
+    /// On a partial replica, the origin's instances a transfer left out (`data=`): requests
+    /// naming them answer 404 rather than "no such instance".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_held: Vec<String>,
     #[serde(skip)]
     pub dag: Arc<Dag>,
 }
@@ -152,6 +156,7 @@ impl Repo {
             mutation_id: first_mutation_id,
             saved_mutation_id: first_mutation_id,
             receiving: None,
+            not_held: Vec::new(),
             dag: Arc::default(),
         };
         repo.nodes.insert(root.version, root);
@@ -365,6 +370,14 @@ impl Repo {
 
     pub fn instance(&self, name: &str) -> Result<&InstanceMeta> {
         self.instances.get(name).ok_or_else(|| {
+            if self.not_held.iter().any(|n| n == name) {
+                return Error::not_found(format!(
+                    "instance {name:?} of repo {} is not held on this server (it was left out \
+                     of the pull that made this replica): read it from the origin, or pull it \
+                     with --data {name}",
+                    self.root_uuid()
+                ));
+            }
             Error::bad(format!(
                 "no data instance named {name:?} in repo {}",
                 self.root_uuid()

@@ -272,15 +272,16 @@ fn keyvalue_instance_as_a_directory() {
     assert!(listing(&dir).contains(&"from http".to_string()));
     assert_eq!(fs::read(dir.join("from http")).unwrap(), b"hi");
 
-    // Deleting a file deletes its key, "." and ".." too; the API has no way to delete a key
-    // holding '/'.
+    // Deleting a file deletes its key; the API has no way to delete a key holding '/', or
+    // "." and ".." (no URL path names them).
     fs::remove_file(dir.join("%25x")).unwrap();
     assert_eq!(srv.key_value(&uuid, "kv", "%25x"), None);
     let e = fs::remove_file(dir.join("a%2Fb")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
     assert_eq!(value(&srv, &uuid, "a/b").as_deref(), Some(&b"slash"[..]));
-    fs::remove_file(dir.join("%2E.")).unwrap();
-    assert!(!srv.keys(&uuid, "kv").contains(&"..".to_string()));
+    let e = fs::remove_file(dir.join("%2E.")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    assert!(srv.keys(&uuid, "kv").contains(&"..".to_string()));
     fs::write(dir.join("%2E"), b"dot").unwrap();
     assert!(srv.keys(&uuid, "kv").contains(&".".to_string()));
     assert_eq!(fs::read(dir.join("%2E")).unwrap(), b"dot");
@@ -303,6 +304,7 @@ fn keyvalue_instance_as_a_directory() {
         listing(&dir),
         [
             "%2E",
+            "%2E.",
             "a%2Fb",
             "empty",
             "moved",

@@ -222,6 +222,12 @@ fn every_selection_reproduces_the_senders_reads_and_a_second_push_moves_nothing(
         .collect::<Vec<_>>();
     assert_eq!(names, vec!["kv".to_string()]);
     assert_eq!(e.keys(&n2, "kv"), a.keys(&n2, "kv"));
+    // What was left out answers 404, naming it.
+    let r = e.get(&format!("/api/node/{n2}/seg/maxlabel"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("not held on this server"), "{}", r.text());
+    e.get(&format!("/api/node/{n2}/nothing/maxlabel"))
+        .expect(400);
 }
 
 /// The transfer requests the CLI makes, for steering a transfer by hand.

@@ -126,14 +126,16 @@ pub fn run(args: Args) -> anyhow::Result<Report> {
     let start = Instant::now();
     let src = Peer::new(&args.source, args.source_token.clone())?;
     let dst = Peer::new(&args.dest, args.dest_token.clone())?;
-    let sel = json!(args.selection);
+    let mut selection = args.selection.clone();
     let export = |step: &str| format!("/api/repo/{}/export/{step}", args.repo);
     let mut r = Report::default();
     let manifest: Manifest = src.call(
         &export("manifest"),
-        &json!({ "selection": sel }),
+        &json!({ "selection": selection }),
         &mut r.wire_bytes,
     )?;
+    selection.nodes = Some(manifest.nodes.iter().map(|n| n.uuid.clone()).collect());
+    let sel = json!(selection);
     let import = |step: &str| format!("/api/repo/{}/import/{step}", manifest.root);
     r.root = manifest.root.clone();
     (r.records, r.bytes) = (manifest.records, manifest.bytes);

@@ -227,6 +227,16 @@ impl Engine {
             }
             Transmit::Flatten => vec![version],
         };
+        let versions: Vec<VersionId> = match &sel.nodes {
+            Some(pinned) => versions
+                .into_iter()
+                .filter(|v| pinned.contains(&repo.nodes[v].uuid))
+                .collect(),
+            None => versions,
+        };
+        if versions.is_empty() {
+            return Err(Error::bad("the selection holds no node of the repo"));
+        }
         let nodes = ordered_nodes(&repo, &versions);
         let mut node_records: Vec<NodeRecord> = nodes
             .iter()
@@ -284,6 +294,12 @@ impl Engine {
                     syncs: m.syncs.clone(),
                     config: m.config.clone(),
                 })
+                .collect(),
+            omitted: repo
+                .instances
+                .keys()
+                .filter(|n| !instances.iter().any(|m| &m.name == *n))
+                .cloned()
                 .collect(),
             held,
             records: 0,

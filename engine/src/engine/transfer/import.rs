@@ -387,49 +387,53 @@ impl Engine {
         // Stage the instances.
         let mut new_instances = Vec::new();
         for i in &m.instances {
-            let repo = &state.repos[&root];
-            if let Some(mine) = repo.instances.get(&i.name) {
-                let mut meta = mine.clone();
-                meta.receiving = true;
-                // The latest pull's filter says what is held; a whole pull holds everything.
-                if meta.held.is_some() || m.held.is_none() {
-                    meta.held = m.held.clone();
+            let meta = match state.repos[&root].instances.get(&i.name).cloned() {
+                Some(mut meta) => {
+                    // The latest pull's filter says what is held; a whole pull holds all.
+                    if meta.held.is_some() || m.held.is_none() {
+                        meta.held = m.held.clone();
+                    }
+                    meta.receiving = true;
+                    meta
                 }
-                state
-                    .repos
-                    .get_mut(&root)
-                    .expect("staged")
-                    .instances
-                    .insert(i.name.clone(), meta);
-                continue;
-            }
-            let id = state.ids.next_instance;
-            state.ids.next_instance += 1;
-            let mut meta = InstanceMeta {
-                name: i.name.clone(),
-                type_name: i.type_name.clone(),
-                data_uuid: i.data_uuid.clone(),
-                id,
-                versioned: i.versioned,
-                compression: i.compression.clone(),
-                checksum: i.checksum.clone(),
-                tags: i.tags.clone(),
-                syncs: i.syncs.clone(),
-                store: String::new(),
-                config: i.config.clone(),
-                held: m.held.clone(),
-                receiving: true,
+                None => {
+                    let id = state.ids.next_instance;
+                    state.ids.next_instance += 1;
+                    let mut meta = InstanceMeta {
+                        name: i.name.clone(),
+                        type_name: i.type_name.clone(),
+                        data_uuid: i.data_uuid.clone(),
+                        id,
+                        versioned: i.versioned,
+                        compression: i.compression.clone(),
+                        checksum: i.checksum.clone(),
+                        tags: i.tags.clone(),
+                        syncs: i.syncs.clone(),
+                        store: String::new(),
+                        config: i.config.clone(),
+                        held: m.held.clone(),
+                        receiving: true,
+                    };
+                    meta.store = self.store_for(&meta, &m.root);
+                    new_instances.push(i.name.clone());
+                    meta
+                }
             };
-            meta.store = self.store_for(&meta, &m.root);
             state
                 .repos
                 .get_mut(&root)
                 .expect("staged")
                 .instances
                 .insert(i.name.clone(), meta);
-            new_instances.push(i.name.clone());
         }
         let repo = state.repos.get_mut(&root).expect("staged");
+        for name in &m.omitted {
+            if !repo.instances.contains_key(name) && !repo.not_held.contains(name) {
+                repo.not_held.push(name.clone());
+            }
+        }
+        let held: Vec<String> = repo.instances.keys().cloned().collect();
+        repo.not_held.retain(|n| !held.contains(n));
         repo.mutation_id = repo.mutation_id.max(m.mutation_id);
         repo.saved_mutation_id = repo
             .saved_mutation_id

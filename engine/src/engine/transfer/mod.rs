@@ -72,6 +72,10 @@ pub struct Selection {
     /// Only blocks of scales up to this one.
     #[serde(default)]
     pub max_scale: Option<u8>,
+    /// The manifest's nodes, which the CLI pins for the rest of a run, so that a node made on
+    /// the sender meanwhile waits for the next transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<String>>,
 }
 
 /// A node as a transfer describes it: parents by UUID.
@@ -115,6 +119,9 @@ pub struct Manifest {
     /// Parents before children.
     pub nodes: Vec<NodeRecord>,
     pub instances: Vec<InstanceRecord>,
+    /// The sender's instances the selection leaves out.
+    #[serde(default)]
+    pub omitted: Vec<String>,
     /// What block instances hold when the selection filters blocks.
     pub held: Option<Held>,
     pub records: u64,
