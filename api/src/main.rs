@@ -68,6 +68,8 @@ enum Command {
         /// Number of 2×2×2 levels to build.
         #[arg(long, default_value_t = 1)]
         levels: u32,
+        /// A directory, or an object store URL (s3://bucket/prefix, gs://, az://, file:///)
+        /// to get the levels as zarr arrays s1 … sN written there (docs/compute.md).
         #[arg(long)]
         out_dir: PathBuf,
         /// labels (mode) or gray (mean); by default from the array's dtype.

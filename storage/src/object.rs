@@ -168,14 +168,7 @@ impl Objects {
     /// remote volumes.
     pub fn get_files(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>> {
         let store = self.store.clone();
-        let reqs: Vec<Path> = paths
-            .iter()
-            .map(|p| {
-                p.split('/')
-                    .filter(|s| !s.is_empty())
-                    .fold(self.prefix.clone(), |at, part| at.join(part))
-            })
-            .collect();
+        let reqs: Vec<Path> = paths.iter().map(|p| self.file_path(p)).collect();
         let n = self.concurrency;
         self.block_on(async move {
             futures::stream::iter(reqs)
@@ -193,6 +186,53 @@ impl Objects {
                 .buffered(n)
                 .try_collect()
                 .await
+        })
+    }
+
+    /// `path` (`/`-separated) under the prefix.
+    fn file_path(&self, path: &str) -> Path {
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .fold(self.prefix.clone(), |at, part| at.join(part))
+    }
+
+    /// Writes files by path under the prefix, together (batch jobs writing their outputs).
+    pub fn put_files(&self, files: Vec<(String, Bytes)>) -> Result<()> {
+        let store = self.store.clone();
+        let reqs: Vec<(Path, Bytes)> = files
+            .into_iter()
+            .map(|(p, b)| (self.file_path(&p), b))
+            .collect();
+        let n = self.concurrency;
+        self.block_on(async move {
+            futures::stream::iter(reqs)
+                .map(|(p, b)| {
+                    let store = store.clone();
+                    async move {
+                        store
+                            .put(&p, PutPayload::from_bytes(b))
+                            .await
+                            .map_err(|e| from_object(e, &[0; 32]))
+                    }
+                })
+                .buffer_unordered(n)
+                .try_for_each(|_| async { Ok(()) })
+                .await
+        })
+    }
+
+    /// Deletes files by path under the prefix; a missing one is no error.
+    pub fn delete_files(&self, paths: &[String]) -> Result<()> {
+        let store = self.store.clone();
+        let reqs: Vec<Path> = paths.iter().map(|p| self.file_path(p)).collect();
+        self.block_on(async move {
+            for p in reqs {
+                match store.delete(&p).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(from_object(e, &[0; 32])),
+                }
+            }
+            Ok(())
         })
     }
 
@@ -241,9 +281,15 @@ pub(crate) fn store_for(cfg: &ObjectConfig) -> Result<(Arc<dyn ObjectStore>, Str
         retry_timeout: cfg.retry_timeout,
         ..RetryConfig::default()
     };
-    let client = ClientOptions::new()
+    let mut client = ClientOptions::new()
         .with_timeout(cfg.request_timeout)
         .with_connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)));
+    // The builders read `*_ALLOW_HTTP` from the environment into client options, which the
+    // options set here replace: carry it over (a self-hosted S3 on plain HTTP).
+    let env_allows = |var: &str| std::env::var(var).is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    if env_allows("AWS_ALLOW_HTTP") || env_allows("AZURE_ALLOW_HTTP") {
+        client = client.with_allow_http(true);
+    }
     let bad_option =
         |k: &str, e: object_store::Error| Error::Config(format!("object store option {k:?}: {e}"));
     let path = url.path().trim_matches('/').to_string();

@@ -14,6 +14,7 @@ pub mod pyramid;
 pub mod shard;
 pub mod store;
 pub mod transfer;
+mod zarr_out;
 
 use std::sync::Arc;
 

@@ -10,6 +10,7 @@ use tessera_engine::compute::Shape;
 
 use super::npy::{self, View};
 use super::shard::{self, Shard};
+use super::zarr_out::ZarrLevels;
 
 pub struct PyramidArgs {
     pub input: PathBuf,
@@ -53,24 +54,73 @@ struct Phases {
     voxels: usize,
 }
 
+/// Where the levels go: `DIR/s1.npy … sN.npy`, or zarr arrays in an object store.
+pub enum Out {
+    Dir(PathBuf),
+    Objects(String),
+}
+
+impl Out {
+    pub fn parse(s: &str) -> Out {
+        if s.contains("://") {
+            Out::Objects(s.to_string())
+        } else {
+            Out::Dir(PathBuf::from(s))
+        }
+    }
+}
+
 /// Runs `slab_levels` slab by slab over this shard's z-planes; a writer thread puts each
-/// slab's levels into `DIR/s1.npy … sN.npy` (under `.partial` names until every shard's part
-/// is written) while the next slab computes, so no level is ever held whole.
+/// slab's levels into the output while the next slab computes, so no level is ever held
+/// whole. Files get `.partial` names until every shard's part is written; zarr arrays get
+/// their metadata then.
 fn build<T: npy::Element + Send + Sync>(
+    data: &[T],
+    shape: Shape,
+    levels: u32,
+    planes: usize,
+    out: &Out,
+    shard: Shard,
+    slab_levels: impl FnMut(&[T], Shape) -> anyhow::Result<Vec<Vec<T>>>,
+) -> anyhow::Result<Phases> {
+    match out {
+        Out::Dir(dir) => build_files(data, shape, levels, planes, dir, shard, slab_levels),
+        Out::Objects(url) => {
+            let zarr = ZarrLevels::open::<T>(url, shape, levels, planes)?;
+            // Shards split at slab boundaries: each chunk is one slab's, so one worker's.
+            let (z_lo, z_hi) = shard_planes(shape, planes, shard);
+            let phases = run_slabs(
+                data,
+                shape,
+                planes,
+                (z_lo, z_hi),
+                slab_levels,
+                |z0, slab| zarr.write_slab(z0, slab),
+            )?;
+            zarr.finish(shard)?;
+            Ok(phases)
+        }
+    }
+}
+
+/// The input planes of `shard`'s part, in whole units of `unit` planes.
+fn shard_planes(shape: Shape, unit: usize, shard: Shard) -> (usize, usize) {
+    let part = shard.range(shape.z.div_ceil(unit));
+    (part.start * unit, (part.end * unit).min(shape.z))
+}
+
+fn build_files<T: npy::Element + Send + Sync>(
     data: &[T],
     shape: Shape,
     levels: u32,
     planes: usize,
     dir: &Path,
     shard: Shard,
-    mut slab_levels: impl FnMut(&[T], Shape) -> anyhow::Result<Vec<Vec<T>>>,
+    slab_levels: impl FnMut(&[T], Shape) -> anyhow::Result<Vec<Vec<T>>>,
 ) -> anyhow::Result<Phases> {
-    let plane = shape.x * shape.y;
     // Shards split the volume at multiples of 2^levels planes, as slabs do, so their parts of
     // every level meet exactly.
-    let step = 1usize << levels;
-    let part = shard.range(shape.z.div_ceil(step));
-    let (z_lo, z_hi) = (part.start * step, (part.end * step).min(shape.z));
+    let (z_lo, z_hi) = shard_planes(shape, 1usize << levels, shard);
     let mut s = shape;
     let outputs: Vec<(PathBuf, PathBuf, Shape)> = (1..=levels)
         .map(|i| {
@@ -92,24 +142,70 @@ fn build<T: npy::Element + Send + Sync>(
             npy::PlaneFile::<T>::open(if in_place { path } else { partial }, *s)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let phases = run_slabs(
+        data,
+        shape,
+        planes,
+        (z_lo, z_hi),
+        slab_levels,
+        |z0, slab| {
+            for (k, (file, level)) in files.iter().zip(slab).enumerate() {
+                file.write_planes(z0 >> (k + 1), level)?;
+            }
+            Ok(())
+        },
+    )
+    .and_then(|p| {
+        for file in &files {
+            file.sync()?;
+        }
+        Ok(p)
+    });
+    drop(files);
+    if phases.is_err() && shard.count == 1 {
+        // A failed single job leaves no partial arrays; a shard's are shared, and kept for the
+        // rerun.
+        for (partial, _, _) in &outputs {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
+    let phases = phases?;
+    if in_place {
+        return Ok(phases);
+    }
+    shard::finish(dir, "pyramid", shard, || {
+        for (partial, path, _) in &outputs {
+            shard::publish_file(partial, path)?;
+        }
+        Ok(())
+    })?;
+    Ok(phases)
+}
+
+/// Computes the slabs of input planes `z_lo..z_hi`, `planes` at a time, while a writer
+/// thread hands each slab's levels to `write`.
+fn run_slabs<T: npy::Element + Send + Sync>(
+    data: &[T],
+    shape: Shape,
+    planes: usize,
+    (z_lo, z_hi): (usize, usize),
+    mut slab_levels: impl FnMut(&[T], Shape) -> anyhow::Result<Vec<Vec<T>>>,
+    write: impl Fn(usize, &[Vec<T>]) -> anyhow::Result<()> + Send + Sync,
+) -> anyhow::Result<Phases> {
+    let plane = shape.x * shape.y;
     let elem_bytes = std::mem::size_of::<T>() as u64;
     let bar = progress(((z_hi - z_lo) * plane) as u64 * elem_bytes);
-    // One slab queued while the writer writes another: the kernels never wait on the disk
+    // One slab queued while the writer writes another: the kernels never wait on the output
     // unless it is slower than they are, and at most three slabs' levels are held at once.
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Vec<T>>)>(1);
-    let phases: anyhow::Result<Phases> = std::thread::scope(|scope| {
-        let files = &files;
+    std::thread::scope(|scope| {
+        let write = &write;
         let writer = scope.spawn(move || -> anyhow::Result<f64> {
             let mut busy = Duration::ZERO;
             for (z0, slab) in rx {
                 let t = Instant::now();
-                for (k, (file, level)) in files.iter().zip(&slab).enumerate() {
-                    file.write_planes(z0 >> (k + 1), level)?;
-                }
+                write(z0, &slab)?;
                 busy += t.elapsed();
-            }
-            for file in files {
-                file.sync()?;
             }
             Ok(busy.as_secs_f64())
         });
@@ -140,26 +236,7 @@ fn build<T: npy::Element + Send + Sync>(
             tail_s: t_tail.elapsed().as_secs_f64(),
             voxels: (z_hi - z_lo) * plane,
         })
-    });
-    drop(files);
-    if phases.is_err() && shard.count == 1 {
-        // A failed single job leaves no partial arrays; a shard's are shared, and kept for the
-        // rerun.
-        for (partial, _, _) in &outputs {
-            let _ = std::fs::remove_file(partial);
-        }
-    }
-    let phases = phases?;
-    if in_place {
-        return Ok(phases);
-    }
-    shard::finish(dir, "pyramid", shard, || {
-        for (partial, path, _) in &outputs {
-            shard::publish_file(partial, path)?;
-        }
-        Ok(())
-    })?;
-    Ok(phases)
+    })
 }
 
 pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
@@ -185,20 +262,21 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
         (Some("gray"), v) => bail!("--kind gray needs a uint8 array, not {}", v.dtype()),
         (Some(k), _) => bail!("--kind must be labels or gray, not {k:?}"),
     };
-    std::fs::create_dir_all(&args.out_dir)
-        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let out = Out::parse(&args.out_dir.to_string_lossy());
+    if let Out::Dir(dir) = &out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
 
     let levels = args.levels;
-    let dir = &args.out_dir;
     let planes = slab_planes(levels, shape.x * shape.y);
     let phases = match (view, kind) {
         (View::U64(data), "labels") => {
-            build(data, shape, levels, planes, dir, args.shard, |slab, ss| {
+            build(data, shape, levels, planes, &out, args.shard, |slab, ss| {
                 Ok(compute.pyramid_mode(slab, ss, levels)?)
             })?
         }
         (View::U32(data), "labels") => {
-            build(data, shape, levels, planes, dir, args.shard, |slab, ss| {
+            build(data, shape, levels, planes, &out, args.shard, |slab, ss| {
                 let wide: Vec<u64> = slab.par_iter().map(|&v| u64::from(v)).collect();
                 let levels = compute.pyramid_mode(&wide, ss, levels)?;
                 // Every output label is one of the input's, so it fits back in 32 bits.
@@ -209,7 +287,7 @@ pub fn run(args: PyramidArgs) -> anyhow::Result<()> {
             })?
         }
         (View::U8(data), "gray") => {
-            build(data, shape, levels, planes, dir, args.shard, |slab, ss| {
+            build(data, shape, levels, planes, &out, args.shard, |slab, ss| {
                 Ok(compute.pyramid_mean(slab, ss, levels)?)
             })?
         }
@@ -278,7 +356,7 @@ mod tests {
                 shape,
                 levels,
                 planes,
-                dir.path(),
+                &Out::Dir(dir.path().to_path_buf()),
                 shard,
                 |slab, ss| Ok(compute.pyramid_mode(slab, ss, levels)?),
             )
@@ -301,12 +379,10 @@ mod tests {
         sharded_files(data, shape, levels, planes, 1, &[0])
     }
 
-    #[test]
-    fn slabs_stream_out_the_same_files_as_one_slab() {
-        // An odd last slab and odd x, y: every level's slabs must stack exactly.
-        let shape = Shape::new(13, 10, 45);
+    /// Labels with an odd last slab and odd x, y: every level's slabs must stack exactly.
+    fn fixture(shape: Shape) -> Vec<u64> {
         let mut s = 99u64;
-        let data: Vec<u64> = (0..shape.voxels())
+        (0..shape.voxels())
             .map(|i| {
                 s ^= s << 13;
                 s ^= s >> 7;
@@ -317,7 +393,109 @@ mod tests {
                     s % 5 + (i as u64 / 400)
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// Level `k`'s voxels, read back from the zarr arrays under `dir` chunk by chunk.
+    fn zarr_level(dir: &Path, k: u32) -> Vec<u64> {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("s{k}/.zarray"))).unwrap())
+                .unwrap();
+        let dims = |key: &str| -> Vec<usize> {
+            meta[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect()
+        };
+        let (shape, chunk) = (dims("shape"), dims("chunks"));
+        assert_eq!(
+            (meta["dtype"].as_str(), meta["compressor"].is_null()),
+            (Some("<u8"), true)
+        );
+        let mut out = vec![u64::MAX; shape.iter().product()];
+        let n: [usize; 3] = std::array::from_fn(|a| shape[a].div_ceil(chunk[a]));
+        for (zi, yi, xi) in
+            (0..n[0]).flat_map(|z| (0..n[1]).flat_map(move |y| (0..n[2]).map(move |x| (z, y, x))))
+        {
+            let bytes = std::fs::read(dir.join(format!("s{k}/{zi}.{yi}.{xi}"))).unwrap();
+            let c: &[u64] = bytemuck::cast_slice(&bytes);
+            assert_eq!(
+                c.len(),
+                chunk.iter().product::<usize>(),
+                "whole chunks, padded"
+            );
+            for z in 0..chunk[0] {
+                for y in 0..chunk[1] {
+                    for x in 0..chunk[2] {
+                        let (gz, gy, gx) =
+                            (zi * chunk[0] + z, yi * chunk[1] + y, xi * chunk[2] + x);
+                        if gz < shape[0] && gy < shape[1] && gx < shape[2] {
+                            out[(gz * shape[1] + gy) * shape[2] + gx] =
+                                c[(z * chunk[1] + y) * chunk[2] + x];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn zarr_levels_in_an_object_store_hold_the_files_voxels_whatever_the_workers() {
+        let shape = Shape::new(70, 130, 45);
+        let data = fixture(shape);
+        let (levels, planes) = (2, 8);
+        let files = pyramid_files(&data, shape, levels, planes);
+        let compute = super::super::open_compute("cpu").unwrap();
+        for (count, order) in [
+            (1, vec![0]),
+            (4, vec![3, 1, 0, 2]),
+            (9, vec![8, 0, 1, 2, 3, 4, 5, 6, 7, 0]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = Out::Objects(format!("file://{}", dir.path().display()));
+            for (n, &index) in order.iter().enumerate() {
+                // Until the last worker's part is in, no level is readable.
+                assert_eq!(
+                    dir.path().join("s1/.zarray").exists(),
+                    n >= count,
+                    "{count} workers, after {n}"
+                );
+                build(
+                    &data,
+                    shape,
+                    levels,
+                    planes,
+                    &out,
+                    Shard { index, count },
+                    |slab, ss| Ok(compute.pyramid_mode(slab, ss, levels)?),
+                )
+                .unwrap();
+            }
+            for k in 1..=levels {
+                let npy = &files[k as usize - 1];
+                let level = zarr_level(dir.path(), k);
+                let want: &[u64] = bytemuck::cast_slice(&npy[npy.len() - level.len() * 8..]);
+                assert!(
+                    level == want,
+                    "level {k}, {count} workers in order {order:?}"
+                );
+            }
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with(".pyramid"))
+                .collect();
+            assert!(left.is_empty(), "marks left: {left:?}");
+        }
+    }
+
+    #[test]
+    fn slabs_stream_out_the_same_files_as_one_slab() {
+        let shape = Shape::new(13, 10, 45);
+        let data = fixture(shape);
         let levels = 3;
         let whole = pyramid_files(&data, shape, levels, shape.z);
         for planes in [8, 16, 40] {
