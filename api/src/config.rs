@@ -11,7 +11,7 @@ use tessera_engine::compute::Compute;
 use tessera_engine::engine::EngineOptions;
 use tessera_storage::faults::DiskFullSwitch;
 use tessera_storage::{
-    ContentStore, KvStore, MemoryStore, ObjectConfig, Objects, RocksStore, SlateStore,
+    ContentStore, DiskCache, KvStore, MemoryStore, ObjectConfig, Objects, RocksStore, SlateStore,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +72,11 @@ pub struct StoreConfig {
     pub object_options: BTreeMap<String, String>,
     /// Memory cache of hot objects, in MiB (default 256).
     pub object_cache_mb: Option<u64>,
+    /// A directory keeping the objects this server reads, below the memory cache: hot blocks
+    /// then outlive restarts and outgrow RAM (docs/storage.md). Off when absent.
+    pub object_disk_cache: Option<PathBuf>,
+    /// The disk cache's size, in MiB (default 10240).
+    pub object_disk_cache_mb: Option<u64>,
     /// Object requests in flight at once per read or write (default 64).
     pub object_concurrency: Option<usize>,
     /// How long a failing object request is retried before the HTTP request fails with 503
@@ -265,12 +270,14 @@ fn object_config(url: &str, sc: &StoreConfig) -> anyhow::Result<ObjectConfig> {
 fn open_content(kv: Arc<dyn KvStore>, url: &str, sc: &StoreConfig) -> anyhow::Result<ContentStore> {
     let objects = Objects::open(&object_config(url, sc)?)?;
     let cache = sc.object_cache_mb.unwrap_or(256).saturating_mul(1 << 20);
-    Ok(ContentStore::new(
-        kv,
-        objects,
-        tessera_engine::block::is_stored_block,
-        cache,
-    ))
+    let store = ContentStore::new(kv, objects, tessera_engine::block::is_stored_block, cache);
+    Ok(match &sc.object_disk_cache {
+        Some(dir) => {
+            let mb = sc.object_disk_cache_mb.unwrap_or(10240);
+            store.with_disk_cache(DiskCache::open(dir, mb.saturating_mul(1 << 20))?)
+        }
+        None => store,
+    })
 }
 
 /// RocksDB's secondary instance of the writer's database at `path`, with its own info log in a

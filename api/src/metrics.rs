@@ -80,6 +80,10 @@ fn describe() {
         "Object reads served by the in-memory object cache"
     );
     describe_counter!(
+        "tessera_object_disk_hits_total",
+        "Object reads served by the disk cache (object_disk_cache)"
+    );
+    describe_counter!(
         "tessera_mutations_total",
         "Committed mutations by datatype and action"
     );
@@ -135,6 +139,7 @@ pub fn render(
         }
         counter!("tessera_object_cache_hits_total", "store" => store.clone())
             .absolute(io.cache_hits);
+        counter!("tessera_object_disk_hits_total", "store" => store.clone()).absolute(io.disk_hits);
     }
     for (store, kind, io) in engine.store_io() {
         let labels = [("store", store), ("engine", kind.to_string())];

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+use crate::disk_cache::DiskCache;
 use crate::object::{Hash, Objects, hash_of};
 use crate::{Error, KvStore, Result, WriteBatch, WriteOp};
 
@@ -63,6 +64,8 @@ pub struct ObjectIo {
     pub puts: u64,
     pub put_bytes: u64,
     pub cache_hits: u64,
+    /// Reads answered by the disk cache.
+    pub disk_hits: u64,
 }
 
 #[derive(Default)]
@@ -72,6 +75,7 @@ struct Counters {
     puts: AtomicU64,
     put_bytes: AtomicU64,
     cache_hits: AtomicU64,
+    disk_hits: AtomicU64,
 }
 
 /// Hashes written while a collection runs: the sweep must not delete them, whatever the mark
@@ -89,6 +93,8 @@ pub struct ContentStore {
     /// Objects known to exist, with their bytes: serves hot reads, and lets a write skip the
     /// upload of an object it already has (the sweep evicts what it deletes).
     cache: quick_cache::sync::Cache<Hash, Bytes, ByLen>,
+    /// Below the memory cache, when configured: objects read from the store, kept on disk.
+    disk: Option<DiskCache>,
     sweep: Mutex<Sweep>,
     /// Writes hold this shared from their upload to their KV batch; a collection takes it
     /// exclusively to start, so no write straddles the start unregistered (its objects could
@@ -120,11 +126,18 @@ impl ContentStore {
                 cache_bytes.max(1),
                 ByLen,
             ),
+            disk: None,
             sweep: Mutex::new(Sweep::default()),
             writing: RwLock::new(()),
             name,
             io: Counters::default(),
         }
+    }
+
+    /// Keeps the objects it reads in `disk` too.
+    pub fn with_disk_cache(mut self, disk: DiskCache) -> ContentStore {
+        self.disk = Some(disk);
+        self
     }
 
     pub fn objects_url(&self) -> &str {
@@ -139,6 +152,7 @@ impl ContentStore {
             puts: c.puts.load(Ordering::Relaxed),
             put_bytes: c.put_bytes.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            disk_hits: c.disk_hits.load(Ordering::Relaxed),
         }
     }
 
@@ -213,12 +227,25 @@ impl ContentStore {
         wanted.dedup();
         let hits = out.iter().filter(|b| b.is_some()).count();
         self.io.cache_hits.fetch_add(hits as u64, Ordering::Relaxed);
+        let mut by_hash = HashMap::with_capacity(wanted.len());
+        if let Some(disk) = &self.disk {
+            wanted.retain(|h| match disk.get(h) {
+                Some(b) => {
+                    self.cache.insert(*h, b.clone());
+                    by_hash.insert(*h, b);
+                    false
+                }
+                None => true,
+            });
+            self.io
+                .disk_hits
+                .fetch_add(by_hash.len() as u64, Ordering::Relaxed);
+        }
         if !wanted.is_empty() {
             let got = self.objects.get_many(&wanted)?;
             let bytes: usize = got.iter().map(Bytes::len).sum();
             self.io.gets.fetch_add(got.len() as u64, Ordering::Relaxed);
             self.io.get_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            let mut by_hash = HashMap::with_capacity(wanted.len());
             for (h, b) in wanted.into_iter().zip(got) {
                 if hash_of(&b) != h {
                     return Err(Error::Corrupt(format!(
@@ -226,13 +253,16 @@ impl ContentStore {
                         crate::object::hex(&h)
                     )));
                 }
+                if let Some(disk) = &self.disk {
+                    disk.put(&h, &b);
+                }
                 self.cache.insert(h, b.clone());
                 by_hash.insert(h, b);
             }
-            for (slot, h) in out.iter_mut().zip(hashes) {
-                if slot.is_none() {
-                    *slot = by_hash.get(h).cloned();
-                }
+        }
+        for (slot, h) in out.iter_mut().zip(hashes) {
+            if slot.is_none() {
+                *slot = by_hash.get(h).cloned();
             }
         }
         Ok(out.into_iter().map(|b| b.unwrap_or_default()).collect())
@@ -317,6 +347,9 @@ impl ContentStore {
                 continue;
             }
             self.cache.remove(&obj.hash);
+            if let Some(disk) = &self.disk {
+                disk.remove(&obj.hash);
+            }
             self.objects.delete(&obj.hash)?;
             report.deleted += 1;
             report.deleted_bytes += obj.size;
@@ -459,6 +492,23 @@ mod tests {
         s.cache.clear();
         assert_eq!(s.get(b"b/2").unwrap().unwrap(), big);
         assert_eq!((s.io().gets, s.io().get_bytes), (1, 1000));
+    }
+
+    #[test]
+    fn objects_read_once_are_served_from_the_disk_cache() {
+        let (s, _kv, _dir) = store(blocks);
+        let cache_dir = tempfile::tempdir().unwrap();
+        let s = s.with_disk_cache(DiskCache::open(cache_dir.path(), 1 << 20).unwrap());
+        let big = vec![4u8; 2000];
+        s.put(b"b/1", &big).unwrap();
+        s.cache.clear();
+        assert_eq!(s.get(b"b/1").unwrap().unwrap(), big);
+        assert_eq!((s.io().gets, s.io().disk_hits), (1, 0));
+        // Gone from the object store and from memory, it is still read, from disk.
+        s.objects.delete(&hash_of(&big)).unwrap();
+        s.cache.clear();
+        assert_eq!(s.get(b"b/1").unwrap().unwrap(), big);
+        assert_eq!((s.io().gets, s.io().disk_hits), (1, 1));
     }
 
     #[test]

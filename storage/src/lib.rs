@@ -10,6 +10,7 @@
 #![allow(clippy::type_complexity)]
 
 pub mod content;
+pub mod disk_cache;
 mod error;
 pub mod faults;
 mod kv;
@@ -21,6 +22,7 @@ mod slate;
 pub mod versioned;
 
 pub use content::{ContentStore, GcReport, ObjectIo};
+pub use disk_cache::DiskCache;
 pub use error::{Error, Result};
 pub use kv::{KvStore, WriteBatch, WriteOp};
 pub use memory::MemoryStore;

@@ -538,3 +538,39 @@ fn a_sharded_pyramid_writes_zarr_levels_into_s3_as_one_process_writes_files() {
         );
     }
 }
+
+/// With a disk cache, blocks read once are served after a restart without the object store:
+/// SeaweedFS is killed, and the cached level still reads the same, while an uncached read
+/// answers 503.
+#[test]
+fn blocks_in_the_disk_cache_are_served_after_a_restart_while_the_object_store_is_down() {
+    let mut weed = Seaweed::start();
+    let toml = config(&weed, "disk-cache").replace(
+        "object_cache_mb = 0\n",
+        "object_cache_mb = 0\nobject_disk_cache = \"{dir}/object-cache\"\nobject_disk_cache_mb = 64\n",
+    );
+    let mut srv = Server::builder().config(&toml).start();
+    let root = srv.create_repo("cached");
+    let seg = Seg::create(&srv, &root, "seg", &standard_settings(LEVELS as u32));
+    seg.write(&noise_fixture(SIZE, 11, &[1, 2, 3]));
+    let cached = seg.raw([0; 3], [64; 3], "supervoxels=true");
+    srv.restart();
+    let seg = Seg::open(&srv, &root, "seg");
+    assert_eq!(seg.raw([0; 3], [64; 3], "supervoxels=true"), cached);
+    let metrics = srv.get("/metrics").expect(200).text();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("tessera_object_disk_hits_total{store=\"s3\"}") && !l.ends_with(" 0")
+        ),
+        "no disk hits after the restart:\n{metrics}"
+    );
+    weed.kill();
+    assert_eq!(seg.raw([0; 3], [64; 3], "supervoxels=true"), cached);
+    let r = seg.get("raw/0_1_2/64_64_64/64_64_64?supervoxels=true");
+    assert!(
+        r.status == 503 || r.status == 504,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+}
