@@ -203,14 +203,14 @@ impl Config {
                             "[store.{alias}] engine \"slatedb\" needs a url (s3://bucket/prefix, …)"
                         )
                     })?;
-                    if read_only {
-                        bail!(
-                            "[store.{alias}]: a read replica of a SlateDB store is not supported \
-                             yet (opening it would fence the writer out)"
-                        );
+                    // A replica reads beside the writer; opening a writer would fence it out.
+                    let cfg = object_config(url, sc)?;
+                    let store = if read_only {
+                        SlateStore::open_reader(&cfg)
+                    } else {
+                        SlateStore::open(&cfg)
                     }
-                    let store = SlateStore::open(&object_config(url, sc)?)
-                        .with_context(|| format!("[store.{alias}] opening SlateDB at {url}"))?;
+                    .with_context(|| format!("[store.{alias}] opening SlateDB at {url}"))?;
                     Arc::new(store)
                 }
                 "memory" => Arc::new(MemoryStore::new()),

@@ -574,3 +574,54 @@ fn blocks_in_the_disk_cache_are_served_after_a_restart_while_the_object_store_is
         r.text()
     );
 }
+
+/// A read replica of a server whose keys are in SlateDB and blocks are objects, both on the S3
+/// server: it opens SlateDB's reader beside the writer (a second writer would fence the first
+/// out), serves what the writer wrote, refuses writes, and follows the writer's edits.
+#[test]
+fn a_read_replica_of_a_server_whose_every_byte_is_on_s3_follows_the_writer() {
+    let weed = Seaweed::start();
+    let toml = format!(
+        "[store.cloud]\nengine = \"slatedb\"\nurl = \"{}\"\nobjects = \"{}\"\n\n\
+         [store.cloud.object_options]\n{}",
+        weed.url("follow-meta"),
+        weed.url("follow-blocks"),
+        weed.options_toml()
+    );
+    let writer = Server::builder().config(&toml).start();
+    let root = writer.create_repo("cloud");
+    writer.create_instance(&root, "keyvalue", "kv");
+    writer.put_key(&root, "kv", "a", b"1");
+    let seg = Seg::create(&writer, &root, "seg", &standard_settings(LEVELS as u32));
+    seg.write(&noise_fixture(SIZE, 17, &[1, 2, 3]));
+    writer.commit(&root);
+    let child = writer.newversion(&root);
+
+    let replica = Server::builder()
+        .config(&toml)
+        .arg("--read-only")
+        .arg("--follow-secs")
+        .arg("0.2")
+        .start();
+    let rseg = Seg::open(&replica, &root, "seg");
+    assert_eq!(rseg.raw([0; 3], SIZE, ""), seg.raw([0; 3], SIZE, ""));
+    assert_eq!(
+        replica.key_value(&root, "kv", "a").as_deref(),
+        Some(&b"1"[..])
+    );
+    let r = replica.post(&format!("/api/node/{child}/kv/key/b"), b"x".to_vec());
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    writer.put_key(&child, "kv", "b", b"2");
+    Seg::open(&writer, &child, "seg").merge_ok(&[1, 2], "");
+    let later = writer.create_repo("later");
+    eventually("the replica sees the writer's key", || {
+        replica.key_value(&child, "kv", "b").as_deref() == Some(&b"2"[..])
+    });
+    eventually("the replica sees the writer's merge", || {
+        Seg::open(&replica, &child, "seg").mapping(&[2], "") == vec![1]
+    });
+    eventually("the replica sees the new repo", || {
+        replica.get(&format!("/api/repo/{later}/info")).status == 200
+    });
+}
