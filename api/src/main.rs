@@ -88,6 +88,8 @@ enum Command {
         /// (z, y, x) C-order .npy of uint64, uint32, uint16 or uint8 labels; 0 is background.
         #[arg(long)]
         input: PathBuf,
+        /// A directory, or an object store URL (s3://bucket/prefix, gs://, az://, file:///)
+        /// to get every file as an object there.
         #[arg(long)]
         out_dir: PathBuf,
         /// ngmesh (neuroglancer legacy), obj or ply, one file per label; or a neuroglancer

@@ -84,6 +84,29 @@ impl Seaweed {
     }
 
     /// The `[store.X.object_options]` lines that reach this server.
+    /// The object at `path` (under the bucket) read through the filer's plain HTTP interface,
+    /// which needs no S3 signature; None when there is none.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let url = format!("http://127.0.0.1:{}/buckets/{BUCKET}/{path}", self.base + 6);
+        let r = reqwest::blocking::get(&url).expect("the filer answers");
+        match r.status().as_u16() {
+            404 => None,
+            200 => Some(r.bytes().expect("a body").to_vec()),
+            s => panic!("GET {url}: {s}"),
+        }
+    }
+
+    /// The environment a `tessera` batch job needs to write into this server (`s3://…`).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ]
+    }
+
     pub fn options_toml(&self) -> String {
         format!(
             "endpoint = \"{}\"\nallow_http = \"true\"\nregion = \"us-east-1\"\n\

@@ -479,11 +479,7 @@ fn a_sharded_pyramid_writes_zarr_levels_into_s3_as_one_process_writes_files() {
                 "2",
             ])
             .args(["--compute", "cpu", "--out-dir", out, "--shard", shard])
-            .env("AWS_ENDPOINT", weed.endpoint())
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", tessera_tests::seaweed::ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", tessera_tests::seaweed::SECRET_KEY)
+            .envs(weed.env())
             .output()
             .unwrap()
     };
@@ -624,4 +620,69 @@ fn a_read_replica_of_a_server_whose_every_byte_is_on_s3_follows_the_writer() {
     eventually("the replica sees the new repo", || {
         replica.get(&format!("/api/repo/{later}/info")).status == 200
     });
+}
+
+/// `tessera mesh --shard I/4 --out-dir s3://…`: four workers write their labels' meshes
+/// straight into SeaweedFS, the same files, byte for byte, as one process writes to a directory.
+#[test]
+fn a_sharded_mesh_job_writes_into_s3_what_one_process_writes_to_files() {
+    let weed = Seaweed::start();
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [40, 48, 56];
+    let labels: Vec<u64> = (0..shape.iter().product::<usize>())
+        .map(|i| {
+            let (z, y, x) = (i / (48 * 56), i / 56 % 48, i % 56);
+            (z / 10 * 9 + y / 16 * 3 + x / 20) as u64 % 7
+        })
+        .collect();
+    let raw: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let input = dir.path().join("in.npy");
+    tessera_tests::mesh::write_npy(&input, "<u8", shape, &raw);
+    let mesh = |out: &str, shard: &str| {
+        std::process::Command::new(binary_path())
+            .args([
+                "mesh",
+                "--input",
+                input.to_str().unwrap(),
+                "--format",
+                "precomputed",
+            ])
+            .args(["--compute", "cpu", "--out-dir", out, "--shard", shard])
+            .envs(weed.env())
+            .output()
+            .unwrap()
+    };
+    let files = dir.path().join("files");
+    let out = mesh(files.to_str().unwrap(), "0/1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (url, mesh) = (&weed.url("meshes"), &mesh);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|i| s.spawn(move || mesh(url, &format!("{i}/4"))))
+            .collect();
+        for w in workers {
+            let out = w.join().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    let names: Vec<String> = std::fs::read_dir(&files)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.len() > 8, "{names:?}");
+    for name in names {
+        let want = std::fs::read(files.join(&name)).unwrap();
+        assert!(
+            weed.read(&format!("meshes/{name}")) == Some(want),
+            "{name} differs in the object store"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use tessera_engine::mesh::format::{self, Format};
 use tessera_engine::mesh::{Mesh, Surface};
 
 use super::npy::{self, View};
+use super::out::Out;
 use super::shard::Shard;
 
 pub struct MeshArgs {
@@ -95,8 +96,7 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         View::U8(v) => Cow::Owned(v.par_iter().map(|&l| u64::from(l)).collect()),
     };
     let read_s = t_read.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&args.out_dir)
-        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let files = Out::parse(&args.out_dir.to_string_lossy()).files()?;
 
     let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     spinner
@@ -151,10 +151,7 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} labels written, eta {eta}")
             .expect("template"),
     );
-    let write = |name: String, bytes: Vec<u8>| -> anyhow::Result<()> {
-        let path = args.out_dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
-    };
+    let write = |name: String, bytes: Vec<u8>| files.write(name, bytes);
     match out {
         Output::Legacy => write("info".into(), format::precomputed_legacy_info())?,
         Output::Multires => {
@@ -199,6 +196,7 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
             bar.inc(1);
             Ok(())
         })?;
+    files.finish()?;
     bar.finish_and_clear();
     let write_s = t_write.elapsed().as_secs_f64();
     println!(

@@ -10,6 +10,7 @@ pub mod load;
 pub mod mesh;
 pub mod mount;
 mod npy;
+mod out;
 pub mod pyramid;
 pub mod shard;
 pub mod store;

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use tessera_engine::compute::Shape;
 
 use super::npy::{self, View};
+use super::out::Out;
 use super::shard::{self, Shard};
 use super::zarr_out::ZarrLevels;
 
@@ -54,24 +55,8 @@ struct Phases {
     voxels: usize,
 }
 
-/// Where the levels go: `DIR/s1.npy … sN.npy`, or zarr arrays in an object store.
-pub enum Out {
-    Dir(PathBuf),
-    Objects(String),
-}
-
-impl Out {
-    pub fn parse(s: &str) -> Out {
-        if s.contains("://") {
-            Out::Objects(s.to_string())
-        } else {
-            Out::Dir(PathBuf::from(s))
-        }
-    }
-}
-
 /// Runs `slab_levels` slab by slab over this shard's z-planes; a writer thread puts each
-/// slab's levels into the output while the next slab computes, so no level is ever held
+/// slab's levels into the output (`DIR/s1.npy … sN.npy`, or zarr arrays in an object store) while the next slab computes, so no level is ever held
 /// whole. Files get `.partial` names until every shard's part is written; zarr arrays get
 /// their metadata then.
 fn build<T: npy::Element + Send + Sync>(

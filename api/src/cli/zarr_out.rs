@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use tessera_engine::compute::Shape;
-use tessera_storage::{ObjectConfig, Objects};
+use tessera_storage::Objects;
 
 use super::npy::Element;
 use super::shard::Shard;
@@ -33,8 +33,7 @@ impl ZarrLevels {
         levels: u32,
         planes: usize,
     ) -> anyhow::Result<ZarrLevels> {
-        let objects = Objects::open(&ObjectConfig::new(url))
-            .map_err(|e| anyhow::anyhow!("opening {url}: {e}"))?;
+        let objects = super::out::open_objects(url)?;
         let mut s = shape;
         let levels = (1..=levels)
             .map(|k| {
