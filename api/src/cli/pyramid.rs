@@ -29,7 +29,7 @@ const SLAB_VOXELS: usize = 1 << 25;
 
 /// z-planes per slab: a multiple of 2^levels, so that slabs downsample independently and
 /// their outputs stack into exactly the whole volume's levels.
-fn slab_planes(levels: u32, plane: usize) -> usize {
+pub(super) fn slab_planes(levels: u32, plane: usize) -> usize {
     let step = 1usize << levels;
     (SLAB_VOXELS / plane).next_multiple_of(step).max(step)
 }
@@ -44,7 +44,7 @@ fn progress(total: u64) -> ProgressBar {
 }
 
 /// Seconds spent in each part of a job.
-struct Phases {
+pub(super) struct Phases {
     /// Running the kernels.
     compute_s: f64,
     /// Writing, on the writer thread, mostly while the next slab computes.
@@ -59,7 +59,7 @@ struct Phases {
 /// slab's levels into the output (`DIR/s1.npy … sN.npy`, or zarr arrays in an object store) while the next slab computes, so no level is ever held
 /// whole. Files get `.partial` names until every shard's part is written; zarr arrays get
 /// their metadata then.
-fn build<T: npy::Element + Send + Sync>(
+pub(super) fn build<T: npy::Element + Send + Sync>(
     data: &[T],
     shape: Shape,
     levels: u32,

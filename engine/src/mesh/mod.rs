@@ -80,14 +80,25 @@ impl Surface {
         out
     }
 
+    /// In physical units, taking the triangles over.
+    pub fn into_mesh(self, voxel: [f64; 3]) -> Mesh {
+        Mesh {
+            vertices: Self::physical(&self.vertices, voxel),
+            triangles: self.triangles,
+        }
+    }
+
+    fn physical(vertices: &[[i64; 3]], voxel: [f64; 3]) -> Vec<[f32; 3]> {
+        vertices
+            .iter()
+            .map(|h| std::array::from_fn(|a| (h[a] as f64 * 0.5 * voxel[a]) as f32))
+            .collect()
+    }
+
     /// In physical units: `voxel` is the size of one voxel of the meshed scale.
     pub fn to_mesh(&self, voxel: [f64; 3]) -> Mesh {
         Mesh {
-            vertices: self
-                .vertices
-                .iter()
-                .map(|h| std::array::from_fn(|a| (h[a] as f64 * 0.5 * voxel[a]) as f32))
-                .collect(),
+            vertices: Self::physical(&self.vertices, voxel),
             triangles: self.triangles.clone(),
         }
     }
