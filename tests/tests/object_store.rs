@@ -165,7 +165,17 @@ fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
                 scope.spawn(move || {
                     let mut seen = Vec::new();
                     let mut i = 0u32;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Once the store is back, each reader goes on until it is answered again:
+                    // how soon SeaweedFS serves reads after a restart is its own affair.
+                    let healed = |seen: &Vec<u16>| {
+                        stop.load(std::sync::atomic::Ordering::Relaxed) && seen.last() == Some(&200)
+                    };
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+                    while !healed(&seen) {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "reads did not heal: {seen:?}"
+                        );
                         let at = 64 * ((i + r) % 2);
                         let path = format!("/api/node/{root}/seg/raw/0_1_2/64_64_64/{at}_0_{at}");
                         seen.push(srv.get(&path).status);
@@ -203,8 +213,7 @@ fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
         assert_eq!(srv.get("/api/server/info").status, 200);
 
         weed.start_again();
-        // Readers see the store come back by themselves.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // Readers see the store come back by themselves, with no restart of the server.
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         readers
             .into_iter()
@@ -219,7 +228,6 @@ fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
         statuses.contains(&200) && statuses.iter().any(|s| *s != 200),
         "{statuses:?}"
     );
-    assert_eq!(*statuses.last().unwrap(), 200, "{statuses:?}");
     // Nothing of the refused writes is visible, and writes work again with no restart.
     assert_eq!(seen(&srv, &seg, &root), before);
     seg.split_ok(4, &part, "");
