@@ -226,14 +226,17 @@ fn strips_join_into_one_sweep() {
     let shape = Shape::new(23, 150, 19);
     let vol = boxes(shape, &[0, 1, 2, 3], 40, 77);
     let cells = Cells::all(shape);
-    let got = CpuCompute::new().surface(&vol, shape, cells).unwrap();
-    assert_eq!(got, reference::surface(&vol, shape, 1, cells));
-    let threads = rayon::ThreadPoolBuilder::new()
-        .num_threads(7)
-        .build()
-        .unwrap();
-    let again = threads.install(|| CpuCompute::new().surface(&vol, shape, cells).unwrap());
-    assert_eq!(again, got);
+    let want = reference::surface(&vol, shape, 1, cells);
+    // One core sweeps the five strips as one run; two and three cores make runs of two strips
+    // and one (chained strips and joined runs together); seven, a run per strip.
+    for n in [1, 2, 3, 7] {
+        let threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap();
+        let got = threads.install(|| CpuCompute::new().surface(&vol, shape, cells).unwrap());
+        assert!(got == want, "{n} threads");
+    }
 }
 
 #[test]

@@ -100,6 +100,11 @@ fn put_f32(out: &mut Vec<u8>, v: f32) {
 fn ngmesh_bytes(mesh: &Mesh) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + 12 * (mesh.vertices.len() + mesh.triangles.len()));
     put_u32(&mut out, count_u32(mesh.vertices.len()));
+    if cfg!(target_endian = "little") {
+        out.extend_from_slice(bytemuck::cast_slice(&mesh.vertices));
+        out.extend_from_slice(bytemuck::cast_slice(&mesh.triangles));
+        return out;
+    }
     for &c in mesh.vertices.iter().flatten() {
         put_f32(&mut out, c);
     }

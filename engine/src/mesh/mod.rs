@@ -20,9 +20,11 @@ impl Mesh {
     /// One kernel output in physical units, taking its triangles over: `origin` is its item's
     /// origin in voxels, `voxel` the size of one voxel of the meshed scale.
     pub fn from_piece(s: LabelSurface, origin: [i64; 3], voxel: [f64; 3]) -> Mesh {
+        // Into the vertices' own allocation (same size and alignment): a job's meshes are
+        // gigabytes, and fresh pages cost more than the arithmetic.
         let vertices = s
             .vertices
-            .iter()
+            .into_iter()
             .map(|v| {
                 std::array::from_fn(|a| {
                     ((2 * origin[a] + v[a] as i64) as f64 * 0.5 * voxel[a]) as f32

@@ -8,14 +8,15 @@
 //! for x- and y-edges (the cells' bottom and top planes) and one for z-edges roll along z.
 //!
 //! The canonical order sweeps strips of `STRIP` cell rows one after another, each in (z, y, x)
-//! order, so a strip's slot planes stay in the core's cache. Strips run in parallel. A strip
-//! leaves the x- and z-edge vertices of its first row, which the strip before numbered, as
-//! references into that strip's record of its last row, resolved when the strips' meshes are
-//! joined in order: the result is exactly a single sweep's.
-
-use std::collections::HashMap;
+//! order, so a strip's slot planes stay in the core's cache. Runs of consecutive strips go in
+//! parallel, one sweep each: within a run a strip takes the x- and z-edge vertices of its first
+//! row from the record the strip before left of its last row; the first strip of a run leaves
+//! them as references into the previous run's record, resolved when the runs' meshes are
+//! joined in order. The result is exactly a single sweep's. A run per core, not per strip,
+//! because joining copies every piece but the first run's (on one core, nothing).
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use crate::compute::Shape;
 use crate::compute::surface::{Cells, EDGES, LabelSurface, STRIP, table};
@@ -43,15 +44,23 @@ fn item_surface(vol: &[u64], item: Shape, cells: Cells) -> Vec<LabelSurface> {
     if cells.count() == 0 {
         return Vec::new();
     }
-    let parts: Vec<Strip> = (cells.lo[1]..cells.hi[1])
-        .step_by(STRIP)
-        .collect::<Vec<i32>>()
-        .into_par_iter()
-        .map(|y0| {
-            let y1 = (y0 + STRIP as i32).min(cells.hi[1]);
-            let mut s = Sweep::new(vol, item, cells, y0, y1);
-            for z in cells.lo[2]..cells.hi[2] {
-                s.plane(z);
+    let starts: Vec<i32> = (cells.lo[1]..cells.hi[1]).step_by(STRIP).collect();
+    // Two runs per core when there are several: a run's work depends on how much surface its
+    // rows hold, and a spare run lets a core that finished early take some of it.
+    let threads = rayon::current_num_threads();
+    let runs = if threads == 1 { 1 } else { 2 * threads };
+    let parts: Vec<Strip> = starts
+        .par_chunks(starts.len().div_ceil(runs))
+        .map(|run| {
+            let strip = |y0: i32| (y0, (y0 + STRIP as i32).min(cells.hi[1]));
+            let mut s = Sweep::new(vol, item, cells, strip(run[0]));
+            for (k, &y0) in run.iter().enumerate() {
+                if k > 0 {
+                    s.next_strip(strip(y0));
+                }
+                for z in cells.lo[2]..cells.hi[2] {
+                    s.plane(z);
+                }
             }
             s.finish()
         })
@@ -59,16 +68,16 @@ fn item_surface(vol: &[u64], item: Shape, cells: Cells) -> Vec<LabelSurface> {
     join(parts)
 }
 
-/// One strip's meshes, before joining.
+/// One run of strips' meshes, before joining.
 struct Strip {
     meshes: Vec<LabelSurface>,
-    by_label: HashMap<u64, usize>,
-    /// Vertex numbers of the x- and z-edges on the row after the strip's last cell row, every
+    by_label: FxHashMap<u64, usize>,
+    /// Vertex numbers of the x- and z-edges on the row after the run's last cell row, every
     /// plane: `face[((z - lo.z)·w + px)·2 + (0 for x, 1 for z)]`.
     face: Vec<[u32; 2]>,
 }
 
-/// Joins strips in order into one mesh per label, resolving references to the strip before.
+/// Joins runs in order into one mesh per label, resolving references to the run before.
 fn join(mut parts: Vec<Strip>) -> Vec<LabelSurface> {
     if parts.len() == 1 {
         let mut meshes = parts.pop().expect("one strip").meshes;
@@ -112,6 +121,12 @@ fn join(mut parts: Vec<Strip>) -> Vec<LabelSurface> {
         .map(|strips| {
             let mut strips = strips.into_iter();
             let (_, mut out) = strips.next().expect("a label has a strip");
+            // One allocation for the joined mesh, not a doubling per piece.
+            let (v, t) = strips.as_slice().iter().fold((0, 0), |(v, t), (_, p)| {
+                (v + p.vertices.len(), t + p.triangles.len())
+            });
+            out.vertices.reserve_exact(v);
+            out.triangles.reserve_exact(t);
             // Where each strip's piece starts in the joined mesh (the first at 0).
             let mut base_of = vec![0u32; parts.len()];
             for (k, piece) in strips {
@@ -180,26 +195,31 @@ struct Sweep<'a> {
     /// before.
     y0: i32,
     y1: i32,
+    /// Whether the strip before was this sweep's, its record in `above`: references to it
+    /// resolve at once.
+    chained: bool,
     zeros: Vec<u64>,
     /// Slot plane width (voxel positions lo..=hi in x) and height (rows y0..=y1).
     w: usize,
     h: usize,
-    /// The record of row `y1` the next strip resolves its references in (`Strip::face`).
+    /// The record of row `y1` the next strip resolves its references in (`Strip::face`), and
+    /// the strip before's when it was this sweep's.
     face: Vec<[u32; 2]>,
+    above: Vec<[u32; 2]>,
     /// x/y-edge slots of the cells' bottom (`xy[0]`) and top (`xy[1]`) voxel planes, indexed
     /// `(py·w + px)·2 + axis`; z-edge slots of the current cell plane, indexed `py·w + px`.
     xy: [Vec<[u32; 2]>; 2],
     zs: Vec<[u32; 2]>,
     info: [EdgeInfo; 12],
     meshes: Vec<LabelSurface>,
-    by_label: HashMap<u64, usize>,
+    by_label: FxHashMap<u64, usize>,
     /// The last two labels looked up, and their meshes: boundary cells mostly hold the same
     /// two labels as their neighbours.
     last: [(u64, usize); 2],
 }
 
 impl<'a> Sweep<'a> {
-    fn new(vol: &'a [u64], item: Shape, cells: Cells, y0: i32, y1: i32) -> Sweep<'a> {
+    fn new(vol: &'a [u64], item: Shape, cells: Cells, (y0, y1): (i32, i32)) -> Sweep<'a> {
         let size = cells.size();
         let w = size[0] + 1;
         let h = (y1 - y0) as usize + 1;
@@ -210,17 +230,29 @@ impl<'a> Sweep<'a> {
             cells,
             y0,
             y1,
+            chained: false,
             zeros: vec![0; item.x],
             w,
             h,
             face: vec![[0; 2]; 2 * w * (size[2] + 1)],
+            above: Vec::new(),
             xy: [vec![[0; 2]; 2 * plane], vec![[0; 2]; 2 * plane]],
             zs: vec![[0; 2]; plane],
             info: edge_info(w),
             meshes: Vec::new(),
-            by_label: HashMap::new(),
+            by_label: FxHashMap::default(),
             last: [(0, usize::MAX); 2],
         }
+    }
+
+    /// Goes on to the strip of rows `y0..y1` right after this one. Slots need no clearing
+    /// here either: every slot a strip reads, it numbered first.
+    fn next_strip(&mut self, (y0, y1): (i32, i32)) {
+        debug_assert_eq!(y0, self.y1);
+        std::mem::swap(&mut self.face, &mut self.above);
+        self.face.resize(self.above.len(), [0; 2]);
+        (self.y0, self.y1, self.h) = (y0, y1, (y1 - y0) as usize + 1);
+        self.chained = true;
     }
 
     fn finish(self) -> Strip {
@@ -382,9 +414,12 @@ impl<'a> Sweep<'a> {
             zs,
             info,
             meshes,
+            chained,
+            above,
             ..
         } = self;
         let [bottom, top] = xy;
+        let (chained, above) = (*chained, &*above);
         let mesh = &mut meshes[m];
         let mut numbered = 0u16;
         let range = t.start[mask as usize] as usize..t.start[mask as usize + 1] as usize;
@@ -399,7 +434,10 @@ impl<'a> Sweep<'a> {
                     let z = (q[2] - lo[2]) as usize + info.off[2];
                     let px = (q[0] - lo[0]) as usize + info.off[0];
                     let f = (z * w + px) * 2 + usize::from(info.axis == 2);
-                    *slot_out = EXTERNAL | (f << 1 | side) as u32;
+                    *slot_out = match chained {
+                        true => above[f][side],
+                        false => EXTERNAL | (f << 1 | side) as u32,
+                    };
                     continue;
                 }
                 let slot: &mut [u32; 2] = match (info.axis, info.off[2]) {
