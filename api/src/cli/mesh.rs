@@ -98,8 +98,8 @@ fn surfaces_by_slab(
 
 /// A label's surface joined slab by slab. A label met in one slab keeps the kernel's piece as
 /// it is (a volume of one slab needs no joining at all); for the others only vertices near a
-/// seam can be shared with the slab before, so only those are looked up (hashing every vertex,
-/// as the labelmap's `Surface::join` does, costs more than the meshing).
+/// seam can be shared with the slab before, so only those are looked up (hashing every vertex
+/// costs more than the meshing; the labelmap's `Surface::join` of blocks does the same).
 #[derive(Default)]
 struct Joined {
     /// The piece of the one slab met so far: (its first plane, its end plane, the piece).

@@ -12,7 +12,7 @@ pub struct Mesh {
     pub triangles: Vec<[u32; 3]>,
 }
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::compute::LabelSurface;
 
@@ -61,19 +61,34 @@ impl Surface {
 
     /// Joins pieces in the order given: a vertex on a seam between pieces is the same vertex
     /// in both, numbered at its first use, so the result depends only on the pieces' order.
-    pub fn join<'a>(pieces: impl IntoIterator<Item = ([i64; 3], &'a LabelSurface)>) -> Surface {
+    ///
+    /// The pieces tile space in boxes of `size` cells, each meshed from its box of voxels plus
+    /// a one-voxel rim on its high sides (`Cells::interior`), so only a vertex on a plane of
+    /// voxel centres at a box's face can be shared; the others, most of them, are pushed with
+    /// no lookup.
+    pub fn join<'a>(
+        size: [usize; 3],
+        pieces: impl IntoIterator<Item = ([i64; 3], &'a LabelSurface)>,
+    ) -> Surface {
         let mut out = Surface::default();
-        let mut index: HashMap<[i64; 3], u32> = HashMap::new();
+        let mut seams: FxHashMap<[i64; 3], u32> = FxHashMap::default();
+        let high = size.map(|n| 2 * n as u32 + 1);
         for (origin, s) in pieces {
+            out.vertices.reserve(s.vertices.len());
             let ids: Vec<u32> = s
                 .vertices
                 .iter()
                 .map(|v| {
                     let h = std::array::from_fn(|a| 2 * origin[a] + v[a] as i64);
-                    *index.entry(h).or_insert_with(|| {
+                    let mut push = || {
                         out.vertices.push(h);
                         out.vertices.len() as u32 - 1
-                    })
+                    };
+                    if (0..3).any(|a| v[a] == 1 || v[a] == high[a]) {
+                        *seams.entry(h).or_insert_with(push)
+                    } else {
+                        push()
+                    }
                 })
                 .collect();
             out.triangles

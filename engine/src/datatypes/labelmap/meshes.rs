@@ -296,7 +296,11 @@ pub fn surface_with(
     if pieces.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Surface::join(pieces.iter().map(|(o, s)| (*o, s)))))
+    let size = [bs.x, bs.y, bs.z];
+    Ok(Some(Surface::join(
+        size,
+        pieces.iter().map(|(o, s)| (*o, s)),
+    )))
 }
 
 /// The dense path's memory cap: 256 MiB of labels.
