@@ -463,6 +463,42 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Runs `tessera ARGS --input INPUT` once into the directory `files`, then as four workers
+/// (`--shard I/4`) started together writing into `url`; every run must succeed.
+fn one_and_four_workers(
+    weed: &Seaweed,
+    args: &[&str],
+    input: &std::path::Path,
+    files: &std::path::Path,
+    url: &str,
+) {
+    let run = |out: &str, shard: &str| {
+        let out = std::process::Command::new(binary_path())
+            .args(args)
+            .arg("--input")
+            .arg(input)
+            .args(["--compute", "cpu", "--out-dir", out, "--shard", shard])
+            .envs(weed.env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(files.to_str().unwrap(), "0/1");
+    let run = &run;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|i| s.spawn(move || run(url, &format!("{i}/4"))))
+            .collect();
+        for w in workers {
+            w.join().expect("a worker's run failed");
+        }
+    });
+}
+
 /// `tessera pyramid --shard I/4 --out-dir s3://…`: four workers started together write zarr
 /// levels straight into SeaweedFS; a volumeproxy instance reads each level back as exactly the
 /// voxels one process writes to local `.npy` files.
@@ -477,42 +513,14 @@ fn a_sharded_pyramid_writes_zarr_levels_into_s3_as_one_process_writes_files() {
     let input = dir.path().join("in.npy");
     let raw: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
     tessera_tests::mesh::write_npy(&input, "<u8", shape, &raw);
-    let pyramid = |out: &str, shard: &str| {
-        std::process::Command::new(binary_path())
-            .args([
-                "pyramid",
-                "--input",
-                input.to_str().unwrap(),
-                "--levels",
-                "2",
-            ])
-            .args(["--compute", "cpu", "--out-dir", out, "--shard", shard])
-            .envs(weed.env())
-            .output()
-            .unwrap()
-    };
     let files = dir.path().join("files");
-    let out = pyramid(files.to_str().unwrap(), "0/1");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    one_and_four_workers(
+        &weed,
+        &["pyramid", "--levels", "2"],
+        &input,
+        &files,
+        &weed.url("pyramid"),
     );
-    let url = &weed.url("pyramid");
-    let pyramid = &pyramid;
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4)
-            .map(|i| s.spawn(move || pyramid(url, &format!("{i}/4"))))
-            .collect();
-        for w in workers {
-            let out = w.join().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    });
 
     let srv = Server::start();
     let root = srv.create_repo("zarr");
@@ -646,41 +654,14 @@ fn a_sharded_mesh_job_writes_into_s3_what_one_process_writes_to_files() {
     let raw: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
     let input = dir.path().join("in.npy");
     tessera_tests::mesh::write_npy(&input, "<u8", shape, &raw);
-    let mesh = |out: &str, shard: &str| {
-        std::process::Command::new(binary_path())
-            .args([
-                "mesh",
-                "--input",
-                input.to_str().unwrap(),
-                "--format",
-                "precomputed",
-            ])
-            .args(["--compute", "cpu", "--out-dir", out, "--shard", shard])
-            .envs(weed.env())
-            .output()
-            .unwrap()
-    };
     let files = dir.path().join("files");
-    let out = mesh(files.to_str().unwrap(), "0/1");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    one_and_four_workers(
+        &weed,
+        &["mesh", "--format", "precomputed"],
+        &input,
+        &files,
+        &weed.url("meshes"),
     );
-    let (url, mesh) = (&weed.url("meshes"), &mesh);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..4)
-            .map(|i| s.spawn(move || mesh(url, &format!("{i}/4"))))
-            .collect();
-        for w in workers {
-            let out = w.join().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    });
     let names: Vec<String> = std::fs::read_dir(&files)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
