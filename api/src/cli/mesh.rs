@@ -175,8 +175,8 @@ impl Joined {
     }
 }
 
-/// Planes per slab for a volume of `shape`.
-fn slab_planes(shape: Shape) -> usize {
+/// Planes per meshing slab for a volume of `shape` (pyramid slabs are `pyramid::slab_planes`).
+fn mesh_slab_planes(shape: Shape) -> usize {
     (SLAB_VOXELS / (shape.x * shape.y).max(1)).max(1)
 }
 
@@ -295,7 +295,7 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let t_mesh = Instant::now();
     let compute = compute.as_ref();
-    let surfaces = surfaces_by_slab(compute, &view, shape, args.shard, slab_planes(shape))?;
+    let surfaces = surfaces_by_slab(compute, &view, shape, args.shard, mesh_slab_planes(shape))?;
     // Coarser levels for the multi-resolution output: the same labels, 2^k times coarser,
     // downsampled from all labels (a coarse voxel's mode depends on its neighbours of every
     // shard) into scratch files, then meshed from them as the full resolution is.
@@ -317,7 +317,7 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
                 &level.view(),
                 s,
                 args.shard,
-                slab_planes(s),
+                mesh_slab_planes(s),
             )?);
         }
     }
