@@ -319,6 +319,9 @@ enum BenchCommand {
         /// One JSON object per kernel instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only these kernels (comma-separated names as the report prints them).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Every kernel and the fused batches on the GPU beside the CPU, with device time, bytes
     /// over the bus and the share of the device's copy bandwidth (docs/compute.md).
@@ -527,6 +530,7 @@ fn main() -> anyhow::Result<()> {
                     compute,
                     repeats,
                     json,
+                    only,
                 },
         } => cli::bench::run(cli::bench::BenchArgs {
             input,
@@ -534,6 +538,7 @@ fn main() -> anyhow::Result<()> {
             compute,
             repeats,
             json,
+            only,
         }),
         Command::Bench {
             what:

@@ -19,6 +19,8 @@ pub struct BenchArgs {
     pub compute: String,
     pub repeats: usize,
     pub json: bool,
+    /// Only these kernels (all when empty).
+    pub only: Vec<String>,
 }
 
 pub(super) const BLOCK: usize = 64;
@@ -145,117 +147,130 @@ fn gray_input(args: &BenchArgs, shape: Shape) -> anyhow::Result<(Shape, Vec<u8>)
     }
 }
 
+/// The kernels `bench_all` times, in order.
+const KERNELS: [&str; 11] = [
+    "relabel_1000_to_1",
+    "split_apply",
+    "downsample_mode",
+    "pyramid_mode_5",
+    "surface",
+    "downsample_mean",
+    "pyramid_mean_5",
+    "label_counts",
+    "block_encode",
+    "block_decode",
+    "block_decode_fresh",
+];
+
 fn bench_all(compute: &dyn Compute, args: &BenchArgs) -> anyhow::Result<Vec<Timing>> {
+    if let Some(k) = args.only.iter().find(|k| !KERNELS.contains(&k.as_str())) {
+        bail!(
+            "--only: no kernel {k:?}; the kernels are {}",
+            KERNELS.join(", ")
+        );
+    }
+    let want = |k: &str| args.only.is_empty() || args.only.iter().any(|o| o == k);
     let (shape, labels) = labels_input(args)?;
     let n = args.repeats.max(1);
     let mut out = Vec::new();
     let voxels = shape.voxels();
+    let mut timed = |kernel: &'static str, voxels: usize, seconds: Vec<f64>| {
+        out.push(Timing {
+            kernel,
+            voxels,
+            seconds,
+        })
+    };
 
     // relabel in place on a fresh copy each run; split on every other row.
-    let (table, split) = edit_tables(&labels)?;
-    let seconds = time(
-        n,
-        || labels.clone(),
-        |mut v| compute.relabel(&mut v, &table),
-    )?;
-    out.push(Timing {
-        kernel: "relabel_1000_to_1",
-        voxels,
-        seconds,
-    });
+    if want("relabel_1000_to_1") || want("split_apply") {
+        let (table, split) = edit_tables(&labels)?;
+        if want("relabel_1000_to_1") {
+            let s = time(
+                n,
+                || labels.clone(),
+                |mut v| compute.relabel(&mut v, &table),
+            )?;
+            timed("relabel_1000_to_1", voxels, s);
+        }
+        if want("split_apply") {
+            let runs = every_other_row(shape);
+            let s = time(
+                n,
+                || labels.clone(),
+                |mut v| compute.split_apply(&mut v, shape, &runs, &split),
+            )?;
+            timed("split_apply", voxels, s);
+        }
+    }
+    if want("downsample_mode") {
+        let s = time(n, || (), |_| compute.downsample_mode(&labels, shape))?;
+        timed("downsample_mode", voxels, s);
+    }
+    if want("pyramid_mode_5") {
+        let s = time(n, || (), |_| compute.pyramid_mode(&labels, shape, 5))?;
+        timed("pyramid_mode_5", voxels, s);
+    }
+    if want("surface") {
+        // Every label's closed mesh, through to physical units (what a client gets, short of
+        // a file format), as zmesh's marching cubes plus per-label extraction.
+        let s = time(
+            n,
+            || (),
+            |_| {
+                let mut items = compute.surface(&labels, shape, Cells::all(shape))?;
+                let meshes: Vec<Mesh> = items
+                    .pop()
+                    .unwrap_or_default()
+                    .into_par_iter()
+                    .map(|s| Mesh::from_piece(s, [0; 3], [1.0; 3]))
+                    .collect();
+                Ok(meshes)
+            },
+        )?;
+        timed("surface", voxels, s);
+    }
 
-    let runs = every_other_row(shape);
-    let seconds = time(
-        n,
-        || labels.clone(),
-        |mut v| compute.split_apply(&mut v, shape, &runs, &split),
-    )?;
-    out.push(Timing {
-        kernel: "split_apply",
-        voxels,
-        seconds,
-    });
+    if want("downsample_mean") || want("pyramid_mean_5") {
+        let (gshape, gray) = gray_input(args, shape)?;
+        if want("downsample_mean") {
+            let s = time(n, || (), |_| compute.downsample_mean(&gray, gshape))?;
+            timed("downsample_mean", gshape.voxels(), s);
+        }
+        if want("pyramid_mean_5") {
+            let s = time(n, || (), |_| compute.pyramid_mean(&gray, gshape, 5))?;
+            timed("pyramid_mean_5", gshape.voxels(), s);
+        }
+    }
 
-    let seconds = time(n, || (), |_| compute.downsample_mode(&labels, shape))?;
-    out.push(Timing {
-        kernel: "downsample_mode",
-        voxels,
-        seconds,
-    });
-    let seconds = time(n, || (), |_| compute.pyramid_mode(&labels, shape, 5))?;
-    out.push(Timing {
-        kernel: "pyramid_mode_5",
-        voxels,
-        seconds,
-    });
-
-    // surface: every label's closed mesh, through to physical units (what a client gets,
-    // short of a file format), as zmesh's marching cubes plus per-label extraction.
-    let seconds = time(
-        n,
-        || (),
-        |_| {
-            let mut items = compute.surface(&labels, shape, Cells::all(shape))?;
-            let meshes: Vec<Mesh> = items
-                .pop()
-                .unwrap_or_default()
-                .into_par_iter()
-                .map(|s| Mesh::from_piece(s, [0; 3], [1.0; 3]))
-                .collect();
-            Ok(meshes)
-        },
-    )?;
-    out.push(Timing {
-        kernel: "surface",
-        voxels,
-        seconds,
-    });
-
-    let (gshape, gray) = gray_input(args, shape)?;
-    let seconds = time(n, || (), |_| compute.downsample_mean(&gray, gshape))?;
-    out.push(Timing {
-        kernel: "downsample_mean",
-        voxels: gshape.voxels(),
-        seconds,
-    });
-    let seconds = time(n, || (), |_| compute.pyramid_mean(&gray, gshape, 5))?;
-    out.push(Timing {
-        kernel: "pyramid_mean_5",
-        voxels: gshape.voxels(),
-        seconds,
-    });
-
+    if !KERNELS[7..].iter().any(|k| want(k)) {
+        return Ok(out);
+    }
     let blocks = block_batch(&labels, shape)?;
     let block = Shape::cube(BLOCK);
-    let seconds = time(n, || (), |_| compute.label_counts(&blocks, block))?;
-    out.push(Timing {
-        kernel: "label_counts",
-        voxels: blocks.len(),
-        seconds,
-    });
-    let seconds = time(n, || (), |_| compute.block_encode(&blocks, block))?;
-    out.push(Timing {
-        kernel: "block_encode",
-        voxels: blocks.len(),
-        seconds,
-    });
-    let encoded = compute.block_encode(&blocks, block)?;
-    let refs: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
-    // Decoding into one reused buffer is how a server decodes batch after batch; a fresh
-    // buffer per call adds the cost of faulting its pages in, shown separately.
-    let mut buffer = vec![0u64; blocks.len()];
-    let seconds = time(n, || (), |_| compute.block_decode_into(&refs, &mut buffer))?;
-    out.push(Timing {
-        kernel: "block_decode",
-        voxels: blocks.len(),
-        seconds,
-    });
-    let seconds = time(n, || (), |_| compute.block_decode(&refs))?;
-    out.push(Timing {
-        kernel: "block_decode_fresh",
-        voxels: blocks.len(),
-        seconds,
-    });
+    if want("label_counts") {
+        let s = time(n, || (), |_| compute.label_counts(&blocks, block))?;
+        timed("label_counts", blocks.len(), s);
+    }
+    if want("block_encode") {
+        let s = time(n, || (), |_| compute.block_encode(&blocks, block))?;
+        timed("block_encode", blocks.len(), s);
+    }
+    if want("block_decode") || want("block_decode_fresh") {
+        let encoded = compute.block_encode(&blocks, block)?;
+        let refs: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
+        // Decoding into one reused buffer is how a server decodes batch after batch; a fresh
+        // buffer per call adds the cost of faulting its pages in, shown separately.
+        if want("block_decode") {
+            let mut buffer = vec![0u64; blocks.len()];
+            let s = time(n, || (), |_| compute.block_decode_into(&refs, &mut buffer))?;
+            timed("block_decode", blocks.len(), s);
+        }
+        if want("block_decode_fresh") {
+            let s = time(n, || (), |_| compute.block_decode(&refs))?;
+            timed("block_decode_fresh", blocks.len(), s);
+        }
+    }
     Ok(out)
 }
 

@@ -162,9 +162,7 @@ struct EdgeInfo {
     low_sides: u8,
     /// Half-voxel offset of the midpoint from the cell's minimum-corner center.
     h: [u32; 3],
-    /// The corner the edge starts at, and its slot's offset from the cell's own (for the
-    /// sweep's slot plane width).
-    low_corner: usize,
+    /// Its slot's offset from the cell's own (for the sweep's slot plane width).
     slot_offset: usize,
 }
 
@@ -181,7 +179,6 @@ fn edge_info(w: usize) -> [EdgeInfo; 12] {
             off,
             low_sides,
             h: crate::compute::surface::edge_offset(e),
-            low_corner: a,
             slot_offset: off[1] * w + off[0],
         }
     })
@@ -400,7 +397,7 @@ impl<'a> Sweep<'a> {
     }
 
     fn emit(&mut self, q: [i32; 3], label: u64, mask: u8) {
-        let t = table();
+        let case = &cases()[mask as usize];
         let m = self.mesh(label);
         let lo = self.cells.lo;
         let at_low = (0..3).fold(0u8, |b, a| b | u8::from(q[a] == lo[a]) << a);
@@ -421,41 +418,89 @@ impl<'a> Sweep<'a> {
         let [bottom, top] = xy;
         let (chained, above) = (*chained, &*above);
         let mesh = &mut meshes[m];
-        let mut numbered = 0u16;
-        let range = t.start[mask as usize] as usize..t.start[mask as usize + 1] as usize;
-        for tri in &t.triangles[range] {
-            let mut out = [0u32; 3];
-            for (slot_out, &e) in out.iter_mut().zip(tri) {
-                let e = e as usize;
-                let info = &info[e];
-                let side = usize::from(mask >> info.low_corner & 1 == 0);
-                let at = base + info.slot_offset;
-                if external && info.off[1] == 0 && info.axis != 1 {
-                    let z = (q[2] - lo[2]) as usize + info.off[2];
-                    let px = (q[0] - lo[0]) as usize + info.off[0];
-                    let f = (z * w + px) * 2 + usize::from(info.axis == 2);
-                    *slot_out = match chained {
-                        true => above[f][side],
-                        false => EXTERNAL | (f << 1 | side) as u32,
-                    };
-                    continue;
-                }
-                let slot: &mut [u32; 2] = match (info.axis, info.off[2]) {
-                    (2, _) => &mut zs[at],
-                    (a, 0) => &mut bottom[at * 2 + a],
-                    (a, _) => &mut top[at * 2 + a],
+        // Each crossed edge once, in the order the triangles first use it (the canonical
+        // vertex order): number it when this cell owns it, else read the number its owner left.
+        let mut ids = [0u32; 12];
+        for (id, &(e, side)) in ids.iter_mut().zip(&case.edges[..case.len as usize]) {
+            let info = &info[e as usize];
+            let side = side as usize;
+            if external && info.off[1] == 0 && info.axis != 1 {
+                let z = (q[2] - lo[2]) as usize + info.off[2];
+                let px = (q[0] - lo[0]) as usize + info.off[0];
+                let f = (z * w + px) * 2 + usize::from(info.axis == 2);
+                *id = match chained {
+                    true => above[f][side],
+                    false => EXTERNAL | (f << 1 | side) as u32,
                 };
-                if info.low_sides & !at_low == 0 && numbered >> e & 1 == 0 {
-                    numbered |= 1 << e;
-                    slot[side] = mesh.vertices.len() as u32;
-                    // Never negative: a crossed edge has an end inside the item.
-                    mesh.vertices.push(std::array::from_fn(|a| {
-                        (center[a] + info.h[a] as i32) as u32
-                    }));
-                }
-                *slot_out = slot[side];
+                continue;
             }
-            mesh.triangles.push(out);
+            let at = base + info.slot_offset;
+            let slot: &mut [u32; 2] = match (info.axis, info.off[2]) {
+                (2, _) => &mut zs[at],
+                (a, 0) => &mut bottom[at * 2 + a],
+                (a, _) => &mut top[at * 2 + a],
+            };
+            if info.low_sides & !at_low == 0 {
+                slot[side] = mesh.vertices.len() as u32;
+                // Never negative: a crossed edge has an end inside the item.
+                mesh.vertices.push(std::array::from_fn(|a| {
+                    (center[a] + info.h[a] as i32) as u32
+                }));
+            }
+            *id = slot[side];
         }
+        mesh.triangles
+            .extend(case.triangles().iter().map(|t| t.map(|k| ids[k as usize])));
     }
+}
+
+/// A marching-cubes case as the sweep walks it: its crossed edges in order of first use, each
+/// with the side of the edge the label is on (1 when the edge's low corner is outside), and
+/// its triangles as indices into that list.
+struct Case {
+    len: u8,
+    edges: [(u8, u8); 12],
+    tris: u8,
+    triangles: [[u8; 3]; MAX_TRIANGLES],
+}
+
+const MAX_TRIANGLES: usize = 12;
+
+impl Case {
+    fn triangles(&self) -> &[[u8; 3]] {
+        &self.triangles[..self.tris as usize]
+    }
+}
+
+fn cases() -> &'static [Case; 256] {
+    static CASES: std::sync::OnceLock<Box<[Case; 256]>> = std::sync::OnceLock::new();
+    CASES.get_or_init(|| {
+        let t = table();
+        Box::new(std::array::from_fn(|mask| {
+            let mut case = Case {
+                len: 0,
+                edges: [(0, 0); 12],
+                tris: 0,
+                triangles: [[0; 3]; MAX_TRIANGLES],
+            };
+            let range = t.start[mask] as usize..t.start[mask + 1] as usize;
+            for tri in &t.triangles[range] {
+                let local = tri.map(|e| {
+                    let known = case.edges[..case.len as usize]
+                        .iter()
+                        .position(|&(k, _)| k == e);
+                    known.unwrap_or_else(|| {
+                        let low = EDGES[e as usize][0];
+                        let side = u8::from(mask >> low & 1 == 0);
+                        case.edges[case.len as usize] = (e, side);
+                        case.len += 1;
+                        case.len as usize - 1
+                    }) as u8
+                });
+                case.triangles[case.tris as usize] = local;
+                case.tris += 1;
+            }
+            case
+        }))
+    })
 }
