@@ -14,7 +14,7 @@
 //! Inside a sub-block one row of 8 voxels always fills exactly `bits` bytes (8 values of `bits`
 //! bits), so both directions work a row at a time on a big-endian integer of `bits` bytes.
 
-use super::{ComputeError, Result, Shape};
+use super::{BlockCounts, ComputeError, Result, Shape};
 
 /// Largest number of 8³ sub-blocks along one axis (a 256-voxel edge) we accept, so that a
 /// 16-byte header cannot ask for a huge allocation.
@@ -490,6 +490,8 @@ pub struct Encoder {
     indices: Vec<u32>,
     values: Vec<u8>,
     slab: Vec<u64>,
+    /// Voxels per entry of `labels`, when the encoding also counts.
+    tally: Option<Vec<u32>>,
 }
 
 impl Default for Encoder {
@@ -502,6 +504,7 @@ impl Default for Encoder {
             indices: Vec::new(),
             values: Vec::new(),
             slab: Vec::new(),
+            tally: None,
         }
     }
 }
@@ -509,6 +512,45 @@ impl Default for Encoder {
 impl Encoder {
     /// Encodes one block in the canonical form into `out` (cleared first).
     pub fn encode_into(&mut self, labels: &[u64], shape: Shape, out: &mut Vec<u8>) -> Result<()> {
+        self.tally = None;
+        self.encode(labels, shape, out)
+    }
+
+    /// Encodes like `encode_into` and counts the block's labels on the way: the encoding
+    /// already numbers every voxel's label, so counting is a tally per number instead of a
+    /// second pass that hashes.
+    pub fn encode_counting(
+        &mut self,
+        labels: &[u64],
+        shape: Shape,
+        out: &mut Vec<u8>,
+    ) -> Result<BlockCounts> {
+        let mut tally = self.tally.take().unwrap_or_default();
+        tally.clear();
+        self.tally = Some(tally);
+        self.encode(labels, shape, out)?;
+        let tally = self.tally.as_ref().expect("counting");
+        if tally.is_empty() {
+            // One label throughout (`encode` took its shortcut).
+            return Ok(BlockCounts {
+                labels: vec![labels[0]],
+                counts: vec![labels.len() as u32],
+            });
+        }
+        let mut pairs: Vec<(u64, u32)> = self
+            .labels
+            .iter()
+            .copied()
+            .zip(tally.iter().copied())
+            .collect();
+        pairs.sort_unstable();
+        Ok(BlockCounts {
+            labels: pairs.iter().map(|p| p.0).collect(),
+            counts: pairs.iter().map(|p| p.1).collect(),
+        })
+    }
+
+    fn encode(&mut self, labels: &[u64], shape: Shape, out: &mut Vec<u8>) -> Result<()> {
         check_block_shape(shape)?;
         shape.check_len(labels.len(), "label block encode")?;
         out.clear();
@@ -566,6 +608,9 @@ impl Encoder {
         let (i, new) = self.table.get_or_insert(label, self.labels.len() as u32);
         if new {
             self.labels.push(label);
+            if let Some(t) = &mut self.tally {
+                t.push(0);
+            }
         }
         i
     }
@@ -577,6 +622,9 @@ impl Encoder {
             self.ns.push(1);
             let i = self.table_index(first);
             self.indices.push(i);
+            if let Some(t) = &mut self.tally {
+                t[i as usize] += SUB_VOXELS as u32;
+            }
             return;
         }
         // Local numbering in order of first appearance, remembering the previous voxel's
@@ -587,7 +635,10 @@ impl Encoder {
         new_labels[0] = first;
         let mut local_labels = 1u32;
         let mut index = [0u16; SUB_VOXELS];
-        let (mut prev, mut prev_index) = (first, 0u16);
+        // Voxels per local number, summed a run at a time (counting each voxel into memory
+        // would chain every increment of a run on the one before).
+        let mut local = [0u32; SUB_VOXELS];
+        let (mut prev, mut prev_index, mut run) = (first, 0u16, 0u32);
         for (dst, &l) in index.iter_mut().zip(sub.iter()) {
             if l != prev {
                 let (k, new) = self.local.get_or_insert(l, local_labels);
@@ -595,16 +646,24 @@ impl Encoder {
                     new_labels[local_labels as usize] = l;
                     local_labels += 1;
                 }
-                prev = l;
-                prev_index = k as u16;
+                local[prev_index as usize] += run;
+                (prev, prev_index, run) = (l, k as u16, 0);
             }
+            run += 1;
             *dst = prev_index;
         }
+        local[prev_index as usize] += run;
         let ns = local_labels as usize;
         self.ns.push(ns as u16);
+        let first_index = self.indices.len();
         for &l in &new_labels[..ns] {
             let i = self.table_index(l);
             self.indices.push(i);
+        }
+        if let Some(t) = &mut self.tally {
+            for (&i, &n) in self.indices[first_index..].iter().zip(&local[..ns]) {
+                t[i as usize] += n;
+            }
         }
         match index_bits(ns) {
             1 => pack::<1>(&index, &mut self.values),

@@ -68,18 +68,21 @@ fn finish(
     steps: &BatchSteps,
     encoder: &mut Encoder,
 ) -> Result<(Option<BlockCounts>, Option<Vec<u8>>)> {
-    let counts = steps.counts.then(|| blocks::counts(vox));
     if let Some(half) = half {
         pyramid::downsample_into(vox, block, half);
     }
-    let encoded = if steps.encode {
-        let mut out = Vec::new();
-        encoder.encode_into(vox, block, &mut out)?;
-        Some(out)
-    } else {
-        None
+    if !steps.encode {
+        return Ok((steps.counts.then(|| blocks::counts(vox)), None));
+    }
+    let mut out = Vec::new();
+    let counts = match steps.counts {
+        true => Some(encoder.encode_counting(vox, block, &mut out)?),
+        false => {
+            encoder.encode_into(vox, block, &mut out)?;
+            None
+        }
     };
-    Ok((counts, encoded))
+    Ok((counts, Some(out)))
 }
 
 pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<BatchOutput> {

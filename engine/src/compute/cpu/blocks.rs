@@ -1,15 +1,14 @@
 //! Per-block kernels over batches of blocks: label counts and the block codec.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use super::codec::{self, Encoder};
 use super::{BlockCounts, Result, Shape};
 
 /// Counts one block's labels, hashing once per run of equal labels.
 pub fn counts(block: &[u64]) -> BlockCounts {
-    let mut map: HashMap<u64, u32> = HashMap::new();
+    let mut map: FxHashMap<u64, u32> = FxHashMap::default();
     let mut run = (block[0], 0u32);
     for &l in block {
         if l == run.0 {
