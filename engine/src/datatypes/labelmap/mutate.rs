@@ -549,33 +549,61 @@ pub(crate) fn count_under_runs(
     let bs = labels.cfg.block_size;
     let bv = labels.cfg.block_voxels();
     let mut counts = BTreeMap::new();
-    let mut block = vec![0u64; bv];
+    let (mut voxels, mut zeros) = (Vec::new(), None);
     let mut local = Vec::new();
-    for c in blocks_of_runs(runs, bs) {
-        local.clear();
-        runs_in_block(runs, c, bs, 0, &mut local);
-        let stored = labels.voxel_blocks().get(0, c)?;
-        match stored {
-            Some(s) => labels.decode_stored(&[s], &mut block)?,
-            None => block.fill(0),
-        }
-        for r in &local {
-            let row = ((r.z as usize * bs[1]) + r.y as usize) * bs[0];
-            for x in r.x..r.x + r.len {
-                let v = block[row + x as usize];
-                ok(v).map_err(|why| {
-                    Error::bad(format!(
-                        "split voxel ({}, {}, {}) {why}",
-                        c[0] as i64 * bs[0] as i64 + x as i64,
-                        c[1] as i64 * bs[1] as i64 + r.y as i64,
-                        c[2] as i64 * bs[2] as i64 + r.z as i64
-                    ))
-                })?;
-                *counts.entry(v).or_insert(0) += 1;
-            }
+    let coords = blocks_of_runs(runs, bs);
+    // A batch of blocks read in one storage call and decoded together (in parallel).
+    for batch in coords.chunks(labels.blocks_per_batch()) {
+        let stored = labels.voxel_blocks().get_many(0, batch)?;
+        let present: Vec<Vec<u8>> = stored.iter().flatten().cloned().collect();
+        voxels.resize(present.len() * bv, 0);
+        labels.decode_stored(&present, &mut voxels)?;
+        let mut decoded = voxels.chunks(bv);
+        for (c, s) in batch.iter().zip(&stored) {
+            let block = match s {
+                Some(_) => decoded.next().expect("one decoded block per stored one"),
+                None => zeros.get_or_insert_with(|| vec![0; bv]),
+            };
+            count_block(*c, block, bs, runs, &mut local, ok, &mut counts)?;
         }
     }
     Ok(counts)
+}
+
+/// Counts the labels under the runs in block `c` (its voxels `block`) into `counts`, checking
+/// each with `ok`.
+fn count_block(
+    c: BlockCoord,
+    block: &[u64],
+    bs: [usize; 3],
+    runs: &[Run],
+    local: &mut Vec<Run>,
+    ok: &dyn Fn(u64) -> std::result::Result<(), String>,
+    counts: &mut BTreeMap<u64, u64>,
+) -> Result<()> {
+    local.clear();
+    runs_in_block(runs, c, bs, 0, local);
+    for r in local.iter() {
+        let row = ((r.z as usize * bs[1]) + r.y as usize) * bs[0] + r.x as usize;
+        let voxels = &block[row..row + r.len as usize];
+        // A stretch of equal labels at a time: one check and one count each.
+        let mut i = 0;
+        while i < voxels.len() {
+            let v = voxels[i];
+            let n = voxels[i..].iter().take_while(|&&u| u == v).count();
+            ok(v).map_err(|why| {
+                Error::bad(format!(
+                    "split voxel ({}, {}, {}) {why}",
+                    c[0] as i64 * bs[0] as i64 + r.x as i64 + i as i64,
+                    c[1] as i64 * bs[1] as i64 + r.y as i64,
+                    c[2] as i64 * bs[2] as i64 + r.z as i64
+                ))
+            })?;
+            *counts.entry(v).or_insert(0) += n as u64;
+            i += n;
+        }
+    }
+    Ok(())
 }
 
 /// What a split does: supervoxels renamed (old → (split id, remain id)), the mapping changes
