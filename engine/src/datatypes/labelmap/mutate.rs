@@ -790,6 +790,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
     laps.lap("locks");
     let labels = &labels.clone().with_mapping(st.mapping(labels)?, false);
     let index = must_index(labels, label, "split")?;
+    laps.lap("index");
     let whose = format!("body {label}");
     check_runs(
         &runs,
@@ -799,6 +800,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         index.num_voxels(),
         &whose,
     )?;
+    laps.lap("runs");
     let under = count_under_runs(labels, &runs, &|v| {
         if v != 0 && labels.body(v) == label {
             Ok(())
