@@ -377,19 +377,16 @@ impl<'a> Sweep<'a> {
 
     /// A cell whose corners are not all one label: each non-zero label's triangles.
     fn cell(&mut self, q: [i32; 3], l: [u64; 8]) {
-        let mut done = 0u8;
-        for c in 0..8 {
-            if done >> c & 1 == 1 {
-                continue;
-            }
-            let label = l[c];
-            let mut mask = 0u8;
-            for (k, &v) in l.iter().enumerate().skip(c) {
-                if v == label {
-                    mask |= 1 << k;
-                }
-            }
-            done |= mask;
+        // Corners not yet given to a label; each round takes the lowest one's label and every
+        // corner that shares it (compares without branches: cells mix labels unpredictably).
+        let mut left = u8::MAX;
+        while left != 0 {
+            let label = l[left.trailing_zeros() as usize];
+            let mask = l
+                .iter()
+                .enumerate()
+                .fold(0u8, |m, (k, &v)| m | u8::from(v == label) << k);
+            left &= !mask;
             if label != 0 {
                 self.emit(q, label, mask);
             }
