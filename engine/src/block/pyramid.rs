@@ -17,16 +17,13 @@ use super::voxel::Voxel;
 use crate::Result;
 use crate::compute::{Compute, Shape};
 
-/// A parent block being assembled: its voxels and which octants are filled (bit oz·4+oy·2+ox).
-struct Parent<V> {
-    voxels: Vec<V>,
-    have: u8,
-}
+/// The changed children of one parent: per octant (bit oz·4+oy·2+ox), its downsampled voxels.
+type Children<V> = Vec<(usize, Vec<V>)>;
 
 /// The changed blocks of one scale, waiting to be finished and handed to the next.
 pub struct Level<V: Voxel> {
     block: Shape,
-    parents: HashMap<BlockCoord, Parent<V>>,
+    parents: HashMap<BlockCoord, Children<V>>,
 }
 
 impl<V: Voxel> Level<V> {
@@ -56,32 +53,20 @@ impl<V: Voxel> Level<V> {
         Ok(())
     }
 
-    /// Places already downsampled children (each `block.half()`, one after another) into
-    /// their parents' octants.
+    /// Keeps already downsampled children (each `block.half()`, one after another) for their
+    /// parents' octants.
     pub fn add_half(&mut self, coords: &[BlockCoord], half: &[V]) {
-        let b = self.block;
-        let (hx, hy, hz) = (b.x / 2, b.y / 2, b.z / 2);
-        for (i, c) in coords.iter().enumerate() {
-            let parent_coord = c.map(|v| v >> 1);
+        let n = self.block.half().voxels();
+        for (c, voxels) in coords.iter().zip(half.chunks_exact(n)) {
             let [ox, oy, oz] = c.map(|v| (v & 1) as usize);
-            let parent = self.parents.entry(parent_coord).or_insert_with(|| Parent {
-                voxels: vec![V::default(); b.voxels()],
-                have: 0,
-            });
-            parent.have |= 1 << (oz * 4 + oy * 2 + ox);
-            let src = &half[i * hx * hy * hz..(i + 1) * hx * hy * hz];
-            for z in 0..hz {
-                for y in 0..hy {
-                    let from = (z * hy + y) * hx;
-                    let to = ((oz * hz + z) * b.y + oy * hy + y) * b.x + ox * hx;
-                    parent.voxels[to..to + hx].copy_from_slice(&src[from..from + hx]);
-                }
-            }
+            let children = self.parents.entry(c.map(|v| v >> 1)).or_default();
+            children.push((oz * 4 + oy * 2 + ox, voxels.to_vec()));
         }
     }
 
-    /// The finished blocks of this scale, sorted by coordinate: octants no child changed are
-    /// copied from the block stored at `scale` (zeros where none is), read in one batch.
+    /// The finished blocks of this scale, sorted by coordinate and stacked: each parent is
+    /// the block stored at `scale` (zeros where none is; read in one batch, decoded in place)
+    /// with its changed octants written over it.
     pub fn finish(
         self,
         blocks: &Blocks,
@@ -89,11 +74,12 @@ impl<V: Voxel> Level<V> {
         scale: u8,
     ) -> Result<(Vec<BlockCoord>, Vec<V>)> {
         let b = self.block;
-        let mut parents: Vec<(BlockCoord, Parent<V>)> = self.parents.into_iter().collect();
+        let mut parents: Vec<(BlockCoord, Children<V>)> = self.parents.into_iter().collect();
         parents.sort_unstable_by_key(|(c, _)| zyx(c));
+        // A parent whose eight octants all changed needs nothing stored.
         let partial: Vec<BlockCoord> = parents
             .iter()
-            .filter(|(_, p)| p.have != 0xFF)
+            .filter(|(_, children)| children.iter().fold(0u8, |have, (o, _)| have | 1 << o) != 0xFF)
             .map(|(c, _)| *c)
             .collect();
         let stored: HashMap<BlockCoord, Vec<u8>> = partial
@@ -101,30 +87,26 @@ impl<V: Voxel> Level<V> {
             .zip(blocks.get_many(scale, &partial)?)
             .filter_map(|(c, s)| s.map(|s| (*c, s)))
             .collect();
-        parents
-            .par_iter_mut()
-            .map(|(c, p)| (stored.get(c), p))
-            .try_for_each(|(old, p)| -> Result<()> {
-                let Some(old) = old else { return Ok(()) };
-                let mut prev = vec![V::default(); b.voxels()];
-                blocks.decode(compute, std::slice::from_ref(old), &mut prev)?;
-                let (hx, hy, hz) = (b.x / 2, b.y / 2, b.z / 2);
-                for oct in (0..8).filter(|o| p.have & (1 << o) == 0) {
+        let mut voxels = vec![V::default(); parents.len() * b.voxels()];
+        let (hx, hy, hz) = (b.x / 2, b.y / 2, b.z / 2);
+        voxels
+            .par_chunks_mut(b.voxels())
+            .zip(&parents)
+            .try_for_each(|(out, (c, children))| -> Result<()> {
+                if let Some(old) = stored.get(c) {
+                    blocks.decode(compute, std::slice::from_ref(old), out)?;
+                }
+                for (oct, half) in children {
                     let (ox, oy, oz) = (oct & 1, (oct >> 1) & 1, oct >> 2);
-                    for z in oz * hz..(oz + 1) * hz {
-                        for y in oy * hy..(oy + 1) * hy {
-                            let at = (z * b.y + y) * b.x + ox * hx;
-                            p.voxels[at..at + hx].copy_from_slice(&prev[at..at + hx]);
-                        }
+                    for (row, src) in half.chunks_exact(hx).enumerate() {
+                        let (y, z) = (row % hy, row / hy);
+                        let at = ((oz * hz + z) * b.y + oy * hy + y) * b.x + ox * hx;
+                        out[at..at + hx].copy_from_slice(src);
                     }
                 }
                 Ok(())
             })?;
         let coords = parents.iter().map(|(c, _)| *c).collect();
-        let mut voxels = Vec::with_capacity(parents.len() * b.voxels());
-        for (_, p) in parents {
-            voxels.extend_from_slice(&p.voxels);
-        }
         Ok((coords, voxels))
     }
 }
