@@ -4,8 +4,9 @@
 //! normalized once over the stacked volume and each block applies its own planes' runs, and
 //! block sides are even, so each block's half-size block depends on that block alone.
 //!
-//! One allocation for the voxels (none when the input is voxels that nothing rewrites), one for
-//! the half-size volume; the voxels handed back are that same buffer.
+//! One allocation for the voxels when they are handed back (that same buffer); otherwise a
+//! block-sized buffer per task, reused (none when the input is voxels that nothing rewrites).
+//! One allocation for the half-size volume.
 
 use rayon::prelude::*;
 
@@ -116,6 +117,31 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
                     let (c, e) = finish(vox, half, block, steps, encoder)?;
                     Ok((0, c, e))
                 })
+                .collect();
+            (None, parts)
+        }
+        _ if !steps.voxels => {
+            // Nothing hands the voxels back: each task rewrites its blocks in a buffer of its
+            // own, reused block after block, instead of a fresh batch-sized one.
+            let parts = (0..n)
+                .into_par_iter()
+                .zip(halves)
+                .map_init(
+                    || (Encoder::default(), vec![0u64; v]),
+                    |(encoder, vox), (i, half)| {
+                        match input {
+                            BatchInput::Encoded(blocks) => {
+                                codec::decode_into(blocks[i], vox)?;
+                            }
+                            BatchInput::Voxels(src) => {
+                                vox.copy_from_slice(&src[i * v..(i + 1) * v])
+                            }
+                        }
+                        let written = rewrite.apply(i, vox, block);
+                        let (c, e) = finish(vox, half, block, steps, encoder)?;
+                        Ok((written, c, e))
+                    },
+                )
                 .collect();
             (None, parts)
         }
