@@ -536,12 +536,48 @@ fn bench_kernels_reports_every_kernel() {
         "block_encode",
         "block_decode",
         "block_decode_fresh",
+        "surface",
     ] {
         assert!(
             kernels.iter().any(|g| g == k),
             "{k} missing from {kernels:?}"
         );
     }
+}
+
+#[test]
+fn bench_kernels_only_times_the_kernels_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [64, 64, 64];
+    let input = dir.path().join("labels.npy");
+    let raw: Vec<u8> = labels(shape).iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&input, "<u8", shape, &raw);
+    let path = input.to_str().unwrap();
+    let args = |only: &'static str| {
+        [
+            "bench",
+            "kernels",
+            "--input",
+            path,
+            "--compute",
+            "cpu",
+            "--repeats",
+            "1",
+            "--json",
+            "--only",
+            only,
+        ]
+    };
+    let stdout = ok(&tessera(&args("label_counts,surface"), &[]));
+    let kernels: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["kernel"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(kernels, ["surface", "label_counts"]);
+    fails(&tessera(&args("surfaces"), &[]), "no kernel \"surfaces\"");
 }
 
 #[test]
