@@ -2,7 +2,7 @@
 //! `tessera bench gpu`; `tessera pyramid` and `tessera mesh` on a mapped input against the
 //! same input read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tessera_tests::binary_path;
@@ -106,6 +106,14 @@ fn level_down(v: &[u64], [z, y, x]: [usize; 3]) -> (Vec<u64>, [usize; 3]) {
         }
     }
     (out, h)
+}
+
+/// `labels(shape)` as `<dir>/labels.npy` (uint64).
+fn labels_npy(dir: &Path, shape: [usize; 3]) -> PathBuf {
+    let input = dir.join("labels.npy");
+    let raw: Vec<u8> = labels(shape).iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&input, "<u8", shape, &raw);
+    input
 }
 
 fn labels(shape: [usize; 3]) -> Vec<u64> {
@@ -498,10 +506,7 @@ fn gpu_without_an_adapter_fails_loudly() {
 #[test]
 fn bench_kernels_reports_every_kernel() {
     let dir = tempfile::tempdir().unwrap();
-    let shape = [64, 64, 128];
-    let input = dir.path().join("labels.npy");
-    let raw: Vec<u8> = labels(shape).iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_npy(&input, "<u8", shape, &raw);
+    let input = labels_npy(dir.path(), [64, 64, 128]);
     let stdout = ok(&tessera(
         &[
             "bench",
@@ -548,10 +553,7 @@ fn bench_kernels_reports_every_kernel() {
 #[test]
 fn bench_kernels_only_times_the_kernels_named() {
     let dir = tempfile::tempdir().unwrap();
-    let shape = [64, 64, 64];
-    let input = dir.path().join("labels.npy");
-    let raw: Vec<u8> = labels(shape).iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_npy(&input, "<u8", shape, &raw);
+    let input = labels_npy(dir.path(), [64, 64, 64]);
     let path = input.to_str().unwrap();
     let args = |only: &'static str| {
         [
@@ -584,10 +586,7 @@ fn bench_kernels_only_times_the_kernels_named() {
 fn bench_gpu_reports_every_kernel_the_same_on_both_backends() {
     // On lavapipe (CI) this checks the command and its GPU = CPU comparison, not speed.
     let dir = tempfile::tempdir().unwrap();
-    let shape = [64, 64, 128];
-    let input = dir.path().join("labels.npy");
-    let raw: Vec<u8> = labels(shape).iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_npy(&input, "<u8", shape, &raw);
+    let input = labels_npy(dir.path(), [64, 64, 128]);
     let json = dir.path().join("report.json");
     let stdout = ok(&tessera(
         &[
