@@ -281,10 +281,11 @@ fn open_content(kv: Arc<dyn KvStore>, url: &str, sc: &StoreConfig) -> anyhow::Re
 }
 
 /// RocksDB's secondary instance of the writer's database at `path`, with its own info log in a
-/// temporary directory.
+/// temporary directory named for this process.
 fn open_replica(alias: &str, path: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
-    let scratch =
-        std::env::temp_dir().join(format!("tessera-replica-{}-{alias}", std::process::id()));
+    let temp = std::env::temp_dir();
+    remove_stale_scratch(&temp);
+    let scratch = temp.join(format!("{SCRATCH}{}-{alias}", std::process::id()));
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     let store = RocksStore::open_secondary(path, &scratch).map_err(|e| {
         anyhow::anyhow!(
@@ -295,10 +296,66 @@ fn open_replica(alias: &str, path: &Path) -> anyhow::Result<Arc<dyn KvStore>> {
     Ok(Arc::new(store))
 }
 
+/// The prefix of a read replica's scratch directory: `<prefix><pid>-<alias>`.
+const SCRATCH: &str = "tessera-replica-";
+
+/// Removes the scratch directories in `temp` of replica processes that are gone: a server that
+/// was killed cannot remove its own. Only where `/proc` tells which processes live.
+fn remove_stale_scratch(temp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            // Another replica may remove it at the same moment; either way it is gone.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn open_rocks(path: &Path, sync: bool) -> anyhow::Result<Arc<dyn KvStore>> {
     std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
     let mut store = RocksStore::open(path)
         .map_err(|e| anyhow::anyhow!("opening RocksDB at {}: {e}", path.display()))?;
     store.set_sync(sync);
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_replica_scratch_of_gone_processes_is_removed_and_the_rest_kept() {
+        let temp = tempfile::tempdir().unwrap();
+        // A process that has exited: its pid names no live process (short of reuse).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let names = [
+            format!("{SCRATCH}{gone}-default"),
+            format!("{SCRATCH}{me}-default"),
+            format!("{SCRATCH}notapid-x"),
+            "something-else".to_string(),
+        ];
+        for n in &names {
+            std::fs::create_dir(temp.path().join(n)).unwrap();
+            std::fs::write(temp.path().join(n).join("LOG"), b"log").unwrap();
+        }
+        remove_stale_scratch(temp.path());
+        let left: Vec<bool> = names.iter().map(|n| temp.path().join(n).exists()).collect();
+        assert_eq!(left, [false, true, true, true]);
+    }
 }
