@@ -235,26 +235,31 @@ fn an_object_store_outage_refuses_block_writes_whole_and_heals_by_itself() {
 }
 
 fn migrate(srv: &Server, instance: &str, to: &str) -> Value {
-    let out = std::process::Command::new(binary_path())
-        .args([
-            "store",
-            "migrate",
-            "--instance",
-            instance,
-            "--to",
-            to,
-            "--config",
-        ])
-        .arg(srv.scratch_dir().join("tessera.toml"))
-        .current_dir(srv.scratch_dir())
-        .output()
-        .unwrap();
+    let mut cmd = std::process::Command::new(binary_path());
+    cmd.args([
+        "store",
+        "migrate",
+        "--instance",
+        instance,
+        "--to",
+        to,
+        "--config",
+    ])
+    .arg(srv.scratch_dir().join("tessera.toml"))
+    .current_dir(srv.scratch_dir());
+    serde_json::from_slice(&succeeded(&mut cmd).stdout).unwrap()
+}
+
+/// Runs `cmd` and asserts it succeeded, showing its stderr when not.
+#[track_caller]
+fn succeeded(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out
 }
 
 #[test]
@@ -473,18 +478,13 @@ fn one_and_four_workers(
     url: &str,
 ) {
     let run = |out: &str, shard: &str| {
-        let out = std::process::Command::new(binary_path())
-            .args(args)
-            .arg("--input")
-            .arg(input)
-            .args(["--compute", "cpu", "--out-dir", out, "--shard", shard])
-            .envs(weed.env())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            std::process::Command::new(binary_path())
+                .args(args)
+                .arg("--input")
+                .arg(input)
+                .args(["--compute", "cpu", "--out-dir", out, "--shard", shard])
+                .envs(weed.env()),
         );
     };
     run(files.to_str().unwrap(), "0/1");
