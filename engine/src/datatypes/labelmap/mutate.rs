@@ -555,14 +555,15 @@ pub(crate) fn count_under_runs(
     // A batch of blocks read in one storage call and decoded together (in parallel).
     for batch in coords.chunks(labels.blocks_per_batch()) {
         let stored = labels.voxel_blocks().get_many(0, batch)?;
-        let present: Vec<Vec<u8>> = stored.iter().flatten().cloned().collect();
+        let is_stored: Vec<bool> = stored.iter().map(Option::is_some).collect();
+        let present: Vec<Vec<u8>> = stored.into_iter().flatten().collect();
         voxels.resize(present.len() * bv, 0);
         labels.decode_stored(&present, &mut voxels)?;
         let mut decoded = voxels.chunks(bv);
-        for (c, s) in batch.iter().zip(&stored) {
-            let block = match s {
-                Some(_) => decoded.next().expect("one decoded block per stored one"),
-                None => zeros.get_or_insert_with(|| vec![0; bv]),
+        for (c, is_stored) in batch.iter().zip(is_stored) {
+            let block = match is_stored {
+                true => decoded.next().expect("one decoded block per stored one"),
+                false => zeros.get_or_insert_with(|| vec![0; bv]),
             };
             count_block(*c, block, bs, runs, &mut local, ok, &mut counts)?;
         }
