@@ -25,8 +25,13 @@ pub const ANNOTATION_MOD_ELEMENTS: &str = "ANNOTATION_MOD_ELEMENTS";
 /// such as the NATS stream (`Mutations::follow_log`).
 pub const MUTATION_LOGGED: &str = "MUTATION_LOGGED";
 
+/// Tessera's own: scale-0 label blocks whose lower resolutions are still to be rebuilt
+/// (`Delta::Image`, the blocks' coordinates); a labelmap hears its own (`labelmap::pyramid`).
+pub const DOWNRES: &str = "DOWNRES";
+
 /// Every event name, for reading events back from an outbox.
 pub const EVENTS: &[&str] = &[
+    DOWNRES,
     BLOCK_INGEST,
     BLOCK_MUTATE,
     MERGE_BLOCK,
@@ -68,7 +73,8 @@ pub enum Delta {
         blocks: Vec<[i32; 3]>,
         voxels: u64,
     },
-    /// `BLOCK_INGEST` of an image instance: the blocks written, sorted in (z, y, x) order.
+    /// `BLOCK_INGEST` of an image instance, `DOWNRES` of a labelmap: the blocks written,
+    /// sorted in (z, y, x) order.
     Image(Vec<[i32; 3]>),
     /// `ANNOTATION_MOD_ELEMENTS`: the labels whose set of points changed, ascending.
     Labels(Vec<u64>),

@@ -158,7 +158,10 @@ impl ContentStore {
 
     /// Rewrites a batch for the KV, returning the objects its references need.
     fn encode(&self, batch: WriteBatch) -> (WriteBatch, Vec<(Hash, Bytes)>) {
-        let mut out = WriteBatch::new();
+        let mut out = WriteBatch {
+            lazy: batch.lazy,
+            ..WriteBatch::new()
+        };
         let mut objects: HashMap<Hash, Bytes> = HashMap::new();
         for op in batch.ops {
             match op {

@@ -11,6 +11,11 @@ pub enum WriteOp {
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     pub ops: Vec<WriteOp>,
+    /// Needs no sync of its own: durable once a later synced write to the same store is (a
+    /// write-ahead log is one sequence), lost with the process before that. For bookkeeping
+    /// that a later write of the same request commits with (a mutation's label allocation).
+    /// Engines without a synced write ignore it.
+    pub lazy: bool,
 }
 
 impl WriteBatch {
@@ -29,6 +34,7 @@ impl WriteBatch {
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+    /// Adds `other`'s operations (this batch's `lazy` stays as it was).
     pub fn append(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
     }

@@ -83,8 +83,12 @@ impl RocksStore {
     }
 
     fn write_options(&self) -> WriteOptions {
+        self.write_options_synced(self.sync)
+    }
+
+    fn write_options_synced(&self, sync: bool) -> WriteOptions {
         let mut o = WriteOptions::default();
-        o.set_sync(self.sync);
+        o.set_sync(sync);
         o
     }
 }
@@ -148,13 +152,14 @@ impl KvStore for RocksStore {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
+        let options = self.write_options_synced(self.sync && !batch.lazy);
         for op in batch.ops {
             match op {
                 WriteOp::Put(k, v) => wb.put(k, v),
                 WriteOp::Delete(k) => wb.delete(k),
             }
         }
-        Ok(self.db.write_opt(wb, &self.write_options())?)
+        Ok(self.db.write_opt(wb, &options)?)
     }
 
     fn flush(&self) -> Result<()> {

@@ -389,7 +389,9 @@ fn a_read_replica_serves_the_writers_data_refuses_writes_and_follows_edits() {
         rchild.mapping(&[3], "") == vec![1]
     });
     eventually("the replica sees the writer's key", || {
-        replica.key_value(&child, "kv", "b").as_deref() == Some(&b"2"[..])
+        // Until the replica has followed the new node, its UUID is unknown there (400).
+        let r = replica.get(&format!("/api/node/{child}/kv/key/b"));
+        r.status == 200 && r.body == b"2"
     });
     eventually("the replica sees the new repo", || {
         replica.get(&format!("/api/repo/{later}/info")).status == 200
@@ -628,7 +630,9 @@ fn a_read_replica_of_a_server_whose_every_byte_is_on_s3_follows_the_writer() {
     Seg::open(&writer, &child, "seg").merge_ok(&[1, 2], "");
     let later = writer.create_repo("later");
     eventually("the replica sees the writer's key", || {
-        replica.key_value(&child, "kv", "b").as_deref() == Some(&b"2"[..])
+        // Until the replica has followed the new node, its UUID is unknown there (400).
+        let r = replica.get(&format!("/api/node/{child}/kv/key/b"));
+        r.status == 200 && r.body == b"2"
     });
     eventually("the replica sees the writer's merge", || {
         Seg::open(&replica, &child, "seg").mapping(&[2], "") == vec![1]

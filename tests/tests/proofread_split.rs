@@ -200,6 +200,44 @@ fn split_relabels_every_voxel_and_every_scale() {
     check_consistency(&seg, SIZE, LEVELS);
 }
 
+/// A split answers before its lower resolutions are rebuilt, with the rebuild as an event
+/// committed with it. Held (`TESSERA_SYNC_HOLD=1`: nothing delivered), scale 0 is exact at the
+/// answer and scale 1 still shows the retired supervoxel; after SIGKILL, the restarted
+/// server rebuilds from the event it kept, and every scale is exact.
+#[test]
+fn split_lower_resolutions_follow_the_answer_and_survive_a_kill() {
+    const HOLD: &str = "TESSERA_SYNC_HOLD";
+    let mut srv = Server::builder().env(HOLD, "1").start();
+    let (uuid, model) = {
+        let (seg, mut model) = setup_with(&srv);
+        let part = voxels_where(&model.sv, [0, 0, 0], [40, 128, 30], |l| {
+            model.body_of(l) == 10
+        });
+        let (label, _) = seg.split_ok(10, &part, "");
+        model.split(10, &part, label);
+        assert_state(&seg, &model);
+        let s1 = seg.raw([0; 3], [64; 3], "supervoxels=true&scale=1");
+        assert!(
+            s1.data.contains(&10),
+            "held, scale 1 keeps the retired supervoxel 10 until the rebuild"
+        );
+        (seg.uuid.clone(), model)
+    };
+    srv.kill();
+    srv.remove_env(HOLD);
+    srv.start_again();
+    let seg = Seg::open(&srv, &uuid, "seg");
+    assert_state(&seg, &model);
+    let (s0, _) = check_consistency(&seg, SIZE, LEVELS);
+    for (s, level) in pyramid(&s0, LEVELS).iter().enumerate() {
+        let got = seg.raw([0; 3], level.size, &format!("supervoxels=true&scale={s}"));
+        assert!(
+            !got.data.contains(&10),
+            "scale {s} still shows supervoxel 10"
+        );
+    }
+}
+
 #[test]
 fn split_covering_a_whole_supervoxel_still_allocates_two_ids() {
     let srv = Server::start();

@@ -77,6 +77,8 @@ struct State {
 }
 
 const IDS_KEY: &[u8] = b"\x00ids";
+/// How long locking a node waits for the rebuilds of its last edits' lower resolutions.
+const SETTLE: Duration = Duration::from_secs(60);
 const REPO_KEY_PREFIX: &[u8] = b"\x00repo\x00";
 
 /// The server's ids and every persisted repo, as the metadata store holds them.
@@ -669,11 +671,23 @@ impl Engine {
     /// `POST commit`: locks the node; returns its UUID.
     pub fn commit(&self, spec: &str, note: Option<String>, log: Vec<String>) -> Result<String> {
         let _gate = self.commit_gate.write();
+        // A committed node's data is final: the coarse scales of its last edits too.
+        self.settle_pyramids(&format!("committing {spec}"))?;
         self.modify(spec, |state, root, v| {
             let repo = state.repos.get_mut(&root).expect("matched repo exists");
             repo.commit(v, note, log)?;
             Ok(repo.nodes[&v].uuid.clone())
         })
+    }
+
+    /// Waits until the lower resolutions of the labelmap edits answered so far are rebuilt
+    /// (`labelmap::pyramid`), before `what` reads or freezes them.
+    pub(crate) fn settle_pyramids(&self, what: &str) -> Result<()> {
+        let mutations = &self.services.mutations;
+        if !mutations.settle_where(crate::datatypes::labelmap::pyramid::is_pyramid, SETTLE)? {
+            tracing::warn!("{what} before lower resolutions were rebuilt ({SETTLE:?} passed)");
+        }
+        Ok(())
     }
 
     /// `POST newversion` (branch `None`) and `POST branch`: returns the child's UUID.

@@ -327,14 +327,23 @@ impl Mutations {
     /// write's effect even though subscribers apply events asynchronously.
     pub fn settle(&self, subscriber: &str, timeout: Duration) -> Result<bool> {
         let prefix = format!("{subscriber}/");
+        self.settle_where(|id| id.starts_with(&prefix), timeout)
+    }
+
+    /// `settle` for the subscriptions whose ids `chosen` picks.
+    ///
+    /// A worker with nothing pending and no run in progress has applied every event of a
+    /// commit that returned before the call (the commit marks it pending before returning),
+    /// so that case answers without reading the outbox.
+    pub fn settle_where(&self, chosen: impl Fn(&str) -> bool, timeout: Duration) -> Result<bool> {
         let workers: Vec<Arc<Worker>> = self
             .workers
             .lock()
             .iter()
-            .filter(|(id, _)| id.starts_with(&prefix))
+            .filter(|(id, _)| chosen(id))
             .map(|(_, w)| w.clone())
             .collect();
-        if workers.is_empty() {
+        if workers.iter().all(|w| !w.busy()) {
             return Ok(true);
         }
         if self.hold {

@@ -68,9 +68,11 @@ pub fn read(kv: &dyn KvStore, id: &str, limit: usize) -> Result<Vec<(Vec<u8>, Sy
     Ok(out)
 }
 
-/// Removes acknowledged entries.
+/// Removes acknowledged entries. Not synced on its own (`WriteBatch::lazy`): an
+/// acknowledgement lost to a crash only makes the worker apply its run again.
 pub fn ack(kv: &dyn KvStore, keys: Vec<Vec<u8>>) -> Result<()> {
     let mut batch = WriteBatch::new();
+    batch.lazy = true;
     for k in keys {
         batch.delete(k);
     }

@@ -158,6 +158,9 @@ pub fn post(
     let limit = block_voxels * 16 + (1 << 20);
     let change = ctx.mutation()?;
     let st = state(ctx);
+    // This write rebuilds or writes coarse blocks itself, from the stored ones: let edits
+    // answered before it finish theirs first (not under the lock, which a rebuild takes).
+    super::pyramid::settle(ctx)?;
     let _writes = st.writes.write();
     let mapping = labels.mapping.clone();
     let per_batch = labels.blocks_per_batch();

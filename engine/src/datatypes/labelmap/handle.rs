@@ -4,7 +4,7 @@
 use super::labels::index_for;
 use super::state::state;
 use super::store::Labels;
-use super::{meshes, voxels};
+use super::{meshes, pyramid, voxels};
 use crate::Result;
 use crate::block::geom::VoxelBox;
 use crate::datatype::{DataCtx, Handle};
@@ -71,11 +71,17 @@ impl Labelmap {
     /// The mesh of body `label` from its voxels at `scale` (coarser levels of detail), in
     /// physical units; `None` when it has no voxels there.
     pub fn mesh_at(&self, label: u64, scale: u8) -> Result<Option<Mesh>> {
+        if scale > 0 {
+            pyramid::settle(&self.ctx)?;
+        }
         meshes::mesh(&self.ctx, &self.labels, label, scale, false)
     }
 
     /// The bodies in `bx` at `scale`, x fastest; unwritten space reads as 0.
     pub fn read(&self, scale: u8, bx: &VoxelBox) -> Result<Vec<u64>> {
+        if scale > 0 {
+            pyramid::settle(&self.ctx)?;
+        }
         voxels::read_box(&self.labels, scale, bx)
     }
 

@@ -517,8 +517,20 @@ fn post_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<D
 
 /// Reserves `count` new labels and returns the first (spec §4.4 "New label allocation"): from
 /// NextLabel + 1 when set, else from the repo's max label + 1; the version's max label rises to
-/// the last. Committed at once, so a mutation that fails afterwards still consumed them.
+/// the last. Committed at once and synced, as `POST nextlabel` hands the labels to a client.
 pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
+    allocate_with(ctx, labels, count, false)
+}
+
+/// `allocate` for a mutation that commits the labels itself. Committed at once, so a mutation
+/// that fails afterwards still consumed them, but not synced on its own: the mutation's synced
+/// commit makes it durable (one disk sync per edit, not two). A crash before that loses only
+/// labels no committed data uses.
+pub fn reserve(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
+    allocate_with(ctx, labels, count, true)
+}
+
+fn allocate_with(ctx: &DataCtx, labels: &Labels, count: u64, lazy: bool) -> Result<u64> {
     let st = state(ctx);
     let _alloc = st.alloc.lock();
     let next = next_label_setting(labels)?;
@@ -538,6 +550,7 @@ pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
         )));
     }
     let mut m = ctx.write();
+    m.batch.lazy = lazy;
     if next != 0 {
         put_into(
             &mut m.batch,

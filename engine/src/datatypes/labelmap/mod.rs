@@ -1,6 +1,7 @@
 //! The `labelmap` datatype (spec §4.4): 64-bit supervoxel blocks in DVID's compressed block
 //! format, a label index kept exact on every write, and multiscale pyramids recomputed
-//! through the compute engine before a write returns.
+//! through the compute engine (before a write returns; after an edit that rewrites blocks,
+//! with reads of coarse scales waiting for them).
 //!
 //! * [`config`] — creation settings;
 //! * [`store`] — keys besides blocks, and [`Labels`], the data at a version over the block
@@ -8,6 +9,7 @@
 //! * [`ingest`] — the write path: label index, extents and sync events around the block
 //!   writer;
 //! * [`index`] — the label index protobuf and its updates;
+//! * [`pyramid`] — scales ≥ 1 rebuilt after a block-rewriting edit answered;
 //! * `voxels`, `blocks`, `labels`, `sparsevol` — the endpoints (`compression=google` through
 //!   `crate::block::cseg`).
 
@@ -21,6 +23,7 @@ pub(crate) mod log;
 pub mod mapping;
 pub mod meshes;
 pub(crate) mod mutate;
+pub mod pyramid;
 pub(crate) mod sparsevol;
 pub(crate) mod state;
 pub mod store;
@@ -190,11 +193,14 @@ impl Datatype for LabelmapType {
 
     fn subscriptions(&self, ctx: &DataCtx) -> Result<Vec<Subscription>> {
         let cfg = Config::from_json(&ctx.instance.config)?;
-        Ok(if cfg.keep_meshes {
-            vec![meshes::subscription(ctx)]
-        } else {
-            Vec::new()
-        })
+        let mut subs = Vec::new();
+        if cfg.max_downres_level > 0 {
+            subs.push(pyramid::subscription(ctx));
+        }
+        if cfg.keep_meshes {
+            subs.push(meshes::subscription(ctx));
+        }
+        Ok(subs)
     }
 
     fn handle(&self, ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
@@ -208,6 +214,10 @@ impl Datatype for LabelmapType {
             labels.with_mapping(mapping, req.query.flag("supervoxels")?)
         };
         let kw = req.keyword.as_str();
+        let coarse = scale(&labels.cfg, &req.query).is_ok_and(|s| s > 0);
+        if coarse && matches!(req.method, Method::Get | Method::Head) {
+            pyramid::settle(ctx)?;
+        }
         if no_mapping && NEED_MAPPING.contains(&kw) {
             return Err(Error::bad(format!(
                 "{kw} needs a supervoxel mapping, which {} instance {:?} doesn't have",

@@ -13,7 +13,7 @@ use tessera_storage::versioned::{delete_into, put_into};
 
 use super::index::{LabelIndex, SvCount};
 use super::ingest::{Computed, Mode, Write};
-use super::labels::allocate;
+use super::labels::reserve;
 use super::mapping::{put_changes, put_sv_split};
 use super::state::state;
 use super::store::{Labels, encode_index, index_key};
@@ -24,7 +24,7 @@ use crate::datatype::DataCtx;
 use crate::datatype::parse_label;
 use crate::datatype::{DataRequest, DataResponse, Mutation};
 use crate::mutation::log as mutlog;
-use crate::sync::{CLEAVE_LABEL, Delta, MERGE_BLOCK, SPLIT_LABEL};
+use crate::sync::{CLEAVE_LABEL, DOWNRES, Delta, MERGE_BLOCK, SPLIT_LABEL};
 use crate::{Error, Result};
 
 pub(crate) fn json_list(body: &[u8], what: &str) -> Result<Vec<u64>> {
@@ -289,7 +289,7 @@ pub fn cleave(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataR
     laps.lap("id");
     let st = state(ctx);
     let _writes = st.writes.read();
-    let cleaved = allocate(ctx, labels, 1)?;
+    let cleaved = reserve(ctx, labels, 1)?;
     laps.lap("allocate");
     let _bodies = st.bodies.lock([label, cleaved]);
     laps.lap("locks");
@@ -658,10 +658,14 @@ pub(super) fn rewrite(
     let ctx = m.ctx();
     let st = state(ctx);
     let coords = &rw.coords;
-    // The blocks and, when the pyramid is rebuilt, their parents at every scale: two
+    let downres = rw.downres && labels.cfg.max_downres_level > 0;
+    // The lower resolutions are rebuilt after the answer when the instance's pyramid
+    // subscription runs (`pyramid`), else here, before the commit.
+    let deferred = downres && m.wants(DOWNRES);
+    // The blocks and, when the pyramid is rebuilt here, their parents at every scale: two
     // mutations rewriting different children of one parent must not both rebuild it from a
     // stale copy.
-    let levels = if rw.downres {
+    let levels = if downres && !deferred {
         labels.cfg.max_downres_level
     } else {
         0
@@ -674,7 +678,7 @@ pub(super) fn rewrite(
         scale: 0,
         index: true,
         track: false,
-        downres: rw.downres && labels.cfg.max_downres_level > 0,
+        downres: downres && !deferred,
     };
     let mut write = Write::new(labels.clone(), mode, m, labels.mapping.clone());
     write.relabel(rw.after, rw.only);
@@ -721,6 +725,9 @@ pub(super) fn rewrite(
         write.add_computed(batch, computed, vec![None; batch.len()], prev)?;
     }
     finish(write.change());
+    if deferred {
+        write.change().event(DOWNRES, Delta::Image(coords.clone()));
+    }
     write.commit()
 }
 
@@ -766,7 +773,7 @@ fn rewrite_blocks(
 
 /// The lock key of block `c` at `scale`. Distinct blocks may share a key; that only makes
 /// them wait for each other.
-fn block_lock_key(scale: u8, c: BlockCoord) -> u64 {
+pub(super) fn block_lock_key(scale: u8, c: BlockCoord) -> u64 {
     pack_block(c).rotate_left(5 * scale as u32) ^ scale as u64
 }
 
@@ -820,7 +827,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         )));
     }
     laps.lap("check");
-    let start = allocate(ctx, labels, 1 + 2 * under.len() as u64)?;
+    let start = reserve(ctx, labels, 1 + 2 * under.len() as u64)?;
     let new_body = start;
     let _new = st.bodies.lock([new_body]);
     laps.lap("allocate");
@@ -930,7 +937,7 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
     }
     let needed = u64::from(given_split.is_none()) + u64::from(given_remain.is_none());
     let start = if needed > 0 {
-        allocate(ctx, labels, needed)?
+        reserve(ctx, labels, needed)?
     } else {
         0
     };
@@ -1118,7 +1125,7 @@ pub fn relabel_split(
     let (coords, split_voxels) = split_blocks(labels, &index, label, &runs, coarse)?;
     let new_label = match given {
         Some(l) => l,
-        None => allocate(ctx, labels, 1)?,
+        None => reserve(ctx, labels, 1)?,
     };
     let _new = st.bodies.lock([new_label]);
     let table = LabelTable::new([(label, new_label)])?;

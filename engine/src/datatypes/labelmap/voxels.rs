@@ -240,6 +240,9 @@ pub fn post(ctx: &DataCtx, labels: Labels, req: &DataRequest) -> Result<DataResp
     )?;
     let change = ctx.mutation()?;
     let st = state(ctx);
+    // This write rebuilds or writes coarse blocks itself, from the stored ones: let edits
+    // answered before it finish theirs first (not under the lock, which a rebuild takes).
+    super::pyramid::settle(ctx)?;
     let _writes = st.writes.write();
     let mapping = labels.mapping.clone();
     let mode = Mode {

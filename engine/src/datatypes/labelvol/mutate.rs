@@ -16,7 +16,7 @@ use crate::datatype::parse_label;
 use crate::datatype::{DataCtx, DataRequest, DataResponse};
 use crate::datatypes::labelblk::Labelblk;
 use crate::datatypes::labelmap::ingest::put_index_update;
-use crate::datatypes::labelmap::labels::allocate;
+use crate::datatypes::labelmap::labels::reserve;
 use crate::datatypes::labelmap::mutate::{
     blocks_of_block_runs, id_param, merge_list, must_index, parse_rles, record, split_blocks,
 };
@@ -86,7 +86,7 @@ pub fn split(
     let (coords, split_voxels) = split_blocks(labels, &index, label, &runs, coarse)?;
     let new_label = match given {
         Some(l) => l,
-        None => allocate(ctx, labels, 1)?,
+        None => reserve(ctx, labels, 1)?,
     };
     let table = LabelTable::new([(label, new_label)])?;
     let changes = if coarse {

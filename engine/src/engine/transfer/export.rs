@@ -361,6 +361,7 @@ impl Engine {
     /// `POST /api/repo/{uuid}/transfer/manifest`: what a transfer of `sel` sends, with the
     /// number of records and bytes (one pass over them, for progress bars).
     pub fn transfer_manifest(&self, spec: &str, sel: &Selection) -> Result<Manifest> {
+        self.settle_pyramids(&format!("sending {spec}"))?;
         let s = self.select(spec, sel)?;
         let (mut records, mut bytes) = (0u64, 0u64);
         for i in 0..s.instances.len() {
