@@ -369,9 +369,19 @@ fn voxel_reader_agrees_with_decode_at_every_voxel() {
                     let i = (z * shape.y + y) * shape.x + x;
                     assert_eq!(r.get([x, y, z]).unwrap(), want[i], "voxel {x},{y},{z}");
                 }
+                // Rows from every start, of every length, across sub-block edges.
+                let at = (z * shape.y + y) * shape.x;
+                for x0 in 0..shape.x {
+                    for n in 0..=shape.x - x0 {
+                        let mut got = vec![u64::MAX; n];
+                        r.row([x0, y, z], &mut got).unwrap();
+                        assert_eq!(got, want[at + x0..at + x0 + n], "row {x0}+{n},{y},{z}");
+                    }
+                }
             }
         }
         assert!(is_bad_input(r.get([shape.x, 0, 0])));
+        assert!(is_bad_input(r.row([1, 0, 0], &mut vec![0; shape.x])));
     }
 }
 

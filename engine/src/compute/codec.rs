@@ -288,36 +288,57 @@ impl<'a> VoxelReader<'a> {
 
     /// The label at `p` (x, y, z within the block).
     pub fn get(&self, p: [usize; 3]) -> Result<u64> {
+        let mut v = [0];
+        self.row(p, &mut v)?;
+        Ok(v[0])
+    }
+
+    /// The labels of the `out.len()` voxels from `p` on along x (all within the block): a
+    /// split's check reads the voxels under its runs this way, not whole blocks.
+    pub fn row(&self, p: [usize; 3], out: &mut [u64]) -> Result<()> {
         let shape = self.h.shape();
-        if p[0] >= shape.x || p[1] >= shape.y || p[2] >= shape.z {
-            return Err(bad(&format!("voxel {p:?} is outside a {shape} block")));
+        if p[0] + out.len() > shape.x || p[1] >= shape.y || p[2] >= shape.z {
+            return Err(bad(&format!(
+                "voxels {p:?} + {} along x are outside a {shape} block",
+                out.len()
+            )));
         }
         let b = self.b;
+        let table = self.h.table_at;
         if self.h.is_solid() {
-            return Ok(read_u64(b, self.h.table_at));
+            out.fill(read_u64(b, table));
+            return Ok(());
         }
-        let sb = ((p[2] / 8) * self.h.gy + p[1] / 8) * self.h.gx + p[0] / 8;
-        let (idx_at, values_at, ns) = self.subs[sb];
-        let k = match index_bits(ns) {
-            0 if ns == 0 => return Ok(0),
-            0 => 0,
-            w => {
-                // Rows of 8 indices, z-major within the sub-block, each row W bytes big-endian.
-                let row = (p[2] % 8) * 8 + p[1] % 8;
-                let at = values_at + row * w;
-                let v = b[at..at + w]
-                    .iter()
-                    .fold(0u128, |v, &byte| (v << 8) | u128::from(byte));
-                (v >> (w * (7 - p[0] % 8))) as usize & ((1 << w) - 1)
+        // Within a sub-block, rows of 8 indices, z-major, each row W bytes big-endian.
+        let row = (p[2] % 8) * 8 + p[1] % 8;
+        let first = ((p[2] / 8) * self.h.gy + p[1] / 8) * self.h.gx;
+        let mut x = p[0];
+        let mut done = 0;
+        while done < out.len() {
+            let n = (8 - x % 8).min(out.len() - done);
+            let (idx_at, values_at, ns) = self.subs[first + x / 8];
+            let label = |k: usize| read_u64(b, table + 8 * read_u32(b, idx_at + 4 * k));
+            let seg = &mut out[done..done + n];
+            match index_bits(ns) {
+                0 => seg.fill(if ns == 0 { 0 } else { label(0) }),
+                w => {
+                    let at = values_at + row * w;
+                    let v = b[at..at + w]
+                        .iter()
+                        .fold(0u128, |v, &byte| (v << 8) | u128::from(byte));
+                    for (j, o) in seg.iter_mut().enumerate() {
+                        let k = (v >> (w * (7 - (x % 8 + j)))) as usize & ((1 << w) - 1);
+                        if k >= ns {
+                            return Err(bad("a packed index is past its sub-block's labels"));
+                        }
+                        *o = label(k);
+                    }
+                }
             }
-        };
-        if k >= ns {
-            return Err(bad("a packed index is past its sub-block's labels"));
+            x += n;
+            done += n;
         }
-        Ok(read_u64(
-            b,
-            self.h.table_at + 8 * read_u32(b, idx_at + 4 * k),
-        ))
+        Ok(())
     }
 }
 

@@ -77,6 +77,7 @@ fn check(b: &[u8]) {
             // may meet it or not, but never panics.
             for p in probes {
                 let _ = reader.get(p);
+                let _ = reader.row(p, &mut vec![0; shape.x - p[0]]);
             }
         }
         Ok((s, v)) => {
@@ -85,6 +86,9 @@ fn check(b: &[u8]) {
             for p in probes {
                 let at = (p[2] * shape.y + p[1]) * shape.x + p[0];
                 assert_eq!(reader.get(p).unwrap(), v[at], "{p:?}");
+                let mut row = vec![0; shape.x - p[0]];
+                reader.row(p, &mut row).unwrap();
+                assert_eq!(row, v[at..at + row.len()], "row from {p:?}");
             }
             assert!(reader.get([shape.x, 0, 0]).is_err());
             let mut into = vec![1u64; voxels];

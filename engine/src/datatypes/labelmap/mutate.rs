@@ -19,7 +19,7 @@ use super::state::state;
 use super::store::{Labels, encode_index, index_key};
 use crate::block::Blocks;
 use crate::block::geom::{BlockCoord, pack_block, unpack_block, zyx};
-use crate::compute::{BatchInput, LabelTable, Run, merge_runs};
+use crate::compute::{BatchInput, LabelTable, Run, codec, merge_runs};
 use crate::datatype::DataCtx;
 use crate::datatype::parse_label;
 use crate::datatype::{DataRequest, DataResponse, Mutation};
@@ -549,44 +549,89 @@ pub(crate) fn count_under_runs(
     let bs = labels.cfg.block_size;
     let bv = labels.cfg.block_voxels();
     let mut counts = BTreeMap::new();
-    let (mut voxels, mut zeros) = (Vec::new(), None);
+    let (mut voxels, zeros) = (Vec::new(), vec![0; bv]);
     let mut local = Vec::new();
+    let mut row = Vec::new();
     let coords = blocks_of_runs(runs, bs);
-    // A batch of blocks read in one storage call and decoded together (in parallel).
+    // A batch of blocks read in one storage call; the labels under the runs are read in place
+    // (a 5 % split of a 10M-voxel body covers a small part of each block it touches).
     for batch in coords.chunks(labels.blocks_per_batch()) {
         let stored = labels.voxel_blocks().get_many(0, batch)?;
         let is_stored: Vec<bool> = stored.iter().map(Option::is_some).collect();
         let present: Vec<Vec<u8>> = stored.into_iter().flatten().collect();
-        voxels.resize(present.len() * bv, 0);
-        labels.decode_stored(&present, &mut voxels)?;
-        let mut decoded = voxels.chunks(bv);
+        let mut payloads = Vec::new();
+        let mut decoded = Vec::new();
+        if labels.source.is_none() {
+            payloads = Blocks::payloads(&present)?;
+        } else {
+            // A labelvol's raw uint64 blocks.
+            voxels.resize(present.len() * bv, 0);
+            labels.decode_stored(&present, &mut voxels)?;
+            decoded = voxels.chunks(bv).collect();
+        }
+        let (mut payloads, mut decoded) = (payloads.iter(), decoded.into_iter());
         for (c, is_stored) in batch.iter().zip(is_stored) {
-            let block = match is_stored {
-                true => decoded.next().expect("one decoded block per stored one"),
-                false => zeros.get_or_insert_with(|| vec![0; bv]),
+            let under = match (is_stored, labels.source.is_none()) {
+                (false, _) => Under::Decoded(&zeros),
+                (true, true) => {
+                    let reader = codec::VoxelReader::new(payloads.next().expect("one each"))?;
+                    if reader.shape() != labels.block_shape() {
+                        return Err(Error::Internal(format!(
+                            "a stored block is {}, not the instance's {}",
+                            reader.shape(),
+                            labels.block_shape()
+                        )));
+                    }
+                    Under::Encoded(reader)
+                }
+                (true, false) => Under::Decoded(decoded.next().expect("one decoded each")),
             };
-            count_block(*c, block, bs, runs, &mut local, ok, &mut counts)?;
+            count_block(*c, &under, bs, runs, &mut local, &mut row, ok, &mut counts)?;
         }
     }
     Ok(counts)
 }
 
-/// Counts the labels under the runs in block `c` (its voxels `block`) into `counts`, checking
-/// each with `ok`.
+/// One block's voxels as a split's check reads them.
+enum Under<'a> {
+    Decoded(&'a [u64]),
+    Encoded(codec::VoxelReader<'a>),
+}
+
+impl Under<'_> {
+    /// The labels of run `r` (block-local).
+    fn run<'b>(&'b self, r: &Run, bs: [usize; 3], buf: &'b mut Vec<u64>) -> Result<&'b [u64]> {
+        let n = r.len as usize;
+        Ok(match self {
+            Under::Decoded(block) => {
+                let at = ((r.z as usize * bs[1]) + r.y as usize) * bs[0] + r.x as usize;
+                &block[at..at + n]
+            }
+            Under::Encoded(reader) => {
+                buf.resize(n, 0);
+                reader.row([r.x as usize, r.y as usize, r.z as usize], buf)?;
+                buf
+            }
+        })
+    }
+}
+
+/// Counts the labels under the runs in block `c` into `counts`, checking each with `ok`.
+#[allow(clippy::too_many_arguments)]
 fn count_block(
     c: BlockCoord,
-    block: &[u64],
+    block: &Under,
     bs: [usize; 3],
     runs: &[Run],
     local: &mut Vec<Run>,
+    row: &mut Vec<u64>,
     ok: &dyn Fn(u64) -> std::result::Result<(), String>,
     counts: &mut BTreeMap<u64, u64>,
 ) -> Result<()> {
     local.clear();
     runs_in_block(runs, c, bs, 0, local);
     for r in local.iter() {
-        let row = ((r.z as usize * bs[1]) + r.y as usize) * bs[0] + r.x as usize;
-        let voxels = &block[row..row + r.len as usize];
+        let voxels = block.run(r, bs, row)?;
         // A stretch of equal labels at a time: one check and one count each.
         let mut i = 0;
         while i < voxels.len() {
