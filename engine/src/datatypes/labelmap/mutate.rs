@@ -1,12 +1,14 @@
 //! Proofreading mutations (spec §4.4 "Mutations", §5.7, §7.2): merge, renumber and cleave
 //! change only the mapping and the label index; split and split-supervoxel give supervoxels
-//! new ids, rewriting their blocks with the `split_apply` and `relabel` kernels and
-//! recomputing those blocks' pyramid levels. Each commits as one storage batch with its
-//! mutation record, then updates the cached mapping and publishes its sync event.
+//! new ids, rewriting their blocks with the `split_apply` and `relabel` kernels; those blocks'
+//! pyramid levels are rebuilt after the answer (`super::pyramid`). Each commits as one storage
+//! batch with its mutation record, then updates the cached mapping and publishes its sync
+//! event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde_json::{Value, json};
 use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
@@ -19,6 +21,7 @@ use super::state::state;
 use super::store::{Labels, encode_index, index_key};
 use crate::block::Blocks;
 use crate::block::geom::{BlockCoord, pack_block, unpack_block, zyx};
+use crate::block::stored::deserialize;
 use crate::compute::{BatchInput, LabelTable, Run, codec, merge_runs};
 use crate::datatype::DataCtx;
 use crate::datatype::parse_label;
@@ -549,44 +552,29 @@ pub(crate) fn count_under_runs(
     let bs = labels.cfg.block_size;
     let bv = labels.cfg.block_voxels();
     let mut counts = BTreeMap::new();
-    let (mut voxels, zeros) = (Vec::new(), vec![0; bv]);
-    let mut local = Vec::new();
-    let mut row = Vec::new();
+    let (mut voxels, zeros) = (vec![0; bv], vec![0; bv]);
+    let mut scratch = Scratch::default();
     let coords = blocks_of_runs(runs, bs);
     // A batch of blocks read in one storage call; the labels under the runs are read in place
     // (a 5 % split of a 10M-voxel body covers a small part of each block it touches).
     for batch in coords.chunks(labels.blocks_per_batch()) {
-        let stored = labels.voxel_blocks().get_many(0, batch)?;
-        let is_stored: Vec<bool> = stored.iter().map(Option::is_some).collect();
-        let present: Vec<Vec<u8>> = stored.into_iter().flatten().collect();
-        let mut payloads = Vec::new();
-        let mut decoded = Vec::new();
-        if labels.source.is_none() {
-            payloads = Blocks::payloads(&present)?;
-        } else {
-            // A labelvol's raw uint64 blocks.
-            voxels.resize(present.len() * bv, 0);
-            labels.decode_stored(&present, &mut voxels)?;
-            decoded = voxels.chunks(bv).collect();
-        }
-        let (mut payloads, mut decoded) = (payloads.iter(), decoded.into_iter());
-        for (c, is_stored) in batch.iter().zip(is_stored) {
-            let under = match (is_stored, labels.source.is_none()) {
-                (false, _) => Under::Decoded(&zeros),
-                (true, true) => {
-                    let reader = codec::VoxelReader::new(payloads.next().expect("one each"))?;
-                    if reader.shape() != labels.block_shape() {
-                        return Err(Error::Internal(format!(
-                            "a stored block is {}, not the instance's {}",
-                            reader.shape(),
-                            labels.block_shape()
-                        )));
-                    }
-                    Under::Encoded(reader)
+        let payloads: Vec<Option<Vec<u8>>> = labels
+            .voxel_blocks()
+            .get_many(0, batch)?
+            .par_iter()
+            .map(|s| s.as_deref().map(deserialize).transpose())
+            .collect::<Result<_>>()?;
+        for (c, payload) in batch.iter().zip(&payloads) {
+            let under = match payload {
+                None => Under::Decoded(&zeros),
+                // A labelvol's raw uint64 blocks.
+                Some(p) if labels.source.is_some() => {
+                    labels.decode_blocks(&[p], &mut voxels)?;
+                    Under::Decoded(&voxels)
                 }
-                (true, false) => Under::Decoded(decoded.next().expect("one decoded each")),
+                Some(p) => Under::Encoded(labels.reader(p)?),
             };
-            count_block(*c, &under, bs, runs, &mut local, &mut row, ok, &mut counts)?;
+            count_block(*c, &under, bs, runs, &mut scratch, ok, &mut counts)?;
         }
     }
     Ok(counts)
@@ -598,40 +586,38 @@ enum Under<'a> {
     Encoded(codec::VoxelReader<'a>),
 }
 
-impl Under<'_> {
-    /// The labels of run `r` (block-local).
-    fn run<'b>(&'b self, r: &Run, bs: [usize; 3], buf: &'b mut Vec<u64>) -> Result<&'b [u64]> {
-        let n = r.len as usize;
-        Ok(match self {
-            Under::Decoded(block) => {
-                let at = ((r.z as usize * bs[1]) + r.y as usize) * bs[0] + r.x as usize;
-                &block[at..at + n]
-            }
-            Under::Encoded(reader) => {
-                buf.resize(n, 0);
-                reader.row([r.x as usize, r.y as usize, r.z as usize], buf)?;
-                buf
-            }
-        })
-    }
+/// What checking one block reuses from the last: its runs, and one run's labels.
+#[derive(Default)]
+struct Scratch {
+    runs: Vec<Run>,
+    row: Vec<u64>,
 }
 
 /// Counts the labels under the runs in block `c` into `counts`, checking each with `ok`.
-#[allow(clippy::too_many_arguments)]
 fn count_block(
     c: BlockCoord,
     block: &Under,
     bs: [usize; 3],
     runs: &[Run],
-    local: &mut Vec<Run>,
-    row: &mut Vec<u64>,
+    scratch: &mut Scratch,
     ok: &dyn Fn(u64) -> std::result::Result<(), String>,
     counts: &mut BTreeMap<u64, u64>,
 ) -> Result<()> {
-    local.clear();
-    runs_in_block(runs, c, bs, 0, local);
-    for r in local.iter() {
-        let voxels = block.run(r, bs, row)?;
+    scratch.runs.clear();
+    runs_in_block(runs, c, bs, 0, &mut scratch.runs);
+    for r in &scratch.runs {
+        let n = r.len as usize;
+        let voxels = match block {
+            Under::Decoded(block) => {
+                let at = ((r.z as usize * bs[1]) + r.y as usize) * bs[0] + r.x as usize;
+                &block[at..at + n]
+            }
+            Under::Encoded(reader) => {
+                scratch.row.resize(n, 0);
+                reader.row([r.x as usize, r.y as usize, r.z as usize], &mut scratch.row)?;
+                &scratch.row[..]
+            }
+        };
         // A stretch of equal labels at a time: one check and one count each.
         let mut i = 0;
         while i < voxels.len() {

@@ -26,6 +26,7 @@ use super::store::Labels;
 use crate::Result;
 use crate::block::Writer;
 use crate::block::geom::{BlockCoord, zyx};
+use crate::block::stored::deserialize;
 use crate::compute::{BatchInput, BatchSteps};
 use crate::datatype::{DataCtx, WorkerCatalog};
 use crate::mutation::{Subscriber, Subscription};
@@ -121,24 +122,24 @@ pub fn rebuild(ctx: &DataCtx, coords: &[BlockCoord]) -> Result<()> {
     };
     let half_block = labels.block_shape().half().voxels();
     for batch in coords.chunks(labels.blocks_per_batch()) {
-        let stored = labels.blocks.get_many(0, batch)?;
-        let (present, gone): (Vec<_>, Vec<_>) =
-            batch.iter().zip(stored).partition(|(_, s)| s.is_some());
-        let (at, stored): (Vec<BlockCoord>, Vec<Vec<u8>>) = present
-            .into_iter()
-            .map(|(c, s)| (*c, s.expect("partitioned")))
-            .unzip();
+        let (mut at, mut payloads, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+        for (c, s) in batch.iter().zip(labels.blocks.get_many(0, batch)?) {
+            match s {
+                Some(s) => {
+                    at.push(*c);
+                    payloads.push(deserialize(&s)?);
+                }
+                None => gone.push(*c),
+            }
+        }
         if !at.is_empty() {
-            let payloads = crate::block::Blocks::payloads(&stored)?;
             let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-            let out = labels.compute.run_batch(
-                BatchInput::Encoded(&refs),
-                labels.block_shape(),
-                &steps,
-            )?;
+            let input = BatchInput::Encoded(&refs);
+            let out = labels
+                .compute
+                .run_batch(input, labels.block_shape(), &steps)?;
             writer.add_half(&at, &out.half);
         }
-        let gone: Vec<BlockCoord> = gone.into_iter().map(|(c, _)| *c).collect();
         if !gone.is_empty() {
             writer.add_half(&gone, &vec![0; gone.len() * half_block]);
         }

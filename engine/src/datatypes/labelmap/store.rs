@@ -142,6 +142,20 @@ impl Labels {
         Ok(raw)
     }
 
+    /// A reader of single voxels and rows of a stored labels.Block (`payload`, deserialized),
+    /// checked to have the instance's block shape.
+    pub fn reader<'a>(&self, payload: &'a [u8]) -> Result<codec::VoxelReader<'a>> {
+        let r = codec::VoxelReader::new(payload)?;
+        if r.shape() != self.block_shape() {
+            return Err(Error::Internal(format!(
+                "a stored block is {}, not the instance's {}",
+                r.shape(),
+                self.block_shape()
+            )));
+        }
+        Ok(r)
+    }
+
     /// The label at each point (voxel coordinates) at `scale`, mapped when reads are mapped;
     /// 0 where no block is stored. Reads the voxels in place, each block fetched once: a
     /// few points per block (annotation elements, `GET labels`) don't pay a block decode.
@@ -177,14 +191,7 @@ impl Labels {
                         out[i] = u64::from_le_bytes(payload[at..at + 8].try_into().expect("8"));
                     }
                 } else {
-                    let r = codec::VoxelReader::new(&payload)?;
-                    if r.shape() != self.block_shape() {
-                        return Err(Error::Internal(format!(
-                            "a stored block is {}, not the instance's {}",
-                            r.shape(),
-                            self.block_shape()
-                        )));
-                    }
+                    let r = self.reader(&payload)?;
                     for &i in &by_block[c] {
                         out[i] = r.get(local(i))?;
                     }
