@@ -352,6 +352,83 @@ fn hand_built_blocks_decode_like_the_reference() {
     }
 }
 
+/// The distinct labels of `v`, in order.
+fn distinct(v: &[u64]) -> Vec<u64> {
+    let mut l = v.to_vec();
+    l.sort_unstable();
+    l.dedup();
+    l
+}
+
+#[test]
+fn renaming_a_canonical_block_gives_the_encoding_of_its_relabelled_voxels() {
+    let cpu = CpuCompute::new();
+    let shape = Shape::new(16, 8, 24);
+    let volumes = [
+        boxes(shape, &NASTY, 6, 1),
+        noise(shape, &NASTY, 2),
+        noise(shape, &[0, 3], 3),
+        vec![u64::MAX; shape.voxels()],
+    ];
+    for v in &volumes {
+        let block = codec::encode(v, shape).unwrap();
+        let present = distinct(v);
+        let fresh = |i: usize| 0x5000_0000_0000 + i as u64;
+        // Some labels to fresh ones; all of them to fresh ones; two swapped.
+        let mut tables = vec![
+            LabelTable::new(
+                present
+                    .iter()
+                    .step_by(2)
+                    .enumerate()
+                    .map(|(i, l)| (*l, fresh(i))),
+            )
+            .unwrap(),
+            LabelTable::new(present.iter().enumerate().map(|(i, l)| (*l, fresh(i)))).unwrap(),
+        ];
+        if let [a, b, ..] = present[..] {
+            tables.push(LabelTable::new([(a, b), (b, a)]).unwrap());
+        }
+        for table in &tables {
+            let mut want = v.clone();
+            cpu.relabel(&mut want, table).unwrap();
+            assert_eq!(
+                codec::rename_labels(&block, table).unwrap(),
+                Some(codec::encode(&want, shape).unwrap()),
+                "{table:?}"
+            );
+        }
+        // Onto a label the block keeps: the table would list it twice.
+        if let [a, b, ..] = present[..] {
+            let onto = LabelTable::new([(a, b)]).unwrap();
+            assert_eq!(codec::rename_labels(&block, &onto).unwrap(), None);
+        }
+    }
+    // Any valid block, canonical or not, decodes to its relabelled voxels.
+    for seed in 0..12 {
+        let b = hand_built(seed, [(1, 1, 1), (2, 1, 1), (1, 2, 2)][seed as usize % 3]);
+        let (s, v) = codec::decode(&b).unwrap();
+        let table = LabelTable::new(NASTY.iter().map(|l| (*l, l ^ 0xABCD_0000))).unwrap();
+        let mut want = v.clone();
+        cpu.relabel(&mut want, &table).unwrap();
+        match codec::rename_labels(&b, &table).unwrap() {
+            Some(renamed) => assert_eq!(codec::decode(&renamed).unwrap(), (s, want)),
+            // A hand-built table may list a label twice already.
+            None => {
+                let n = codec::header(&b).unwrap().n;
+                let table: Vec<u64> = (0..n)
+                    .map(|i| u64::from_le_bytes(b[16 + 8 * i..24 + 8 * i].try_into().unwrap()))
+                    .collect();
+                assert!(distinct(&table).len() < n, "seed {seed}");
+            }
+        }
+    }
+    assert!(is_bad_input(codec::rename_labels(
+        &[0; 12],
+        &LabelTable::new([]).unwrap()
+    )));
+}
+
 #[test]
 fn voxel_reader_agrees_with_decode_at_every_voxel() {
     let mut blocks: Vec<Vec<u8>> = (0..9)

@@ -14,7 +14,7 @@
 //! Inside a sub-block one row of 8 voxels always fills exactly `bits` bytes (8 values of `bits`
 //! bits), so both directions work a row at a time on a big-endian integer of `bits` bytes.
 
-use super::{BlockCounts, ComputeError, Result, Shape};
+use super::{BlockCounts, ComputeError, LabelTable, Result, Shape};
 
 /// Largest number of 8³ sub-blocks along one axis (a 256-voxel edge) we accept, so that a
 /// 16-byte header cannot ask for a huge allocation.
@@ -200,6 +200,28 @@ pub fn decode_into(b: &[u8], out: &mut [u64]) -> Result<Shape> {
     h.shape().check_len(out.len(), "label block decode")?;
     decode_with(b, &h, out)?;
     Ok(h.shape())
+}
+
+/// The block with every label of its table that `table` maps replaced by its target, or `None`
+/// when the new table would list a label twice. No voxel is decoded: a relabelling that keeps
+/// the table's labels distinct leaves the sub-blocks' indices and packed values as they were,
+/// so a canonical block comes out as the canonical encoding of its relabelled voxels.
+pub fn rename_labels(b: &[u8], table: &LabelTable) -> Result<Option<Vec<u8>>> {
+    let h = header(b)?;
+    let mut out = b.to_vec();
+    let mut seen = Vec::with_capacity(h.n);
+    for i in 0..h.n {
+        let at = h.table_at + 8 * i;
+        let label = read_u64(b, at);
+        let new = table.get(label).unwrap_or(label);
+        out[at..at + 8].copy_from_slice(&new.to_le_bytes());
+        seen.push(new);
+    }
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Ok(None);
+    }
+    Ok(Some(out))
 }
 
 /// Decodes a block already validated by `header` into `out` (exactly its voxels).

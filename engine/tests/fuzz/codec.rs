@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use tessera_engine::compute::{Shape, codec};
+use tessera_engine::compute::{LabelTable, Shape, codec};
 
 use crate::support::{self, apply, bytes, edge_u32, edits, measure, within};
 
@@ -100,6 +100,14 @@ fn check(b: &[u8]) {
             let (s2, v2) = codec::decode(&enc).unwrap();
             assert_eq!((s2, &v2), (s, &v));
             assert_eq!(codec::encode(&v2, s2).unwrap(), enc);
+            // Renaming two of its labels in the table decodes as relabelling its voxels.
+            let table = LabelTable::new([(v[0], !v[0]), (v[voxels - 1], v[voxels - 1] ^ 1)]);
+            if let Ok(table) = table
+                && let Some(renamed) = codec::rename_labels(b, &table).unwrap()
+            {
+                let want: Vec<u64> = v.iter().map(|l| table.get(*l).unwrap_or(*l)).collect();
+                assert_eq!(codec::decode(&renamed).unwrap(), (s, want));
+            }
         }
     }
 }

@@ -68,6 +68,17 @@ pub struct Computed {
     pub half: Vec<u64>,
 }
 
+/// Blocks whose label tables were renamed in place (`codec::rename_labels`): no voxels went
+/// through the backend, so there is no half-size block for a pyramid built in the write.
+#[derive(Default)]
+pub struct Renamed {
+    pub coords: Vec<BlockCoord>,
+    pub blocks: Vec<Vec<u8>>,
+    pub counts: Vec<crate::compute::BlockCounts>,
+    /// The labels.Block bytes stored before.
+    pub prev: Vec<Option<Vec<u8>>>,
+}
+
 pub struct Write<'a> {
     labels: Labels,
     mode: Mode,
@@ -85,6 +96,8 @@ pub struct Write<'a> {
     /// blocks other bodies share, whose counts don't change and whose locks it doesn't hold.
     only: Option<HashSet<u64>>,
     blocks: usize,
+    /// Of `blocks`, those renamed in place.
+    renamed: usize,
     timings: Timings,
     started: Instant,
 }
@@ -122,6 +135,7 @@ impl<'a> Write<'a> {
             after: HashMap::new(),
             only: None,
             blocks: 0,
+            renamed: 0,
             timings: Timings::default(),
             started: Instant::now(),
         }
@@ -195,6 +209,23 @@ impl<'a> Write<'a> {
             half: out.half,
         };
         self.add_computed(coords, computed, gzipped, prev)
+    }
+
+    /// Adds blocks renamed in place; only for a write that builds no pyramid itself.
+    pub fn add_renamed(&mut self, r: Renamed) -> Result<()> {
+        if self.writer.downres() {
+            return Err(Error::Internal(
+                "renamed blocks have no half-size voxels for the pyramid".into(),
+            ));
+        }
+        self.renamed += r.coords.len();
+        let computed = Computed {
+            blocks: r.blocks,
+            counts: r.counts,
+            half: Vec::new(),
+        };
+        let gzipped = vec![None; r.coords.len()];
+        self.add_computed(&r.coords, computed, gzipped, r.prev)
     }
 
     /// Adds a batch of new blocks already computed. `gzipped` holds, per block, the gzip
@@ -307,6 +338,7 @@ impl<'a> Write<'a> {
         tracing::info!(
             instance = %instance,
             blocks = self.blocks,
+            renamed = self.renamed,
             scale = self.mode.scale,
             mutation_id,
             compute_ms = t.compute.as_millis() as u64,

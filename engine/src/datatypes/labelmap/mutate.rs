@@ -1,6 +1,7 @@
 //! Proofreading mutations (spec §4.4 "Mutations", §5.7, §7.2): merge, renumber and cleave
 //! change only the mapping and the label index; split and split-supervoxel give supervoxels
-//! new ids, rewriting their blocks with the `split_apply` and `relabel` kernels; those blocks'
+//! new ids, renaming the label tables of the blocks they only relabel (`Whole`) and rewriting
+//! the blocks their runs cut with the `split_apply` and `relabel` kernels; those blocks'
 //! pyramid levels are rebuilt after the answer (`super::pyramid`). Each commits as one storage
 //! batch with its mutation record, then updates the cached mapping and publishes its sync
 //! event.
@@ -14,7 +15,7 @@ use tessera_storage::WriteBatch;
 use tessera_storage::versioned::{delete_into, put_into};
 
 use super::index::{LabelIndex, SvCount};
-use super::ingest::{Computed, Mode, Write};
+use super::ingest::{Computed, Mode, Renamed, Write};
 use super::labels::reserve;
 use super::mapping::{put_changes, put_sv_split};
 use super::state::state;
@@ -22,7 +23,7 @@ use super::store::{Labels, encode_index, index_key};
 use crate::block::Blocks;
 use crate::block::geom::{BlockCoord, pack_block, unpack_block, zyx};
 use crate::block::stored::deserialize;
-use crate::compute::{BatchInput, LabelTable, Run, codec, merge_runs};
+use crate::compute::{BatchInput, BlockCounts, LabelTable, Run, codec, merge_runs};
 use crate::datatype::DataCtx;
 use crate::datatype::parse_label;
 use crate::datatype::{DataRequest, DataResponse, Mutation};
@@ -542,16 +543,39 @@ pub(crate) fn blocks_of_runs(runs: &[Run], bs: [usize; 3]) -> Vec<BlockCoord> {
     set.into_iter().map(|(z, y, x)| [x, y, z]).collect()
 }
 
-/// Voxels under the runs, per supervoxel, checking each voxel with `ok` (which names the
+/// Voxels under a split's runs: per block (packed coordinate), per label.
+pub(crate) struct UnderRuns(HashMap<u64, BTreeMap<u64, u64>>);
+
+impl UnderRuns {
+    /// Voxels under the runs per label, over all blocks.
+    pub fn totals(&self) -> BTreeMap<u64, u64> {
+        let mut out = BTreeMap::new();
+        for (&label, &n) in self.0.values().flatten() {
+            *out.entry(label).or_insert(0) += n;
+        }
+        out
+    }
+
+    /// Voxels of `label` under the runs in block `block` (packed).
+    fn in_block(&self, block: u64, label: u64) -> u64 {
+        self.0
+            .get(&block)
+            .and_then(|c| c.get(&label))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Voxels under the runs, per block and label, checking each voxel with `ok` (which names the
 /// offending voxel's problem when it returns an error).
 pub(crate) fn count_under_runs(
     labels: &Labels,
     runs: &[Run],
     ok: &dyn Fn(u64) -> std::result::Result<(), String>,
-) -> Result<BTreeMap<u64, u64>> {
+) -> Result<UnderRuns> {
     let bs = labels.cfg.block_size;
     let bv = labels.cfg.block_voxels();
-    let mut counts = BTreeMap::new();
+    let mut counts = HashMap::new();
     let (mut voxels, zeros) = (vec![0; bv], vec![0; bv]);
     let mut scratch = Scratch::default();
     let coords = blocks_of_runs(runs, bs);
@@ -574,10 +598,11 @@ pub(crate) fn count_under_runs(
                 }
                 Some(p) => Under::Encoded(labels.reader(p)?),
             };
-            count_block(*c, &under, bs, runs, &mut scratch, ok, &mut counts)?;
+            let block = counts.entry(pack_block(*c)).or_default();
+            count_block(*c, &under, bs, runs, &mut scratch, ok, block)?;
         }
     }
-    Ok(counts)
+    Ok(UnderRuns(counts))
 }
 
 /// One block's voxels as a split's check reads them.
@@ -673,6 +698,59 @@ pub(super) struct Rewrite<'r> {
     pub only: HashSet<u64>,
     /// Rebuild the pyramid above the rewritten blocks.
     pub downres: bool,
+    /// Blocks (packed) that `Whole` describes; the rest go through the kernel batch.
+    pub whole: HashMap<u64, Whole>,
+}
+
+/// A block a split only relabels: each renamed supervoxel in it goes wholly to its split id
+/// or wholly to its remain id (the runs cover all of it there, or none). Its label table is
+/// renamed in place (`codec::rename_labels`) and its counts are its body's index entry renamed,
+/// so no voxel is decoded or encoded; a proofreading cut leaves to the kernel batch only the
+/// blocks it passes through.
+pub(super) struct Whole {
+    table: LabelTable,
+    counts: BlockCounts,
+}
+
+/// The blocks of `coords` a split of `index`'s body only relabels (`Whole`), from the voxels
+/// its runs cover (`under`). The index must list every supervoxel of the bodies the rewrite
+/// updates: the split ids and remain ids are new labels.
+fn whole_blocks(
+    index: &LabelIndex,
+    renamed: &BTreeMap<u64, (u64, u64)>,
+    under: &UnderRuns,
+    coords: &[BlockCoord],
+) -> Result<HashMap<u64, Whole>> {
+    let mut out = HashMap::new();
+    'blocks: for c in coords {
+        let block = pack_block(*c);
+        let Some(held) = index.blocks.get(&block) else {
+            continue;
+        };
+        let (mut table, mut counts) = (Vec::new(), Vec::with_capacity(held.counts.len()));
+        for (&sv, &n) in &held.counts {
+            let to = match renamed.get(&sv) {
+                None => sv,
+                Some(&(split, remain)) => match under.in_block(block, sv) {
+                    0 => remain,
+                    u if u == n as u64 => split,
+                    _ => continue 'blocks,
+                },
+            };
+            if to != sv {
+                table.push((sv, to));
+            }
+            counts.push((to, n));
+        }
+        counts.sort_unstable();
+        let (labels, counts) = counts.into_iter().unzip();
+        let whole = Whole {
+            table: LabelTable::new(table)?,
+            counts: BlockCounts { labels, counts },
+        };
+        out.insert(block, whole);
+    }
+    Ok(out)
 }
 
 /// Rewrites the blocks of `rw` and commits `m` through `Write` (indices of `rw.only`, pyramid
@@ -716,6 +794,8 @@ pub(super) fn rewrite(
     let bs = labels.cfg.block_size;
     let shape = labels.block_shape();
     let mut steps = write.steps();
+    // A pyramid built here needs every block's half-size voxels, which only the batch gives.
+    let whole = if mode.downres { None } else { Some(&rw.whole) };
     for batch in coords.chunks(labels.blocks_per_batch()) {
         let stored = write
             .timed_read(|| labels.blocks.get_many(0, batch))?
@@ -730,11 +810,36 @@ pub(super) fn rewrite(
             })
             .collect::<Result<Vec<_>>>()?;
         let payloads = write.timed_read(|| Blocks::payloads(&stored))?;
+        let mut renamed = Renamed::default();
+        let mut cut: (Vec<BlockCoord>, Vec<Vec<u8>>) = Default::default();
+        for (c, payload) in batch.iter().zip(payloads) {
+            if let Some(w) = whole.and_then(|w| w.get(&pack_block(*c))) {
+                // None: the new table would list a label twice (a given id already there).
+                if let Some(new) =
+                    write.timed_compute(|| codec::rename_labels(&payload, &w.table))?
+                {
+                    renamed.coords.push(*c);
+                    renamed.prev.push(Some(payload));
+                    renamed.blocks.push(new);
+                    renamed.counts.push(w.counts.clone());
+                    continue;
+                }
+            }
+            cut.0.push(*c);
+            cut.1.push(payload);
+        }
+        if !renamed.coords.is_empty() {
+            write.add_renamed(renamed)?;
+        }
+        let (cut, payloads) = cut;
+        if cut.is_empty() {
+            continue;
+        }
         steps.split = match &rw.split {
             None => None,
             Some(table) => {
                 let mut stacked = Vec::new();
-                for (i, c) in batch.iter().enumerate() {
+                for (i, c) in cut.iter().enumerate() {
                     runs_in_block(rw.runs, *c, bs, (i * bs[2]) as i32, &mut stacked);
                 }
                 Some((stacked, table.clone()))
@@ -753,7 +858,7 @@ pub(super) fn rewrite(
             half: out.half,
         };
         let prev = payloads.into_iter().map(Some).collect();
-        write.add_computed(batch, computed, vec![None; batch.len()], prev)?;
+        write.add_computed(&cut, computed, vec![None; cut.len()], prev)?;
     }
     finish(write.change());
     if deferred {
@@ -770,13 +875,16 @@ fn rewrite_blocks(
     m: Mutation<'_>,
     index: &LabelIndex,
     runs: &[Run],
+    under: &UnderRuns,
     r: Renaming,
     downres: bool,
 ) -> Result<()> {
     let mutid = m.mutation_id();
     let renamed = &r.renamed;
+    let coords = blocks_to_rewrite(index, renamed);
     let rw = Rewrite {
-        coords: blocks_to_rewrite(index, renamed),
+        whole: whole_blocks(index, renamed, under, &coords)?,
+        coords,
         runs,
         split: Some(LabelTable::new(
             renamed.iter().map(|(sv, (s, _))| (*sv, *s)),
@@ -840,7 +948,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         &whose,
     )?;
     laps.lap("runs");
-    let under = count_under_runs(labels, &runs, &|v| {
+    let runs_cover = count_under_runs(labels, &runs, &|v| {
         if v != 0 && labels.body(v) == label {
             Ok(())
         } else {
@@ -851,6 +959,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
             ))
         }
     })?;
+    let under = runs_cover.totals();
     let split_voxels: u64 = under.values().sum();
     if split_voxels >= index.num_voxels() {
         return Err(Error::bad(format!(
@@ -892,7 +1001,7 @@ pub fn split(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<DataRe
         record: rec,
         event: Some((SPLIT_LABEL, delta)),
     };
-    rewrite_blocks(labels, m, &index, &runs, renaming, true)?;
+    rewrite_blocks(labels, m, &index, &runs, &runs_cover, renaming, true)?;
     laps.lap("rewrite");
     laps.log(ctx, "split", mutid);
     Ok(DataResponse::bytes(
@@ -953,14 +1062,14 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
         sv_voxels,
         &format!("supervoxel {sv}"),
     )?;
-    let under = count_under_runs(labels, &runs, &|v| {
+    let runs_cover = count_under_runs(labels, &runs, &|v| {
         if v == sv {
             Ok(())
         } else {
             Err(format!("has supervoxel {v}, not {sv}"))
         }
     })?;
-    let split_voxels = under.get(&sv).copied().unwrap_or(0);
+    let split_voxels = runs_cover.totals().get(&sv).copied().unwrap_or(0);
     if split_voxels >= sv_voxels {
         return Err(Error::bad(format!(
             "the split covers all of supervoxel {sv}; it must leave part of it"
@@ -1000,7 +1109,7 @@ pub fn split_supervoxel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Re
         record: rec,
         event: None,
     };
-    rewrite_blocks(labels, m, &index, &runs, renaming, downres)?;
+    rewrite_blocks(labels, m, &index, &runs, &runs_cover, renaming, downres)?;
     Ok(DataResponse::bytes(
         "application/json",
         format!(
@@ -1053,6 +1162,7 @@ pub fn relabel_merge(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Resul
         after: HashMap::new(),
         only: list.iter().copied().collect(),
         downres: true,
+        whole: HashMap::new(),
     };
     rewrite(labels, m, rw, |change| {
         change.record(record(
@@ -1126,7 +1236,7 @@ pub(crate) fn split_blocks(
             Err(format!("has label {v}, not {label}"))
         }
     })?;
-    Ok((blocks_of_runs(runs, bs), under.values().sum()))
+    Ok((blocks_of_runs(runs, bs), under.totals().values().sum()))
 }
 
 /// `POST split/<label>[?splitlabel=X]` (voxel RLE) and `POST split-coarse/<label>` (block
@@ -1168,6 +1278,7 @@ pub fn relabel_split(
         after: HashMap::new(),
         only: HashSet::from([label, new_label]),
         downres: true,
+        whole: HashMap::new(),
     };
     rewrite(labels, m, rw, |change| {
         change.record(record(
