@@ -115,6 +115,7 @@ pub fn rebuild(ctx: &DataCtx, coords: &[BlockCoord]) -> Result<()> {
         .flat_map(|c| (1..=top).map(move |s| block_lock_key(s, c.map(|v| v >> s))))
         .collect();
     let _parents = st.blocks.lock(keys);
+    let locked = started.elapsed();
     let mut writer = Writer::<u64>::new(labels.blocks.clone(), labels.compute.clone(), 0, top);
     let steps = BatchSteps {
         downsample: true,
@@ -144,15 +145,22 @@ pub fn rebuild(ctx: &DataCtx, coords: &[BlockCoord]) -> Result<()> {
             writer.add_half(&gone, &vec![0; gone.len() * half_block]);
         }
     }
+    let children = started.elapsed();
     let mut m = ctx.write();
     m.batch = writer.finish()?;
+    let levels = started.elapsed();
     // Synced although it could be rebuilt after a crash: left unsynced, its megabytes would
     // be written out by the next edit's synced commit, in that edit's answer time.
     m.commit()?;
+    let ms = |d: Duration| d.as_millis() as u64;
     tracing::info!(
         instance = %ctx.instance.name,
         blocks = coords.len(),
-        ms = started.elapsed().as_millis() as u64,
+        locked_ms = ms(locked),
+        children_ms = ms(children - locked),
+        levels_ms = ms(levels - children),
+        commit_ms = ms(started.elapsed() - levels),
+        ms = ms(started.elapsed()),
         "labelmap downres"
     );
     Ok(())
