@@ -9,7 +9,7 @@ use crate::block::geom::BlockCoord;
 use crate::compute::{LabelTable, Run};
 use crate::datatype::{DataCtx, Handle};
 use crate::datatypes::imageblk::image::{Image, Write, label_set};
-use crate::datatypes::labelmap::mutate::runs_in_block;
+use crate::datatypes::labelmap::runs::runs_in_block;
 use crate::sync::BlockChange;
 
 /// A labelblk at one version.

@@ -24,6 +24,8 @@ pub mod mapping;
 pub mod meshes;
 pub(crate) mod mutate;
 pub mod pyramid;
+pub(crate) mod rewrite;
+pub(crate) mod runs;
 pub(crate) mod sparsevol;
 pub(crate) mod state;
 pub mod store;
@@ -40,7 +42,7 @@ use crate::{Error, Result};
 use config::Config;
 pub use handle::Labelmap;
 /// The split body parser (legacy RLE, the `rles` sparsevol encoding), for the fuzz tests.
-pub use mutate::parse_rles;
+pub use runs::parse_rles;
 use store::Labels;
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tessera_storage::VersionId;
 
-use super::mutate::block_lock_key;
+use super::rewrite::block_lock_key;
 use super::state::state;
 use super::store::Labels;
 use crate::Result;

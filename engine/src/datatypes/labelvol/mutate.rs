@@ -17,9 +17,8 @@ use crate::datatype::{DataCtx, DataRequest, DataResponse};
 use crate::datatypes::labelblk::Labelblk;
 use crate::datatypes::labelmap::ingest::put_index_update;
 use crate::datatypes::labelmap::labels::reserve;
-use crate::datatypes::labelmap::mutate::{
-    blocks_of_block_runs, id_param, merge_list, must_index, parse_rles, record, split_blocks,
-};
+use crate::datatypes::labelmap::mutate::{id_param, merge_list, must_index, record, split_blocks};
+use crate::datatypes::labelmap::runs::{blocks_of_block_runs, parse_rles};
 use crate::datatypes::labelmap::state::state;
 use crate::datatypes::labelmap::store::Labels;
 use crate::sync::BlockChange;
