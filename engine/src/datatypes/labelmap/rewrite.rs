@@ -88,8 +88,10 @@ pub(super) fn whole_blocks(
 /// Rewrites the blocks of `rw` and commits `m` through `Write` (indices of `rw.only`, pyramid
 /// when `rw.downres`), after `finish` added the mutation's own records, events and keys.
 ///
-/// Each batch of blocks is read in one storage call, once, and goes to the compute backend
-/// once: decode → split → relabel → counts → first pyramid level → encode.
+/// Each batch of blocks is read in one storage call, once. Blocks of `rw.whole` get their label
+/// tables renamed, unless the pyramid is built here (it needs every block's half-size voxels);
+/// the others go to the compute backend once: decode → split → relabel → counts → first
+/// pyramid level → encode.
 pub(super) fn rewrite(
     labels: &Labels,
     m: Mutation<'_>,
