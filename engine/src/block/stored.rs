@@ -140,6 +140,27 @@ pub fn deserialize(stored: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// The first `len` bytes inside a stored value (fewer when it holds fewer). A gzip value is
+/// inflated only that far, so reading the head of a block (a label table) costs the head's
+/// bytes, not the block's.
+pub fn head(stored: &[u8], len: usize) -> Result<Vec<u8>> {
+    match stored.split_first() {
+        Some((&FORMAT_GZIP, rest)) => {
+            let mut out = Vec::new();
+            GzDecoder::new(rest)
+                .take(len as u64)
+                .read_to_end(&mut out)
+                .map_err(|_| Error::Internal("stored value: bad gzip".into()))?;
+            Ok(out)
+        }
+        _ => {
+            let mut all = deserialize(stored)?;
+            all.truncate(len);
+            Ok(all)
+        }
+    }
+}
+
 /// The bytes inside a stored value of exactly `out.len()` bytes, into `out`: a JPEG is
 /// decoded in place, without an intermediate buffer.
 pub fn deserialize_into(stored: &[u8], out: &mut [u8]) -> Result<()> {
@@ -208,5 +229,18 @@ mod tests {
         assert!(jpeg_payload(&j).is_some());
         assert!(deserialize(&[0x40, 1, 2, 3]).is_err());
         assert!(gunzip(&gzip(&data, 1), 100).is_err());
+    }
+
+    #[test]
+    fn head_is_the_start_of_every_serialization() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        for s in [Stored::None, Stored::Gzip(1), Stored::Gzip(6), Stored::Lz4] {
+            let stored = s.serialize(&data).unwrap();
+            for len in [0, 1, 16, 4_000, 69_999, 70_000, 1 << 20] {
+                let want = &data[..len.min(data.len())];
+                assert_eq!(head(&stored, len).unwrap(), want, "{s:?} {len}");
+            }
+        }
+        assert!(head(&[0x40, 1, 2, 3], 2).is_err());
     }
 }

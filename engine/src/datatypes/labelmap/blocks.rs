@@ -41,10 +41,13 @@ fn parse_payload(q: Option<&str>, default: Payload) -> Result<Payload> {
 /// One stored block as a record's payload.
 fn transcode(labels: &Labels, stored: &[u8], payload: Payload) -> Result<Vec<u8>> {
     if let Payload::Blocks = payload {
-        let mut block = deserialize(stored)?;
-        if !labels.map_reads || !store::map_table(&mut block, &labels.mapping)? {
+        // Most blocks hold no merged supervoxel: they go out as stored, with only their label
+        // table inflated to tell.
+        if !labels.map_reads || !store::table_is_mapped(stored, &labels.mapping)? {
             return crate::block::stored::gzip_payload(stored);
         }
+        let mut block = deserialize(stored)?;
+        store::map_table(&mut block, &labels.mapping)?;
         return Ok(crate::block::stored::gzip(&block, 1));
     }
     let mut voxels = vec![0u64; labels.cfg.block_voxels()];
