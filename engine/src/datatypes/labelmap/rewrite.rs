@@ -129,7 +129,11 @@ pub(super) fn rewrite(
     let shape = labels.block_shape();
     let mut steps = write.steps();
     // A pyramid built here needs every block's half-size voxels, which only the batch gives.
-    let whole = if mode.downres { None } else { Some(&rw.whole) };
+    let mut whole = if mode.downres {
+        HashMap::new()
+    } else {
+        rw.whole
+    };
     for batch in coords.chunks(labels.blocks_per_batch()) {
         let stored = write
             .timed_read(|| labels.blocks.get_many(0, batch))?
@@ -147,7 +151,7 @@ pub(super) fn rewrite(
         let mut renamed = Renamed::default();
         let mut cut: (Vec<BlockCoord>, Vec<Vec<u8>>) = Default::default();
         for (c, payload) in batch.iter().zip(payloads) {
-            if let Some(w) = whole.and_then(|w| w.get(&pack_block(*c))) {
+            if let Some(w) = whole.remove(&pack_block(*c)) {
                 // None: the new table would list a label twice (a given id already there).
                 if let Some(new) =
                     write.timed_compute(|| codec::rename_labels(&payload, &w.table))?
@@ -155,7 +159,7 @@ pub(super) fn rewrite(
                     renamed.coords.push(*c);
                     renamed.prev.push(Some(payload));
                     renamed.blocks.push(new);
-                    renamed.counts.push(w.counts.clone());
+                    renamed.counts.push(w.counts);
                     continue;
                 }
             }
