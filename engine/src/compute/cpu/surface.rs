@@ -68,6 +68,23 @@ fn item_surface(vol: &[u64], item: Shape, cells: Cells) -> Vec<LabelSurface> {
     join(parts)
 }
 
+/// Whether the four rows of a cell row hold one label over the voxels `xs`, so that its cells
+/// there have nothing to mesh: most rows of a body's mask, outside it or inside. Rows of dense
+/// labels differ at their ends, which is looked at first.
+fn uniform(r: [&[u64]; 4], xs: std::ops::RangeInclusive<usize>) -> bool {
+    let (a, b) = (*xs.start(), *xs.end());
+    let label = r[0][a];
+    if r.iter().any(|row| row[a] != label || row[b] != label) {
+        return false;
+    }
+    // Without early exits inside a chunk, so that the comparisons vectorize.
+    r.iter().all(|row| {
+        row[xs.clone()]
+            .chunks(32)
+            .all(|c| c.iter().fold(0, |m, &v| m | (v ^ label)) == 0)
+    })
+}
+
 /// One run of strips' meshes, before joining.
 struct Strip {
     meshes: Vec<LabelSurface>,
@@ -289,7 +306,11 @@ impl<'a> Sweep<'a> {
                 self.edge_cell([x, y, z], &r);
             }
             let (r00, r10, r01, r11) = (r[0], r[1], r[2], r[3]);
-            for x in xa as usize..xb.max(xa) as usize {
+            let mut fast = xa as usize..xb.max(xa) as usize;
+            if !fast.is_empty() && uniform(r, fast.start..=fast.end) {
+                fast = 0..0;
+            }
+            for x in fast {
                 let a = r00[x];
                 if r00[x + 1] == a
                     && r10[x] == a
