@@ -92,6 +92,10 @@ fn describe() {
         "Mesh requests served from stored meshes (hit) or computed (miss)"
     );
     describe_counter!(
+        "tessera_mesh_pieces_total",
+        "Owner blocks of a block-by-block mesh taken from the label's last meshing (reused) or meshed"
+    );
+    describe_counter!(
         "tessera_store_bytes_read_total",
         "Key and value bytes read from each store"
     );

@@ -120,8 +120,8 @@ impl Blocks {
     }
 
     /// Unwraps stored blocks (in parallel) into their payloads.
-    pub fn payloads(stored: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        stored.par_iter().map(|s| deserialize(s)).collect()
+    pub fn payloads<S: AsRef<[u8]> + Sync>(stored: &[S]) -> Result<Vec<Vec<u8>>> {
+        stored.par_iter().map(|s| deserialize(s.as_ref())).collect()
     }
 
     /// Decodes stored blocks into `out`, block after block.

@@ -8,20 +8,22 @@
 //! through the `surface` kernel in (z, y, x) order and are joined on their shared vertices, so
 //! the mesh is the same on every backend.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tessera_storage::VersionId;
 
 use super::handle::Labelmap;
 use super::labels::index_for;
+use super::pieces::{self, Coord};
 use super::scale;
 use super::state::{State, state};
 use super::store::Labels;
 use crate::block::geom::{BlockCoord, unpack_block, zyx};
-use crate::compute::{Cells, Shape};
+use crate::compute::{Cells, LabelSurface, Shape};
 use crate::datatype::parse_label;
 use crate::datatype::{
     Caller, Catalog, DataCtx, DataRequest, DataResponse, Handle, Query, Settings, WorkerCatalog,
@@ -113,8 +115,10 @@ fn surface_cached(
     supervoxels: bool,
 ) -> Result<Option<Arc<Surface>>> {
     let key = (labels.blocks.view.version, label, scale, supervoxels);
-    through_cache(&state(ctx), labels, key, || {
-        surface(labels, label, scale, supervoxels)
+    let st = state(ctx);
+    through_cache(&st, labels, key, || {
+        let pieces = Some(&st.pieces);
+        surface_with(labels, label, scale, supervoxels, Plan::Auto, pieces)
     })
 }
 
@@ -202,7 +206,7 @@ pub fn surface(
     scale: u8,
     supervoxels: bool,
 ) -> Result<Option<Surface>> {
-    surface_with(labels, label, scale, supervoxels, Plan::Auto)
+    surface_with(labels, label, scale, supervoxels, Plan::Auto, None)
 }
 
 pub fn surface_with(
@@ -211,30 +215,33 @@ pub fn surface_with(
     scale: u8,
     supervoxels: bool,
     plan: Plan,
+    cache: Option<&pieces::Cache>,
 ) -> Result<Option<Surface>> {
     let Some(index) = index_for(labels, label, supervoxels)? else {
         return Ok(None);
     };
-    let svs: HashSet<u64> = if supervoxels {
-        HashSet::from([label])
-    } else {
-        index
-            .blocks
-            .values()
-            .flat_map(|c| c.counts.keys().copied())
-            .collect()
-    };
-    // The label's blocks at this scale: a scale-s block holds only its children's labels.
-    let blocks: BTreeSet<[i32; 3]> = index
-        .blocks
-        .iter()
-        .filter(|(_, c)| !supervoxels || c.counts.contains_key(&label))
-        .map(|(p, _)| zyx_key(unpack_block(*p).map(|v| v >> scale)))
-        .collect();
-    if blocks.is_empty() {
+    // The label's blocks at this scale (a scale-s block holds only its children's labels),
+    // each with the label's supervoxels in it.
+    let mut block_svs: BTreeMap<Coord, Vec<u64>> = BTreeMap::new();
+    for (p, c) in &index.blocks {
+        if supervoxels && !c.counts.contains_key(&label) {
+            continue;
+        }
+        let svs = block_svs
+            .entry(zyx_key(unpack_block(*p).map(|v| v >> scale)))
+            .or_default();
+        match supervoxels {
+            true => svs.push(label),
+            false => svs.extend(c.counts.keys()),
+        }
+    }
+    if block_svs.is_empty() {
         return Ok(None);
     }
-    let masks = load_masks(labels, scale, &blocks, &svs)?;
+    let svs: HashSet<u64> = block_svs.values().flatten().copied().collect();
+    let blocks: BTreeSet<Coord> = block_svs.keys().copied().collect();
+    let started = Instant::now();
+    let stored = read_stored(labels, scale, &blocks)?;
     let mut owners = BTreeSet::new();
     for b in &blocks {
         for d in 0..8 {
@@ -245,7 +252,7 @@ pub fn surface_with(
     let (lo, hi) = bounds(&blocks);
     let span: [usize; 3] = std::array::from_fn(|a| (hi[a] - lo[a] + 1) as usize);
     let dense = Shape::new(span[2] * bs.x, span[1] * bs.y, span[0] * bs.z);
-    let origin_of = |o: [i32; 3]| {
+    let origin_of = |o: Coord| {
         [
             o[2] as i64 * bs.x as i64,
             o[1] as i64 * bs.y as i64,
@@ -257,6 +264,7 @@ pub fn surface_with(
     let compact =
         span.iter().product::<usize>() <= owners.len() && dense.voxels() <= MAX_DENSE_VOXELS;
     if plan == Plan::Volume || (plan == Plan::Auto && compact) {
+        let masks = masks_of(labels, stored.iter().map(|(k, s)| (*k, &s[..])), &svs)?;
         let mut vol = vec![0u64; dense.voxels()];
         for (k, m) in &masks {
             fill_dense(
@@ -273,41 +281,95 @@ pub fn surface_with(
             .and_then(|mut m| m.pop())
             .map(|s| Surface::from_piece(origin_of(lo), &s)));
     }
+    let now: HashMap<Coord, pieces::Source> = stored
+        .into_iter()
+        .map(|(k, stored)| {
+            let mut svs = block_svs.remove(&k).unwrap_or_default();
+            svs.sort_unstable();
+            svs.dedup();
+            (k, pieces::Source { stored, svs })
+        })
+        .collect();
+    let key = (label, scale, supervoxels);
+    let before = cache.and_then(|c| c.get(&key)).unwrap_or_default();
+    let mut made: HashMap<Coord, Option<Arc<LabelSurface>>> = owners
+        .iter()
+        .filter_map(|o| Some((*o, before.reusable(*o, &now)?.clone())))
+        .collect();
+    let remesh: Vec<Coord> = owners
+        .iter()
+        .filter(|o| !made.contains_key(*o))
+        .copied()
+        .collect();
+    // The blocks the owners to mesh read: each owner's own and its high neighbours'.
+    let needed: BTreeSet<Coord> = remesh
+        .iter()
+        .flat_map(|o| pieces::item_blocks(*o))
+        .filter(|b| now.contains_key(b))
+        .collect();
+    let masks = masks_of(
+        labels,
+        needed.iter().map(|k| (*k, &now[k].stored[..])),
+        &svs,
+    )?;
+    let loaded = started.elapsed();
     let item = Shape::new(bs.x + 1, bs.y + 1, bs.z + 1);
-    let owners: Vec<[i32; 3]> = owners.into_iter().collect();
-    let mut pieces = Vec::with_capacity(owners.len());
-    for chunk in owners.chunks(BLOCKS_PER_CALL) {
-        let mut vol = vec![0u64; item.voxels() * chunk.len()];
-        for (i, o) in chunk.iter().enumerate() {
-            fill_item(
-                &mut vol[i * item.voxels()..(i + 1) * item.voxels()],
-                bs,
-                *o,
-                &masks,
-            );
+    // One buffer for every call: each item is written whole, so it needs no zeroing, and
+    // its pages are faulted in once, not per call (hundreds of MiB for a large body).
+    let mut buf = vec![0u64; item.voxels() * remesh.len().min(BLOCKS_PER_CALL)];
+    for chunk in remesh.chunks(BLOCKS_PER_CALL) {
+        let vol = &mut buf[..item.voxels() * chunk.len()];
+        for (o, v) in chunk.iter().zip(vol.chunks_exact_mut(item.voxels())) {
+            fill_item(v, bs, *o, &masks);
         }
-        let meshes = labels.compute.surface(&vol, item, Cells::interior(item))?;
+        let meshes = labels.compute.surface(vol, item, Cells::interior(item))?;
         for (o, mut m) in chunk.iter().zip(meshes) {
-            if let Some(s) = m.pop() {
-                pieces.push((origin_of(*o), s));
-            }
+            made.insert(*o, m.pop().map(Arc::new));
         }
     }
-    if pieces.is_empty() {
-        return Ok(None);
+    let meshed = started.elapsed();
+    metrics::counter!(MESH_PIECES_TOTAL, "result" => "reused")
+        .increment((owners.len() - remesh.len()) as u64);
+    metrics::counter!(MESH_PIECES_TOTAL, "result" => "meshed").increment(remesh.len() as u64);
+    let pieces: Vec<(Coord, Arc<LabelSurface>)> = owners
+        .iter()
+        .filter_map(|o| Some((*o, made[o].clone()?)))
+        .collect();
+    let joined = (!pieces.is_empty()).then(|| {
+        let size = [bs.x, bs.y, bs.z];
+        Surface::join(size, pieces.iter().map(|(o, s)| (origin_of(*o), &**s)))
+    });
+    tracing::debug!(
+        label,
+        blocks = blocks.len(),
+        owners = owners.len(),
+        remeshed = remesh.len(),
+        load_ms = loaded.as_millis() as u64,
+        kernel_ms = (meshed - loaded).as_millis() as u64,
+        join_ms = (started.elapsed() - meshed).as_millis() as u64,
+        "labelmap surface"
+    );
+    if let Some(c) = cache {
+        c.put(
+            key,
+            pieces::Pieces {
+                blocks: now,
+                owners: made,
+            },
+        );
     }
-    let size = [bs.x, bs.y, bs.z];
-    Ok(Some(Surface::join(
-        size,
-        pieces.iter().map(|(o, s)| (*o, s)),
-    )))
+    Ok(joined)
 }
+
+/// Owner blocks meshed again after a change of their blocks (`meshed`), and taken from the
+/// label's last meshing (`reused`), counted per owner block.
+pub const MESH_PIECES_TOTAL: &str = "tessera_mesh_pieces_total";
 
 /// The dense path's memory cap: 256 MiB of labels.
 const MAX_DENSE_VOXELS: usize = 32 << 20;
 
 /// The smallest and largest (z, y, x) block coordinates, per axis.
-fn bounds(blocks: &BTreeSet<[i32; 3]>) -> ([i32; 3], [i32; 3]) {
+fn bounds(blocks: &BTreeSet<Coord>) -> (Coord, Coord) {
     let mut lo = [i32::MAX; 3];
     let mut hi = [i32::MIN; 3];
     for b in blocks {
@@ -334,32 +396,46 @@ fn fill_dense(vol: &mut [u64], shape: Shape, bs: Shape, at: [i32; 3], m: &[u8]) 
 }
 
 /// A block coordinate as (z, y, x), so that sets iterate in the canonical order.
-fn zyx_key(c: BlockCoord) -> [i32; 3] {
+fn zyx_key(c: BlockCoord) -> Coord {
     let k = zyx(&c);
     [k.0, k.1, k.2]
 }
 
-/// The label's voxels (1) in each of its blocks, by (z, y, x) block coordinate.
-fn load_masks(
+/// The stored bytes of each of `blocks` (z, y, x) that is stored.
+fn read_stored(
     labels: &Labels,
     scale: u8,
-    blocks: &BTreeSet<[i32; 3]>,
-    svs: &HashSet<u64>,
-) -> Result<HashMap<[i32; 3], Vec<u8>>> {
-    let n = labels.cfg.block_voxels();
-    let mut out = HashMap::with_capacity(blocks.len());
-    let coords: Vec<[i32; 3]> = blocks.iter().copied().collect();
+    blocks: &BTreeSet<Coord>,
+) -> Result<HashMap<Coord, Vec<u8>>> {
+    let coords: Vec<Coord> = blocks.iter().copied().collect();
+    let mut out = HashMap::with_capacity(coords.len());
     for chunk in coords.chunks(labels.blocks_per_batch()) {
         let xyz: Vec<BlockCoord> = chunk.iter().map(|k| [k[2], k[1], k[0]]).collect();
-        let (present, stored): (Vec<[i32; 3]>, Vec<Vec<u8>>) = chunk
-            .iter()
-            .zip(labels.blocks.get_many(scale, &xyz)?)
-            .filter_map(|(k, b)| b.map(|b| (*k, b)))
-            .unzip();
-        let mut vox = vec![0u64; n * stored.len()];
-        labels.decode_stored(&stored, &mut vox)?;
-        for (k, v) in present.into_iter().zip(vox.chunks_exact(n)) {
-            out.insert(k, mask(v, svs));
+        for (k, b) in chunk.iter().zip(labels.blocks.get_many(scale, &xyz)?) {
+            if let Some(b) = b {
+                out.insert(*k, b);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The label's voxels (1) in each stored block, by (z, y, x) block coordinate.
+fn masks_of<'a>(
+    labels: &Labels,
+    stored: impl Iterator<Item = (Coord, &'a [u8])>,
+    svs: &HashSet<u64>,
+) -> Result<HashMap<Coord, Vec<u8>>> {
+    let n = labels.cfg.block_voxels();
+    let stored: Vec<(Coord, &[u8])> = stored.collect();
+    let mut out = HashMap::with_capacity(stored.len());
+    let mut vox = Vec::new();
+    for chunk in stored.chunks(labels.blocks_per_batch()) {
+        let bytes: Vec<&[u8]> = chunk.iter().map(|(_, b)| *b).collect();
+        vox.resize(n * chunk.len(), 0u64);
+        labels.decode_stored(&bytes, &mut vox)?;
+        for ((k, _), v) in chunk.iter().zip(vox.chunks_exact(n)) {
+            out.insert(*k, mask(v, svs));
         }
     }
     Ok(out)
@@ -380,23 +456,28 @@ fn mask(v: &[u64], svs: &HashSet<u64>) -> Vec<u8> {
         .collect()
 }
 
-/// Block `o` (z, y, x) and the one-voxel rim of its high neighbours, as 0/1 labels.
-fn fill_item(item: &mut [u64], bs: Shape, o: [i32; 3], masks: &HashMap<[i32; 3], Vec<u8>>) {
+/// Block `o` (z, y, x) and the one-voxel rim of its high neighbours, as 0/1 labels: every
+/// voxel of `item` is written, 0 where a neighbour has no mask.
+fn fill_item(item: &mut [u64], bs: Shape, o: Coord, masks: &HashMap<Coord, Vec<u8>>) {
     let (ix, iy) = (bs.x + 1, bs.y + 1);
     for d in 0..8 {
         let (dz, dy, dx) = (d >> 2 & 1, d >> 1 & 1, d & 1);
-        let Some(m) = masks.get(&[o[0] + dz as i32, o[1] + dy as i32, o[2] + dx as i32]) else {
-            continue;
-        };
+        let m = masks.get(&[o[0] + dz as i32, o[1] + dy as i32, o[2] + dx as i32]);
         // The part of the neighbour that falls in the item: all of it, or its first plane.
         let span = |delta: usize, n: usize| if delta == 0 { 0..n } else { 0..1 };
         for z in span(dz, bs.z) {
             for y in span(dy, bs.y) {
-                let src = (z * bs.y + y) * bs.x;
-                let dst = ((z + dz * bs.z) * iy + y + dy * bs.y) * ix + dx * bs.x;
                 let xs = span(dx, bs.x);
-                for x in xs {
-                    item[dst + x] = u64::from(m[src + x]);
+                let dst = ((z + dz * bs.z) * iy + y + dy * bs.y) * ix + dx * bs.x;
+                let out = &mut item[dst + xs.start..dst + xs.end];
+                match m {
+                    Some(m) => {
+                        let src = (z * bs.y + y) * bs.x;
+                        for (v, &b) in out.iter_mut().zip(&m[src + xs.start..src + xs.end]) {
+                            *v = u64::from(b);
+                        }
+                    }
+                    None => out.fill(0),
                 }
             }
         }
@@ -564,10 +645,25 @@ impl Subscriber for Worker {
             }
             for &body in &work.remesh {
                 let key = format!("{body}.ngmesh");
-                match lm.mesh(body, false)? {
-                    Some(m) => store.put(&key, &format::encode(&m, Format::Ngmesh))?,
-                    None => store.delete(&key)?,
-                }
+                let started = Instant::now();
+                let Some(m) = lm.mesh(body, false)? else {
+                    store.delete(&key)?;
+                    continue;
+                };
+                let meshed = started.elapsed();
+                let bytes = format::encode(&m, Format::Ngmesh);
+                let encoded = started.elapsed();
+                store.put(&key, &bytes)?;
+                let ms = |d: Duration| d.as_millis() as u64;
+                tracing::info!(
+                    instance = %self.name,
+                    body,
+                    bytes = bytes.len(),
+                    mesh_ms = ms(meshed),
+                    encode_ms = ms(encoded - meshed),
+                    put_ms = ms(started.elapsed() - encoded),
+                    "labelmap kept mesh"
+                );
             }
             // dvidtools reads `<name>_meshes_mutid/<body>` when a lab keeps one.
             let mutids = format!("{}_meshes_mutid", self.name);

@@ -23,6 +23,7 @@ pub(crate) mod log;
 pub mod mapping;
 pub mod meshes;
 pub(crate) mod mutate;
+mod pieces;
 pub mod pyramid;
 pub(crate) mod rewrite;
 pub(crate) mod runs;

@@ -34,6 +34,8 @@ pub struct State {
     mapping: Mutex<MappingCache>,
     /// Served meshes and the `KeepMeshes` worker.
     pub meshes: super::meshes::Cache,
+    /// The last block-by-block meshing of each label, reused where an edit left it as it was.
+    pub pieces: super::pieces::Cache,
 }
 
 #[derive(Default)]

@@ -130,12 +130,20 @@ impl Labels {
 
     /// Decodes serialized blocks into `out` (block after block); checks each is this
     /// instance's block size.
-    pub fn decode_stored(&self, stored: &[Vec<u8>], out: &mut [u64]) -> Result<()> {
+    pub fn decode_stored<S: AsRef<[u8]> + Sync>(
+        &self,
+        stored: &[S],
+        out: &mut [u64],
+    ) -> Result<()> {
         self.decode_serialized(stored, out).map(|_| ())
     }
 
     /// `decode_stored`, returning the labels.Block bytes it decoded.
-    fn decode_serialized(&self, stored: &[Vec<u8>], out: &mut [u64]) -> Result<Vec<Vec<u8>>> {
+    fn decode_serialized<S: AsRef<[u8]> + Sync>(
+        &self,
+        stored: &[S],
+        out: &mut [u64],
+    ) -> Result<Vec<Vec<u8>>> {
         let raw = Blocks::payloads(stored)?;
         let refs: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
         self.decode_blocks(&refs, out)?;

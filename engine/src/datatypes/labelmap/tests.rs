@@ -363,10 +363,10 @@ fn meshes_block_by_block_equal_meshes_of_one_volume() {
     let labels = labels.with_mapping(mapping, false);
     use super::meshes::{Plan, surface_with};
     for label in [5, 6] {
-        let volume = surface_with(&labels, label, 0, false, Plan::Volume)
+        let volume = surface_with(&labels, label, 0, false, Plan::Volume, None)
             .unwrap()
             .unwrap();
-        let blocks = surface_with(&labels, label, 0, false, Plan::Blocks)
+        let blocks = surface_with(&labels, label, 0, false, Plan::Blocks, None)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -380,6 +380,98 @@ fn meshes_block_by_block_equal_meshes_of_one_volume() {
             "label {label}"
         );
     }
+}
+
+#[test]
+fn meshes_after_edits_reuse_untouched_pieces_and_equal_full_meshings() {
+    let f = setup();
+    // A staircase along the diagonal (sprawling: meshed block by block) in two supervoxels,
+    // 5 below x = 32 and 7 above, and supervoxel 8 touching its low end only.
+    let vol = volume([64, 64, 64], |x, y, z| {
+        if x.abs_diff(y) < 3 && y.abs_diff(z) < 3 {
+            if x < 32 { 5 } else { 7 }
+        } else if x < 6 && y < 6 && z > 8 && z < 14 {
+            8
+        } else {
+            0
+        }
+    });
+    f.call(
+        Method::Post,
+        "raw",
+        &["0_1_2", "64_64_64", "0_0_0"],
+        &[],
+        vol,
+    )
+    .unwrap();
+    f.call(Method::Post, "merge", &[], &[], b"[5, 7]".to_vec())
+        .unwrap();
+    let ctx = f
+        .engine
+        .ctx_at(&f.root, "seg", None, &Caller::default())
+        .unwrap();
+    let labels = || {
+        let labels = super::store::Labels::new(&ctx).unwrap();
+        let mapping = super::state::state(&ctx).mapping(&labels).unwrap();
+        labels.with_mapping(mapping, false)
+    };
+    use super::meshes::{MESH_PIECES_TOTAL, Plan, surface_with};
+    let cache = super::pieces::Cache::default();
+    // Meshed with the cache (reusing what it can) and without: the same vertices and
+    // triangles in the same order, and how many owner blocks were (reused, meshed).
+    let mesh = |label: u64, supervoxels: bool| {
+        let l = labels();
+        let (got, samples) = crate::test_metrics::capture(|| {
+            surface_with(&l, label, 0, supervoxels, Plan::Blocks, Some(&cache))
+                .unwrap()
+                .unwrap()
+        });
+        let full = surface_with(&l, label, 0, supervoxels, Plan::Blocks, None)
+            .unwrap()
+            .unwrap();
+        // Not assert_eq: a mesh's Debug runs to megabytes.
+        assert!(
+            got == full,
+            "label {label}, supervoxels {supervoxels}: differs from a full meshing"
+        );
+        let count = |result: &str| {
+            let name = format!("{MESH_PIECES_TOTAL}{{result={result}}}");
+            samples
+                .iter()
+                .filter(|s| s.0 == name)
+                .map(|s| s.1)
+                .sum::<f64>() as usize
+        };
+        (got, count("reused"), count("meshed"))
+    };
+    let (first, reused, meshed) = mesh(5, false);
+    assert_eq!(reused, 0);
+    assert!(meshed > 8, "{meshed} owner blocks");
+    let (again, reused, meshed) = mesh(5, false);
+    assert!(
+        again == first && meshed == 0,
+        "nothing changed: {reused} reused"
+    );
+
+    // A merge changes no voxels, but body 5's mask grows by 8 in the low corner's blocks.
+    f.call(Method::Post, "merge", &[], &[], b"[5, 8]".to_vec())
+        .unwrap();
+    let (merged, reused, meshed) = mesh(5, false);
+    assert!(merged != first);
+    assert!(reused > 0 && meshed > 0, "{reused} reused, {meshed} meshed");
+
+    // A split rewrites the blocks of the row it takes, at the high end.
+    let mut rle = vec![0u8, 3, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    for v in [58i32, 58, 58, 3] {
+        rle.extend_from_slice(&v.to_le_bytes());
+    }
+    f.call(Method::Post, "split", &["5"], &[], rle).unwrap();
+    let (split, reused, meshed) = mesh(5, false);
+    assert!(split != merged);
+    assert!(reused > 0 && meshed > 0, "{reused} reused, {meshed} meshed");
+    // A supervoxel's mesh is kept apart from its body's.
+    let (_, reused, _) = mesh(5, true);
+    assert_eq!(reused, 0);
 }
 
 #[test]
