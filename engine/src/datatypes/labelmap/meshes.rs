@@ -324,7 +324,13 @@ pub fn surface_with(
         }
         let meshes = labels.compute.surface(vol, item, Cells::interior(item))?;
         for (o, mut m) in chunk.iter().zip(meshes) {
-            made.insert(*o, m.pop().map(Arc::new));
+            // Kept for later meshings at the size they are, not the capacity they grew to.
+            let piece = m.pop().map(|mut p| {
+                p.vertices.shrink_to_fit();
+                p.triangles.shrink_to_fit();
+                Arc::new(p)
+            });
+            made.insert(*o, piece);
         }
     }
     let meshed = started.elapsed();
@@ -350,11 +356,12 @@ pub fn surface_with(
         "labelmap surface"
     );
     if let Some(c) = cache {
+        let owners = made;
         c.put(
             key,
             pieces::Pieces {
                 blocks: now,
-                owners: made,
+                owners,
             },
         );
     }

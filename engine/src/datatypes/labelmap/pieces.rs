@@ -82,9 +82,18 @@ pub type Key = (u64, u8, bool);
 
 /// The pieces of recently meshed labels, up to `BUDGET` bytes, least recently stored first
 /// out.
-#[derive(Default)]
 pub struct Cache {
     inner: Mutex<Inner>,
+    /// The fewest owner blocks a label's pieces are kept for: a smaller label is meshed again
+    /// about as fast as its pieces would be compared and kept.
+    min_owners: usize,
+}
+
+impl Default for Cache {
+    /// Labels of one kernel call's worth of owner blocks or more.
+    fn default() -> Self {
+        Cache::keeping_from(64)
+    }
 }
 
 #[derive(Default)]
@@ -94,10 +103,18 @@ struct Inner {
     bytes: usize,
 }
 
-/// About ten 10M-voxel bodies (~90 MiB of pieces and blocks each), or one of 100M voxels.
+/// About ten 10M-voxel bodies (~90 MiB of pieces and blocks each), or one of 100M voxels
+/// (~600 MiB).
 const BUDGET: usize = 1 << 30;
 
 impl Cache {
+    pub fn keeping_from(min_owners: usize) -> Cache {
+        Cache {
+            inner: Mutex::default(),
+            min_owners,
+        }
+    }
+
     pub fn get(&self, key: &Key) -> Option<Arc<Pieces>> {
         self.inner.lock().entries.get(key).map(|(_, p)| p.clone())
     }
@@ -109,7 +126,7 @@ impl Cache {
             c.bytes -= old;
             c.order.retain(|k| *k != key);
         }
-        if size > BUDGET {
+        if size > BUDGET || pieces.owners.len() < self.min_owners {
             return;
         }
         c.entries.insert(key, (size, Arc::new(pieces)));
@@ -121,5 +138,62 @@ impl Cache {
                 c.bytes -= n;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(owners: i32) -> Pieces {
+        Pieces {
+            blocks: HashMap::new(),
+            owners: (0..owners).map(|x| ([0, 0, x], None)).collect(),
+        }
+    }
+
+    #[test]
+    fn keeps_labels_of_enough_owner_blocks_and_replaces_them() {
+        let c = Cache::keeping_from(2);
+        c.put((1, 0, false), pieces(1));
+        assert!(c.get(&(1, 0, false)).is_none());
+        c.put((1, 0, false), pieces(3));
+        assert_eq!(c.get(&(1, 0, false)).unwrap().owners.len(), 3);
+        // Shrunk below the bar, the label's old pieces go too.
+        c.put((1, 0, false), pieces(1));
+        assert!(c.get(&(1, 0, false)).is_none());
+        c.put((2, 0, true), pieces(2));
+        assert!(c.get(&(2, 0, false)).is_none() && c.get(&(2, 0, true)).is_some());
+    }
+
+    #[test]
+    fn an_owner_is_reusable_while_its_eight_blocks_are_unchanged() {
+        let source = |b: u8| Source {
+            stored: vec![b],
+            svs: vec![7],
+        };
+        let before = Pieces {
+            blocks: item_blocks([0, 0, 0])
+                .into_iter()
+                .map(|b| (b, source(1)))
+                .collect(),
+            owners: HashMap::from([([0, 0, 0], None)]),
+        };
+        let mut now: HashMap<Coord, Source> = item_blocks([0, 0, 0])
+            .into_iter()
+            .map(|b| (b, source(1)))
+            .collect();
+        assert!(before.reusable([0, 0, 0], &now).is_some());
+        assert!(before.reusable([0, 0, 1], &now).is_none(), "never meshed");
+        // Another block beside them changes nothing.
+        now.insert([0, 0, 2], source(2));
+        assert!(before.reusable([0, 0, 0], &now).is_some());
+        now.get_mut(&[1, 1, 1]).unwrap().svs.push(8);
+        assert!(before.reusable([0, 0, 0], &now).is_none(), "supervoxels");
+        now.insert([1, 1, 1], source(2));
+        assert!(before.reusable([0, 0, 0], &now).is_none(), "stored bytes");
+        now.insert([1, 1, 1], source(1));
+        now.remove(&[0, 1, 0]);
+        assert!(before.reusable([0, 0, 0], &now).is_none(), "a block gone");
     }
 }
