@@ -240,7 +240,6 @@ pub fn surface_with(
     }
     let svs: HashSet<u64> = block_svs.values().flatten().copied().collect();
     let blocks: BTreeSet<Coord> = block_svs.keys().copied().collect();
-    let started = Instant::now();
     let stored = read_stored(labels, scale, &blocks)?;
     let mut owners = BTreeSet::new();
     for b in &blocks {
@@ -252,13 +251,6 @@ pub fn surface_with(
     let (lo, hi) = bounds(&blocks);
     let span: [usize; 3] = std::array::from_fn(|a| (hi[a] - lo[a] + 1) as usize);
     let dense = Shape::new(span[2] * bs.x, span[1] * bs.y, span[0] * bs.z);
-    let origin_of = |o: Coord| {
-        [
-            o[2] as i64 * bs.x as i64,
-            o[1] as i64 * bs.y as i64,
-            o[0] as i64 * bs.z as i64,
-        ]
-    };
     // A compact label is one volume (its blocks' bounding box, closed at its edges); a
     // sprawling one goes block by block, so memory follows its blocks, not its extent.
     let compact =
@@ -279,7 +271,7 @@ pub fn surface_with(
         return Ok(items
             .pop()
             .and_then(|mut m| m.pop())
-            .map(|s| Surface::from_piece(origin_of(lo), &s)));
+            .map(|s| Surface::from_piece(origin_of(bs, lo), &s)));
     }
     let now: HashMap<Coord, pieces::Source> = stored
         .into_iter()
@@ -291,6 +283,21 @@ pub fn surface_with(
         })
         .collect();
     let key = (label, scale, supervoxels);
+    by_blocks(labels, key, &owners, now, &svs, cache)
+}
+
+/// The label's surface meshed owner block by owner block and joined, reusing the pieces of
+/// `cache` whose blocks are as in `now`; `key`'s pieces there are replaced by these.
+fn by_blocks(
+    labels: &Labels,
+    key: pieces::Key,
+    owners: &BTreeSet<Coord>,
+    now: HashMap<Coord, pieces::Source>,
+    svs: &HashSet<u64>,
+    cache: Option<&pieces::Cache>,
+) -> Result<Option<Surface>> {
+    let started = Instant::now();
+    let bs = labels.block_shape();
     let before = cache.and_then(|c| c.get(&key)).unwrap_or_default();
     let mut made: HashMap<Coord, Option<Arc<LabelSurface>>> = owners
         .iter()
@@ -307,11 +314,7 @@ pub fn surface_with(
         .flat_map(|o| pieces::item_blocks(*o))
         .filter(|b| now.contains_key(b))
         .collect();
-    let masks = masks_of(
-        labels,
-        needed.iter().map(|k| (*k, &now[k].stored[..])),
-        &svs,
-    )?;
+    let masks = masks_of(labels, needed.iter().map(|k| (*k, &now[k].stored[..])), svs)?;
     let loaded = started.elapsed();
     let item = Shape::new(bs.x + 1, bs.y + 1, bs.z + 1);
     // One buffer for every call: each item is written whole, so it needs no zeroing, and
@@ -343,14 +346,14 @@ pub fn surface_with(
         .collect();
     let joined = (!pieces.is_empty()).then(|| {
         let size = [bs.x, bs.y, bs.z];
-        Surface::join(size, pieces.iter().map(|(o, s)| (origin_of(*o), &**s)))
+        Surface::join(size, pieces.iter().map(|(o, s)| (origin_of(bs, *o), &**s)))
     });
     tracing::debug!(
-        label,
-        blocks = blocks.len(),
+        label = key.0,
+        blocks = now.len(),
         owners = owners.len(),
         remeshed = remesh.len(),
-        load_ms = loaded.as_millis() as u64,
+        masks_ms = loaded.as_millis() as u64,
         kernel_ms = (meshed - loaded).as_millis() as u64,
         join_ms = (started.elapsed() - meshed).as_millis() as u64,
         "labelmap surface"
@@ -374,6 +377,15 @@ pub const MESH_PIECES_TOTAL: &str = "tessera_mesh_pieces_total";
 
 /// The dense path's memory cap: 256 MiB of labels.
 const MAX_DENSE_VOXELS: usize = 32 << 20;
+
+/// The voxel (x, y, z) of block `o` (z, y, x)'s minimum corner.
+fn origin_of(bs: Shape, o: Coord) -> [i64; 3] {
+    [
+        o[2] as i64 * bs.x as i64,
+        o[1] as i64 * bs.y as i64,
+        o[0] as i64 * bs.z as i64,
+    ]
+}
 
 /// The smallest and largest (z, y, x) block coordinates, per axis.
 fn bounds(blocks: &BTreeSet<Coord>) -> (Coord, Coord) {
@@ -662,7 +674,7 @@ impl Subscriber for Worker {
                 let encoded = started.elapsed();
                 store.put(&key, &bytes)?;
                 let ms = |d: Duration| d.as_millis() as u64;
-                tracing::info!(
+                tracing::debug!(
                     instance = %self.name,
                     body,
                     bytes = bytes.len(),

@@ -103,9 +103,9 @@ struct Inner {
     bytes: usize,
 }
 
-/// About ten 10M-voxel bodies (~90 MiB of pieces and blocks each), or one of 100M voxels
-/// (~600 MiB).
-const BUDGET: usize = 1 << 30;
+/// About five 10M-voxel bodies (~90 MiB of pieces and blocks each), or one of 100M voxels
+/// (~300 MiB).
+const BUDGET: usize = 512 << 20;
 
 impl Cache {
     pub fn keeping_from(min_owners: usize) -> Cache {
