@@ -40,6 +40,21 @@ fn setup() -> Fixture {
 }
 
 impl Fixture {
+    /// Posts a 64³ volume at the origin; the instance's context at the root.
+    fn post_cube(&self, vol: Vec<u8>) -> crate::datatype::DataCtx {
+        self.call(
+            Method::Post,
+            "raw",
+            &["0_1_2", "64_64_64", "0_0_0"],
+            &[],
+            vol,
+        )
+        .unwrap();
+        self.engine
+            .ctx_at(&self.root, "seg", None, &Caller::default())
+            .unwrap()
+    }
+
     fn call(
         &self,
         method: Method,
@@ -346,18 +361,7 @@ fn meshes_block_by_block_equal_meshes_of_one_volume() {
             0
         }
     });
-    f.call(
-        Method::Post,
-        "raw",
-        &["0_1_2", "64_64_64", "0_0_0"],
-        &[],
-        vol,
-    )
-    .unwrap();
-    let ctx = f
-        .engine
-        .ctx_at(&f.root, "seg", None, &Caller::default())
-        .unwrap();
+    let ctx = f.post_cube(vol);
     let labels = super::store::Labels::new(&ctx).unwrap();
     let mapping = super::state::state(&ctx).mapping(&labels).unwrap();
     let labels = labels.with_mapping(mapping, false);
@@ -396,19 +400,8 @@ fn meshes_after_edits_reuse_untouched_pieces_and_equal_full_meshings() {
             0
         }
     });
-    f.call(
-        Method::Post,
-        "raw",
-        &["0_1_2", "64_64_64", "0_0_0"],
-        &[],
-        vol,
-    )
-    .unwrap();
+    let ctx = f.post_cube(vol);
     f.call(Method::Post, "merge", &[], &[], b"[5, 7]".to_vec())
-        .unwrap();
-    let ctx = f
-        .engine
-        .ctx_at(&f.root, "seg", None, &Caller::default())
         .unwrap();
     let labels = || {
         let labels = super::store::Labels::new(&ctx).unwrap();
