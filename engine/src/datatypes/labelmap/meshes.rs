@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rayon::prelude::*;
 use tessera_storage::VersionId;
 
 use super::handle::Labelmap;
@@ -322,9 +323,9 @@ fn by_blocks(
     let mut buf = vec![0u64; item.voxels() * remesh.len().min(BLOCKS_PER_CALL)];
     for chunk in remesh.chunks(BLOCKS_PER_CALL) {
         let vol = &mut buf[..item.voxels() * chunk.len()];
-        for (o, v) in chunk.iter().zip(vol.chunks_exact_mut(item.voxels())) {
-            fill_item(v, bs, *o, &masks);
-        }
+        vol.par_chunks_exact_mut(item.voxels())
+            .zip(chunk)
+            .for_each(|(v, o)| fill_item(v, bs, *o, &masks));
         let meshes = labels.compute.surface(vol, item, Cells::interior(item))?;
         for (o, mut m) in chunk.iter().zip(meshes) {
             // Kept for later meshings at the size they are, not the capacity they grew to.
@@ -453,9 +454,8 @@ fn masks_of<'a>(
         let bytes: Vec<&[u8]> = chunk.iter().map(|(_, b)| *b).collect();
         vox.resize(n * chunk.len(), 0u64);
         labels.decode_stored(&bytes, &mut vox)?;
-        for ((k, _), v) in chunk.iter().zip(vox.chunks_exact(n)) {
-            out.insert(*k, mask(v, svs));
-        }
+        let masks: Vec<Vec<u8>> = vox.par_chunks_exact(n).map(|v| mask(v, svs)).collect();
+        out.extend(chunk.iter().map(|(k, _)| *k).zip(masks));
     }
     Ok(out)
 }
