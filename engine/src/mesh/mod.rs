@@ -66,31 +66,34 @@ impl Surface {
     /// a one-voxel rim on its high sides (`Cells::interior`), so only a vertex on a plane of
     /// voxel centres at a box's face can be shared; the others, most of them, are pushed with
     /// no lookup.
-    pub fn join<'a>(
-        size: [usize; 3],
-        pieces: impl IntoIterator<Item = ([i64; 3], &'a LabelSurface)>,
-    ) -> Surface {
-        let mut out = Surface::default();
+    pub fn join(size: [usize; 3], pieces: &[([i64; 3], &LabelSurface)]) -> Surface {
+        // Allocated once: growing by doubling would copy a large body's 100 MB arrays again
+        // and again. Shared vertices make the vertex count an upper bound (its tail of pages
+        // is never touched).
+        let (vertices, triangles) = pieces.iter().fold((0, 0), |(v, t), (_, s)| {
+            (v + s.vertices.len(), t + s.triangles.len())
+        });
+        let mut out = Surface {
+            vertices: Vec::with_capacity(vertices),
+            triangles: Vec::with_capacity(triangles),
+        };
         let mut seams: FxHashMap<[i64; 3], u32> = FxHashMap::default();
         let high = size.map(|n| 2 * n as u32 + 1);
-        for (origin, s) in pieces {
-            out.vertices.reserve(s.vertices.len());
-            let ids: Vec<u32> = s
-                .vertices
-                .iter()
-                .map(|v| {
-                    let h = std::array::from_fn(|a| 2 * origin[a] + v[a] as i64);
-                    let mut push = || {
-                        out.vertices.push(h);
-                        out.vertices.len() as u32 - 1
-                    };
-                    if (0..3).any(|a| v[a] == 1 || v[a] == high[a]) {
-                        *seams.entry(h).or_insert_with(push)
-                    } else {
-                        push()
-                    }
-                })
-                .collect();
+        let mut ids = Vec::new();
+        for &(origin, s) in pieces {
+            ids.clear();
+            ids.extend(s.vertices.iter().map(|v| {
+                let h = std::array::from_fn(|a| 2 * origin[a] + v[a] as i64);
+                let mut push = || {
+                    out.vertices.push(h);
+                    out.vertices.len() as u32 - 1
+                };
+                if (0..3).any(|a| v[a] == 1 || v[a] == high[a]) {
+                    *seams.entry(h).or_insert_with(push)
+                } else {
+                    push()
+                }
+            }));
             out.triangles
                 .extend(s.triangles.iter().map(|t| t.map(|i| ids[i as usize])));
         }

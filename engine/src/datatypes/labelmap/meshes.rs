@@ -347,7 +347,11 @@ fn by_blocks(
         .collect();
     let joined = (!pieces.is_empty()).then(|| {
         let size = [bs.x, bs.y, bs.z];
-        Surface::join(size, pieces.iter().map(|(o, s)| (origin_of(bs, *o), &**s)))
+        let placed: Vec<([i64; 3], &LabelSurface)> = pieces
+            .iter()
+            .map(|(o, s)| (origin_of(bs, *o), &**s))
+            .collect();
+        Surface::join(size, &placed)
     });
     tracing::debug!(
         label = key.0,
