@@ -341,18 +341,11 @@ fn by_blocks(
     metrics::counter!(MESH_PIECES_TOTAL, "result" => "reused")
         .increment((owners.len() - remesh.len()) as u64);
     metrics::counter!(MESH_PIECES_TOTAL, "result" => "meshed").increment(remesh.len() as u64);
-    let pieces: Vec<(Coord, Arc<LabelSurface>)> = owners
+    let placed: Vec<([i64; 3], &LabelSurface)> = owners
         .iter()
-        .filter_map(|o| Some((*o, made[o].clone()?)))
+        .filter_map(|o| Some((origin_of(bs, *o), made[o].as_deref()?)))
         .collect();
-    let joined = (!pieces.is_empty()).then(|| {
-        let size = [bs.x, bs.y, bs.z];
-        let placed: Vec<([i64; 3], &LabelSurface)> = pieces
-            .iter()
-            .map(|(o, s)| (origin_of(bs, *o), &**s))
-            .collect();
-        Surface::join(size, &placed)
-    });
+    let joined = (!placed.is_empty()).then(|| Surface::join([bs.x, bs.y, bs.z], &placed));
     tracing::debug!(
         label = key.0,
         blocks = now.len(),
@@ -483,9 +476,9 @@ fn mask(v: &[u64], svs: &HashSet<u64>) -> Vec<u8> {
 /// voxel of `item` is written, 0 where a neighbour has no mask.
 fn fill_item(item: &mut [u64], bs: Shape, o: Coord, masks: &HashMap<Coord, Vec<u8>>) {
     let (ix, iy) = (bs.x + 1, bs.y + 1);
-    for d in 0..8 {
+    for (d, b) in pieces::item_blocks(o).iter().enumerate() {
         let (dz, dy, dx) = (d >> 2 & 1, d >> 1 & 1, d & 1);
-        let m = masks.get(&[o[0] + dz as i32, o[1] + dy as i32, o[2] + dx as i32]);
+        let m = masks.get(b);
         // The part of the neighbour that falls in the item: all of it, or its first plane.
         let span = |delta: usize, n: usize| if delta == 0 { 0..n } else { 0..1 };
         for z in span(dz, bs.z) {
