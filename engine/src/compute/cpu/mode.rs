@@ -4,8 +4,9 @@
 //! of the real pinky40 cutout; 14 % hold two labels, 3 % more). Where the CPU has AVX2, a row
 //! is therefore reduced in blocks of 32 windows: one vector pass writes every window's first
 //! child and marks the windows whose children differ, with no branch per window, and a second
-//! pass computes the marked ones while their rows are still in L1: those holding two labels
-//! (most of them) by counting one label, the others by a branch-free count of all pairs.
+//! pass computes the marked ones while their rows are still in L1, four windows at a time
+//! across the lanes of a vector, with no branch either (deciding per window whether it holds
+//! two labels or more cost more in mispredictions than counting all pairs of children).
 //! `mode_rows_scalar` is the portable twin; both give the reference's bytes.
 
 use super::pyramid::Reduce;
@@ -93,7 +94,7 @@ fn mode_of<const N: usize>(c: [u64; N]) -> u64 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// Windows per block: two marker bits each fill one u64.
+    /// Windows per block: two bits of a u64 each.
     const BLOCK: usize = 32;
 
     /// `super::mode_rows` with AVX2; the caller checks that the CPU has it.
@@ -101,26 +102,35 @@ mod avx2 {
     pub(super) fn mode_rows(r0: &[u64], r1: &[u64], r2: &[u64], r3: &[u64], out: &mut [u64]) {
         let w = r0.len();
         let (r1, r2, r3) = (&r1[..w], &r2[..w], &r3[..w]);
+        let rows = [r0, r1, r2, r3];
         let blocks = w / 2 / BLOCK;
+        // Mixed windows wait here until four are known, then are reduced together.
+        let mut pending = [0usize; 4];
+        let mut n = 0;
         for b in 0..blocks {
             let x0 = 2 * BLOCK * b;
-            let rows = [
+            let block = [
                 &r0[x0..x0 + 2 * BLOCK],
                 &r1[x0..x0 + 2 * BLOCK],
                 &r2[x0..x0 + 2 * BLOCK],
                 &r3[x0..x0 + 2 * BLOCK],
             ];
-            let out = &mut out[BLOCK * b..BLOCK * (b + 1)];
-            let mut mixed = first_children(&rows, out);
+            let mut mixed = first_children(&block, &mut out[BLOCK * b..BLOCK * (b + 1)]);
             while mixed != 0 {
-                let i = mixed.trailing_zeros() as usize / 2;
-                mixed &= !(3 << (2 * i));
-                let (a, b) = children(&rows, i);
-                out[i] = match two_labels(a, b) {
-                    Some(m) => m,
-                    None => mode_window(a, b),
-                };
+                pending[n] = BLOCK * b + mixed.trailing_zeros() as usize / 2;
+                mixed &= mixed - 1;
+                n += 1;
+                if n == 4 {
+                    mode4(&rows, pending, out);
+                    n = 0;
+                }
             }
+        }
+        if n > 0 {
+            // Padded with the first: a window reduced twice is written twice, the same value.
+            let first = pending[0];
+            pending[n..].fill(first);
+            mode4(&rows, pending, out);
         }
         // The windows after the last whole block, and an odd last column.
         let x0 = 2 * BLOCK * blocks;
@@ -128,8 +138,8 @@ mod avx2 {
         super::mode_rows_scalar(&r0[x0..], &r1[x0..], &r2[x0..], &r3[x0..], tail);
     }
 
-    /// Writes each of the block's windows' first child to `out` and returns two bits per
-    /// window (bits 2i and 2i + 1 for window i), not both set when its children differ.
+    /// Writes each of the block's windows' first child to `out` and returns the windows whose
+    /// children differ: bit 2i for window i.
     #[target_feature(enable = "avx2")]
     #[inline]
     fn first_children(rows: &[&[u64]; 4], out: &mut [u64]) -> u64 {
@@ -184,130 +194,66 @@ mod avx2 {
         _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_and_si256(e01, e23))) as u64
     }
 
-    /// Window `i`'s eight children as two vectors: rows 0–1 and rows 2–3, child j of the
-    /// window in lane j % 4.
+    /// The modes of four windows `at` (whole windows of `rows`), without a branch. Each of
+    /// the eight children is a vector across the four windows, so that the 28 pairs of
+    /// children are compared once for all four; the winner is the largest count, then the
+    /// smallest label, taken in a tree of seven steps.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn children(rows: &[&[u64]; 4], i: usize) -> (__m256i, __m256i) {
-        let x = 2 * i;
-        let pair = |r: &[u64]| {
-            let p = &r[x..x + 2];
+    fn mode4(rows: &[&[u64]; 4], at: [usize; 4], out: &mut [u64]) {
+        let pair = |r: &[u64], i: usize| {
+            let p = &r[2 * i..2 * i + 2];
             // SAFETY: p holds two u64, the 16 bytes read.
             unsafe { _mm_loadu_si128(p.as_ptr().cast()) }
         };
-        (
-            _mm256_set_m128i(pair(rows[1]), pair(rows[0])),
-            _mm256_set_m128i(pair(rows[3]), pair(rows[2])),
-        )
-    }
-
-    /// The mode of a window whose children hold exactly two labels, `None` when they hold
-    /// more. Most mixed windows lie on the boundary of two segments, and counting one label's
-    /// children is cheaper than `mode_window`'s all-pairs count.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn two_labels(a: __m256i, b: __m256i) -> Option<u64> {
-        let bits = |v: u64| {
-            let v = _mm256_set1_epi64x(v as i64);
-            let lo = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a, v)));
-            let hi = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(b, v)));
-            (lo | hi << 4) as u32
-        };
-        let first = _mm256_extract_epi64::<0>(a) as u64;
-        let with_first = bits(first);
-        let other = match (!with_first & 0xff).trailing_zeros() {
-            8 => return Some(first),
-            j @ 0..4 => lane(a, j),
-            j => lane(b, j - 4),
-        };
-        if with_first | bits(other) != 0xff {
-            return None;
+        // Lanes hold the windows in the order at[0], at[2], at[1], at[3].
+        let mut c = [_mm256_setzero_si256(); 8];
+        for (r, row) in rows.iter().enumerate() {
+            let p = _mm256_set_m128i(pair(row, at[1]), pair(row, at[0]));
+            let q = _mm256_set_m128i(pair(row, at[3]), pair(row, at[2]));
+            c[2 * r] = _mm256_unpacklo_epi64(p, q);
+            c[2 * r + 1] = _mm256_unpackhi_epi64(p, q);
         }
-        let n = with_first.count_ones();
-        Some(match (first, other) {
-            (0, o) => o,
-            (f, 0) => f,
-            (f, o) => match n.cmp(&4) {
-                std::cmp::Ordering::Greater => f,
-                std::cmp::Ordering::Less => o,
-                std::cmp::Ordering::Equal => f.min(o),
-            },
-        })
-    }
-
-    /// Lane `j` (0–3) of `v`.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn lane(v: __m256i, j: u32) -> u64 {
-        let mut out = [0u64; 4];
-        // SAFETY: out holds the vector's 32 bytes.
-        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
-        out[j as usize]
-    }
-
-    /// The mode of a window (its children as `children` gives them) without a branch: every
-    /// child's count comes from comparing the eight children (two vectors, `a` rows 0–1 and
-    /// `b` rows 2–3) with all rotations of both, then the largest count wins and the smallest
-    /// label among the children holding it breaks a tie.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn mode_window(a: __m256i, b: __m256i) -> u64 {
-        let rotations = |v: __m256i| {
-            [
-                _mm256_permute4x64_epi64::<0x39>(v),
-                _mm256_permute4x64_epi64::<0x4e>(v),
-                _mm256_permute4x64_epi64::<0x93>(v),
-            ]
-        };
-        let (ra, rb) = (rotations(a), rotations(b));
-        let eq = |p: __m256i, q: __m256i| _mm256_cmpeq_epi64(p, q);
-        let add = |p: __m256i, q: __m256i| _mm256_add_epi64(p, q);
-        // Counts as negative numbers: sums of all-ones masks, the child itself included.
-        let own = _mm256_set1_epi64x(-1);
-        let ab = eq(a, b);
-        let count_a = add(
-            add(add(eq(a, ra[0]), eq(a, ra[1])), add(eq(a, ra[2]), ab)),
-            add(add(eq(a, rb[0]), eq(a, rb[1])), add(eq(a, rb[2]), own)),
-        );
-        let count_b = add(
-            add(add(eq(b, rb[0]), eq(b, rb[1])), add(eq(b, rb[2]), ab)),
-            add(add(eq(b, ra[0]), eq(b, ra[1])), add(eq(b, ra[2]), own)),
-        );
-        // Zero never votes: its count becomes 0, which no real count (≤ −1) equals.
-        let zero = _mm256_setzero_si256();
-        let count_a = _mm256_andnot_si256(eq(a, zero), count_a);
-        let count_b = _mm256_andnot_si256(eq(b, zero), count_b);
-        // The largest count is the smallest low 32-bit half (the high halves are 0 or −1,
-        // never below a real count).
-        let m = _mm256_min_epi32(count_a, count_b);
-        let m = _mm256_min_epi32(m, _mm256_permute4x64_epi64::<0x4e>(m));
-        let m = _mm256_min_epi32(m, _mm256_shuffle_epi32::<0x4e>(m));
-        let m = _mm256_shuffle_epi32::<0x00>(m);
-        // Each count's low half in both halves of its lane, to compare with m as 64 bits.
-        let low = |c: __m256i| _mm256_shuffle_epi32::<0xa0>(c);
-        let (won_a, won_b) = (eq(low(count_a), m), eq(low(count_b), m));
-        // The smallest label holding that count: the others become u64::MAX, and an unsigned
-        // minimum is a signed one with the sign bits flipped.
-        let ones = _mm256_set1_epi64x(-1);
-        let (a, b) = (
-            _mm256_blendv_epi8(ones, a, won_a),
-            _mm256_blendv_epi8(ones, b, won_b),
-        );
+        // Each child's count, itself included; an all-ones mask is −1, so equal pairs are
+        // subtracted.
+        let mut n = [_mm256_set1_epi64x(1); 8];
+        for j in 0..8 {
+            for k in j + 1..8 {
+                let e = _mm256_cmpeq_epi64(c[j], c[k]);
+                n[j] = _mm256_sub_epi64(n[j], e);
+                n[k] = _mm256_sub_epi64(n[k], e);
+            }
+        }
+        // Zero never votes: its count becomes 0, below every label's. Labels are compared
+        // as signed numbers with the sign bit flipped, which orders them as unsigned.
         let sign = _mm256_set1_epi64x(i64::MIN);
-        let umin = |p: __m256i, q: __m256i| {
-            let gt = _mm256_cmpgt_epi64(_mm256_xor_si256(p, sign), _mm256_xor_si256(q, sign));
-            _mm256_blendv_epi8(p, q, gt)
+        let zero = _mm256_setzero_si256();
+        let mut best: [(__m256i, __m256i); 8] = std::array::from_fn(|j| {
+            let n = _mm256_andnot_si256(_mm256_cmpeq_epi64(c[j], zero), n[j]);
+            (_mm256_xor_si256(c[j], sign), n)
+        });
+        let wins = |(l, n): (__m256i, __m256i), (m, k): (__m256i, __m256i)| {
+            let more = _mm256_cmpgt_epi64(k, n);
+            let tie = _mm256_and_si256(_mm256_cmpeq_epi64(k, n), _mm256_cmpgt_epi64(l, m));
+            let take = _mm256_or_si256(more, tie);
+            (
+                _mm256_blendv_epi8(l, m, take),
+                _mm256_blendv_epi8(n, k, take),
+            )
         };
-        let v = umin(a, b);
-        let v = umin(v, _mm256_permute4x64_epi64::<0x4e>(v));
-        let v = umin(v, _mm256_shuffle_epi32::<0x4e>(v));
-        let best = _mm256_extract_epi64::<0>(v) as u64;
-        // All children zero: no count is non-zero and no label won.
-        let counts = _mm256_or_si256(count_a, count_b);
-        if _mm256_testz_si256(counts, counts) == 1 {
-            0
-        } else {
-            best
+        for step in [1, 2, 4] {
+            for j in (0..8).step_by(2 * step) {
+                best[j] = wins(best[j], best[j + step]);
+            }
         }
+        // All children zero: every count is 0 and the first child, 0, stays.
+        let mut modes = [0u64; 4];
+        let v = _mm256_xor_si256(best[0].0, sign);
+        // SAFETY: modes holds the vector's 32 bytes.
+        unsafe { _mm256_storeu_si256(modes.as_mut_ptr().cast(), v) };
+        out[at[0]] = modes[0];
+        out[at[2]] = modes[1];
+        out[at[1]] = modes[2];
+        out[at[3]] = modes[3];
     }
 }
