@@ -196,8 +196,7 @@ mod avx2 {
 
     /// The modes of four windows `at` (whole windows of `rows`), without a branch. Each of
     /// the eight children is a vector across the four windows, so that the 28 pairs of
-    /// children are compared once for all four; the winner is the largest count, then the
-    /// smallest label, taken in a tree of seven steps.
+    /// children are compared once for all four.
     #[target_feature(enable = "avx2")]
     #[inline]
     fn mode4(rows: &[&[u64]; 4], at: [usize; 4], out: &mut [u64]) {
@@ -224,36 +223,39 @@ mod avx2 {
                 n[k] = _mm256_sub_epi64(n[k], e);
             }
         }
-        // Zero never votes: its count becomes 0, below every label's. Labels are compared
-        // as signed numbers with the sign bit flipped, which orders them as unsigned.
-        let sign = _mm256_set1_epi64x(i64::MIN);
+        // Zero never votes: its count becomes 0, below every label's.
         let zero = _mm256_setzero_si256();
-        let mut best: [(__m256i, __m256i); 8] = std::array::from_fn(|j| {
-            let n = _mm256_andnot_si256(_mm256_cmpeq_epi64(c[j], zero), n[j]);
-            (_mm256_xor_si256(c[j], sign), n)
+        let n: [__m256i; 8] =
+            std::array::from_fn(|j| _mm256_andnot_si256(_mm256_cmpeq_epi64(c[j], zero), n[j]));
+        // The largest count (at most 8, so a 32-bit maximum of the 64-bit lanes is theirs).
+        let m = tree(n, |p, q| _mm256_max_epi32(p, q));
+        // The smallest label holding it. Labels are compared as signed numbers with the sign
+        // bit flipped, which orders them as unsigned; the others become the largest.
+        let sign = _mm256_set1_epi64x(i64::MIN);
+        let none = _mm256_set1_epi64x(i64::MAX);
+        let held: [__m256i; 8] = std::array::from_fn(|j| {
+            let label = _mm256_xor_si256(c[j], sign);
+            _mm256_blendv_epi8(none, label, _mm256_cmpeq_epi64(n[j], m))
         });
-        let wins = |(l, n): (__m256i, __m256i), (m, k): (__m256i, __m256i)| {
-            let more = _mm256_cmpgt_epi64(k, n);
-            let tie = _mm256_and_si256(_mm256_cmpeq_epi64(k, n), _mm256_cmpgt_epi64(l, m));
-            let take = _mm256_or_si256(more, tie);
-            (
-                _mm256_blendv_epi8(l, m, take),
-                _mm256_blendv_epi8(n, k, take),
-            )
-        };
-        for step in [1, 2, 4] {
-            for j in (0..8).step_by(2 * step) {
-                best[j] = wins(best[j], best[j + step]);
-            }
-        }
-        // All children zero: every count is 0 and the first child, 0, stays.
+        let least = tree(held, |p, q| {
+            _mm256_blendv_epi8(p, q, _mm256_cmpgt_epi64(p, q))
+        });
+        // All children zero: every count is 0, and every child, 0, holds it.
         let mut modes = [0u64; 4];
-        let v = _mm256_xor_si256(best[0].0, sign);
+        let v = _mm256_xor_si256(least, sign);
         // SAFETY: modes holds the vector's 32 bytes.
         unsafe { _mm256_storeu_si256(modes.as_mut_ptr().cast(), v) };
         out[at[0]] = modes[0];
         out[at[2]] = modes[1];
         out[at[1]] = modes[2];
         out[at[3]] = modes[3];
+    }
+
+    /// `f` folded over eight vectors as a tree (three steps deep, not seven).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn tree(v: [__m256i; 8], f: impl Fn(__m256i, __m256i) -> __m256i) -> __m256i {
+        let v: [__m256i; 4] = std::array::from_fn(|j| f(v[2 * j], v[2 * j + 1]));
+        f(f(v[0], v[1]), f(v[2], v[3]))
     }
 }
