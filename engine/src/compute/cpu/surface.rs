@@ -85,6 +85,64 @@ fn uniform(r: [&[u64]; 4], xs: std::ops::RangeInclusive<usize>) -> bool {
     })
 }
 
+/// The cells `x0 .. x0 + n` (n ≤ 64) of a cell row whose eight corners are not all one label,
+/// as bits from bit 0; the rows hold the voxel `x0 + n` too.
+fn mixed_cells(r: [&[u64]; 4], x0: usize, n: usize) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { avx2::mixed_cells(r, x0, n) };
+    }
+    mixed_cells_scalar(r, x0, n)
+}
+
+/// `mixed_cells` without SIMD.
+fn mixed_cells_scalar(r: [&[u64]; 4], x0: usize, n: usize) -> u64 {
+    assert!(n <= 64 && r.iter().all(|row| row.len() > x0 + n));
+    (0..n).fold(0, |bits, k| {
+        let x = x0 + k;
+        let a = r[0][x];
+        let differ = r
+            .iter()
+            .fold(0, |d, row| d | (row[x] ^ a) | (row[x + 1] ^ a));
+        bits | u64::from(differ != 0) << k
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `super::mixed_cells` with AVX2, four cells a vector; the caller checks the CPU has it.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn mixed_cells(r: [&[u64]; 4], x0: usize, n: usize) -> u64 {
+        assert!(n <= 64 && r.iter().all(|row| row.len() > x0 + n));
+        let whole = n / 4 * 4;
+        let mut bits = 0u64;
+        for k in (0..whole).step_by(4) {
+            let x = x0 + k;
+            // SAFETY: x + 4 ≤ x0 + n < the rows' length (asserted), so both loads are inside.
+            let ld =
+                |row: &[u64], at: usize| unsafe { _mm256_loadu_si256(row.as_ptr().add(at).cast()) };
+            let a = ld(r[0], x);
+            let mut same = _mm256_cmpeq_epi64(ld(r[0], x + 1), a);
+            for row in &r[1..] {
+                let both = _mm256_and_si256(
+                    _mm256_cmpeq_epi64(ld(row, x), a),
+                    _mm256_cmpeq_epi64(ld(row, x + 1), a),
+                );
+                same = _mm256_and_si256(same, both);
+            }
+            let same = _mm256_movemask_pd(_mm256_castsi256_pd(same)) as u64;
+            bits |= (!same & 0xf) << k;
+        }
+        if whole < n {
+            bits |= super::mixed_cells_scalar(r, x0 + whole, n - whole) << whole;
+        }
+        bits
+    }
+}
+
 /// One run of strips' meshes, before joining.
 struct Strip {
     meshes: Vec<LabelSurface>,
@@ -310,29 +368,28 @@ impl<'a> Sweep<'a> {
             if !fast.is_empty() && uniform(r, fast.start..=fast.end) {
                 fast = 0..0;
             }
-            for x in fast {
-                let a = r00[x];
-                if r00[x + 1] == a
-                    && r10[x] == a
-                    && r10[x + 1] == a
-                    && r01[x] == a
-                    && r01[x + 1] == a
-                    && r11[x] == a
-                    && r11[x + 1] == a
-                {
-                    continue;
+            // Cells whose corners are all one label have nothing to mesh; which ones differ is
+            // found 64 at a time, and only those are looked at.
+            let mut x0 = fast.start;
+            while x0 < fast.end {
+                let n = (fast.end - x0).min(64);
+                let mut mixed = mixed_cells(r, x0, n);
+                while mixed != 0 {
+                    let x = x0 + mixed.trailing_zeros() as usize;
+                    mixed &= mixed - 1;
+                    let l = [
+                        r00[x],
+                        r00[x + 1],
+                        r10[x],
+                        r10[x + 1],
+                        r01[x],
+                        r01[x + 1],
+                        r11[x],
+                        r11[x + 1],
+                    ];
+                    self.cell([x as i32, y, z], l);
                 }
-                let l = [
-                    a,
-                    r00[x + 1],
-                    r10[x],
-                    r10[x + 1],
-                    r01[x],
-                    r01[x + 1],
-                    r11[x],
-                    r11[x + 1],
-                ];
-                self.cell([x as i32, y, z], l);
+                x0 += n;
             }
             for x in xb.max(xa).max(lo[0])..hi[0] {
                 self.edge_cell([x, y, z], &r);
@@ -521,4 +578,48 @@ fn cases() -> &'static [Case; 256] {
             case
         }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compute::reference::Rng;
+
+    /// Both row scans against the definition, on rows of runs over labels that differ only
+    /// in their high or low halves, at every start and count up to 64.
+    #[test]
+    fn mixed_cells_match_the_definition() {
+        const PALETTE: [u64; 4] = [0, 1, (1 << 32) | 1, u64::MAX];
+        let mut rng = Rng(5);
+        let rows: Vec<Vec<u64>> = (0..4)
+            .map(|_| {
+                let mut label = 0;
+                (0..80)
+                    .map(|_| {
+                        if rng.below(6) == 0 {
+                            label = PALETTE[rng.below(PALETTE.len())];
+                        }
+                        label
+                    })
+                    .collect()
+            })
+            .collect();
+        let r = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+        for x0 in 0..16 {
+            for n in 0..=64 {
+                let want = (0..n).fold(0u64, |bits, k| {
+                    let x = x0 + k;
+                    let mut corners = r.iter().flat_map(|row| [row[x], row[x + 1]]);
+                    let one = corners.all(|v| v == r[0][x]);
+                    bits | u64::from(!one) << k
+                });
+                assert_eq!(super::mixed_cells_scalar(r, x0, n), want, "scalar {x0} {n}");
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    let got = unsafe { super::avx2::mixed_cells(r, x0, n) };
+                    assert_eq!(got, want, "avx2 {x0} {n}");
+                }
+            }
+        }
+    }
 }
