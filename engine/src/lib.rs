@@ -8,6 +8,7 @@
 //! 4. `engine`, the facade the API calls.
 
 pub mod block;
+mod bounded;
 pub mod compute;
 pub mod datatype;
 pub mod datatypes;

@@ -8,12 +8,11 @@
 //! through the `surface` kernel in (z, y, x) order and are joined on their shared vertices, so
 //! the mesh is the same on every backend.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use rayon::prelude::*;
 use tessera_storage::VersionId;
 
@@ -24,6 +23,7 @@ use super::scale;
 use super::state::{State, state};
 use super::store::Labels;
 use crate::block::geom::{BlockCoord, unpack_block, zyx};
+use crate::bounded::BoundedCache;
 use crate::compute::{Cells, LabelSurface, Shape};
 use crate::datatype::parse_label;
 use crate::datatype::{
@@ -513,54 +513,33 @@ struct Stamp {
 /// Version, label, scale, supervoxels.
 pub(super) type Key = (VersionId, u64, u8, bool);
 
-/// Recently served meshes, up to `CACHE_BYTES` of vertices and triangles.
-#[derive(Default)]
+/// Recently served meshes, up to `CACHE_BYTES` of vertices and triangles, with the state each
+/// was computed from.
 pub struct Cache {
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    entries: HashMap<Key, (Stamp, Arc<Surface>)>,
-    order: VecDeque<Key>,
-    bytes: usize,
+    kept: BoundedCache<Key, (Arc<Stamp>, Arc<Surface>)>,
 }
 
 const CACHE_BYTES: usize = 512 << 20;
 
-fn mesh_bytes(m: &Surface) -> usize {
-    24 * m.vertices.len() + 12 * m.triangles.len()
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            kept: BoundedCache::new(CACHE_BYTES, CACHE_BYTES / 4),
+        }
+    }
 }
 
 impl Cache {
     fn get(&self, key: &Key, stamp: &Stamp) -> Option<Arc<Surface>> {
-        let c = self.inner.lock();
-        match c.entries.get(key) {
-            Some((s, m)) if s == stamp => Some(m.clone()),
-            _ => None,
-        }
+        let (s, m) = self.kept.get(key)?;
+        (*s == *stamp).then_some(m)
     }
 
     /// Keeps `m`, computed from `stamp`'s state, and hands it back.
     fn put(&self, key: Key, stamp: Stamp, m: Surface) -> Arc<Surface> {
         let m = Arc::new(m);
-        let size = mesh_bytes(&m);
-        if size > CACHE_BYTES / 4 {
-            return m;
-        }
-        let mut c = self.inner.lock();
-        if let Some((_, old)) = c.entries.insert(key, (stamp, m.clone())) {
-            c.bytes -= mesh_bytes(&old);
-        } else {
-            c.order.push_back(key);
-        }
-        c.bytes += size;
-        while c.bytes > CACHE_BYTES {
-            let Some(k) = c.order.pop_front() else { break };
-            if let Some((_, m)) = c.entries.remove(&k) {
-                c.bytes -= mesh_bytes(&m);
-            }
-        }
+        let size = 24 * m.vertices.len() + 12 * m.triangles.len();
+        self.kept.put(key, (Arc::new(stamp), m.clone()), size);
         m
     }
 }

@@ -9,11 +9,10 @@
 //! the comparison is of contents, so no edit has to invalidate anything, and the mesh is the
 //! one a full meshing gives.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
+use crate::bounded::BoundedCache;
 use crate::compute::LabelSurface;
 
 /// (z, y, x) block coordinate at the meshed scale.
@@ -83,7 +82,7 @@ pub type Key = (u64, u8, bool);
 /// The pieces of recently meshed labels, up to `BUDGET` bytes, least recently stored first
 /// out.
 pub struct Cache {
-    inner: Mutex<Inner>,
+    kept: BoundedCache<Key, Arc<Pieces>>,
     /// The fewest owner blocks a label's pieces are kept for: a smaller label is meshed again
     /// about as fast as its pieces would be compared and kept.
     min_owners: usize,
@@ -96,13 +95,6 @@ impl Default for Cache {
     }
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: HashMap<Key, (usize, Arc<Pieces>)>,
-    order: VecDeque<Key>,
-    bytes: usize,
-}
-
 /// About five 10M-voxel bodies (~90 MiB of pieces and blocks each), or one of 100M voxels
 /// (~300 MiB).
 const BUDGET: usize = 512 << 20;
@@ -110,34 +102,22 @@ const BUDGET: usize = 512 << 20;
 impl Cache {
     pub fn keeping_from(min_owners: usize) -> Cache {
         Cache {
-            inner: Mutex::default(),
+            kept: BoundedCache::new(BUDGET, BUDGET),
             min_owners,
         }
     }
 
     pub fn get(&self, key: &Key) -> Option<Arc<Pieces>> {
-        self.inner.lock().entries.get(key).map(|(_, p)| p.clone())
+        self.kept.get(key)
     }
 
     pub fn put(&self, key: Key, pieces: Pieces) {
-        let size = pieces.bytes();
-        let mut c = self.inner.lock();
-        if let Some((old, _)) = c.entries.remove(&key) {
-            c.bytes -= old;
-            c.order.retain(|k| *k != key);
-        }
-        if size > BUDGET || pieces.owners.len() < self.min_owners {
+        if pieces.owners.len() < self.min_owners {
+            self.kept.remove(&key);
             return;
         }
-        c.entries.insert(key, (size, Arc::new(pieces)));
-        c.order.push_back(key);
-        c.bytes += size;
-        while c.bytes > BUDGET {
-            let Some(k) = c.order.pop_front() else { break };
-            if let Some((n, _)) = c.entries.remove(&k) {
-                c.bytes -= n;
-            }
-        }
+        let size = pieces.bytes();
+        self.kept.put(key, Arc::new(pieces), size);
     }
 }
 
