@@ -213,14 +213,13 @@ mod avx2 {
             c[2 * r] = _mm256_unpacklo_epi64(p, q);
             c[2 * r + 1] = _mm256_unpackhi_epi64(p, q);
         }
-        // Each child's count, itself included; an all-ones mask is −1, so equal pairs are
-        // subtracted.
+        // Each child counted over itself and the children after it (an all-ones mask is −1,
+        // so equal ones are subtracted): a label's first child sees its full count, and its
+        // later ones, with less, never win.
         let mut n = [_mm256_set1_epi64x(1); 8];
         for j in 0..8 {
             for k in j + 1..8 {
-                let e = _mm256_cmpeq_epi64(c[j], c[k]);
-                n[j] = _mm256_sub_epi64(n[j], e);
-                n[k] = _mm256_sub_epi64(n[k], e);
+                n[j] = _mm256_sub_epi64(n[j], _mm256_cmpeq_epi64(c[j], c[k]));
             }
         }
         // Zero never votes: its count becomes 0, below every label's.
