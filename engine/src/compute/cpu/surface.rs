@@ -288,6 +288,7 @@ struct Sweep<'a> {
     /// The last two labels looked up, and their meshes: boundary cells mostly hold the same
     /// two labels as their neighbours.
     last: [(u64, usize); 2],
+    spare: Spare,
 }
 
 impl<'a> Sweep<'a> {
@@ -314,6 +315,7 @@ impl<'a> Sweep<'a> {
             meshes: Vec::new(),
             by_label: FxHashMap::default(),
             last: [(0, usize::MAX); 2],
+            spare: Spare::default(),
         }
     }
 
@@ -488,11 +490,14 @@ impl<'a> Sweep<'a> {
             meshes,
             chained,
             above,
+            spare,
             ..
         } = self;
         let [bottom, top] = xy;
         let (chained, above) = (*chained, &*above);
         let mesh = &mut meshes[m];
+        spare.make_room(&mut mesh.vertices, 12);
+        spare.make_room(&mut mesh.triangles, MAX_TRIANGLES);
         // Each crossed edge once, in the order the triangles first use it (the canonical
         // vertex order): number it when this cell owns it, else read the number its owner left.
         let mut ids = [0u32; 12];
@@ -526,6 +531,46 @@ impl<'a> Sweep<'a> {
         }
         mesh.triangles
             .extend(case.triangles().iter().map(|t| t.map(|k| ids[k as usize])));
+    }
+}
+
+/// Buffers a sweep's meshes grew out of, by power-of-two capacity, for the next mesh that
+/// grows to that size. A job's meshes are gigabytes: a freed buffer handed back to the
+/// allocator comes back as fresh pages, and faulting those in cost more than the sweep.
+#[derive(Default)]
+struct Spare {
+    by_class: Vec<Vec<Vec<[u32; 3]>>>,
+}
+
+impl Spare {
+    /// Capacity for `more` elements after `v`'s, doubling it, in a spare buffer if one fits.
+    #[inline]
+    fn make_room(&mut self, v: &mut Vec<[u32; 3]>, more: usize) {
+        if v.len() + more <= v.capacity() {
+            return;
+        }
+        self.grow(v, more);
+    }
+
+    #[cold]
+    fn grow(&mut self, v: &mut Vec<[u32; 3]>, more: usize) {
+        let need = (v.len() + more)
+            .max(2 * v.capacity())
+            .max(64)
+            .next_power_of_two();
+        let class = need.trailing_zeros() as usize;
+        if self.by_class.len() <= class {
+            self.by_class.resize_with(class + 1, Vec::new);
+        }
+        let mut next = self.by_class[class]
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(need));
+        next.extend_from_slice(v);
+        let mut old = std::mem::replace(v, next);
+        if old.capacity().is_power_of_two() && old.capacity() >= 64 {
+            old.clear();
+            self.by_class[old.capacity().trailing_zeros() as usize].push(old);
+        }
     }
 }
 
