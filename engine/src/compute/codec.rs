@@ -114,6 +114,27 @@ pub fn check_out_len(shape: Shape, blocks: usize, len: usize) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of a block's header, before its label table.
+pub const HEADER_BYTES: usize = 16;
+
+/// The length of a block's head, its header and label table, read from the header alone, so
+/// that a stored block's table can be read without inflating the rest of it.
+pub fn head_len(header: &[u8]) -> Result<usize> {
+    if header.len() < HEADER_BYTES {
+        return Err(bad("shorter than its 16-byte header"));
+    }
+    Ok(HEADER_BYTES + 8 * read_u32(header, 12))
+}
+
+/// The labels of a block's table, from its head (`head_len` bytes of it, or more).
+pub fn head_labels(head: &[u8]) -> Result<impl Iterator<Item = u64> + '_> {
+    let len = head_len(head)?;
+    let table = head
+        .get(HEADER_BYTES..len)
+        .ok_or_else(|| bad("shorter than its label table"))?;
+    Ok(table.chunks_exact(8).map(|b| read_u64(b, 0)))
+}
+
 /// Validates the whole structure of a block without decoding voxels: exact length, N ≥ 1,
 /// sub-block counts within `MAX_SUBBLOCKS_PER_AXIS`, at most 512 labels per sub-block and
 /// every `sbIdx` entry inside the label table. The one check left to decoding is that each
@@ -138,7 +159,7 @@ pub fn header(b: &[u8]) -> Result<BlockHeader> {
     if n == 0 {
         return Err(bad("empty label table"));
     }
-    let table_at = 16;
+    let table_at = HEADER_BYTES;
     let ns_at = table_at + 8 * n;
     let mut h = BlockHeader {
         gx,
@@ -731,5 +752,26 @@ fn pack<const W: usize>(index: &[u16; SUB_VOXELS], out: &mut Vec<u8>) {
             v = (v << W) | k as u128;
         }
         out.extend_from_slice(&v.to_be_bytes()[16 - W..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_holds_the_header_and_the_label_table() {
+        let labels: Vec<u64> = (0..512u64)
+            .map(|i| [7, u64::MAX, 1 << 40][i as usize % 3])
+            .collect();
+        let block = encode(&labels, Shape::new(8, 8, 8)).unwrap();
+        let h = header(&block).unwrap();
+        let len = head_len(&block[..HEADER_BYTES]).unwrap();
+        assert_eq!(len, h.ns_at);
+        let mut table: Vec<u64> = head_labels(&block[..len]).unwrap().collect();
+        table.sort_unstable();
+        assert_eq!(table, [7, 1 << 40, u64::MAX]);
+        assert!(head_len(&block[..HEADER_BYTES - 1]).is_err());
+        assert!(head_labels(&block[..len - 1]).is_err());
     }
 }

@@ -316,22 +316,9 @@ pub fn table_labels(block: &[u8]) -> Result<Vec<u64>> {
 /// Whether `mapping` changes any label in the table of a stored labels.Block, reading only
 /// the block's head (header and table) when it is stored gzipped.
 pub fn table_is_mapped(stored: &[u8], mapping: &Mapping) -> Result<bool> {
-    let corrupt = || Error::Internal("stored label block: shorter than its header".into());
-    let header = crate::block::stored::head(stored, 16)?;
-    let n = header
-        .get(12..16)
-        .ok_or_else(corrupt)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)?;
-    let head = crate::block::stored::head(stored, 16 + 8 * n)?;
-    if head.len() < 16 + 8 * n {
-        return Err(Error::Internal(
-            "stored label block: shorter than its label table".into(),
-        ));
-    }
-    Ok(head[16..].chunks_exact(8).any(|b| {
-        let l = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-        mapping.body(l) != l
-    }))
+    use crate::block::stored::head;
+    let len = codec::head_len(&head(stored, codec::HEADER_BYTES)?)?;
+    Ok(codec::head_labels(&head(stored, len)?)?.any(|l| mapping.body(l) != l))
 }
 
 /// Maps a labels.Block's label table in place (the table may then hold duplicates, which the
