@@ -535,8 +535,9 @@ impl<'a> Sweep<'a> {
 }
 
 /// Buffers a sweep's meshes grew out of, by power-of-two capacity, for the next mesh that
-/// grows to that size. A job's meshes are gigabytes: a freed buffer handed back to the
-/// allocator comes back as fresh pages, and faulting those in cost more than the sweep.
+/// grows to that size. One call over a large volume makes gigabytes of meshes: a freed buffer
+/// handed back to the allocator came back as fresh pages, and faulting those in took about a
+/// fifth of the sweep.
 #[derive(Default)]
 struct Spare {
     by_class: Vec<Vec<Vec<[u32; 3]>>>,
