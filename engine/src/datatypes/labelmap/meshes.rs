@@ -357,12 +357,11 @@ fn by_blocks(
         "labelmap surface"
     );
     if let Some(c) = cache {
-        let owners = made;
         c.put(
             key,
             pieces::Pieces {
                 blocks: now,
-                owners,
+                owners: made,
             },
         );
     }

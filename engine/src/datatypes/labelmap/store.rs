@@ -301,13 +301,9 @@ impl Labels {
 
 /// The label table of a labels.Block, sorted and deduplicated: every supervoxel it can hold.
 pub fn table_labels(block: &[u8]) -> Result<Vec<u64>> {
-    let h = codec::header(block)?;
-    let mut out: Vec<u64> = (0..h.n)
-        .map(|i| {
-            let at = h.table_at + 8 * i;
-            u64::from_le_bytes(block[at..at + 8].try_into().expect("8 bytes"))
-        })
-        .collect();
+    // The whole block is checked, not only its head: a corrupt block is not read from.
+    codec::header(block)?;
+    let mut out: Vec<u64> = codec::head_labels(block)?.collect();
     out.sort_unstable();
     out.dedup();
     Ok(out)
