@@ -24,11 +24,13 @@ Each edit is timed from sending it until
   pyramid   a scale-5 read (mapped, and supervoxels=true) shows the edit: a merged or cleaved
             supervoxel's coarse voxels read the new body, exactly; a split body's new label
             or the split piece's new supervoxel ids appear; a split supervoxel's old id is gone;
-  current   GET /api/server/sync?wait= says the KeepMeshes worker applied it, and
-            `seg_meshes_mutid/<body>` holds the edit's MutationID for every changed body (the
-            worker writes it after the body's mesh in `seg_meshes`): index, pyramid and mesh
-            are all current. A split-supervoxel leaves its body's voxels and mesh as they were,
-            so it waits for the sync only.
+  current   `seg_meshes_mutid/<body>` holds the edit's MutationID for every changed body (the
+            worker writes it after the body's mesh in `seg_meshes`, and a reader sees both at
+            once): index, pyramid and mesh are all current, as dvidtools' readers would find
+            them. A split-supervoxel leaves its body's voxels and mesh as they were, so it has
+            no mesh to wait for;
+  synced    GET /api/server/sync?wait= says the KeepMeshes worker applied it: the kept meshes
+            are also durable (the worker syncs them before it acknowledges its events).
 The checks run in that order after the answer, each polled until it holds (docs/compatibility.md
 says index and pyramid commit with the edit, so the first read should see them: counted).
 The readers (readers.py) run through all the timed edits. Prints a markdown table and one JSON
@@ -62,7 +64,7 @@ LABELS = {
     "merge-back": "merge (split piece back)",
     "split-sv": "split-supervoxel (a z-slab)",
 }
-STAGES = ("ack", "index", "pyramid", "current")
+STAGES = ("ack", "index", "pyramid", "current", "synced")
 POLL_S = 30          # how long a check may take before the edit counts as never current
 SYNC_WAIT_S = 300
 
@@ -270,17 +272,14 @@ class Edits:
         t = {"ack": ack}
         t["index"] = self.poll("index", what, index, t0)
         t["pyramid"] = self.poll("pyramid", what, pyramid, t0)
-        caught = api.sync()
-        t["current"] = time.perf_counter() - t0
         mutid = ans["MutationID"]
-        lag = [b for b in meshes if api.mesh_mutid(b) != mutid]
-        if not caught or lag:
-            # The server said caught up while a kept mesh was behind: a finding; time it by
-            # polling the keys instead.
-            self.never.append(f"{what}: sync caught up = {caught}, MutationID behind for {lag}")
-            t["current"] = self.poll(
-                "mesh", what, lambda: None if all(api.mesh_mutid(b) == mutid for b in meshes)
-                else f"seg_meshes_mutid of {meshes} isn't {mutid}", t0)
+        t["current"] = self.poll(
+            "mesh", what, lambda: None if all(api.mesh_mutid(b) == mutid for b in meshes)
+            else f"seg_meshes_mutid of {meshes} isn't {mutid}", t0)
+        caught = api.sync()
+        t["synced"] = time.perf_counter() - t0
+        if not caught:
+            self.never.append(f"{what}: the sync workers did not catch up in {SYNC_WAIT_S} s")
         for b in meshes:
             api.kept_mesh(b)
         return ans, {k: 1e3 * s for k, s in t.items()}
@@ -362,7 +361,7 @@ def body_iterations(edits, v, body, pieces, iterations, warmup, lat):
         vcur[d] = (ans["RemainSupervoxel"], nv - ns, j + 1)
 
         tag = "warm-up" if it < warmup else f"{it - warmup + 1:7d}"
-        print(f"  {tag}: " + "  ".join(f"{k} {r['ack']:.1f}/{r['current']:.1f}"
+        print(f"  {tag}: " + "  ".join(f"{k} {r['ack']:.1f}/{r['current']:.1f}/{r['synced']:.1f}"
                                        for k, r in rec.items()), flush=True)
         if it >= warmup:
             for k, r in rec.items():
@@ -400,16 +399,16 @@ def goal(kind, target, s):
 
 def report(res):
     print("\n| edit | body voxels | n | ack p50 | ack p99 | p99/p50 | current p50 | current p99 |"
-          " p99/p50 | goal (ack) | goal (current) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          " p99/p50 | synced p50 | goal (ack) | goal (current) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for b in res["bodies"]:
         for kind in KINDS:
-            a, c = b["ms"][kind]["ack"], b["ms"][kind]["current"]
+            a, c, y = (b["ms"][kind][st] for st in ("ack", "current", "synced"))
             if a is None or c is None:
                 continue
             print(f"| {LABELS[kind]} | {b['voxels'] / 1e6:.1f}M | {a['n']} | {a['p50']:.1f} | "
                   f"{a['p99']:.1f} | {a['ratio']:.1f} | {c['p50']:.1f} | {c['p99']:.1f} | "
-                  f"{c['ratio']:.1f} | {goal(kind, b['target'], a)} | "
+                  f"{c['ratio']:.1f} | {y['p50']:.1f} | {goal(kind, b['target'], a)} | "
                   f"{goal(kind, b['target'], c)} |")
     r = res["readers"]
     if r["clients"]:
@@ -473,7 +472,7 @@ def main():
              for b, n in sorted(zip(made, iters), key=lambda p: p[0]["target"])]
     mem = {"setup": server.peak_mib()}
     reset = server.reset_peak()
-    print(f"\n{args.readers} readers running; per iteration, ack/current ms:", flush=True)
+    print(f"\n{args.readers} readers running; per iteration, ack/current/synced ms:", flush=True)
     readers.start()
     res["bodies"] = []
     for b, pieces, n in plans:

@@ -159,7 +159,7 @@ impl ContentStore {
     /// Rewrites a batch for the KV, returning the objects its references need.
     fn encode(&self, batch: WriteBatch) -> (WriteBatch, Vec<(Hash, Bytes)>) {
         let mut out = WriteBatch {
-            lazy: batch.lazy,
+            durability: batch.durability,
             ..WriteBatch::new()
         };
         let mut objects: HashMap<Hash, Bytes> = HashMap::new();
@@ -443,6 +443,10 @@ impl KvStore for ContentStore {
 
     fn flush(&self) -> Result<()> {
         self.kv.flush()
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.kv.sync()
     }
 
     fn refresh(&self) -> Result<bool> {

@@ -71,6 +71,10 @@ impl KvStore for DiskFullSwitch {
         self.inner.flush()
     }
 
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+
     fn refresh(&self) -> Result<bool> {
         self.inner.refresh()
     }

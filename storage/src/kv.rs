@@ -7,15 +7,29 @@ pub enum WriteOp {
     Delete(Vec<u8>),
 }
 
+/// When a write batch is durable: on disk for good, not only visible to readers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// When `write` returns (unless the store was opened without synced writes).
+    #[default]
+    Synced,
+    /// Once a later synced write to the same store is (a write-ahead log is one sequence) or
+    /// `KvStore::sync` returns; lost with the machine before that. For bookkeeping that a later
+    /// write of the same request commits with (a mutation's label allocation).
+    Lazy,
+    /// Once `KvStore::sync` returns, and not before: the batch skips the write-ahead log, so a
+    /// later synced write does not carry it and even a killed process loses it. For large
+    /// derived values that a crash only makes someone compute again (kept meshes), which would
+    /// otherwise be written to disk twice.
+    Unlogged,
+}
+
 /// A set of writes applied all-or-nothing by [`KvStore::write`].
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     pub ops: Vec<WriteOp>,
-    /// Needs no sync of its own: durable once a later synced write to the same store is (a
-    /// write-ahead log is one sequence), lost with the process before that. For bookkeeping
-    /// that a later write of the same request commits with (a mutation's label allocation).
-    /// Engines without a synced write ignore it.
-    pub lazy: bool,
+    /// Engines whose every write is durable when it returns ignore it.
+    pub durability: Durability,
 }
 
 impl WriteBatch {
@@ -34,7 +48,7 @@ impl WriteBatch {
     pub fn len(&self) -> usize {
         self.ops.len()
     }
-    /// Adds `other`'s operations (this batch's `lazy` stays as it was).
+    /// Adds `other`'s operations (this batch's `durability` stays as it was).
     pub fn append(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
     }
@@ -71,6 +85,9 @@ pub trait KvStore: Send + Sync {
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Makes every acknowledged write durable (called on shutdown).
     fn flush(&self) -> Result<()>;
+    /// Makes every write so far durable, whatever its [`Durability`]: for a writer that made
+    /// values visible first and must know them durable before it records that it wrote them.
+    fn sync(&self) -> Result<()>;
     /// For a read replica's store: makes the writer's latest writes visible, answering whether
     /// anything changed. Stores that are their own writer have nothing to follow.
     fn refresh(&self) -> Result<bool> {

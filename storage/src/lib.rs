@@ -24,7 +24,7 @@ pub mod versioned;
 pub use content::{ContentStore, GcReport, ObjectIo};
 pub use disk_cache::DiskCache;
 pub use error::{Error, Result};
-pub use kv::{KvStore, WriteBatch, WriteOp};
+pub use kv::{Durability, KvStore, WriteBatch, WriteOp};
 pub use memory::MemoryStore;
 pub use metered::{Metered, StoreIo};
 pub use object::{ObjectConfig, Objects};

@@ -81,6 +81,10 @@ impl KvStore for MemoryStore {
         Ok(())
     }
 
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
     fn engine_name(&self) -> &'static str {
         "memory"
     }

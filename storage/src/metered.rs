@@ -130,6 +130,10 @@ impl KvStore for Metered {
         self.inner.flush()
     }
 
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+
     fn refresh(&self) -> Result<bool> {
         self.inner.refresh()
     }

@@ -1,11 +1,12 @@
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
     WriteOptions,
 };
 
-use crate::{KvStore, Result, WriteBatch, WriteOp};
+use crate::{Durability, KvStore, Result, WriteBatch, WriteOp};
 
 /// Values at least this large are kept in blob files, out of the LSM tree's SST files.
 const BLOB_MIN: u64 = 64 << 10;
@@ -20,6 +21,8 @@ pub struct RocksStore {
     sync: bool,
     /// A secondary instance following another process's database (a read replica).
     secondary: bool,
+    /// Whether an unlogged write may be in a memtable only, so `sync` must flush.
+    unlogged: AtomicBool,
 }
 
 impl RocksStore {
@@ -30,6 +33,7 @@ impl RocksStore {
             db,
             sync: true,
             secondary: false,
+            unlogged: AtomicBool::new(false),
         })
     }
 
@@ -47,6 +51,7 @@ impl RocksStore {
             db,
             sync: true,
             secondary: true,
+            unlogged: AtomicBool::new(false),
         })
     }
 
@@ -90,6 +95,18 @@ impl RocksStore {
         let mut o = WriteOptions::default();
         o.set_sync(sync);
         o
+    }
+
+    fn batch_options(&self, durability: Durability) -> WriteOptions {
+        match durability {
+            Durability::Synced => self.write_options(),
+            Durability::Lazy => self.write_options_synced(false),
+            Durability::Unlogged => {
+                let mut o = self.write_options_synced(false);
+                o.disable_wal(true);
+                o
+            }
+        }
     }
 }
 
@@ -152,14 +169,19 @@ impl KvStore for RocksStore {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
-        let options = self.write_options_synced(self.sync && !batch.lazy);
+        let options = self.batch_options(batch.durability);
         for op in batch.ops {
             match op {
                 WriteOp::Put(k, v) => wb.put(k, v),
                 WriteOp::Delete(k) => wb.delete(k),
             }
         }
-        Ok(self.db.write_opt(wb, &options)?)
+        self.db.write_opt(wb, &options)?;
+        // Set after the write, so that a `sync` that clears it first flushes the write.
+        if batch.durability == Durability::Unlogged {
+            self.unlogged.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<()> {
@@ -174,6 +196,22 @@ impl KvStore for RocksStore {
         let mut quiet = rocksdb::WaitForCompactOptions::default();
         quiet.set_timeout(COMPACTION_WAIT.as_micros() as u64);
         Ok(self.db.wait_for_compact(&quiet)?)
+    }
+
+    fn sync(&self) -> Result<()> {
+        if self.secondary {
+            return Ok(());
+        }
+        // Unlogged writes are in memtables only: flushing them writes them to table and blob
+        // files, synced, once (the logged writes beside them are then on disk too).
+        if self.unlogged.swap(false, Ordering::AcqRel) {
+            return Ok(self.db.flush()?);
+        }
+        // A store opened without synced writes promises no more than the page cache.
+        if self.sync {
+            self.db.flush_wal(true)?;
+        }
+        Ok(())
     }
 
     fn refresh(&self) -> Result<bool> {

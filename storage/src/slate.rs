@@ -243,6 +243,11 @@ impl KvStore for SlateStore {
         }
     }
 
+    /// Every write waits for its durable upload (`await_durable`), lazy or not.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// For a reader: whether it saw writes (or a new manifest) since the last call. The reader
     /// polls the object store by itself; this only compares what it has seen.
     fn refresh(&self) -> Result<bool> {

@@ -351,3 +351,34 @@ fn kept_meshes_catch_up_after_a_kill_between_commit_and_delivery() {
         "{status}"
     );
 }
+
+/// The worker writes kept meshes without the write-ahead log (they are large and derived), and
+/// syncs them before it acknowledges its events: once the server says caught up, a SIGKILL
+/// loses none of them.
+#[test]
+fn kept_meshes_survive_a_kill_once_caught_up() {
+    let mut srv = Server::start();
+    let root = srv.create_repo("kill");
+    let want = {
+        let seg = Seg::create(&srv, &root, "seg", &keep_settings());
+        seg.write(&spec_cubes_fixture());
+        seg.merge_ok(&[1, 2], "");
+        synced(&srv, "kept meshes", || Ok(()));
+        wait_kept(&seg, &[1, 13, 209, 311], &[2]);
+        let key = |b: u64| fetch(&srv, &root, "seg_meshes", &format!("{b}.ngmesh"));
+        [1, 13].map(|b| key(b).unwrap().expect("a kept mesh"))
+    };
+    srv.kill();
+    srv.start_again();
+    let status = srv.get("/api/server/sync").expect(200).json();
+    let key = |b: u64| fetch(&srv, &root, "seg_meshes", &format!("{b}.ngmesh"));
+    let kept = [1, 13].map(|b| key(b).unwrap());
+    assert!(
+        kept.iter().zip(&want).all(|(k, w)| k.as_ref() == Some(w)),
+        "kept meshes after the kill, as before it: {:?} (sync status at start {status})",
+        kept.iter()
+            .zip(&want)
+            .map(|(k, w)| k.as_ref() == Some(w))
+            .collect::<Vec<_>>()
+    );
+}

@@ -276,6 +276,9 @@ mod tests {
         fn flush(&self) -> StoreResult<()> {
             Ok(())
         }
+        fn sync(&self) -> StoreResult<()> {
+            Ok(())
+        }
         fn engine_name(&self) -> &'static str {
             "flaky"
         }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use tessera_storage::versioned::{prefix_end, space};
-use tessera_storage::{KvStore, WriteBatch};
+use tessera_storage::{Durability, KvStore, WriteBatch};
 
 use crate::sync::SyncEvent;
 use crate::{Error, Result};
@@ -68,11 +68,11 @@ pub fn read(kv: &dyn KvStore, id: &str, limit: usize) -> Result<Vec<(Vec<u8>, Sy
     Ok(out)
 }
 
-/// Removes acknowledged entries. Not synced on its own (`WriteBatch::lazy`): an
+/// Removes acknowledged entries. Not synced on its own (`Durability::Lazy`): an
 /// acknowledgement lost to a crash only makes the worker apply its run again.
 pub fn ack(kv: &dyn KvStore, keys: Vec<Vec<u8>>) -> Result<()> {
     let mut batch = WriteBatch::new();
-    batch.lazy = true;
+    batch.durability = Durability::Lazy;
     for k in keys {
         batch.delete(k);
     }

@@ -1,6 +1,8 @@
 //! The typed handle on a keyvalue instance, for datatypes and workers that keep derived values
 //! in one (KeepMeshes' `<name>_meshes`).
 
+use tessera_storage::Durability;
+
 use super::handlers;
 use super::keys::tkey;
 use crate::Result;
@@ -24,13 +26,22 @@ impl KeyValue {
         Ok(self.ctx.store.get(&self.ctx.view, &tkey(key))?)
     }
 
-    /// Stores a value, recorded in the mutation log as `POST key` records it.
-    pub fn put(&self, key: &str, value: &[u8]) -> Result<()> {
-        handlers::put(&self.ctx, key.as_bytes(), value)
+    /// Stores a value computed from other data (a kept mesh), recorded in the mutation log as
+    /// `POST key` records it. Readers see it when this returns; it is durable once `sync`
+    /// returns. A crash before that may lose it, so only a writer that computes it again after
+    /// a crash (a subscriber, before it acknowledges its events) writes this way.
+    pub fn put_derived(&self, key: &str, value: &[u8]) -> Result<()> {
+        handlers::put(&self.ctx, key.as_bytes(), value, Durability::Unlogged)
     }
 
-    /// Deletes a key at this version, recorded as `DELETE key` records it.
-    pub fn delete(&self, key: &str) -> Result<()> {
-        handlers::delete(&self.ctx, key.as_bytes())
+    /// Deletes a key at this version, recorded as `DELETE key` records it, written as
+    /// `put_derived` writes.
+    pub fn delete_derived(&self, key: &str) -> Result<()> {
+        handlers::delete(&self.ctx, key.as_bytes(), Durability::Unlogged)
+    }
+
+    /// Makes this instance's derived writes durable.
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.ctx.store.kv().sync()?)
     }
 }

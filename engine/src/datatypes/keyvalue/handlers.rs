@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tessera_storage::Durability;
 use tessera_storage::versioned::{delete_into, put_into};
 
 use super::formats::{self, Format, Item, KeyRequest};
@@ -109,26 +110,37 @@ pub fn delete_record(uuid: &str, key: &str) -> Value {
 }
 
 fn post_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    put(ctx, keys::key_from_path(&req.path_bytes())?, &req.body)?;
+    put(
+        ctx,
+        keys::key_from_path(&req.path_bytes())?,
+        &req.body,
+        Durability::Synced,
+    )?;
     Ok(DataResponse::empty())
 }
 
 fn delete_key(ctx: &DataCtx, req: &DataRequest) -> Result<DataResponse> {
-    delete(ctx, keys::key_from_path(&req.path_bytes())?)?;
+    delete(
+        ctx,
+        keys::key_from_path(&req.path_bytes())?,
+        Durability::Synced,
+    )?;
     Ok(DataResponse::empty())
 }
 
 /// Stores `value` under `key`, with its mutation record.
-pub fn put(ctx: &DataCtx, key: &[u8], value: &[u8]) -> Result<()> {
+pub fn put(ctx: &DataCtx, key: &[u8], value: &[u8], durability: Durability) -> Result<()> {
     let mut m = ctx.write();
+    m.batch.durability = durability;
     put_into(&mut m.batch, &ctx.view, &tkey(key), value);
     m.record(postkv_record(&ctx.uuid, &shown(key), value.len()));
     m.commit()
 }
 
 /// Deletes `key` at this version, with its mutation record.
-pub fn delete(ctx: &DataCtx, key: &[u8]) -> Result<()> {
+pub fn delete(ctx: &DataCtx, key: &[u8], durability: Durability) -> Result<()> {
     let mut m = ctx.write();
+    m.batch.durability = durability;
     delete_into(&mut m.batch, &ctx.view, &tkey(key));
     m.record(delete_record(&ctx.uuid, &shown(key)));
     m.commit()

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use prost::Message;
 use rayon::prelude::*;
-use tessera_storage::VersionId;
 use tessera_storage::versioned::{delete_into, put_into};
+use tessera_storage::{Durability, VersionId};
 
 use super::index::{LabelIndex, LabelIndices};
 use super::ingest::{max_label, raise_max_label};
@@ -519,7 +519,7 @@ fn post_nextlabel(ctx: &DataCtx, labels: &Labels, req: &DataRequest) -> Result<D
 /// NextLabel + 1 when set, else from the repo's max label + 1; the version's max label rises to
 /// the last. Committed at once and synced, as `POST nextlabel` hands the labels to a client.
 pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
-    allocate_with(ctx, labels, count, false)
+    allocate_with(ctx, labels, count, Durability::Synced)
 }
 
 /// `allocate` for a mutation that commits the labels itself. Committed at once, so a mutation
@@ -527,10 +527,15 @@ pub fn allocate(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
 /// commit makes it durable (one disk sync per edit, not two). A crash before that loses only
 /// labels no committed data uses.
 pub fn reserve(ctx: &DataCtx, labels: &Labels, count: u64) -> Result<u64> {
-    allocate_with(ctx, labels, count, true)
+    allocate_with(ctx, labels, count, Durability::Lazy)
 }
 
-fn allocate_with(ctx: &DataCtx, labels: &Labels, count: u64, lazy: bool) -> Result<u64> {
+fn allocate_with(
+    ctx: &DataCtx,
+    labels: &Labels,
+    count: u64,
+    durability: Durability,
+) -> Result<u64> {
     let st = state(ctx);
     let _alloc = st.alloc.lock();
     let next = next_label_setting(labels)?;
@@ -550,7 +555,7 @@ fn allocate_with(ctx: &DataCtx, labels: &Labels, count: u64, lazy: bool) -> Resu
         )));
     }
     let mut m = ctx.write();
-    m.batch.lazy = lazy;
+    m.batch.durability = durability;
     if next != 0 {
         put_into(
             &mut m.batch,

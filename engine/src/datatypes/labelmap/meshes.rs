@@ -630,24 +630,29 @@ impl Subscriber for Worker {
             }
         }
         let meshes = format!("{}_meshes", self.name);
+        let mutids = format!("{}_meshes_mutid", self.name);
+        // Written as derived values: readers see each mesh as soon as it is put, and the
+        // stores are synced once, below, before the events are acknowledged. A crash in
+        // between leaves the events in the outbox, so the meshes are made again.
+        let mut written: Vec<KeyValue> = Vec::new();
         for (version, work) in by_version {
             let node = self.repo.node(version)?;
             let lm = Labelmap::open(self.repo.ctx_at(version, &self.name)?)?;
             let store = keyvalue(catalog.as_ref(), &node, &meshes, &admin)?;
             for body in work.gone.difference(&work.remesh) {
-                store.delete(&format!("{body}.ngmesh"))?;
+                store.delete_derived(&format!("{body}.ngmesh"))?;
             }
             for &body in &work.remesh {
                 let key = format!("{body}.ngmesh");
                 let started = Instant::now();
                 let Some(m) = lm.mesh(body, false)? else {
-                    store.delete(&key)?;
+                    store.delete_derived(&key)?;
                     continue;
                 };
                 let meshed = started.elapsed();
                 let bytes = format::encode(&m, Format::Ngmesh);
                 let encoded = started.elapsed();
-                store.put(&key, &bytes)?;
+                store.put_derived(&key, &bytes)?;
                 let ms = |d: Duration| d.as_millis() as u64;
                 tracing::debug!(
                     instance = %self.name,
@@ -659,14 +664,26 @@ impl Subscriber for Worker {
                     "labelmap kept mesh"
                 );
             }
+            written.push(store);
             // dvidtools reads `<name>_meshes_mutid/<body>` when a lab keeps one.
-            let mutids = format!("{}_meshes_mutid", self.name);
             if let Ok(ctx) = catalog.ctx_at(&node, &mutids, None, &admin) {
                 let ids = KeyValue::open(ctx)?;
                 for (body, id) in &work.mutation {
-                    ids.put(&body.to_string(), id.to_string().as_bytes())?;
+                    ids.put_derived(&body.to_string(), id.to_string().as_bytes())?;
                 }
+                written.push(ids);
             }
+        }
+        let started = Instant::now();
+        for store in &written {
+            store.sync()?;
+        }
+        if !written.is_empty() {
+            tracing::debug!(
+                instance = %self.name,
+                sync_ms = started.elapsed().as_millis() as u64,
+                "labelmap kept meshes synced"
+            );
         }
         Ok(())
     }

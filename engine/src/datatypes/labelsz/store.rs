@@ -397,6 +397,9 @@ mod tests {
         fn flush(&self) -> tessera_storage::Result<()> {
             self.inner.flush()
         }
+        fn sync(&self) -> tessera_storage::Result<()> {
+            self.inner.sync()
+        }
         fn engine_name(&self) -> &'static str {
             "counting"
         }
