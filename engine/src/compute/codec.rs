@@ -211,7 +211,7 @@ pub fn header(b: &[u8]) -> Result<BlockHeader> {
 pub fn decode(b: &[u8]) -> Result<(Shape, Vec<u64>)> {
     let h = header(b)?;
     let mut out = vec![0u64; h.shape().voxels()];
-    decode_with(b, &h, &mut out)?;
+    decode_with(b, &h, &mut out, |l| l)?;
     Ok((h.shape(), out))
 }
 
@@ -219,7 +219,17 @@ pub fn decode(b: &[u8]) -> Result<(Shape, Vec<u64>)> {
 pub fn decode_into(b: &[u8], out: &mut [u64]) -> Result<Shape> {
     let h = header(b)?;
     h.shape().check_len(out.len(), "label block decode")?;
-    decode_with(b, &h, out)?;
+    decode_with(b, &h, out, |l| l)?;
+    Ok(h.shape())
+}
+
+/// Decodes one block as a mask into `out` (exactly its voxels): 1 where `keep` holds for the
+/// voxel's label. `keep` is asked once per label of each sub-block, never per voxel, and no
+/// 64-bit label is written: a body's mask is an eighth of its decoded labels.
+pub fn decode_mask_into(b: &[u8], out: &mut [u8], keep: impl Fn(u64) -> bool) -> Result<Shape> {
+    let h = header(b)?;
+    h.shape().check_len(out.len(), "label block mask decode")?;
+    decode_with(b, &h, out, |l| u8::from(keep(l)))?;
     Ok(h.shape())
 }
 
@@ -245,14 +255,20 @@ pub fn rename_labels(b: &[u8], table: &LabelTable) -> Result<Option<Vec<u8>>> {
     Ok(Some(out))
 }
 
-/// Decodes a block already validated by `header` into `out` (exactly its voxels).
-fn decode_with(b: &[u8], h: &BlockHeader, out: &mut [u64]) -> Result<()> {
+/// Decodes a block already validated by `header` into `out` (exactly its voxels), each label
+/// written as `map` gives it.
+fn decode_with<T: Copy + Default>(
+    b: &[u8],
+    h: &BlockHeader,
+    out: &mut [T],
+    map: impl Fn(u64) -> T,
+) -> Result<()> {
     if h.is_solid() {
-        out.fill(read_u64(b, h.table_at));
+        out.fill(map(read_u64(b, h.table_at)));
         return Ok(());
     }
     let shape = h.shape();
-    let mut local = [0u64; MAX_SUBBLOCK_LABELS];
+    let mut local = [T::default(); MAX_SUBBLOCK_LABELS];
     let (mut idx_at, mut values_at) = (h.idx_at, h.values_at);
     let mut sb = 0;
     for sz in 0..h.gz {
@@ -261,7 +277,7 @@ fn decode_with(b: &[u8], h: &BlockHeader, out: &mut [u64]) -> Result<()> {
                 let ns = read_u16(b, h.ns_at + 2 * sb);
                 sb += 1;
                 for (k, l) in local[..ns].iter_mut().enumerate() {
-                    *l = read_u64(b, h.table_at + 8 * read_u32(b, idx_at + 4 * k));
+                    *l = map(read_u64(b, h.table_at + 8 * read_u32(b, idx_at + 4 * k)));
                 }
                 idx_at += 4 * ns;
                 let origin = (sz * 8 * shape.y + sy * 8) * shape.x + sx * 8;
@@ -276,18 +292,18 @@ fn decode_with(b: &[u8], h: &BlockHeader, out: &mut [u64]) -> Result<()> {
                 values_at += 64 * bits;
                 let max_index = match bits {
                     0 => {
-                        rows.fill(if ns == 0 { 0 } else { local[0] });
+                        rows.fill(if ns == 0 { map(0) } else { local[0] });
                         0
                     }
-                    1 => unpack::<1>(values, &local, rows),
-                    2 => unpack::<2>(values, &local, rows),
-                    3 => unpack::<3>(values, &local, rows),
-                    4 => unpack::<4>(values, &local, rows),
-                    5 => unpack::<5>(values, &local, rows),
-                    6 => unpack::<6>(values, &local, rows),
-                    7 => unpack::<7>(values, &local, rows),
-                    8 => unpack::<8>(values, &local, rows),
-                    _ => unpack::<9>(values, &local, rows),
+                    1 => unpack::<1, _>(values, &local, rows),
+                    2 => unpack::<2, _>(values, &local, rows),
+                    3 => unpack::<3, _>(values, &local, rows),
+                    4 => unpack::<4, _>(values, &local, rows),
+                    5 => unpack::<5, _>(values, &local, rows),
+                    6 => unpack::<6, _>(values, &local, rows),
+                    7 => unpack::<7, _>(values, &local, rows),
+                    8 => unpack::<8, _>(values, &local, rows),
+                    _ => unpack::<9, _>(values, &local, rows),
                 };
                 if max_index >= ns.max(1) {
                     return Err(bad("a packed index is past its sub-block's labels"));
@@ -386,21 +402,21 @@ impl<'a> VoxelReader<'a> {
 }
 
 /// The 64 rows of 8 voxels of one sub-block inside a block array.
-struct SubBlockRows<'a> {
-    out: &'a mut [u64],
+struct SubBlockRows<'a, T> {
+    out: &'a mut [T],
     origin: usize,
     row: usize,
     plane: usize,
 }
 
-impl SubBlockRows<'_> {
+impl<T: Copy> SubBlockRows<'_, T> {
     /// Row `r` (0..64, z-major) of the sub-block.
-    fn get(&mut self, r: usize) -> &mut [u64] {
+    fn get(&mut self, r: usize) -> &mut [T] {
         let at = self.origin + (r / 8) * self.plane + (r % 8) * self.row;
         &mut self.out[at..at + 8]
     }
 
-    fn fill(mut self, label: u64) {
+    fn fill(mut self, label: T) {
         for r in 0..64 {
             self.get(r).fill(label);
         }
@@ -429,7 +445,11 @@ fn load_be<const W: usize>(bytes: &[u8]) -> u128 {
 /// Unpacks the 512 `W`-bit indices of one sub-block through `local`; returns the largest index
 /// seen so the caller can reject indices past the sub-block's labels.
 #[inline(always)]
-fn unpack<const W: usize>(values: &[u8], local: &[u64; 512], mut rows: SubBlockRows) -> usize {
+fn unpack<const W: usize, T: Copy>(
+    values: &[u8],
+    local: &[T; 512],
+    mut rows: SubBlockRows<T>,
+) -> usize {
     let mask = (1usize << W) - 1;
     let mut max_index = 0;
     for (r, bytes) in values.chunks_exact(W).enumerate() {
@@ -773,5 +793,30 @@ mod tests {
         assert_eq!(table, [7, 1 << 40, u64::MAX]);
         assert!(head_len(&block[..HEADER_BYTES - 1]).is_err());
         assert!(head_labels(&block[..len - 1]).is_err());
+    }
+
+    #[test]
+    fn a_mask_decode_is_the_decode_then_the_test() {
+        let shape = Shape::new(16, 24, 8);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // From one label per block (solid) to 512 in a sub-block (9-bit indices).
+        for distinct in [1u64, 2, 3, 5, 17, 300, 4000] {
+            let labels: Vec<u64> = (0..shape.voxels())
+                .map(|_| next() % distinct * 0x1_0000_0001)
+                .collect();
+            let block = encode(&labels, shape).unwrap();
+            let keep = |l: u64| (l / 0x1_0000_0001) % 3 == 1;
+            let mut mask = vec![7u8; shape.voxels()];
+            assert_eq!(decode_mask_into(&block, &mut mask, keep).unwrap(), shape);
+            let want: Vec<u8> = labels.iter().map(|&l| u8::from(keep(l))).collect();
+            assert_eq!(mask, want, "{distinct} labels");
+            assert!(decode_mask_into(&block, &mut mask[1..], keep).is_err());
+        }
     }
 }

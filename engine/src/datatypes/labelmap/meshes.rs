@@ -442,33 +442,20 @@ fn masks_of<'a>(
     stored: impl Iterator<Item = (Coord, &'a [u8])>,
     svs: &HashSet<u64>,
 ) -> Result<HashMap<Coord, Vec<u8>>> {
-    let n = labels.cfg.block_voxels();
     let stored: Vec<(Coord, &[u8])> = stored.collect();
-    let mut out = HashMap::with_capacity(stored.len());
-    let mut vox = Vec::new();
-    for chunk in stored.chunks(labels.blocks_per_batch()) {
-        let bytes: Vec<&[u8]> = chunk.iter().map(|(_, b)| *b).collect();
-        vox.resize(n * chunk.len(), 0u64);
-        labels.decode_stored(&bytes, &mut vox)?;
-        let masks: Vec<Vec<u8>> = vox.par_chunks_exact(n).map(|v| mask(v, svs)).collect();
-        out.extend(chunk.iter().map(|(k, _)| *k).zip(masks));
-    }
-    Ok(out)
-}
-
-/// 1 where a voxel is one of `svs`. Voxels come in runs, so the last answer is reused.
-fn mask(v: &[u64], svs: &HashSet<u64>) -> Vec<u8> {
-    let mut last: Option<(u64, u8)> = None;
-    v.iter()
-        .map(|&l| match last {
-            Some((prev, m)) if prev == l => m,
-            _ => {
-                let m = u8::from(l != 0 && svs.contains(&l));
-                last = Some((l, m));
-                m
-            }
+    stored
+        .par_iter()
+        .map(|&(k, b)| {
+            let m = labels.mask_stored(b, |l| in_mask(l, svs))?;
+            Ok((k, m))
         })
         .collect()
+}
+
+/// Whether a voxel of label `l` is in the mask of supervoxels `svs`: never for 0, the
+/// background, whatever `svs` holds.
+fn in_mask(l: u64, svs: &HashSet<u64>) -> bool {
+    l != 0 && svs.contains(&l)
 }
 
 /// Block `o` (z, y, x) and the one-voxel rim of its high neighbours, as 0/1 labels: every
@@ -710,10 +697,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masks_follow_runs_and_every_label_value() {
-        let svs = HashSet::from([u64::MAX, 5]);
-        let v = [u64::MAX, u64::MAX, 0, 5, 5, 7, u64::MAX, 0];
-        assert_eq!(mask(&v, &svs), [1, 1, 0, 1, 1, 0, 1, 0]);
-        assert_eq!(mask(&[0, 0], &HashSet::from([0])), [0, 0]);
+    fn masks_hold_every_label_value_but_the_background() {
+        use crate::compute::codec;
+        let v: Vec<u64> = (0..512)
+            .map(|i| [u64::MAX, u64::MAX, 0, 5, 5, 7, u64::MAX, 0][i % 8])
+            .collect();
+        let block = codec::encode(&v, Shape::new(8, 8, 8)).unwrap();
+        let mask = |svs: HashSet<u64>| {
+            let mut m = vec![0u8; 512];
+            codec::decode_mask_into(&block, &mut m, |l| in_mask(l, &svs)).unwrap();
+            m[..8].to_vec()
+        };
+        assert_eq!(mask(HashSet::from([u64::MAX, 5])), [1, 1, 0, 1, 1, 0, 1, 0]);
+        assert_eq!(mask(HashSet::from([0])), [0; 8]);
     }
 }

@@ -138,6 +138,36 @@ impl Labels {
         self.decode_serialized(stored, out).map(|_| ())
     }
 
+    /// One serialized block as a mask: 1 where `keep` holds for the voxel's label. Decoded
+    /// on the CPU straight from the block's label table, without 64-bit labels; checks the
+    /// block is this instance's block size.
+    pub fn mask_stored(&self, stored: &[u8], keep: impl Fn(u64) -> bool) -> Result<Vec<u8>> {
+        let payload = deserialize(stored)?;
+        let n = self.cfg.block_voxels();
+        let mut out = vec![0u8; n];
+        if self.source.is_some() {
+            if payload.len() != n * 8 {
+                return Err(Error::Internal(format!(
+                    "a stored block of {} bytes is not a {} block of uint64 labels",
+                    payload.len(),
+                    self.block_shape()
+                )));
+            }
+            for (m, le) in out.iter_mut().zip(payload.chunks_exact(8)) {
+                *m = u8::from(keep(u64::from_le_bytes(le.try_into().expect("8 bytes"))));
+            }
+            return Ok(out);
+        }
+        let shape = codec::decode_mask_into(&payload, &mut out, keep)?;
+        if shape != self.block_shape() {
+            return Err(Error::Internal(format!(
+                "a stored block is {shape}, not the instance's {}",
+                self.block_shape()
+            )));
+        }
+        Ok(out)
+    }
+
     /// `decode_stored`, returning the labels.Block bytes it decoded.
     fn decode_serialized<S: AsRef<[u8]> + Sync>(
         &self,
