@@ -224,8 +224,8 @@ def choose_pieces(v, body, taken, used, visible, iterations):
 # ---------------------------------------------------------------- one timed edit
 
 class Edits:
-    def __init__(self, api, shape):
-        self.api, self.shape = api, shape
+    def __init__(self, api, shape, pause=0.0):
+        self.api, self.shape, self.pause = api, shape, pause
         self.first_read = {"index": [0, 0], "pyramid": [0, 0], "mesh": [0, 0]}   # current at first read, all
         self.never = []
 
@@ -252,6 +252,7 @@ class Edits:
         ([(label, supervoxels, voxels)]), a check of the coarse reads (M1, S1) -> None or what
         is wrong, and the bodies whose kept meshes must be current. Returns (answer, times)."""
         api = self.api
+        time.sleep(self.pause)
         m0, s0 = api.coarse(self.shape, False), api.coarse(self.shape, True)
         t0 = time.perf_counter()
         status, data = api.cli.request("POST", path, body=payload)
@@ -438,6 +439,8 @@ def main():
                     help="timed iterations per body (one number, or one per size)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations per body first")
     ap.add_argument("--readers", type=int, default=4, help="reader clients during the edits")
+    ap.add_argument("--pause", type=float, default=0,
+                    help="seconds between one edit's sync and the next edit (default 0: at once)")
     ap.add_argument("--setup-wait", type=float, default=1800,
                     help="seconds the KeepMeshes worker may take to mesh the ingested volume")
     args = ap.parse_args()
@@ -465,7 +468,7 @@ def main():
     visible = dict(zip(*np.unique(api.coarse(v.shape, True), return_counts=True)))
     visible = {int(k): int(n) for k, n in visible.items()}
 
-    edits = Edits(api, v.shape)
+    edits = Edits(api, v.shape, args.pause)
     readers = Readers(args.readers, args.url, api.base, v.shape)
     used = set()
     plans = [(b, choose_pieces(v, b, taken, used, visible, args.warmup + n), n)

@@ -15,13 +15,9 @@ pub enum Durability {
     Synced,
     /// Once a later synced write to the same store is (a write-ahead log is one sequence) or
     /// `KvStore::sync` returns; lost with the machine before that. For bookkeeping that a later
-    /// write of the same request commits with (a mutation's label allocation).
+    /// write of the same request commits with (a mutation's label allocation), and for derived
+    /// values that a crash only makes someone compute again (kept meshes).
     Lazy,
-    /// Once `KvStore::sync` returns, and not before: the batch skips the write-ahead log, so a
-    /// later synced write does not carry it and even a killed process loses it. For large
-    /// derived values that a crash only makes someone compute again (kept meshes), which would
-    /// otherwise be written to disk twice.
-    Unlogged,
 }
 
 /// A set of writes applied all-or-nothing by [`KvStore::write`].

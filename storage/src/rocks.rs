@@ -1,5 +1,4 @@
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
@@ -21,8 +20,6 @@ pub struct RocksStore {
     sync: bool,
     /// A secondary instance following another process's database (a read replica).
     secondary: bool,
-    /// Whether an unlogged write may be in a memtable only, so `sync` must flush.
-    unlogged: AtomicBool,
 }
 
 impl RocksStore {
@@ -33,7 +30,6 @@ impl RocksStore {
             db,
             sync: true,
             secondary: false,
-            unlogged: AtomicBool::new(false),
         })
     }
 
@@ -51,7 +47,6 @@ impl RocksStore {
             db,
             sync: true,
             secondary: true,
-            unlogged: AtomicBool::new(false),
         })
     }
 
@@ -95,18 +90,6 @@ impl RocksStore {
         let mut o = WriteOptions::default();
         o.set_sync(sync);
         o
-    }
-
-    fn batch_options(&self, durability: Durability) -> WriteOptions {
-        match durability {
-            Durability::Synced => self.write_options(),
-            Durability::Lazy => self.write_options_synced(false),
-            Durability::Unlogged => {
-                let mut o = self.write_options_synced(false);
-                o.disable_wal(true);
-                o
-            }
-        }
     }
 }
 
@@ -169,19 +152,15 @@ impl KvStore for RocksStore {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
-        let options = self.batch_options(batch.durability);
+        let lazy = batch.durability == Durability::Lazy;
+        let options = self.write_options_synced(self.sync && !lazy);
         for op in batch.ops {
             match op {
                 WriteOp::Put(k, v) => wb.put(k, v),
                 WriteOp::Delete(k) => wb.delete(k),
             }
         }
-        self.db.write_opt(wb, &options)?;
-        // Set after the write, so that a `sync` that clears it first flushes the write.
-        if batch.durability == Durability::Unlogged {
-            self.unlogged.store(true, Ordering::Release);
-        }
-        Ok(())
+        Ok(self.db.write_opt(wb, &options)?)
     }
 
     fn flush(&self) -> Result<()> {
@@ -199,16 +178,8 @@ impl KvStore for RocksStore {
     }
 
     fn sync(&self) -> Result<()> {
-        if self.secondary {
-            return Ok(());
-        }
-        // Unlogged writes are in memtables only: flushing them writes them to table and blob
-        // files, synced, once (the logged writes beside them are then on disk too).
-        if self.unlogged.swap(false, Ordering::AcqRel) {
-            return Ok(self.db.flush()?);
-        }
         // A store opened without synced writes promises no more than the page cache.
-        if self.sync {
+        if self.sync && !self.secondary {
             self.db.flush_wal(true)?;
         }
         Ok(())

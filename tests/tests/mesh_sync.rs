@@ -352,9 +352,9 @@ fn kept_meshes_catch_up_after_a_kill_between_commit_and_delivery() {
     );
 }
 
-/// The worker writes kept meshes without the write-ahead log (they are large and derived), and
-/// syncs them before it acknowledges its events: once the server says caught up, a SIGKILL
-/// loses none of them.
+/// The worker writes kept meshes without a sync of their own (they are large and derived), and
+/// syncs their store before it acknowledges its events: once the server says caught up, a
+/// SIGKILL loses none of them.
 #[test]
 fn kept_meshes_survive_a_kill_once_caught_up() {
     let mut srv = Server::start();

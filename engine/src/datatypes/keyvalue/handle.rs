@@ -31,13 +31,13 @@ impl KeyValue {
     /// returns. A crash before that may lose it, so only a writer that computes it again after
     /// a crash (a subscriber, before it acknowledges its events) writes this way.
     pub fn put_derived(&self, key: &str, value: &[u8]) -> Result<()> {
-        handlers::put(&self.ctx, key.as_bytes(), value, Durability::Unlogged)
+        handlers::put(&self.ctx, key.as_bytes(), value, Durability::Lazy)
     }
 
     /// Deletes a key at this version, recorded as `DELETE key` records it, written as
     /// `put_derived` writes.
     pub fn delete_derived(&self, key: &str) -> Result<()> {
-        handlers::delete(&self.ctx, key.as_bytes(), Durability::Unlogged)
+        handlers::delete(&self.ctx, key.as_bytes(), Durability::Lazy)
     }
 
     /// Makes this instance's derived writes durable.
