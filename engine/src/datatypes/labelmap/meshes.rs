@@ -18,7 +18,7 @@ use tessera_storage::VersionId;
 
 use super::handle::Labelmap;
 use super::labels::index_for;
-use super::pieces::{self, Coord};
+use super::pieces::{self, Coord, Mask};
 use super::scale;
 use super::state::{State, state};
 use super::store::Labels;
@@ -300,22 +300,31 @@ fn by_blocks(
     let started = Instant::now();
     let bs = labels.block_shape();
     let before = cache.and_then(|c| c.get(&key)).unwrap_or_default();
+    // The blocks whose masks may have changed since, and their masks now.
+    let changed = before.changed(&now);
+    let stored = |k: &Coord| Some((*k, &now.get(k)?.stored[..]));
+    let mut masks = masks_of(labels, changed.iter().filter_map(stored), svs)?;
+    let packed: HashMap<Coord, Option<Arc<Mask>>> = changed
+        .par_iter()
+        .map(|b| (*b, masks.get(b).map(|m| Arc::new(Mask::of(m)))))
+        .collect();
     let mut made: HashMap<Coord, Option<Arc<LabelSurface>>> = owners
         .iter()
-        .filter_map(|o| Some((*o, before.reusable(*o, &now)?.clone())))
+        .filter_map(|o| Some((*o, before.reusable(*o, bs, &packed)?.clone())))
         .collect();
     let remesh: Vec<Coord> = owners
         .iter()
         .filter(|o| !made.contains_key(*o))
         .copied()
         .collect();
-    // The blocks the owners to mesh read: each owner's own and its high neighbours'.
+    // The blocks the owners to mesh read (each owner's own and its high neighbours') that
+    // were not masked above.
     let needed: BTreeSet<Coord> = remesh
         .iter()
         .flat_map(|o| pieces::item_blocks(*o))
-        .filter(|b| now.contains_key(b))
+        .filter(|b| now.contains_key(b) && !masks.contains_key(b))
         .collect();
-    let masks = masks_of(labels, needed.iter().map(|k| (*k, &now[k].stored[..])), svs)?;
+    masks.extend(masks_of(labels, needed.iter().filter_map(stored), svs)?);
     let loaded = started.elapsed();
     let item = Shape::new(bs.x + 1, bs.y + 1, bs.z + 1);
     // One buffer for every call: each item is written whole, so it needs no zeroing, and
@@ -357,10 +366,22 @@ fn by_blocks(
         "labelmap surface"
     );
     if let Some(c) = cache {
+        // Unchanged blocks keep the masks they had.
+        let masks = now
+            .keys()
+            .map(|b| match packed.get(b).cloned().flatten() {
+                Some(m) => Ok((*b, m)),
+                None => match before.masks.get(b) {
+                    Some(m) => Ok((*b, m.clone())),
+                    None => Err(Error::Internal(format!("no mask kept for block {b:?}"))),
+                },
+            })
+            .collect::<Result<_>>()?;
         c.put(
             key,
             pieces::Pieces {
                 blocks: now,
+                masks,
                 owners: made,
             },
         );
