@@ -146,15 +146,8 @@ impl Labels {
         let n = self.cfg.block_voxels();
         let mut out = vec![0u8; n];
         if self.source.is_some() {
-            if payload.len() != n * 8 {
-                return Err(Error::Internal(format!(
-                    "a stored block of {} bytes is not a {} block of uint64 labels",
-                    payload.len(),
-                    self.block_shape()
-                )));
-            }
-            for (m, le) in out.iter_mut().zip(payload.chunks_exact(8)) {
-                *m = u8::from(keep(u64::from_le_bytes(le.try_into().expect("8 bytes"))));
+            for (m, l) in out.iter_mut().zip(self.raw_labels(&payload)?) {
+                *m = u8::from(keep(l));
             }
             return Ok(out);
         }
@@ -270,18 +263,24 @@ impl Labels {
         }
         let n = self.cfg.block_voxels();
         for (b, o) in blocks.iter().zip(out.chunks_exact_mut(n)) {
-            if b.len() != n * 8 {
-                return Err(Error::Internal(format!(
-                    "a stored block of {} bytes is not a {} block of uint64 labels",
-                    b.len(),
-                    self.block_shape()
-                )));
-            }
-            for (v, le) in o.iter_mut().zip(b.chunks_exact(8)) {
-                *v = u64::from_le_bytes(le.try_into().expect("8 bytes"));
+            for (v, l) in o.iter_mut().zip(self.raw_labels(b)?) {
+                *v = l;
             }
         }
         Ok(())
+    }
+
+    /// The labels of a source's raw block (uint64 little-endian), checked to be one block.
+    fn raw_labels<'a>(&self, b: &'a [u8]) -> Result<impl Iterator<Item = u64> + 'a> {
+        if b.len() != self.cfg.block_voxels() * 8 {
+            return Err(Error::Internal(format!(
+                "a stored block of {} bytes is not a {} block of uint64 labels",
+                b.len(),
+                self.block_shape()
+            )));
+        }
+        Ok(b.chunks_exact(8)
+            .map(|le| u64::from_le_bytes(le.try_into().expect("8 bytes"))))
     }
 
     pub fn index(&self, label: u64) -> Result<Option<LabelIndex>> {
