@@ -318,13 +318,20 @@ fn by_blocks(
         .copied()
         .collect();
     // The blocks the owners to mesh read (each owner's own and its high neighbours') that
-    // were not masked above.
+    // were not masked above: unchanged, so their kept masks are unpacked, not decoded again.
     let needed: BTreeSet<Coord> = remesh
         .iter()
         .flat_map(|o| pieces::item_blocks(*o))
         .filter(|b| now.contains_key(b) && !masks.contains_key(b))
         .collect();
-    masks.extend(masks_of(labels, needed.iter().filter_map(stored), svs)?);
+    let (kept, unkept): (Vec<Coord>, Vec<Coord>) =
+        needed.iter().partition(|b| before.masks.contains_key(*b));
+    let unpacked: Vec<(Coord, Vec<u8>)> = kept
+        .par_iter()
+        .map(|b| (*b, before.masks[b].unpack(bs.voxels())))
+        .collect();
+    masks.extend(unpacked);
+    masks.extend(masks_of(labels, unkept.iter().filter_map(stored), svs)?);
     let loaded = started.elapsed();
     let item = Shape::new(bs.x + 1, bs.y + 1, bs.z + 1);
     // One buffer for every call: each item is written whole, so it needs no zeroing, and

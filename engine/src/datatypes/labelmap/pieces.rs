@@ -59,6 +59,11 @@ impl Mask {
         )
     }
 
+    /// The mask again, 0 or 1 for each of its `voxels`.
+    pub fn unpack(&self, voxels: usize) -> Vec<u8> {
+        (0..voxels).map(|i| u8::from(self.get(i))).collect()
+    }
+
     fn get(&self, i: usize) -> bool {
         self.0[i / 64] >> (i % 64) & 1 == 1
     }
@@ -247,6 +252,7 @@ mod tests {
         let m: Vec<u8> = (0..130).map(|i| u8::from(i % 3 == 0)).collect();
         let packed = Mask::of(&m);
         assert!((0..130).all(|i| packed.get(i) == (m[i] == 1)));
+        assert_eq!(packed.unpack(130), m);
     }
 
     #[test]
