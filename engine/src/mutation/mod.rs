@@ -14,6 +14,7 @@
 //! wants one), drain what they had not acknowledged before a restart, and report when they are
 //! caught up (`wait_idle`).
 
+pub mod background;
 pub mod log;
 pub mod outbox;
 
@@ -478,6 +479,7 @@ impl Worker {
     }
 
     fn run(self: Arc<Worker>, service: std::sync::Weak<Mutations>) {
+        background::lower_this_thread();
         let mut backoff = Duration::from_millis(100);
         loop {
             {
@@ -492,7 +494,7 @@ impl Worker {
                 st.running = true;
             }
             self.gather();
-            let result = self.drain();
+            let result = background::install(|| self.drain());
             let failed = result.is_err();
             if let Err(e) = result {
                 tracing::warn!(subscription = %self.sub.id, "sync delivery failed, will retry: {e}");

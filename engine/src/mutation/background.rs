@@ -1,0 +1,69 @@
+//! Where subscribers' derived work runs: their worker threads, and a rayon pool of their own
+//! for the parallel parts (meshing, pyramids), at a lower CPU priority than requests.
+//!
+//! A commit wakes the subscribers while its request is still answering, and on a busy machine
+//! their meshing took the cores from the answer and from readers: the merge of a 10M-voxel body
+//! spent 1–5 ms in its handler and up to 13 ms in the server. At nice 5 the kernel's scheduler
+//! gives a request thread about three times a subscriber thread's share of a busy core, and
+//! the derived work still has every core that requests leave idle. Nice 10 answered about as fast but let the kept meshes fall further behind
+//! a closed loop of readers (docs/benchmarks.md). Requests keep the global rayon pool.
+
+use std::sync::OnceLock;
+
+/// The niceness of subscribers' threads (requests run at 0; 19 is the lowest priority).
+const NICE: i32 = 5;
+
+/// Runs `f` in the background pool, so that its rayon calls run there too.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    pool().install(f)
+}
+
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("sync compute {i}"))
+            .start_handler(|_| lower_this_thread())
+            .build()
+            .expect("starting the subscribers' thread pool")
+    })
+}
+
+/// Lowers the calling thread's CPU priority to `NICE`. Best effort: where the system refuses,
+/// the thread keeps its priority and only the ordering under load is lost.
+pub fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    {
+        const PRIO_PROCESS: i32 = 0;
+        unsafe extern "C" {
+            fn gettid() -> i32;
+            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
+        }
+        // SAFETY: both calls take plain integers; on Linux, PRIO_PROCESS with a thread id sets
+        // that thread's niceness alone.
+        unsafe { setpriority(PRIO_PROCESS, gettid() as u32, NICE) };
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn niceness() -> i32 {
+        unsafe extern "C" {
+            fn gettid() -> i32;
+            fn getpriority(which: i32, who: u32) -> i32;
+        }
+        // SAFETY: plain integers in and out; PRIO_PROCESS (0) with a thread id reads that thread.
+        unsafe { getpriority(0, gettid() as u32) }
+    }
+
+    #[test]
+    fn the_pool_runs_below_the_caller_and_leaves_the_caller_alone() {
+        let before = niceness();
+        let in_pool = install(niceness);
+        // At least NICE: a test run already niced further cannot raise a thread back.
+        assert!(in_pool >= NICE, "pool thread at nice {in_pool}");
+        assert_eq!(niceness(), before, "the caller's priority changed");
+    }
+}
