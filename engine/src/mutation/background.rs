@@ -5,8 +5,9 @@
 //! their meshing took the cores from the answer and from readers: the merge of a 10M-voxel body
 //! spent 1–5 ms in its handler and up to 13 ms in the server. At nice 5 the kernel's scheduler
 //! gives a request thread about three times a subscriber thread's share of a busy core, and
-//! the derived work still has every core that requests leave idle. Nice 10 answered about as fast but let the kept meshes fall further behind
-//! a closed loop of readers (docs/benchmarks.md). Requests keep the global rayon pool.
+//! the derived work still has every core that requests leave idle. Nice 10 answered about as
+//! fast but let the kept meshes fall further behind a closed loop of readers
+//! (docs/benchmarks.md). Requests keep the global rayon pool.
 
 use std::sync::OnceLock;
 
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 const NICE: i32 = 5;
 
 /// Runs `f` in the background pool, so that its rayon calls run there too.
-pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool().install(f)
 }
 
@@ -31,7 +32,7 @@ fn pool() -> &'static rayon::ThreadPool {
 
 /// Lowers the calling thread's CPU priority to `NICE`. Best effort: where the system refuses,
 /// the thread keeps its priority and only the ordering under load is lost.
-pub fn lower_this_thread() {
+pub(crate) fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     {
         const PRIO_PROCESS: i32 = 0;

@@ -14,7 +14,7 @@
 //! wants one), drain what they had not acknowledged before a restart, and report when they are
 //! caught up (`wait_idle`).
 
-pub mod background;
+mod background;
 pub mod log;
 pub mod outbox;
 
