@@ -5,7 +5,7 @@
 //! shuffles and the compiler vectorizes it. An AVX2 build of the same loop is picked at run
 //! time where the CPU has it (the binary itself stays portable).
 
-use super::pyramid::Reduce;
+use super::pyramid::{Reduce, prefetch_ahead};
 
 impl Reduce for u8 {
     fn reduce_rows(rows: &[&[u8]], out: &mut [u8]) {
@@ -47,16 +47,8 @@ fn mean_rows4(r0: &[u8], r1: &[u8], r2: &[u8], r3: &[u8], out: &mut [u8]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn mean_rows4_avx2(r0: &[u8], r1: &[u8], r2: &[u8], r3: &[u8], out: &mut [u8]) {
-    use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-    // The rows two output rows on (as in the mode kernel; rows lie `w` apart in every
-    // caller's layout), into L2. A hint never faults.
-    let w = r0.len();
-    for r in [r0, r1, r2, r3] {
-        let ahead = r.as_ptr().wrapping_add(4 * w).cast::<i8>();
-        for at in (0..w).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(at));
-        }
-    }
+    // The rows two output rows on, whole: they are short.
+    prefetch_ahead(&[r0, r1, r2, r3], 0..r0.len());
     mean_rows4_portable(r0, r1, r2, r3, out);
 }
 

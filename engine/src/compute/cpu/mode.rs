@@ -96,6 +96,8 @@ fn mode_of<const N: usize>(c: [u64; N]) -> u64 {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::super::pyramid::prefetch_ahead;
+
     /// Windows per block: two bits of a u64 each.
     const BLOCK: usize = 32;
 
@@ -117,7 +119,7 @@ mod avx2 {
                 &r2[x0..x0 + 2 * BLOCK],
                 &r3[x0..x0 + 2 * BLOCK],
             ];
-            prefetch_ahead(&rows, x0, w);
+            prefetch_ahead(&rows, x0..x0 + 2 * BLOCK);
             let mut mixed = first_children(&block, &mut out[BLOCK * b..BLOCK * (b + 1)]);
             while mixed != 0 {
                 pending[n] = BLOCK * b + mixed.trailing_zeros() as usize / 2;
@@ -139,27 +141,6 @@ mod avx2 {
         let x0 = 2 * BLOCK * blocks;
         let tail = &mut out[BLOCK * blocks..];
         super::mode_rows_scalar(&r0[x0..], &r1[x0..], &r2[x0..], &r3[x0..], tail);
-    }
-
-    /// Asks for the block at `x0` of the rows two output rows on (four input rows below each
-    /// of `rows`, which lie `w` apart in every caller's layout) to be brought into L2.
-    ///
-    /// The kernel reads four streams that leave for new rows (new 4 KiB pages at 512 wide)
-    /// every few microseconds, and the hardware prefetcher did not keep up: without this hint
-    /// the time sat on the loads and the input came in at 17 GB/s, where one core streams 31
-    /// (one level of real 512³ labels, one thread: 73 → 59 ms). Two rows ahead stays in L2
-    /// (32 KiB of 1 MiB at the widest rows); asking for L1 instead evicted the rows being read
-    /// and was slower than no hint. A hint never faults, so the addresses past the volume's
-    /// end are only wasted requests.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn prefetch_ahead(rows: &[&[u64]; 4], x0: usize, w: usize) {
-        for r in rows {
-            let ahead = r.as_ptr().wrapping_add(x0 + 4 * w).cast::<i8>();
-            for line in 0..2 * BLOCK * size_of::<u64>() / 64 {
-                _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(64 * line));
-            }
-        }
     }
 
     /// Writes each of the block's windows' first child to `out` and returns the windows whose
