@@ -70,7 +70,10 @@ fn check_all(what: &str, input: BatchInput, block: Shape, steps: &BatchSteps) {
 fn assert_same(got: &BatchOutput, want: &BatchOutput, what: &str) {
     assert_eq!(got.written, want.written, "{what}: written");
     assert_eq!(got.counts, want.counts, "{what}: counts");
-    assert!(got.half == want.half, "{what}: half-size volume differs");
+    assert_eq!(got.levels.len(), want.levels.len(), "{what}: levels");
+    for (k, (g, w)) in got.levels.iter().zip(&want.levels).enumerate() {
+        assert!(g == w, "{what}: level {} differs", k + 1);
+    }
     assert!(got.voxels == want.voxels, "{what}: voxels differ");
     assert_eq!(got.blocks.len(), want.blocks.len(), "{what}: blocks");
     for (i, (g, w)) in got.blocks.iter().zip(&want.blocks).enumerate() {
@@ -234,12 +237,12 @@ fn odd_encoding(voxels: &[u64], block: Shape) -> Vec<u8> {
     out
 }
 
-fn split_steps(runs: Vec<Run>, split: LabelTable, relabel: LabelTable) -> BatchSteps {
+fn split_steps(runs: Vec<Run>, split: LabelTable, relabel: LabelTable, levels: u32) -> BatchSteps {
     BatchSteps {
         split: Some((runs, split)),
         relabel: Some(relabel),
         counts: true,
-        downsample: true,
+        levels,
         encode: true,
         voxels: false,
     }
@@ -272,7 +275,7 @@ fn split_sequence_matches_step_by_step() {
         let runs = runs(&mut rng, volume, 300);
         let split = table(&mut rng, &voxels, 30);
         let relabel = table(&mut rng, &voxels, 20);
-        let steps = split_steps(runs, split, relabel);
+        let steps = split_steps(runs, split, relabel, 3);
         let canonical = encode(&voxels, block);
         let odd: Vec<Vec<u8>> = voxels
             .chunks(block.voxels())
@@ -312,7 +315,7 @@ fn split_doubling_every_label() {
     labels.sort_unstable();
     labels.dedup();
     let split = LabelTable::new(labels.iter().map(|&l| (l, l ^ 0x5555_0000_0000_5555))).unwrap();
-    let steps = split_steps(runs, split, LabelTable::default());
+    let steps = split_steps(runs, split, LabelTable::default(), 3);
     let blocks = encode(&voxels, block);
     let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
     check_all(
@@ -334,7 +337,7 @@ fn ingest_sequence_matches_step_by_step() {
         let voxels = mixed_blocks(&mut rng, block, n);
         let steps = BatchSteps {
             counts: true,
-            downsample: true,
+            levels: 3,
             encode: true,
             ..BatchSteps::default()
         };
@@ -383,7 +386,7 @@ fn every_combination_of_steps() {
             split: on(0).then(|| (runs.clone(), split.clone())),
             relabel: on(1).then(|| relabel.clone()),
             counts: on(2),
-            downsample: on(3),
+            levels: if on(3) { 3 } else { 0 },
             encode: on(4),
             voxels: on(5),
         };
@@ -411,7 +414,7 @@ fn rejects_bad_input_before_running() {
     let small = encode(&vec![1u64; 512], Shape::cube(8));
     let all = BatchSteps {
         counts: true,
-        downsample: true,
+        levels: 1,
         encode: true,
         voxels: true,
         ..BatchSteps::default()
@@ -454,8 +457,8 @@ fn rejects_bad_input_before_running() {
             encode: true,
             ..BatchSteps::default()
         };
-        let down_only = BatchSteps {
-            downsample: true,
+        let down = |levels: u32| BatchSteps {
+            levels,
             ..BatchSteps::default()
         };
         assert!(
@@ -463,9 +466,14 @@ fn rejects_bad_input_before_running() {
             "{name}: encode 6×6×5"
         );
         assert!(
-            is_bad(vox(&odd_voxels, odd_block, &down_only)),
+            is_bad(vox(&odd_voxels, odd_block, &down(1))),
             "{name}: odd sides"
         );
+        assert!(
+            is_bad(vox(&voxels, block, &down(5))),
+            "{name}: 5 levels of 16³"
+        );
+        assert!(is_bad(vox(&voxels, block, &down(64))), "{name}: 64 levels");
         // Nothing crossed the bus for any of them.
         assert_eq!(c.transfers(), before, "{name}: transfers on bad input");
         assert!(vox(&odd_voxels, odd_block, &BatchSteps::default()).is_ok());
@@ -489,6 +497,7 @@ fn split_batch_transfers() {
         runs,
         table(&mut rng, &voxels, 40),
         table(&mut rng, &voxels, 40),
+        1,
     );
     let blocks = encode(&voxels, block);
     let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
@@ -528,7 +537,7 @@ fn split_batch_transfers() {
             .iter()
             .map(|c| 16 * c.labels.len())
             .sum::<usize>()
-        + 8 * fused.half.len();
+        + 8 * fused.levels.iter().map(Vec::len).sum::<usize>();
     assert!(
         fused_t.download_bytes <= 2 * exact as u64 + 4096,
         "{fused_t:?}, {exact}"
@@ -546,12 +555,12 @@ fn ingest_batch_transfers() {
     let g = GpuCompute::new(true).expect("GPU adapter");
     let ingest = BatchSteps {
         counts: true,
-        downsample: true,
+        levels: 5,
         encode: true,
         ..BatchSteps::default()
     };
     let down = BatchSteps {
-        downsample: true,
+        levels: 5,
         ..BatchSteps::default()
     };
     for (steps, downloads) in [(ingest, 2), (down, 1)] {
@@ -580,6 +589,7 @@ fn chunks_cost_one_upload_and_download_each() {
         runs(&mut rng, batch::stacked(block, n), 100),
         table(&mut rng, &voxels, 10),
         table(&mut rng, &voxels, 10),
+        5,
     );
     let blocks = encode(&voxels, block);
     let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
@@ -619,6 +629,7 @@ fn sixty_four_blocks_are_one_chunk() {
         runs(&mut rng, batch::stacked(block, n), 100),
         table(&mut rng, &pal, 10),
         table(&mut rng, &pal, 10),
+        5,
     );
     let t0 = g.transfers();
     let got = g

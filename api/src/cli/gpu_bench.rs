@@ -22,6 +22,10 @@ use super::bench::{
     BLOCK, block_batch, edit_tables, every_other_row, load_labels, median, synthetic_gray,
 };
 
+/// Mode levels the fused batches compute, as a labelmap's pyramid above each 64³ block does
+/// (2³ at level 5).
+const BATCH_LEVELS: u32 = 5;
+
 pub struct GpuBenchArgs {
     pub input: Option<PathBuf>,
     pub size: usize,
@@ -219,18 +223,22 @@ pub fn run(args: GpuBenchArgs) -> anyhow::Result<()> {
     )?;
 
     // The fused batches: an edit (compressed blocks in: decode → split → relabel → counts →
-    // downsample → encode) and an ingest (voxels in: counts → downsample → encode).
+    // mode pyramid → encode) and an ingest (voxels in: counts → mode pyramid → encode).
     let stacked = compute::batch::stacked(block, bn / block.voxels());
     let edit = BatchSteps {
         split: Some((every_other_row(stacked), split.clone())),
         relabel: Some(table.clone()),
         counts: true,
-        downsample: true,
+        levels: BATCH_LEVELS,
         encode: true,
         voxels: false,
     };
-    // Compressed in, compressed out and the half-size volume: what must cross device memory.
-    let edit_bytes = 2.0 * packed as f64 + bnf;
+    // The levels' bytes: 8 per voxel of each.
+    let levels_bytes: f64 = (1..=BATCH_LEVELS)
+        .map(|k| 8.0 * bnf / 8f64.powi(k as i32))
+        .sum();
+    // Compressed in, compressed out and the levels: what must cross device memory.
+    let edit_bytes = 2.0 * packed as f64 + levels_bytes;
     b.kernel(
         "batch_edit",
         bn,
@@ -240,14 +248,14 @@ pub fn run(args: GpuBenchArgs) -> anyhow::Result<()> {
     )?;
     let ingest = BatchSteps {
         counts: true,
-        downsample: true,
+        levels: BATCH_LEVELS,
         encode: true,
         ..BatchSteps::default()
     };
     b.kernel(
         "batch_ingest",
         bn,
-        8.0 * bnf + packed as f64 + bnf,
+        8.0 * bnf + packed as f64 + levels_bytes,
         || (),
         |c, _| c.run_batch(BatchInput::Voxels(&blocks), block, &ingest),
     )?;

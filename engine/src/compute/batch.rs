@@ -1,6 +1,6 @@
 //! Batches: one call that runs a labelmap's whole per-block sequence (decode → split →
-//! relabel → counts → downsample → encode) so that a device backend keeps the voxels resident
-//! between kernels and moves only compressed bytes, counts and the half-size volume over the
+//! relabel → counts → mode pyramid → encode) so that a device backend keeps the voxels resident
+//! between kernels and moves only compressed bytes, counts and the pyramid's levels over the
 //! bus (architecture principle 4).
 //!
 //! `check` is the validation both backends run before touching anything; `step_by_step` is
@@ -19,7 +19,7 @@ pub enum BatchInput<'a> {
 }
 
 /// The kernels a batch runs, in this fixed order: decode (when the input is Encoded) → split →
-/// relabel → counts → downsample → encode. Each is optional.
+/// relabel → counts → mode pyramid → encode. Each is optional.
 #[derive(Debug, Clone, Default)]
 pub struct BatchSteps {
     /// split_apply over the batch seen as one volume stacked along z (block i holds z in
@@ -28,9 +28,10 @@ pub struct BatchSteps {
     pub relabel: Option<LabelTable>,
     /// label_counts per block.
     pub counts: bool,
-    /// one downsample_mode level of the stacked batch (each block → its half-size block; block
-    /// sides are even so no 2×2×2 window straddles two blocks).
-    pub downsample: bool,
+    /// downsample_mode levels of the stacked batch, 0 for none: level 1 holds each block's
+    /// half-size block, level k the half of level k − 1. Block sides are multiples of
+    /// 2^levels, so no window of any level straddles two blocks.
+    pub levels: u32,
     /// block_encode of every block (canonical codec form).
     pub encode: bool,
     /// also hand back the final scale-0 voxels (costs a full-size download; off for split).
@@ -44,9 +45,9 @@ pub struct BatchOutput {
     pub blocks: Vec<Vec<u8>>,
     /// When `counts`: one per block, sorted by label.
     pub counts: Vec<BlockCounts>,
-    /// When `downsample`: the stacked half-size volume (block i → half-blocks of z in
-    /// [i*block.z/2, (i+1)*block.z/2)).
-    pub half: Vec<u64>,
+    /// When `levels` > 0: the stacked volume of each level (`levels[0]` is level 1; at level k
+    /// block i holds z in [i·block.z/2^k, (i+1)·block.z/2^k)).
+    pub levels: Vec<Vec<u64>>,
     /// When `voxels`: the final scale-0 voxels, block after block.
     pub voxels: Vec<u64>,
     /// Voxels split_apply wrote (0 without split).
@@ -87,10 +88,15 @@ pub fn check(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<
     if steps.encode {
         codec::check_block_shape(block)?;
     }
-    let even = |d: usize| d.is_multiple_of(2);
-    if steps.downsample && !(even(block.x) && even(block.y) && even(block.z)) {
+    if steps.levels >= usize::BITS {
+        return Err(bad(format!("batch: {} levels is too many", steps.levels)));
+    }
+    let unit = 1usize << steps.levels;
+    let whole = |d: usize| d.is_multiple_of(unit);
+    if !(whole(block.x) && whole(block.y) && whole(block.z)) {
         return Err(bad(format!(
-            "batch: downsampling needs even block sides, not {block}"
+            "batch: {} levels need block sides that are multiples of {unit}, not {block}",
+            steps.levels
         )));
     }
     match input {
@@ -149,8 +155,8 @@ pub fn step_by_step(
     if steps.counts {
         out.counts = compute.label_counts(&voxels, block)?;
     }
-    if steps.downsample {
-        out.half = compute.downsample_mode(&voxels, volume)?;
+    if steps.levels > 0 {
+        out.levels = compute.pyramid_mode(&voxels, volume, steps.levels)?;
     }
     if steps.encode {
         out.blocks = compute.block_encode(&voxels, block)?;

@@ -1,12 +1,12 @@
 //! The batch twin: every block goes through the whole sequence (decode → split → relabel →
-//! counts → downsample → encode) on one rayon task while it is in cache, instead of the batch
+//! counts → mode pyramid → encode) on one rayon task while it is in cache, instead of the batch
 //! going through each kernel in turn. Blocks are independent for every step: split runs are
 //! normalized once over the stacked volume and each block applies its own planes' runs, and
-//! block sides are even, so each block's half-size block depends on that block alone.
+//! block sides are multiples of 2^levels, so each block's levels depend on that block alone.
 //!
 //! One allocation for the voxels when they are handed back (that same buffer); otherwise a
 //! block-sized buffer per task, reused (none when the input is voxels that nothing rewrites).
-//! One allocation for the half-size volume.
+//! One allocation per level.
 
 use rayon::prelude::*;
 
@@ -61,16 +61,19 @@ impl Rewrite {
     }
 }
 
-/// Counts, half-size block and encoding of one final block.
+/// Counts, levels and encoding of one final block; `levels` are its share of each level.
 fn finish(
     vox: &[u64],
-    half: Option<&mut [u64]>,
+    levels: Vec<&mut [u64]>,
     block: Shape,
     steps: &BatchSteps,
     encoder: &mut Encoder,
 ) -> Result<(Option<BlockCounts>, Option<Vec<u8>>)> {
-    if let Some(half) = half {
-        pyramid::downsample_into(vox, block, half);
+    let (mut src, mut shape) = (vox, block);
+    for level in levels {
+        pyramid::downsample_into(src, shape, level);
+        src = level;
+        shape = shape.half();
     }
     if !steps.encode {
         return Ok((steps.counts.then(|| blocks::counts(vox)), None));
@@ -97,24 +100,28 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
     let rewrite = Rewrite::new(steps, volume);
     let rewrites = rewrite.split.is_some() || rewrite.relabel.is_some();
 
-    let mut half = if steps.downsample {
-        alloc::zeroed(volume.half().voxels())
-    } else {
-        Vec::new()
-    };
-    let halves: Vec<Option<&mut [u64]>> = if steps.downsample {
-        half.chunks_mut(block.half().voxels()).map(Some).collect()
-    } else {
-        (0..n).map(|_| None).collect()
-    };
+    let mut levels: Vec<Vec<u64>> = Vec::new();
+    let mut shape = volume;
+    for _ in 0..steps.levels {
+        shape = shape.half();
+        levels.push(alloc::zeroed(shape.voxels()));
+    }
+    // Block i's share of every level.
+    let mut shares: Vec<Vec<&mut [u64]>> = (0..n).map(|_| Vec::new()).collect();
+    for level in &mut levels {
+        let share = level.len() / n;
+        for (mine, part) in shares.iter_mut().zip(level.chunks_mut(share)) {
+            mine.push(part);
+        }
+    }
 
     let (owned, parts): (Option<Vec<u64>>, Vec<Result<Part>>) = match input {
         BatchInput::Voxels(src) if !rewrites => {
             let parts = src
                 .par_chunks(v)
-                .zip(halves)
-                .map_init(Encoder::default, |encoder, (vox, half)| {
-                    let (c, e) = finish(vox, half, block, steps, encoder)?;
+                .zip(shares)
+                .map_init(Encoder::default, |encoder, (vox, mine)| {
+                    let (c, e) = finish(vox, mine, block, steps, encoder)?;
                     Ok((0, c, e))
                 })
                 .collect();
@@ -125,10 +132,10 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
             // own, reused block after block, instead of a fresh batch-sized one.
             let parts = (0..n)
                 .into_par_iter()
-                .zip(halves)
+                .zip(shares)
                 .map_init(
                     || (Encoder::default(), vec![0u64; v]),
-                    |(encoder, vox), (i, half)| {
+                    |(encoder, vox), (i, mine)| {
                         match input {
                             BatchInput::Encoded(blocks) => {
                                 codec::decode_into(blocks[i], vox)?;
@@ -138,7 +145,7 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
                             }
                         }
                         let written = rewrite.apply(i, vox, block);
-                        let (c, e) = finish(vox, half, block, steps, encoder)?;
+                        let (c, e) = finish(vox, mine, block, steps, encoder)?;
                         Ok((written, c, e))
                     },
                 )
@@ -152,14 +159,14 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
             };
             let parts = voxels
                 .par_chunks_mut(v)
-                .zip(halves)
+                .zip(shares)
                 .enumerate()
-                .map_init(Encoder::default, |encoder, (i, (vox, half))| {
+                .map_init(Encoder::default, |encoder, (i, (vox, mine))| {
                     if let BatchInput::Encoded(blocks) = input {
                         codec::decode_into(blocks[i], vox)?;
                     }
                     let written = rewrite.apply(i, vox, block);
-                    let (c, e) = finish(vox, half, block, steps, encoder)?;
+                    let (c, e) = finish(vox, mine, block, steps, encoder)?;
                     Ok((written, c, e))
                 })
                 .collect();
@@ -168,7 +175,7 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
     };
 
     let mut out = BatchOutput {
-        half,
+        levels,
         ..BatchOutput::default()
     };
     for part in parts {

@@ -7,10 +7,10 @@
 //!    split runs and tables, the relabel table and the encoder's output layout. Kernels bind
 //!    ranges of it.
 //! 2. **Dispatches** into one encoder on device buffers: decode → split → relabel → counts →
-//!    downsample → encode, each writing what the next reads.
+//!    mode pyramid (each level from the one before) → encode, each writing what the next reads.
 //! 3. **One download** when the input is encoded: one staging buffer, mapped once, holding
 //!    the flags, every sub-block's label count, the count entries, the encoder's label lists
-//!    and packed values, the half-size volume (and the voxels when asked). The encoder's and
+//!    and packed values, the pyramid's levels (and the voxels when asked). The encoder's and
 //!    the counts' outputs vary in size, so the host lays them out from bounds it knows before
 //!    anything runs: a block holds at most its table's N labels (+1 for the zeros of a
 //!    sub-block with Ns = 0) and a sub-block at most max(Ns, 1); relabel (a function) never adds
@@ -20,7 +20,7 @@
 //!
 //!    Voxel input gives no such bound (a sub-block may hold 512 labels), so when it asks for
 //!    counts or encoding the download is two maps: the first brings the flags, label counts
-//!    per sub-block (4 bytes each), the entry count, the half-size volume and the voxels asked
+//!    per sub-block (4 bytes each), the entry count, the levels and the voxels asked
 //!    for; the second brings exactly the used entries, label lists and packed values, gathered
 //!    by copies on the device. Every other voxel batch is one download.
 //!
@@ -91,7 +91,8 @@ struct Layout {
     p_split: Sec,
     p_relabel: Sec,
     p_counts: Sec,
-    p_mode: Sec,
+    /// One per level.
+    p_mode: Vec<Sec>,
     p_encode: Sec,
     data: Sec,
     subs: Sec,
@@ -152,7 +153,7 @@ impl Batch<'_> {
         l.p_split = s.add(words(5));
         l.p_relabel = s.add(words(2));
         l.p_counts = s.add(words(4));
-        l.p_mode = s.add(words(7));
+        l.p_mode = (0..steps.levels).map(|_| s.add(words(7))).collect();
         l.p_encode = s.add(words(8));
         let mut bindings = vec![k as u64 * v * 8];
         if let BatchInput::Encoded(_) = self.input {
@@ -205,8 +206,8 @@ impl Batch<'_> {
             ]);
             staging += n_sub * 4 + l.list_len as u64 * 8 + l.words as u64 * 4;
         }
-        if steps.downsample {
-            staging += k as u64 * v;
+        for level in 1..=steps.levels {
+            staging += (k as u64 * v * 8) >> (3 * level);
         }
         if steps.voxels {
             staging += k as u64 * v * 8;
@@ -406,7 +407,11 @@ fn run_chunk(
     let p_relabel = padded_words(&[voxels as u32, relabel_len as u32]);
     let p_counts = padded_words(&counts::params(block, n));
     let volume = batch::stacked(block, n);
-    let p_mode = padded_words(&downsample::params(volume));
+    // Level k's parameters: one level down from level k − 1's stacked volume.
+    let p_mode: Vec<Vec<u32>> = std::iter::successors(Some(volume), |s| Some(s.half()))
+        .take(steps.levels as usize)
+        .map(|s| padded_words(&downsample::params(s)))
+        .collect();
     let p_encode = padded_words(&encode::params(block, n_sub, false));
     let mut data = Vec::new();
     let mut subs = Vec::new();
@@ -421,13 +426,15 @@ fn run_chunk(
         (l.p_split.at, bytes_of(&p_split)),
         (l.p_relabel.at, bytes_of(&p_relabel)),
         (l.p_counts.at, bytes_of(&p_counts)),
-        (l.p_mode.at, bytes_of(&p_mode)),
         (l.p_encode.at, bytes_of(&p_encode)),
         (l.data.at, &data),
         (l.subs.at, bytes_of(&subs)),
         (l.runs.at, bytes_of(&quads)),
         (l.slots.at, bytes_of(&l.slot_list)),
     ];
+    for (sec, p) in l.p_mode.iter().zip(&p_mode) {
+        parts.push((sec.at, bytes_of(p)));
+    }
     if let BatchInput::Voxels(src) = batch.input {
         parts.push((
             l.voxels.at,
@@ -516,11 +523,20 @@ fn run_chunk(
         };
         counts::record(gpu, &mut enc, k.counts, &b, block, n);
     }
-    let half_bytes = (voxels / 8) as u64 * 8;
-    let half = steps.downsample.then(|| gpu.zeroed(half_bytes));
-    if let Some(h) = &half {
-        let ranges = [range(&up, l.p_mode), vox, Range::prefix(h, half_bytes)];
-        downsample::record_level(gpu, &mut enc, k.mode, ranges, (voxels / 8) as u64);
+    // Each level from the one before, on the device.
+    let level_voxels: Vec<usize> = (1..=steps.levels).map(|k| voxels >> (3 * k)).collect();
+    let levels: Vec<wgpu::Buffer> = level_voxels
+        .iter()
+        .map(|&len| gpu.zeroed(len as u64 * 8))
+        .collect();
+    for (i, dst) in levels.iter().enumerate() {
+        let src = match i {
+            0 => vox,
+            _ => Range::prefix(&levels[i - 1], level_voxels[i - 1] as u64 * 8),
+        };
+        let dst = Range::prefix(dst, level_voxels[i] as u64 * 8);
+        let ranges = [range(&up, l.p_mode[i]), src, dst];
+        downsample::record_level(gpu, &mut enc, k.mode, ranges, level_voxels[i] as u64);
     }
     let enc_bufs = steps.encode.then(|| {
         [
@@ -563,9 +579,9 @@ fn run_chunk(
             reads.push(Range::prefix(packed, l.words as u64 * 4));
         }
     }
-    let half_read = reads.len();
-    if let Some(h) = &half {
-        reads.push(Range::prefix(h, half_bytes));
+    let levels_read = reads.len();
+    for (buffer, &len) in levels.iter().zip(&level_voxels) {
+        reads.push(Range::prefix(buffer, len as u64 * 8));
     }
     let vox_read = reads.len();
     if steps.voxels {
@@ -582,9 +598,9 @@ fn run_chunk(
         .encode
         .then(|| to_u32s(&got[at[3]..at[3] + n_sub * 4]));
     let span = |i: usize, len: usize| &got[at[i]..at[i] + len];
-    if steps.downsample {
-        out.half
-            .extend(to_u64s(span(half_read, half_bytes as usize)));
+    out.levels.resize(level_voxels.len(), Vec::new());
+    for (i, (level, &len)) in out.levels.iter_mut().zip(&level_voxels).enumerate() {
+        level.extend(to_u64s(span(levels_read + i, len * 8)));
     }
     if steps.voxels {
         out.voxels

@@ -167,7 +167,7 @@ impl<'a> Write<'a> {
     pub fn steps(&self) -> BatchSteps {
         BatchSteps {
             counts: self.mode.index,
-            downsample: self.writer.downres(),
+            levels: u32::from(self.writer.downres()),
             encode: true,
             ..BatchSteps::default()
         }
@@ -206,7 +206,7 @@ impl<'a> Write<'a> {
         let computed = Computed {
             blocks,
             counts: out.counts,
-            half: out.half,
+            half: out.levels.into_iter().next().unwrap_or_default(),
         };
         self.add_computed(coords, computed, gzipped, prev)
     }

@@ -118,7 +118,7 @@ pub fn rebuild(ctx: &DataCtx, coords: &[BlockCoord]) -> Result<()> {
     let locked = started.elapsed();
     let mut writer = Writer::<u64>::new(labels.blocks.clone(), labels.compute.clone(), 0, top);
     let steps = BatchSteps {
-        downsample: true,
+        levels: 1,
         ..BatchSteps::default()
     };
     let half_block = labels.block_shape().half().voxels();
@@ -139,7 +139,7 @@ pub fn rebuild(ctx: &DataCtx, coords: &[BlockCoord]) -> Result<()> {
             let out = labels
                 .compute
                 .run_batch(input, labels.block_shape(), &steps)?;
-            writer.add_half(&at, &out.half);
+            writer.add_half(&at, &out.levels[0]);
         }
         if !gone.is_empty() {
             writer.add_half(&gone, &vec![0; gone.len() * half_block]);

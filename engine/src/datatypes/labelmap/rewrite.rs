@@ -193,7 +193,7 @@ pub(super) fn rewrite(
         let computed = Computed {
             blocks: out.blocks,
             counts: out.counts,
-            half: out.half,
+            half: out.levels.into_iter().next().unwrap_or_default(),
         };
         let prev = payloads.into_iter().map(Some).collect();
         write.add_computed(&cut, computed, vec![None; cut.len()], prev)?;
