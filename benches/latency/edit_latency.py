@@ -136,13 +136,13 @@ class Api:
 
 # ---------------------------------------------------------------- setup
 
-def setup(api, vol, shape, targets, setup_wait):
+def setup(api, vol, shape, targets, setup_wait, mesh_scale):
     """Ingests the volume, grows and merges the bodies; returns their descriptions."""
     res = api.json("POST", "/api/repos", {"alias": "latency"})
     api.uuid = res["root"]
     api.json("POST", f"/api/repo/{api.uuid}/instance",
              {"typename": "labelmap", "dataname": "seg", "MaxDownresLevel": str(SCALE),
-              "KeepMeshes": "true"})
+              "KeepMeshes": "true", "KeepMeshesScale": str(mesh_scale)})
     # The worker records each body's MutationID here when the instance exists.
     api.json("POST", f"/api/repo/{api.uuid}/instance",
              {"typename": "keyvalue", "dataname": "seg_meshes_mutid"})
@@ -441,6 +441,8 @@ def main():
     ap.add_argument("--readers", type=int, default=4, help="reader clients during the edits")
     ap.add_argument("--pause", type=float, default=0,
                     help="seconds between one edit's sync and the next edit (default 0: at once)")
+    ap.add_argument("--mesh-scale", type=int, default=0,
+                    help="the instance's KeepMeshesScale: the scale kept meshes are made at")
     ap.add_argument("--setup-wait", type=float, default=1800,
                     help="seconds the KeepMeshes worker may take to mesh the ingested volume")
     args = ap.parse_args()
@@ -462,8 +464,10 @@ def main():
            "host": platform.node(), "cpus": os.cpu_count(),
            "loadavg_before": float(open("/proc/loadavg").read().split()[0]),
            "volume": list(vol.shape[::-1]), "max_downres_level": SCALE,
+           "kept_mesh_scale": args.mesh_scale,
            "readers": {"clients": args.readers}, "warmup": args.warmup}
-    v, made, taken, res["setup_ingest_s"] = setup(api, vol, vol.shape, targets, args.setup_wait)
+    v, made, taken, res["setup_ingest_s"] = setup(api, vol, vol.shape, targets, args.setup_wait,
+                                                   args.mesh_scale)
     del vol
     visible = dict(zip(*np.unique(api.coarse(v.shape, True), return_counts=True)))
     visible = {int(k): int(n) for k, n in visible.items()}

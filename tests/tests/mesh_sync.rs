@@ -52,10 +52,16 @@ fn fetch(srv: &Server, uuid: &str, inst: &str, key: &str) -> Result<Option<Vec<u
 /// version, and no key for any label of `gone` (whose meshes must be 404).
 #[track_caller]
 fn wait_kept(seg: &Seg, bodies: &[u64], gone: &[u64]) {
+    wait_kept_as(seg, "format=ngmesh", bodies, gone);
+}
+
+/// `wait_kept` with the bytes of `GET mesh/<body>?<query>`.
+#[track_caller]
+fn wait_kept_as(seg: &Seg, query: &str, bodies: &[u64], gone: &[u64]) {
     let inst = format!("{}_meshes", seg.name);
     let want: BTreeMap<u64, Vec<u8>> = bodies
         .iter()
-        .map(|&b| (b, seg.mesh(b, "format=ngmesh").expect(200).body))
+        .map(|&b| (b, seg.mesh(b, query).expect(200).body))
         .collect();
     for &g in gone {
         seg.mesh(g, "").expect(404);
@@ -269,6 +275,61 @@ fn kept_meshes_are_versioned() {
             .is_none(),
         "a child's new body appeared at the parent"
     );
+}
+
+/// `KeepMeshesScale` keeps the meshes of that scale, also after a split, whose coarser scales
+/// are rebuilt after its answer; the setting is checked when the instance is made.
+#[test]
+fn kept_meshes_at_a_coarser_scale() {
+    let srv = Server::start();
+    let root = srv.create_repo("kept-scale");
+    for (extra, what) in [
+        (
+            json!({"KeepMeshes": "true", "KeepMeshesScale": "2"}),
+            "MaxDownresLevel",
+        ),
+        (
+            json!({"KeepMeshes": "true", "KeepMeshesScale": "one"}),
+            "integer",
+        ),
+        (json!({"KeepMeshesScale": "1"}), "needs KeepMeshes"),
+    ] {
+        let mut body = mesh_settings(1);
+        body["typename"] = json!("labelmap");
+        body["dataname"] = json!("bad");
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = srv
+            .post_json(&format!("/api/repo/{root}/instance"), &body)
+            .expect(400);
+        assert!(r.text().contains(what), "{extra}: {}", r.text());
+    }
+    assert!(srv.repo_info(&root)["DataInstances"].get("bad").is_none());
+
+    let mut settings = keep_settings();
+    settings["KeepMeshesScale"] = json!("1");
+    let seg = Seg::create(&srv, &root, "seg", &settings);
+    let vol = spec_cubes_fixture();
+    seg.write(&vol);
+    let mut model = Model::new(vol);
+    let coarse = "format=ngmesh&scale=1";
+    wait_kept_as(&seg, coarse, &bodies(&model), &[]);
+    for b in bodies(&model) {
+        let kept = srv.key_value(&root, "seg_meshes", &format!("{b}.ngmesh"));
+        assert!(
+            kept != Some(seg.mesh(b, "").expect(200).body),
+            "{b}.ngmesh is the scale-0 mesh"
+        );
+    }
+
+    seg.merge_ok(&[1, 2], "");
+    model.merge(1, &[2]);
+    let part = voxels_where(&model.sv, [0, 0, 0], [128, 128, 60], |l| l == 13);
+    let (split, _) = seg.split_ok(13, &part, "");
+    model.split(13, &part, split);
+    wait_kept_as(&seg, coarse, &[1, 13, split], &[2]);
+    wait_key_set(&seg, &bodies(&model).into_iter().collect());
 }
 
 #[test]

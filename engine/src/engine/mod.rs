@@ -295,6 +295,7 @@ impl Engine {
                 events: vec![MUTATION_LOGGED],
                 kv: kv.clone(),
                 handler: handler.clone(),
+                awaited: false,
                 gather: Duration::ZERO,
             })?;
         }

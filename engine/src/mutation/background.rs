@@ -8,25 +8,40 @@
 //! the derived work still has every core that requests leave idle. Nice 10 answered about as
 //! fast but let the kept meshes fall further behind a closed loop of readers
 //! (docs/benchmarks.md). Requests keep the global rayon pool.
+//!
+//! Subscribers that others wait for from inside their own deliveries (`Subscription::awaited`:
+//! the pyramid, which kept meshes at a coarse scale settle on) get a second pool. In one shared
+//! pool, a thread whose pyramid job waits in a `par_iter` steals the next injected job, a
+//! waiter's, which then blocks on the pyramid below it on the same stack: a deadlock (seen in
+//! `mesh_sync`). Threads only steal within their own pool.
 
 use std::sync::OnceLock;
 
 /// The niceness of subscribers' threads (requests run at 0; 19 is the lowest priority).
 const NICE: i32 = 5;
 
-/// Runs `f` in the background pool, so that its rayon calls run there too.
-pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    pool().install(f)
+/// Runs `f` in a background pool (the awaited subscribers' own with `awaited`), so that its
+/// rayon calls run there too.
+pub(crate) fn install<R: Send>(awaited: bool, f: impl FnOnce() -> R + Send) -> R {
+    static SHARED: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    static AWAITED: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    match awaited {
+        false => pool(&SHARED, "sync compute"),
+        true => pool(&AWAITED, "awaited compute"),
+    }
+    .install(f)
 }
 
-fn pool() -> &'static rayon::ThreadPool {
-    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
+fn pool(
+    cell: &'static OnceLock<rayon::ThreadPool>,
+    name: &'static str,
+) -> &'static rayon::ThreadPool {
+    cell.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("sync compute {i}"))
+            .thread_name(move |i| format!("{name} {i}"))
             .start_handler(|_| lower_this_thread())
             .build()
-            .expect("starting the subscribers' thread pool")
+            .expect("starting a subscribers' thread pool")
     })
 }
 
@@ -62,7 +77,8 @@ mod tests {
     #[test]
     fn the_pool_runs_below_the_caller_and_leaves_the_caller_alone() {
         let before = niceness();
-        let in_pool = install(niceness);
+        let in_pool = install(false, niceness);
+        assert!(install(true, niceness) >= NICE, "awaited pool thread");
         // At least NICE: a test run already niced further cannot raise a thread back.
         assert!(in_pool >= NICE, "pool thread at nice {in_pool}");
         assert_eq!(niceness(), before, "the caller's priority changed");

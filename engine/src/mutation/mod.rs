@@ -234,6 +234,12 @@ impl Mutations {
                     to(&mut batch, w, e, self.next_seq());
                 }
             }
+            // Busy before their entries exist: a worker that is already running may read its
+            // entry at once and settle on another one of this batch (kept meshes at a coarse
+            // scale wait on the pyramid), which must not look idle then.
+            for w in &woken {
+                w.expect();
+            }
             kv.write(batch)?;
         }
         count(&datatype, &records);
@@ -334,8 +340,8 @@ impl Mutations {
     /// `settle` for the subscriptions whose ids `chosen` picks.
     ///
     /// A worker with nothing pending and no run in progress has applied every event of a
-    /// commit that returned before the call (the commit marks it pending before returning),
-    /// so that case answers without reading the outbox.
+    /// commit whose entries could be read before the call (the commit marks it pending before
+    /// writing them), so that case answers without reading the outbox.
     pub fn settle_where(&self, chosen: impl Fn(&str) -> bool, timeout: Duration) -> Result<bool> {
         let workers: Vec<Arc<Worker>> = self
             .workers
@@ -468,8 +474,13 @@ impl Worker {
         st.pending || st.running
     }
 
-    fn poke(&self) {
+    /// Marks the outbox as holding entries to read, without waking the worker yet.
+    fn expect(&self) {
         self.state.lock().pending = true;
+    }
+
+    fn poke(&self) {
+        self.expect();
         self.wake.notify_one();
     }
 
@@ -494,7 +505,7 @@ impl Worker {
                 st.running = true;
             }
             self.gather();
-            let result = background::install(|| self.drain());
+            let result = background::install(self.sub.awaited, || self.drain());
             let failed = result.is_err();
             if let Err(e) = result {
                 tracing::warn!(subscription = %self.sub.id, "sync delivery failed, will retry: {e}");

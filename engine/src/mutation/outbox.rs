@@ -35,6 +35,9 @@ pub struct Subscription {
     /// How long the worker waits for events to stop arriving before it applies them (ten
     /// times that at most), so that a burst of writes is applied as one run (zero: at once).
     pub gather: std::time::Duration,
+    /// Other subscribers wait for this one (`Mutations::settle_where`) from inside their own
+    /// deliveries, so its parallel work runs on a pool of its own (`background`).
+    pub awaited: bool,
 }
 
 /// Events a worker takes in one run at most.

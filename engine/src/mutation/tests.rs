@@ -66,6 +66,7 @@ fn subscription(kv: &Arc<dyn KvStore>, handler: Arc<Recorder>) -> Subscription {
         events: vec![MERGE_BLOCK],
         kv: kv.clone(),
         handler,
+        awaited: false,
         gather: std::time::Duration::ZERO,
     }
 }
@@ -248,6 +249,7 @@ fn log_followers_get_every_record_of_their_store_in_commit_order() {
         events: vec![MUTATION_LOGGED],
         kv: kv.clone(),
         handler: f,
+        awaited: false,
         gather: Duration::ZERO,
     };
     let (here, there) = (Arc::new(Follower::default()), Arc::new(Follower::default()));

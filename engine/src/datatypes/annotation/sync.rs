@@ -51,6 +51,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
                 repo: WorkerCatalog::new(ctx),
                 name: ctx.instance.name.clone(),
             }),
+            awaited: false,
             gather: std::time::Duration::ZERO,
         });
     }

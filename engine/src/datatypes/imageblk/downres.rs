@@ -55,6 +55,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
             // Clients write a volume as a run of slabs, and two consecutive slabs share their
             // parent blocks: gathering them computes each parent once, not twice. A level
             // fed by another level gets each of its writes whole, so it applies at once.
+            awaited: false,
             gather: if src.instance.syncs.is_empty() {
                 GATHER
             } else {

@@ -95,6 +95,7 @@ fn subscription(ctx: &DataCtx, publisher: &Grayscale) -> Subscription {
             me: ctx.instance.data_uuid.clone(),
             publisher: publisher.data_uuid().to_string(),
         }),
+        awaited: false,
         gather: std::time::Duration::ZERO,
     }
 }

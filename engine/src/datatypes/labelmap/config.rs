@@ -22,6 +22,11 @@ pub struct Config {
     /// a write or mutation changes (meshes.rs).
     #[serde(default)]
     pub keep_meshes: bool,
+    /// `KeepMeshesScale`: the scale those meshes are made at (0, full resolution, by default).
+    /// A coarser scale makes a mesh a quarter the size per level, so it is current sooner
+    /// after each edit, at the cost of detail.
+    #[serde(default)]
+    pub keep_meshes_scale: u8,
     /// labelarray (spec §4.3): no supervoxel → body mapping. Reads never map, and merges and
     /// splits rewrite the voxels of the labels they change (mutate.rs, `relabel_*`).
     #[serde(default)]
@@ -65,6 +70,27 @@ impl Config {
                     ))
                 })?,
         };
+        let keep_meshes_scale = match s.get("KeepMeshesScale") {
+            None => 0,
+            Some(v) => {
+                let scale = v
+                    .trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= max_downres_level)
+                    .ok_or_else(|| {
+                        Error::bad(format!(
+                            "KeepMeshesScale {v:?} must be an integer from 0 to MaxDownresLevel ({max_downres_level})"
+                        ))
+                    })?;
+                if !keep_meshes {
+                    return Err(Error::bad(
+                        "KeepMeshesScale needs KeepMeshes: it is the scale kept meshes are made at",
+                    ));
+                }
+                scale
+            }
+        };
         Ok(Config {
             block_size,
             voxel_size,
@@ -72,6 +98,7 @@ impl Config {
             indexed_labels,
             max_downres_level,
             keep_meshes,
+            keep_meshes_scale,
             no_mapping: false,
         })
     }

@@ -68,6 +68,11 @@ impl Labelmap {
         self.labels.cfg.max_downres_level
     }
 
+    /// The scale kept meshes are made at (`KeepMeshesScale`).
+    pub fn kept_mesh_scale(&self) -> u8 {
+        self.labels.cfg.keep_meshes_scale
+    }
+
     /// The mesh of body `label` from its voxels at `scale` (coarser levels of detail), in
     /// physical units; `None` when it has no voxels there.
     pub fn mesh_at(&self, label: u64, scale: u8) -> Result<Option<Mesh>> {

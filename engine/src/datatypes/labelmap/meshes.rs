@@ -576,13 +576,15 @@ pub fn subscription(ctx: &DataCtx) -> Subscription {
             repo: WorkerCatalog::new(ctx),
             name: ctx.instance.name.clone(),
         }),
+        awaited: false,
         gather: std::time::Duration::ZERO,
     }
 }
 
-/// Keeps `<name>_meshes/<body>.ngmesh` equal to `GET mesh/<body>` for the bodies that writes
-/// and mutations change, at the version they changed in. Meshes are recomputed from the state
-/// at that version, so applying an event twice (after a crash) gives the same keys.
+/// Keeps `<name>_meshes/<body>.ngmesh` equal to `GET mesh/<body>?scale=<KeepMeshesScale>` for
+/// the bodies that writes and mutations change, at the version they changed in. Meshes are
+/// recomputed from the state at that version, so applying an event twice (after a crash) gives
+/// the same keys.
 struct Worker {
     repo: WorkerCatalog,
     name: String,
@@ -657,10 +659,12 @@ impl Subscriber for Worker {
             for body in work.gone.difference(&work.remesh) {
                 store.delete_derived(&format!("{body}.ngmesh"))?;
             }
+            // At a coarser scale the mesh waits for the pyramid's rebuild (`mesh_at` settles).
+            let scale = lm.kept_mesh_scale();
             for &body in &work.remesh {
                 let key = format!("{body}.ngmesh");
                 let started = Instant::now();
-                let Some(m) = lm.mesh(body, false)? else {
+                let Some(m) = lm.mesh_at(body, scale)? else {
                     store.delete_derived(&key)?;
                     continue;
                 };

@@ -58,6 +58,8 @@ pub fn subscription(ctx: &DataCtx) -> Subscription {
             repo: WorkerCatalog::new(ctx),
             name: ctx.instance.name.clone(),
         }),
+        // Kept meshes at a coarse scale wait for it from their worker.
+        awaited: true,
         gather: Duration::ZERO,
     }
 }

@@ -70,6 +70,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
                 name: ctx.instance.name.clone(),
                 source: src.instance.data_uuid.clone(),
             }),
+            awaited: false,
             gather: Duration::ZERO,
         })
         .collect())

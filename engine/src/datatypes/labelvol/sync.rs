@@ -48,6 +48,7 @@ pub fn subscriptions(ctx: &DataCtx) -> Result<Vec<Subscription>> {
                 name: ctx.instance.name.clone(),
                 source: src.instance.data_uuid.clone(),
             }),
+            awaited: false,
             gather: std::time::Duration::ZERO,
         });
     }
