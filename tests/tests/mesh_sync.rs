@@ -6,7 +6,8 @@
 //! exists, its key `<body>` holds the mutation ID of the body's last change (a JSON integer).
 //! The updates are asynchronous: every expectation is checked once the server reports its
 //! sync subscribers caught up (`GET /api/server/sync?wait=`).
-//! Without the setting nothing is kept and no `<name>_meshes` instance appears.
+//! Without the setting nothing is kept and no `<name>_meshes` instance appears; with
+//! `KeepMeshesScale` N the kept meshes are those of `GET mesh/<body>?scale=N`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
