@@ -33,6 +33,19 @@ pub struct Config {
     pub no_mapping: bool,
 }
 
+/// A scale setting `key`: an integer from 0 to `max` (`max_name` in the message), if given.
+fn scale_setting(s: &Settings, key: &str, max: u8, max_name: &str) -> Result<Option<u8>> {
+    let Some(v) = s.get(key) else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u8>() {
+        Ok(scale) if scale <= max => Ok(Some(scale)),
+        _ => Err(Error::bad(format!(
+            "{key} {v:?} must be an integer from 0 to {max_name}"
+        ))),
+    }
+}
+
 impl Config {
     pub fn from_settings(s: &Settings) -> Result<Config> {
         let block_size = match s.triple::<usize>("BlockSize")? {
@@ -57,40 +70,19 @@ impl Config {
                 "KeepMeshes needs IndexedLabels: meshes are found through the label index",
             ));
         }
-        let max_downres_level = match s.get("maxdownreslevel") {
-            None => 0,
-            Some(v) => v
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= 16)
-                .ok_or_else(|| {
-                    Error::bad(format!(
-                        "MaxDownresLevel {v:?} must be an integer from 0 to 16"
-                    ))
-                })?,
-        };
-        let keep_meshes_scale = match s.get("KeepMeshesScale") {
-            None => 0,
-            Some(v) => {
-                let scale = v
-                    .trim()
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|l| *l <= max_downres_level)
-                    .ok_or_else(|| {
-                        Error::bad(format!(
-                            "KeepMeshesScale {v:?} must be an integer from 0 to MaxDownresLevel ({max_downres_level})"
-                        ))
-                    })?;
-                if !keep_meshes {
-                    return Err(Error::bad(
-                        "KeepMeshesScale needs KeepMeshes: it is the scale kept meshes are made at",
-                    ));
-                }
-                scale
-            }
-        };
+        let max_downres_level = scale_setting(s, "MaxDownresLevel", 16, "16")?.unwrap_or(0);
+        let keep_meshes_scale = scale_setting(
+            s,
+            "KeepMeshesScale",
+            max_downres_level,
+            &format!("MaxDownresLevel ({max_downres_level})"),
+        )?;
+        if keep_meshes_scale.is_some() && !keep_meshes {
+            return Err(Error::bad(
+                "KeepMeshesScale needs KeepMeshes: it is the scale kept meshes are made at",
+            ));
+        }
+        let keep_meshes_scale = keep_meshes_scale.unwrap_or(0);
         Ok(Config {
             block_size,
             voxel_size,
