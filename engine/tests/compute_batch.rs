@@ -10,7 +10,7 @@ use tessera_engine::compute::batch::{self, BatchInput, BatchOutput, BatchSteps};
 use tessera_engine::compute::cpu::CpuCompute;
 use tessera_engine::compute::gpu::GpuCompute;
 use tessera_engine::compute::reference::Rng;
-use tessera_engine::compute::{Compute, ComputeError, LabelTable, Run, Shape, Transfers};
+use tessera_engine::compute::{Cells, Compute, ComputeError, LabelTable, Run, Shape, Transfers};
 
 fn gpu() -> &'static GpuCompute {
     static GPU: OnceLock<GpuCompute> = OnceLock::new();
@@ -58,6 +58,7 @@ fn reference(input: BatchInput, block: Shape, steps: &BatchSteps) -> BatchOutput
 fn check_all(what: &str, input: BatchInput, block: Shape, steps: &BatchSteps) {
     let want = reference(input, block, steps);
     for (name, c) in backends() {
+        let _ = c.run_batch(input, block, steps);
         let got = c
             .run_batch(input, block, steps)
             .unwrap_or_else(|e| panic!("{what} on {name}: {e}"));
@@ -75,6 +76,10 @@ fn assert_same(got: &BatchOutput, want: &BatchOutput, what: &str) {
         assert!(g == w, "{what}: level {} differs", k + 1);
     }
     assert!(got.voxels == want.voxels, "{what}: voxels differ");
+    assert_eq!(got.surfaces.len(), want.surfaces.len(), "{what}: surfaces");
+    for (i, (g, w)) in got.surfaces.iter().zip(&want.surfaces).enumerate() {
+        assert!(g == w, "{what}: block {i}'s meshes differ");
+    }
     assert_eq!(got.blocks.len(), want.blocks.len(), "{what}: blocks");
     for (i, (g, w)) in got.blocks.iter().zip(&want.blocks).enumerate() {
         assert!(g == w, "{what}: encoded block {i} differs");
@@ -237,12 +242,21 @@ fn odd_encoding(voxels: &[u64], block: Shape) -> Vec<u8> {
     out
 }
 
-fn split_steps(runs: Vec<Run>, split: LabelTable, relabel: LabelTable, levels: u32) -> BatchSteps {
+/// The edit sequence: split, relabel, counts, `levels` levels, the surface over `surface`'s
+/// cells of each block, and encoding.
+fn split_steps(
+    runs: Vec<Run>,
+    split: LabelTable,
+    relabel: LabelTable,
+    levels: u32,
+    surface: Option<Cells>,
+) -> BatchSteps {
     BatchSteps {
         split: Some((runs, split)),
         relabel: Some(relabel),
         counts: true,
         levels,
+        surface,
         encode: true,
         voxels: false,
     }
@@ -275,7 +289,10 @@ fn split_sequence_matches_step_by_step() {
         let runs = runs(&mut rng, volume, 300);
         let split = table(&mut rng, &voxels, 30);
         let relabel = table(&mut rng, &voxels, 20);
-        let steps = split_steps(runs, split, relabel, 3);
+        // Meshing the 64³ block of a label per voxel takes lavapipe minutes; the transfer
+        // tests mesh 64³ blocks.
+        let surface = (block.voxels() < 64 * 64 * 64).then(|| Cells::all(block));
+        let steps = split_steps(runs, split, relabel, 3, surface);
         let canonical = encode(&voxels, block);
         let odd: Vec<Vec<u8>> = voxels
             .chunks(block.voxels())
@@ -315,7 +332,13 @@ fn split_doubling_every_label() {
     labels.sort_unstable();
     labels.dedup();
     let split = LabelTable::new(labels.iter().map(|&l| (l, l ^ 0x5555_0000_0000_5555))).unwrap();
-    let steps = split_steps(runs, split, LabelTable::default(), 3);
+    let steps = split_steps(
+        runs,
+        split,
+        LabelTable::default(),
+        3,
+        Some(Cells::all(block)),
+    );
     let blocks = encode(&voxels, block);
     let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
     check_all(
@@ -342,6 +365,35 @@ fn ingest_sequence_matches_step_by_step() {
             ..BatchSteps::default()
         };
         let what = format!("ingest of {n} {block} blocks");
+        check_all(&what, BatchInput::Voxels(&voxels), block, &steps);
+    }
+}
+
+/// The surface step over other cell boxes than `Cells::all`: each block's interior cells (as
+/// for blocks that carry a rim), a box that leaves out the low rim, and one of no cells.
+#[test]
+fn surfaces_of_other_cell_boxes() {
+    let mut rng = Rng(15);
+    let block = Shape::new(16, 24, 8);
+    let voxels = mixed_blocks(&mut rng, block, 7);
+    let blocks = encode(&voxels, block);
+    let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
+    let high_only = Cells {
+        lo: [0, 0, 0],
+        hi: [16, 24, 8],
+    };
+    let none = Cells {
+        lo: [3, 3, 3],
+        hi: [3, 9, 8],
+    };
+    for cells in [Cells::interior(block), high_only, none] {
+        let steps = BatchSteps {
+            relabel: Some(table(&mut rng, &voxels, 10)),
+            surface: Some(cells),
+            ..BatchSteps::default()
+        };
+        let what = format!("surface over {cells:?}");
+        check_all(&what, BatchInput::Encoded(&refs), block, &steps);
         check_all(&what, BatchInput::Voxels(&voxels), block, &steps);
     }
 }
@@ -380,7 +432,10 @@ fn every_combination_of_steps() {
     let relabel = table(&mut rng, &voxels, 12);
     let blocks = encode(&voxels, block);
     let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
-    for mask in 0..64u32 {
+    // With the surface, the first two blocks (boxes, noise): lavapipe takes about 10 µs a
+    // surface cell to emit, and other tests mesh every kind of block.
+    let light = &voxels[..2 * block.voxels()];
+    for mask in 0..128u32 {
         let on = |bit: u32| mask >> bit & 1 == 1;
         let steps = BatchSteps {
             split: on(0).then(|| (runs.clone(), split.clone())),
@@ -389,10 +444,15 @@ fn every_combination_of_steps() {
             levels: if on(3) { 3 } else { 0 },
             encode: on(4),
             voxels: on(5),
+            surface: on(6).then(|| Cells::all(block)),
         };
-        let what = format!("steps {mask:06b}");
-        check_all(&what, BatchInput::Voxels(&voxels), block, &steps);
-        check_all(&what, BatchInput::Encoded(&refs), block, &steps);
+        let what = format!("steps {mask:07b}");
+        let (voxels, refs) = match on(6) {
+            true => (light, &refs[..2]),
+            false => (&voxels[..], &refs[..]),
+        };
+        check_all(&what, BatchInput::Voxels(voxels), block, &steps);
+        check_all(&what, BatchInput::Encoded(refs), block, &steps);
     }
 }
 
@@ -474,6 +534,17 @@ fn rejects_bad_input_before_running() {
             "{name}: 5 levels of 16³"
         );
         assert!(is_bad(vox(&voxels, block, &down(64))), "{name}: 64 levels");
+        let outside = BatchSteps {
+            surface: Some(Cells {
+                lo: [-2, 0, 0],
+                hi: [16, 16, 16],
+            }),
+            ..BatchSteps::default()
+        };
+        assert!(
+            is_bad(vox(&voxels, block, &outside)),
+            "{name}: cells outside the block's rim"
+        );
         // Nothing crossed the bus for any of them.
         assert_eq!(c.transfers(), before, "{name}: transfers on bad input");
         assert!(vox(&odd_voxels, odd_block, &BatchSteps::default()).is_ok());
@@ -498,6 +569,7 @@ fn split_batch_transfers() {
         table(&mut rng, &voxels, 40),
         table(&mut rng, &voxels, 40),
         1,
+        None,
     );
     let blocks = encode(&voxels, block);
     let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
@@ -541,6 +613,66 @@ fn split_batch_transfers() {
     assert!(
         fused_t.download_bytes <= 2 * exact as u64 + 4096,
         "{fused_t:?}, {exact}"
+    );
+}
+
+/// The surface step adds its parameters' upload and, per range of cells whose meshes fit a
+/// binding, one more of each; what comes back for the meshes is of their size.
+#[test]
+fn surface_batch_transfers() {
+    let mut rng = Rng(25);
+    let block = Shape::cube(64);
+    let n = 8;
+    // Boxes of a few labels each: surfaces as segmentations have them.
+    let pal = palette(&mut rng, 30);
+    let voxels: Vec<u64> = (0..n)
+        .flat_map(|i| common::boxes(block, &pal, 12, i as u64))
+        .collect();
+    let blocks = encode(&voxels, block);
+    let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
+    let input = BatchInput::Encoded(&refs);
+    let without = split_steps(
+        runs(&mut rng, batch::stacked(block, n), 200),
+        table(&mut rng, &voxels, 20),
+        table(&mut rng, &voxels, 20),
+        1,
+        None,
+    );
+    let with = BatchSteps {
+        surface: Some(Cells::all(block)),
+        ..without.clone()
+    };
+    let g = GpuCompute::new(true).expect("GPU adapter");
+    let t0 = g.transfers();
+    g.run_batch(input, block, &without).unwrap();
+    let t1 = g.transfers();
+    let got = g.run_batch(input, block, &with).unwrap();
+    let t2 = g.transfers();
+    assert_same(&got, &reference(input, block, &with), "with surfaces");
+    let (plain, meshed) = (t1.since(t0), t2.since(t1));
+    eprintln!("8 64³ blocks: without surfaces {plain:?}, with {meshed:?}");
+    assert_eq!((plain.uploads, plain.downloads), (1, 1), "{plain:?}");
+    assert_eq!((meshed.uploads, meshed.downloads), (3, 2), "{meshed:?}");
+    // Vertices cross as 8 bytes and triangles as 12, with 12 bytes per (cell, label) record:
+    // about the meshes' own size (12-byte vertices and triangles), where triangles with their
+    // corners' positions would be 32 bytes each.
+    let (mut vertices, mut triangles) = (0, 0);
+    for s in got.surfaces.iter().flatten() {
+        vertices += s.vertices.len() as u64;
+        triangles += s.triangles.len() as u64;
+    }
+    let extra = meshed.download_bytes - plain.download_bytes;
+    let mesh_bytes = 12 * (vertices + triangles);
+    eprintln!(
+        "{vertices} vertices, {triangles} triangles: {extra} bytes for {mesh_bytes} of meshes"
+    );
+    assert!(
+        extra <= mesh_bytes * 3 / 2,
+        "{extra} bytes for {mesh_bytes} of meshes"
+    );
+    assert!(
+        extra < 32 * triangles,
+        "{extra} bytes for {triangles} triangles"
     );
 }
 
@@ -590,6 +722,7 @@ fn chunks_cost_one_upload_and_download_each() {
         table(&mut rng, &voxels, 10),
         table(&mut rng, &voxels, 10),
         5,
+        None,
     );
     let blocks = encode(&voxels, block);
     let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
@@ -630,13 +763,15 @@ fn sixty_four_blocks_are_one_chunk() {
         table(&mut rng, &pal, 10),
         table(&mut rng, &pal, 10),
         5,
+        Some(Cells::all(block)),
     );
     let t0 = g.transfers();
     let got = g
         .run_batch(BatchInput::Encoded(&refs), block, &steps)
         .unwrap();
     let t = g.transfers().since(t0);
-    assert_eq!((t.uploads, t.downloads), (1, 1), "{t:?}");
+    // The surface's parameters, then one range of cells to emit: one more of each.
+    assert_eq!((t.uploads, t.downloads), (3, 2), "{t:?}");
     let want = CpuCompute::new()
         .run_batch(BatchInput::Encoded(&refs), block, &steps)
         .unwrap();

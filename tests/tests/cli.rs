@@ -633,13 +633,13 @@ fn bench_gpu_reports_every_kernel_the_same_on_both_backends() {
             "{name} missing from the table:\n{stdout}"
         );
     }
-    // The fused edit moves compressed blocks over the bus, not u64 voxels both ways.
+    // The fused edit moves compressed blocks, the levels and indexed meshes over the bus, not
+    // u64 voxels both ways: within half again of that model (compressed blocks in and out,
+    // the levels, and the meshes as 12-byte vertices and triangles), whatever the surface.
     let edit = kernels
         .iter()
         .find(|k| k["kernel"] == "batch_edit")
         .unwrap();
-    assert!(
-        edit["bus_bytes_per_voxel"].as_f64().unwrap() < 16.0,
-        "{edit}"
-    );
+    let (bus, model) = (edit["bus_bytes"].as_f64(), edit["model_bytes"].as_f64());
+    assert!(bus.unwrap() <= 1.5 * model.unwrap(), "{edit}");
 }

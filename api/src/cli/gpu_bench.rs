@@ -223,13 +223,15 @@ pub fn run(args: GpuBenchArgs) -> anyhow::Result<()> {
     )?;
 
     // The fused batches: an edit (compressed blocks in: decode → split → relabel → counts →
-    // mode pyramid → encode) and an ingest (voxels in: counts → mode pyramid → encode).
+    // mode pyramid → every block's closed surfaces → encode) and an ingest (voxels in: counts
+    // → mode pyramid → encode).
     let stacked = compute::batch::stacked(block, bn / block.voxels());
     let edit = BatchSteps {
         split: Some((every_other_row(stacked), split.clone())),
         relabel: Some(table.clone()),
         counts: true,
         levels: BATCH_LEVELS,
+        surface: Some(Cells::all(block)),
         encode: true,
         voxels: false,
     };
@@ -237,8 +239,14 @@ pub fn run(args: GpuBenchArgs) -> anyhow::Result<()> {
     let levels_bytes: f64 = (1..=BATCH_LEVELS)
         .map(|k| 8.0 * bnf / 8f64.powi(k as i32))
         .sum();
-    // Compressed in, compressed out and the levels: what must cross device memory.
-    let edit_bytes = 2.0 * packed as f64 + levels_bytes;
+    let edit_meshes: usize = (cpu.run_batch(BatchInput::Encoded(&refs), block, &edit)?)
+        .surfaces
+        .iter()
+        .flatten()
+        .map(|s| 12 * (s.vertices.len() + s.triangles.len()))
+        .sum();
+    // Compressed in, compressed out, the levels and the meshes: what must cross device memory.
+    let edit_bytes = 2.0 * packed as f64 + levels_bytes + edit_meshes as f64;
     b.kernel(
         "batch_edit",
         bn,

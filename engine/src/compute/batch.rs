@@ -1,12 +1,14 @@
 //! Batches: one call that runs a labelmap's whole per-block sequence (decode → split →
-//! relabel → counts → mode pyramid → encode) so that a device backend keeps the voxels resident
-//! between kernels and moves only compressed bytes, counts and the pyramid's levels over the
-//! bus (architecture principle 4).
+//! relabel → counts → mode pyramid → surface → encode) so that a device backend keeps the
+//! voxels resident between kernels and moves only compressed bytes, counts, the pyramid's
+//! levels and indexed meshes over the bus (architecture principle 4).
 //!
 //! `check` is the validation both backends run before touching anything; `step_by_step` is
 //! the meaning of a batch: the individual `Compute` kernels called one after another.
 
-use super::{BlockCounts, Compute, ComputeError, LabelTable, Result, Run, Shape, codec};
+use super::{
+    BlockCounts, Cells, Compute, ComputeError, LabelSurface, LabelTable, Result, Run, Shape, codec,
+};
 
 /// What a batch starts from.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +21,7 @@ pub enum BatchInput<'a> {
 }
 
 /// The kernels a batch runs, in this fixed order: decode (when the input is Encoded) → split →
-/// relabel → counts → mode pyramid → encode. Each is optional.
+/// relabel → counts → mode pyramid → surface → encode. Each is optional.
 #[derive(Debug, Clone, Default)]
 pub struct BatchSteps {
     /// split_apply over the batch seen as one volume stacked along z (block i holds z in
@@ -32,6 +34,9 @@ pub struct BatchSteps {
     /// half-size block, level k the half of level k − 1. Block sides are multiples of
     /// 2^levels, so no window of any level straddles two blocks.
     pub levels: u32,
+    /// surface of every block as an item, over these cells of each (`Cells::all(block)`
+    /// closes each block's labels at its faces).
+    pub surface: Option<Cells>,
     /// block_encode of every block (canonical codec form).
     pub encode: bool,
     /// also hand back the final scale-0 voxels (costs a full-size download; off for split).
@@ -48,6 +53,8 @@ pub struct BatchOutput {
     /// When `levels` > 0: the stacked volume of each level (`levels[0]` is level 1; at level k
     /// block i holds z in [i·block.z/2^k, (i+1)·block.z/2^k)).
     pub levels: Vec<Vec<u64>>,
+    /// When `surface`: per block, one mesh per label in ascending label order.
+    pub surfaces: Vec<Vec<LabelSurface>>,
     /// When `voxels`: the final scale-0 voxels, block after block.
     pub voxels: Vec<u64>,
     /// Voxels split_apply wrote (0 without split).
@@ -87,6 +94,9 @@ pub fn check(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<
     block.check_len(block.voxels(), "batch")?;
     if steps.encode {
         codec::check_block_shape(block)?;
+    }
+    if let Some(cells) = steps.surface {
+        cells.check(block)?;
     }
     if steps.levels >= usize::BITS {
         return Err(bad(format!("batch: {} levels is too many", steps.levels)));
@@ -157,6 +167,9 @@ pub fn step_by_step(
     }
     if steps.levels > 0 {
         out.levels = compute.pyramid_mode(&voxels, volume, steps.levels)?;
+    }
+    if let Some(cells) = steps.surface {
+        out.surfaces = compute.surface(&voxels, block, cells)?;
     }
     if steps.encode {
         out.blocks = compute.block_encode(&voxels, block)?;

@@ -1,5 +1,5 @@
 //! The batch twin: every block goes through the whole sequence (decode → split → relabel →
-//! counts → mode pyramid → encode) on one rayon task while it is in cache, instead of the batch
+//! counts → mode pyramid → surface → encode) on one rayon task while it is in cache, instead of the batch
 //! going through each kernel in turn. Blocks are independent for every step: split runs are
 //! normalized once over the stacked volume and each block applies its own planes' runs, and
 //! block sides are multiples of 2^levels, so each block's levels depend on that block alone.
@@ -12,12 +12,19 @@ use rayon::prelude::*;
 
 use super::codec::{self, Encoder};
 use super::lookup::Lookup;
-use super::{alloc, blocks, pyramid, relabel};
+use super::{alloc, blocks, pyramid, relabel, surface};
 use crate::compute::batch::{self, BatchInput, BatchOutput, BatchSteps};
-use crate::compute::{BlockCounts, Result, Run, Shape, normalize_runs};
+use crate::compute::{BlockCounts, LabelSurface, Result, Run, Shape, normalize_runs};
 
-/// One block's share of the output.
-type Part = (u64, Option<BlockCounts>, Option<Vec<u8>>);
+/// One block's share of the output: voxels split wrote, and what `Finished` holds.
+type Part = (u64, Finished);
+
+/// A final block's counts, meshes and encoding, as asked for.
+type Finished = (
+    Option<BlockCounts>,
+    Option<Vec<LabelSurface>>,
+    Option<Vec<u8>>,
+);
 
 /// The steps that rewrite voxels, with their lookups built once.
 struct Rewrite {
@@ -61,22 +68,24 @@ impl Rewrite {
     }
 }
 
-/// Counts, levels and encoding of one final block; `levels` are its share of each level.
+/// Counts, levels, meshes and encoding of one final block; `levels` are its share of each
+/// level.
 fn finish(
     vox: &[u64],
     levels: Vec<&mut [u64]>,
     block: Shape,
     steps: &BatchSteps,
     encoder: &mut Encoder,
-) -> Result<(Option<BlockCounts>, Option<Vec<u8>>)> {
+) -> Result<Finished> {
     let (mut src, mut shape) = (vox, block);
     for level in levels {
         pyramid::downsample_into(src, shape, level);
         src = level;
         shape = shape.half();
     }
+    let meshes = (steps.surface).map(|cells| surface::surface(vox, block, 1, cells).remove(0));
     if !steps.encode {
-        return Ok((steps.counts.then(|| blocks::counts(vox)), None));
+        return Ok((steps.counts.then(|| blocks::counts(vox)), meshes, None));
     }
     let mut out = Vec::new();
     let counts = match steps.counts {
@@ -86,7 +95,7 @@ fn finish(
             None
         }
     };
-    Ok((counts, Some(out)))
+    Ok((counts, meshes, Some(out)))
 }
 
 pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<BatchOutput> {
@@ -121,8 +130,7 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
                 .par_chunks(v)
                 .zip(shares)
                 .map_init(Encoder::default, |encoder, (vox, mine)| {
-                    let (c, e) = finish(vox, mine, block, steps, encoder)?;
-                    Ok((0, c, e))
+                    Ok((0, finish(vox, mine, block, steps, encoder)?))
                 })
                 .collect();
             (None, parts)
@@ -145,8 +153,7 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
                             }
                         }
                         let written = rewrite.apply(i, vox, block);
-                        let (c, e) = finish(vox, mine, block, steps, encoder)?;
-                        Ok((written, c, e))
+                        Ok((written, finish(vox, mine, block, steps, encoder)?))
                     },
                 )
                 .collect();
@@ -166,8 +173,7 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
                         codec::decode_into(blocks[i], vox)?;
                     }
                     let written = rewrite.apply(i, vox, block);
-                    let (c, e) = finish(vox, mine, block, steps, encoder)?;
-                    Ok((written, c, e))
+                    Ok((written, finish(vox, mine, block, steps, encoder)?))
                 })
                 .collect();
             (Some(voxels), parts)
@@ -179,9 +185,10 @@ pub fn run(input: BatchInput<'_>, block: Shape, steps: &BatchSteps) -> Result<Ba
         ..BatchOutput::default()
     };
     for part in parts {
-        let (written, counts, encoded) = part?;
+        let (written, (counts, meshes, encoded)) = part?;
         out.written += written;
         out.counts.extend(counts);
+        out.surfaces.extend(meshes);
         out.blocks.extend(encoded);
     }
     if steps.voxels {

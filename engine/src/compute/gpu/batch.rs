@@ -7,7 +7,8 @@
 //!    split runs and tables, the relabel table and the encoder's output layout. Kernels bind
 //!    ranges of it.
 //! 2. **Dispatches** into one encoder on device buffers: decode → split → relabel → counts →
-//!    mode pyramid (each level from the one before) → encode, each writing what the next reads.
+//!    mode pyramid (each level from the one before) → surface counts → encode, each writing
+//!    what the next reads.
 //! 3. **One download** when the input is encoded: one staging buffer, mapped once, holding
 //!    the flags, every sub-block's label count, the count entries, the encoder's label lists
 //!    and packed values, the pyramid's levels (and the voxels when asked). The encoder's and
@@ -24,6 +25,11 @@
 //!    for; the second brings exactly the used entries, label lists and packed values, gathered
 //!    by copies on the device. Every other voxel batch is one download.
 //!
+//! The surface's outputs vary in size with no bound worth staging, so the first download also
+//! brings their scanned totals, and the meshes come in one more (per range of cells whose
+//! outputs fit a binding): vertices numbered on the device, triangles as vertex slots
+//! (`surface::emit_indexed`).
+//!
 //! A batch whose blocks do not all fit one binding (`Gpu::max_binding`; 64 blocks of 64³
 //! exactly fill 128 MiB, lavapipe's limit) is cut into chunks of whole blocks, each with its
 //! own upload and download(s). A block or table that alone outgrows a binding (only with an
@@ -33,7 +39,7 @@ use std::ops::Range as Span;
 
 use super::decode;
 use super::device::{Gpu, Range, to_u32s, to_u64s};
-use super::{counts, downsample, encode, labels};
+use super::{counts, downsample, encode, labels, surface};
 use crate::compute::batch::{self, BatchInput, BatchOutput, BatchSteps};
 use crate::compute::cpu::CpuCompute;
 use crate::compute::{Compute, ComputeError, LabelTable, Result, Run, Shape, normalize_runs};
@@ -46,6 +52,7 @@ pub struct Kernels<'a> {
     pub counts: [&'a wgpu::ComputePipeline; 2],
     pub mode: &'a wgpu::ComputePipeline,
     pub encode: [&'a wgpu::ComputePipeline; 2],
+    pub surface: &'a surface::Kernels,
 }
 
 /// What the host knows of one block before anything runs.
@@ -209,6 +216,11 @@ impl Batch<'_> {
         for level in 1..=steps.levels {
             staging += (k as u64 * v * 8) >> (3 * level);
         }
+        if let Some(cells) = steps.surface {
+            let cells = (k * cells.count()) as u64;
+            bindings.push(cells * 4);
+            staging += 3 * (cells.div_ceil(256) + 1) * 4;
+        }
         if steps.voxels {
             staging += k as u64 * v * 8;
         }
@@ -219,6 +231,9 @@ impl Batch<'_> {
     }
 
     fn fits(&self, gpu: &Gpu, blocks: Span<usize>) -> bool {
+        if self.steps.surface.is_some() && blocks.len() > surface::MAX_ITEMS {
+            return false;
+        }
         let l = self.layout(gpu, blocks);
         l.largest <= gpu.max_binding && l.upload <= gpu.max_buffer && l.staging <= gpu.max_buffer
     }
@@ -558,6 +573,8 @@ fn run_chunk(
         };
         encode::record(gpu, &mut enc, k.encode, &b, n_sub);
     }
+    let meshes = (steps.surface)
+        .map(|cells| surface::count_items(gpu, k.surface, &mut enc, vox, block, n, cells));
 
     // 3. Back: one staging buffer for everything whose size the host knows.
     let mut reads: Vec<Range> = vec![
@@ -587,7 +604,16 @@ fn run_chunk(
     if steps.voxels {
         reads.push(vox);
     }
+    let meshes_read = reads.len();
+    if let Some(m) = &meshes {
+        reads.extend(m.reads());
+    }
     let (got, at) = gpu.download(enc, &reads)?;
+    if let Some(m) = &meshes {
+        let sums = &got[at[meshes_read]..];
+        out.surfaces
+            .extend(surface::emit_indexed(gpu, k.surface, m, sums)?);
+    }
     let word = |i: usize| u32::from_le_bytes(got[at[i]..at[i] + 4].try_into().unwrap());
     if batch.bounded && word(0) != 0 {
         return Err(decode::bad_index());

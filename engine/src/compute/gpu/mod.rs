@@ -45,10 +45,7 @@ struct Pipelines {
     decode: wgpu::ComputePipeline,
     encode_locals: wgpu::ComputePipeline,
     encode_pack: wgpu::ComputePipeline,
-    surface_count: wgpu::ComputePipeline,
-    surface_scan_blocks: wgpu::ComputePipeline,
-    surface_scan_sums: wgpu::ComputePipeline,
-    surface_emit: wgpu::ComputePipeline,
+    surface: surface::Kernels,
     copy: wgpu::ComputePipeline,
 }
 
@@ -98,10 +95,7 @@ impl Pipelines {
             decode: make(&decode, "main"),
             encode_locals: make(&encode, "locals"),
             encode_pack: make(&encode, "pack"),
-            surface_count: make(&surface, "count"),
-            surface_scan_blocks: make(&surface, "scan_blocks"),
-            surface_scan_sums: make(&surface, "scan_sums"),
-            surface_emit: make(&surface, "emit"),
+            surface: surface::Kernels::build(gpu, &surface.1),
             copy: make(&copy, "main"),
         }
     }
@@ -233,13 +227,7 @@ impl Compute for GpuCompute {
     fn surface(&self, labels: &[u64], item: Shape, cells: Cells) -> Result<Vec<Vec<LabelSurface>>> {
         item.check_batch(labels.len(), "surface")?;
         cells.check(item)?;
-        let kernels = surface::Kernels {
-            count: &self.pipes.surface_count,
-            scan_blocks: &self.pipes.surface_scan_blocks,
-            scan_sums: &self.pipes.surface_scan_sums,
-            emit: &self.pipes.surface_emit,
-        };
-        surface::surface(&self.gpu, &kernels, labels, item, cells)
+        surface::surface(&self.gpu, &self.pipes.surface, labels, item, cells)
     }
 
     fn run_batch(
@@ -255,6 +243,7 @@ impl Compute for GpuCompute {
             counts: [&self.pipes.count_insert, &self.pipes.count_compact],
             mode: &self.pipes.mode,
             encode: [&self.pipes.encode_locals, &self.pipes.encode_pack],
+            surface: &self.pipes.surface,
         };
         batch::run(&self.gpu, &kernels, input, block, steps)
     }
