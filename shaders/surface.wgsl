@@ -331,7 +331,12 @@ fn rank(r: vec2<u32>, e: u32) -> u32 {
 
 // How many vertices the cell owns.
 fn owned_count(r: vec2<u32>) -> u32 {
-    return r.y >> 16u;
+    return (r.y >> 16u) & 15u;
+}
+
+// Bit e set where the cell owns edge e's vertex.
+fn owned_edges(r: vec2<u32>) -> u32 {
+    return r.y >> 20u;
 }
 
 // Where cell q of item item_i stands in canonical order (the inverse of cell_at).
@@ -479,25 +484,28 @@ fn emit_indexed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         records[w + 1u] = l[k].y;
         records[w + 2u] = (cell.item_i << 16u) | (n_verts << 8u) | n_tris;
         r += 1u;
-        for (var e = 0u; e < 12u; e++) {
+        // Every crossed edge's slot, once: the record's own vertices are written here, the
+        // others' looked up at first use.
+        var slots: array<u32, 12>;
+        var known = owned_edges(r_words);
+        for (var own = known; own != 0u; own &= own - 1u) {
+            let e = firstTrailingBit(own);
             let n = rank(r_words, e);
-            if n != NOT_OWNED {
-                let h = vec3<u32>(2 * cell.q + 1) + edge_offset(e);
-                let at = (v + n - p.v_base) * 2u;
-                verts[at] = h.x | (h.y << 16u);
-                verts[at + 1u] = h.z;
-            }
+            slots[e] = v + n;
+            let h = vec3<u32>(2 * cell.q + 1) + edge_offset(e);
+            let at = (v + n - p.v_base) * 2u;
+            verts[at] = h.x | (h.y << 16u);
+            verts[at + 1u] = h.z;
         }
         for (var s = case_start(m); s < case_start(m + 1u); s++) {
             let edges = case_edges(s);
             for (var j = 0u; j < 3u; j++) {
                 let e = (edges >> (4u * j)) & 15u;
-                let n = rank(r_words, e);
-                var slot = v + n;
-                if n == NOT_OWNED {
-                    slot = foreign_slot(cell, low, l[k], m, e);
+                if ((known >> e) & 1u) == 0u {
+                    slots[e] = foreign_slot(cell, low, l[k], m, e);
+                    known |= 1u << e;
                 }
-                tris[(t - p.out_base) * 3u + j] = slot;
+                tris[(t - p.out_base) * 3u + j] = slots[e];
             }
             t += 1u;
         }

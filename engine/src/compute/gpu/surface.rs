@@ -35,8 +35,8 @@ const NOT_OWNED: u32 = 15;
 /// For each position of a cell against the box's low sides (bit a set where the cell is the
 /// box's first along axis a) and each case: the rank of every edge among the vertices the
 /// cell owns, in order of first use in the case's triangles (`NOT_OWNED` where the edge is
-/// not crossed or another cell owns it), 4 bits each, and their count. Two words per entry:
-/// edges 0–7, then edges 8–11 | count << 16.
+/// not crossed or another cell owns it), 4 bits each, their count and which they are. Two words
+/// per entry: edges 0–7, then edges 8–11 | count << 16 | owned edges (a bit each) << 20.
 ///
 /// A cell owns an edge's vertex when it is the first cell in canonical order holding the
 /// edge: on each of the edge's other two axes, the edge lies on the cell's high side or the
@@ -53,13 +53,14 @@ fn ranks() -> Vec<u32> {
         };
         for m in 0..256usize {
             let mut rank = [NOT_OWNED; 12];
-            let mut n = 0;
+            let (mut n, mut mine) = (0, 0u32);
             let tris = &t.triangles[t.start[m] as usize..t.start[m + 1] as usize];
             for &e in tris.iter().flatten() {
                 let e = e as usize;
                 if owned(e) && rank[e] == NOT_OWNED {
                     rank[e] = n;
                     n += 1;
+                    mine |= 1 << e;
                 }
             }
             let word = |es: std::ops::Range<usize>| {
@@ -67,7 +68,7 @@ fn ranks() -> Vec<u32> {
                     .fold(0u32, |w, (i, e)| w | rank[e] << (4 * i))
             };
             out.push(word(0..8));
-            out.push(word(8..12) | n << 16);
+            out.push(word(8..12) | n << 16 | mine << 20);
         }
     }
     out
