@@ -18,8 +18,9 @@
 //                  vertices << 8 | triangles (a piece holds at most 2^16 items). Vertices
 //                  (2 words: hx | hy << 16, hz) lie in record order, each record's own in order
 //                  of first use; a triangle is the three slots of its corners, which name the
-//                  owner's vertex. The host maps slots to per-label numbers, record by record,
-//                  with no lookups by position.
+//                  owner's vertex: cells publish where their far-edge vertices lie (`far`),
+//                  and an owner on the box's low sides is recomputed. The host maps slots to
+//                  per-label numbers, record by record, with no lookups by position.
 
 struct Params {
     // Item shape, and the voxel rows of each plane of each item held in `labels` (from `row0`).
