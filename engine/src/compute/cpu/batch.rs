@@ -1,8 +1,9 @@
 //! The batch twin: every block goes through the whole sequence (decode → split → relabel →
-//! counts → mode pyramid → surface → encode) on one rayon task while it is in cache, instead of the batch
-//! going through each kernel in turn. Blocks are independent for every step: split runs are
-//! normalized once over the stacked volume and each block applies its own planes' runs, and
-//! block sides are multiples of 2^levels, so each block's levels depend on that block alone.
+//! counts → mode pyramid → surface → encode) on one rayon task while it is in cache, instead of
+//! the batch going through each kernel in turn. Blocks are independent for every step: split
+//! runs are normalized once over the stacked volume and each block applies its own planes'
+//! runs, block sides are multiples of 2^levels, so each block's levels depend on that block
+//! alone, and each block is its own item for the surface.
 //!
 //! One allocation for the voxels when they are handed back (that same buffer); otherwise a
 //! block-sized buffer per task, reused (none when the input is voxels that nothing rewrites).
