@@ -134,7 +134,15 @@ fn mask_of(l: array<vec2<u32>, 8>, c: u32) -> u32 {
     return m;
 }
 
-fn cell_triangles(l: array<vec2<u32>, 8>) -> u32 {
+// Whether a label's mask m in a cell makes a record: some corner out, the label not 0.
+fn meshed(m: u32, label: vec2<u32>) -> bool {
+    return m != 255u && (label.x != 0u || label.y != 0u);
+}
+
+// The masks of the labels a cell meshes, in order of their first corner (0 after the last):
+// its records, one per label, in canonical order.
+fn cell_records(l: array<vec2<u32>, 8>) -> array<u32, 8> {
+    var out: array<u32, 8>;
     var n = 0u;
     var done = 0u;
     for (var c = 0u; c < 8u; c++) {
@@ -143,9 +151,20 @@ fn cell_triangles(l: array<vec2<u32>, 8>) -> u32 {
         }
         let m = mask_of(l, c);
         done |= m;
-        if m != 255u && (l[c].x != 0u || l[c].y != 0u) {
-            n += case_start(m + 1u) - case_start(m);
+        if meshed(m, l[c]) {
+            out[n] = m;
+            n += 1u;
         }
+    }
+    return out;
+}
+
+fn cell_triangles(l: array<vec2<u32>, 8>) -> u32 {
+    let masks = cell_records(l);
+    var n = 0u;
+    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
+        let m = masks[i];
+        n += case_start(m + 1u) - case_start(m);
     }
     return n;
 }
@@ -268,16 +287,10 @@ fn emit(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let cell = cell_at(c);
     let l = corners(cell);
     var at = offsets[c] - p.out_base;
-    var done = 0u;
-    for (var k = 0u; k < 8u; k++) {
-        if ((done >> k) & 1u) == 1u {
-            continue;
-        }
-        let m = mask_of(l, k);
-        done |= m;
-        if m == 255u || (l[k].x == 0u && l[k].y == 0u) {
-            continue;
-        }
+    let masks = cell_records(l);
+    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
+        let m = masks[i];
+        let k = firstTrailingBit(m);
         for (var t = case_start(m); t < case_start(m + 1u); t++) {
             let edges = case_edges(t);
             let w = at * 8u;
@@ -351,11 +364,6 @@ fn index_of(item_i: u32, q: vec3<i32>) -> u32 {
     return item_i * p.nx * p.ny * p.nz + strip * STRIP * p.nx * p.nz + s;
 }
 
-// Whether a label's mask m in a cell makes a record: some corner out, the label not 0.
-fn meshed(m: u32, label: vec2<u32>) -> bool {
-    return m != 255u && (label.x != 0u || label.y != 0u);
-}
-
 // The 5-bit field of `far` for the far edge along `axis`, on the side of the edge's low
 // (side 0) or high (side 1) end.
 fn far_field(axis: u32, side: u32) -> u32 {
@@ -392,18 +400,11 @@ fn foreign_slot(cell: Cell, low: u32, label: vec2<u32>, m: u32, e: u32) -> u32 {
     let lo = corners(owner);
     let owner_low = low_sides(owner.q);
     var slot = voffsets[at];
-    var done = 0u;
-    for (var c = 0u; c < 8u; c++) {
-        if ((done >> c) & 1u) == 1u {
-            continue;
-        }
-        let mo = mask_of(lo, c);
-        done |= mo;
-        if !meshed(mo, lo[c]) {
-            continue;
-        }
+    let masks = cell_records(lo);
+    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
+        let mo = masks[i];
         let r = ranks(owner_low, mo);
-        if label_eq(lo[c], label) {
+        if label_eq(lo[firstTrailingBit(mo)], label) {
             return slot + rank(r, wanted);
         }
         slot += owned_count(r);
@@ -425,16 +426,9 @@ fn count_indexed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var n_verts = 0u;
     var n_records = 0u;
     var far_word = 0u;
-    var done = 0u;
-    for (var k = 0u; k < 8u; k++) {
-        if ((done >> k) & 1u) == 1u {
-            continue;
-        }
-        let m = mask_of(l, k);
-        done |= m;
-        if !meshed(m, l[k]) {
-            continue;
-        }
+    let masks = cell_records(l);
+    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
+        let m = masks[i];
         let r = ranks(low, m);
         for (var axis = 0u; axis < 3u; axis++) {
             let e = axis * 4u + 3u;
@@ -467,16 +461,10 @@ fn emit_indexed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     var t = offsets[c];
     var v = voffsets[c];
     var r = roffsets[c];
-    var done = 0u;
-    for (var k = 0u; k < 8u; k++) {
-        if ((done >> k) & 1u) == 1u {
-            continue;
-        }
-        let m = mask_of(l, k);
-        done |= m;
-        if !meshed(m, l[k]) {
-            continue;
-        }
+    let masks = cell_records(l);
+    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
+        let m = masks[i];
+        let k = firstTrailingBit(m);
         let n_tris = case_start(m + 1u) - case_start(m);
         let r_words = ranks(low, m);
         let n_verts = owned_count(r_words);
