@@ -162,8 +162,8 @@ fn cell_records(l: array<vec2<u32>, 8>) -> array<u32, 8> {
 fn cell_triangles(l: array<vec2<u32>, 8>) -> u32 {
     let masks = cell_records(l);
     var n = 0u;
-    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
-        let m = masks[i];
+    for (var rec = 0u; rec < 8u && masks[rec] != 0u; rec++) {
+        let m = masks[rec];
         n += case_start(m + 1u) - case_start(m);
     }
     return n;
@@ -288,8 +288,8 @@ fn emit(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let l = corners(cell);
     var at = offsets[c] - p.out_base;
     let masks = cell_records(l);
-    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
-        let m = masks[i];
+    for (var rec = 0u; rec < 8u && masks[rec] != 0u; rec++) {
+        let m = masks[rec];
         let k = firstTrailingBit(m);
         for (var t = case_start(m); t < case_start(m + 1u); t++) {
             let edges = case_edges(t);
@@ -401,8 +401,8 @@ fn foreign_slot(cell: Cell, low: u32, label: vec2<u32>, m: u32, e: u32) -> u32 {
     let owner_low = low_sides(owner.q);
     var slot = voffsets[at];
     let masks = cell_records(lo);
-    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
-        let mo = masks[i];
+    for (var rec = 0u; rec < 8u && masks[rec] != 0u; rec++) {
+        let mo = masks[rec];
         let r = ranks(owner_low, mo);
         if label_eq(lo[firstTrailingBit(mo)], label) {
             return slot + rank(r, wanted);
@@ -427,8 +427,8 @@ fn count_indexed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var n_records = 0u;
     var far_word = 0u;
     let masks = cell_records(l);
-    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
-        let m = masks[i];
+    for (var rec = 0u; rec < 8u && masks[rec] != 0u; rec++) {
+        let m = masks[rec];
         let r = ranks(low, m);
         for (var axis = 0u; axis < 3u; axis++) {
             let e = axis * 4u + 3u;
@@ -462,8 +462,8 @@ fn emit_indexed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     var v = voffsets[c];
     var r = roffsets[c];
     let masks = cell_records(l);
-    for (var i = 0u; i < 8u && masks[i] != 0u; i++) {
-        let m = masks[i];
+    for (var rec = 0u; rec < 8u && masks[rec] != 0u; rec++) {
+        let m = masks[rec];
         let k = firstTrailingBit(m);
         let n_tris = case_start(m + 1u) - case_start(m);
         let r_words = ranks(low, m);
