@@ -332,6 +332,26 @@ proptest! {
     }
 }
 
+/// A gzip header may carry an extra field of up to 64 KiB, which the decoder buffers whole:
+/// with a small limit, that field and the inflater's state are what `gunzip` holds (a case
+/// `gunzip_allocation_follows_its_limit` once found, when the decoder also copied the input
+/// through a 32 KiB buffer of its own).
+#[test]
+fn gunzip_of_a_long_header_field_follows_its_limit() {
+    use std::io::Write;
+    let mut gz = flate2::GzBuilder::new()
+        .extra(vec![7u8; 65_535])
+        .write(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&[1u8; 5000]).unwrap();
+    let gz = gz.finish().unwrap();
+    for limit in [0, 100, 4095] {
+        let (r, u) = measure(|| stored::gunzip(&gz, limit));
+        within(u, 2 * (limit + 1) + (1 << 17), "gunzip");
+        assert!(r.is_err(), "5000 bytes fit a limit of {limit}");
+    }
+    assert_eq!(stored::gunzip(&gz, 5000).unwrap(), vec![1u8; 5000]);
+}
+
 #[test]
 fn seeds_parse() {
     for s in rle_seeds() {
