@@ -217,9 +217,9 @@ impl Batch<'_> {
             staging += (k as u64 * v * 8) >> (3 * level);
         }
         if let Some(cells) = steps.surface {
-            let cells = (k * cells.count()) as u64;
-            bindings.push(cells * 4);
-            staging += 3 * (cells.div_ceil(256) + 1) * 4;
+            let (binding, sums) = surface::count_sizes((k * cells.count()) as u64);
+            bindings.push(binding);
+            staging += sums;
         }
         if steps.voxels {
             staging += k as u64 * v * 8;

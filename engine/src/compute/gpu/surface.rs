@@ -370,6 +370,13 @@ impl Indexer {
     }
 }
 
+/// What counting `cells` whole items' cells takes: its largest binding (a word per cell, in
+/// each of its arrays) and the bytes `Counted::reads` bring back (each of the three arrays'
+/// block starts and total).
+pub fn count_sizes(cells: u64) -> (u64, u64) {
+    (cells * 4, 3 * (cells.div_ceil(BLOCK) + 1) * 4)
+}
+
 /// Records the counts of `items` whole items resident in `labels` on the device, for
 /// `emit_indexed` after the caller's download of `reads()`.
 pub fn count_items<'a>(
@@ -404,7 +411,7 @@ pub fn surface(
         return Ok(vec![Vec::new(); items]);
     }
     let fit_items = (gpu.max_binding / (item.voxels() as u64 * 8))
-        .min(gpu.max_binding / (per_item_cells * 4))
+        .min(gpu.max_binding / count_sizes(per_item_cells).0)
         .min(MAX_ITEMS as u64) as usize;
     if fit_items >= 1 {
         let mut out = Vec::with_capacity(items);
