@@ -2,13 +2,14 @@
 # Installs the system packages Tessera needs to build and test. Idempotent: does nothing when
 # they are already present.
 #   libclang-dev                     bindgen needs it to build RocksDB's bindings
+#   clang                            compiles RocksDB's C++ (.cargo/config.toml), faster than g++
 #   mesa-vulkan-drivers libvulkan1   lavapipe, the software Vulkan adapter used for GPU tests in CI
 #   libturbojpeg0-dev pkg-config     libjpeg-turbo, the JPEG codec of grayscale blocks
 #   python3 python3-venv             the client-library checks (scripts/pyenv.sh)
 # Arguments name more packages to install the same way (scripts/browser.sh: chromium, …).
 set -euo pipefail
 
-PACKAGES=(libclang-dev libturbojpeg0-dev pkg-config mesa-vulkan-drivers libvulkan1 python3 python3-venv "$@")
+PACKAGES=(libclang-dev clang libturbojpeg0-dev pkg-config mesa-vulkan-drivers libvulkan1 python3 python3-venv "$@")
 
 missing=()
 for p in "${PACKAGES[@]}"; do
