@@ -18,6 +18,11 @@ pub enum Durability {
     /// write of the same request commits with (a mutation's label allocation), and for derived
     /// values that a crash only makes someone compute again (kept meshes).
     Lazy,
+    /// Kept out of the write-ahead log: durable once `KvStore::sync` returns, which writes the
+    /// engine's memory out; lost with the process before that. For large derived values that a
+    /// crash only makes someone compute again (kept meshes of tens of MB): they reach the disk
+    /// once, in their own files, rather than through the log first and then again.
+    Unlogged,
 }
 
 /// A set of writes applied all-or-nothing by [`KvStore::write`].

@@ -1,4 +1,5 @@
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
@@ -18,6 +19,8 @@ const COMPACTION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct RocksStore {
     db: DB,
     sync: bool,
+    /// Whether an `Unlogged` write may be in a memtable only, for `sync` to write out.
+    unlogged: AtomicBool,
     /// A secondary instance following another process's database (a read replica).
     secondary: bool,
 }
@@ -29,6 +32,7 @@ impl RocksStore {
         Ok(Self {
             db,
             sync: true,
+            unlogged: AtomicBool::new(false),
             secondary: false,
         })
     }
@@ -46,6 +50,7 @@ impl RocksStore {
         Ok(Self {
             db,
             sync: true,
+            unlogged: AtomicBool::new(false),
             secondary: true,
         })
     }
@@ -152,8 +157,13 @@ impl KvStore for RocksStore {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
-        let lazy = batch.durability == Durability::Lazy;
-        let options = self.write_options_synced(self.sync && !lazy);
+        let mut options =
+            self.write_options_synced(self.sync && batch.durability == Durability::Synced);
+        if batch.durability == Durability::Unlogged {
+            // Set before the write, so a `sync` that runs after it returns sees the flag.
+            self.unlogged.store(true, Ordering::SeqCst);
+            options.disable_wal(true);
+        }
         for op in batch.ops {
             match op {
                 WriteOp::Put(k, v) => wb.put(k, v),
@@ -178,8 +188,15 @@ impl KvStore for RocksStore {
     }
 
     fn sync(&self) -> Result<()> {
+        if self.secondary {
+            return Ok(());
+        }
+        // Unlogged writes are in the memtables only, until a flush writes them to files.
+        if self.unlogged.swap(false, Ordering::SeqCst) {
+            self.db.flush()?;
+        }
         // A store opened without synced writes promises no more than the page cache.
-        if self.sync && !self.secondary {
+        if self.sync {
             self.db.flush_wal(true)?;
         }
         Ok(())

@@ -8,6 +8,13 @@ use super::keys::tkey;
 use crate::Result;
 use crate::datatype::{DataCtx, Handle};
 
+/// Derived values this large skip the write-ahead log (`Durability::Unlogged`): a 10M-voxel
+/// body's kept mesh is ~85 MB, which the log would write once and the memtable's flush again,
+/// in the background, where the next edit's synced commit waited on it (docs/benchmarks.md,
+/// edit latency). Smaller ones are logged, so a `sync` after only them is a log sync, not a
+/// flush of the memtable into small table files.
+const UNLOGGED_MIN: usize = 1 << 20;
+
 /// A keyvalue instance at one version.
 pub struct KeyValue {
     ctx: DataCtx,
@@ -31,7 +38,12 @@ impl KeyValue {
     /// returns. A crash before that may lose it, so only a writer that computes it again after
     /// a crash (a subscriber, before it acknowledges its events) writes this way.
     pub fn put_derived(&self, key: &str, value: &[u8]) -> Result<()> {
-        handlers::put(&self.ctx, key.as_bytes(), value, Durability::Lazy)
+        let durability = if value.len() >= UNLOGGED_MIN {
+            Durability::Unlogged
+        } else {
+            Durability::Lazy
+        };
+        handlers::put(&self.ctx, key.as_bytes(), value, durability)
     }
 
     /// Deletes a key at this version, recorded as `DELETE key` records it, written as
