@@ -345,12 +345,12 @@ fn rank(r: vec2<u32>, e: u32) -> u32 {
 
 // How many vertices the cell owns.
 fn owned_count(r: vec2<u32>) -> u32 {
-    return (r.y >> 16u) & 15u;
+    return countOneBits(owned_edges(r));
 }
 
 // Bit e set where the cell owns edge e's vertex.
 fn owned_edges(r: vec2<u32>) -> u32 {
-    return r.y >> 20u;
+    return r.y >> 16u;
 }
 
 // Where cell q of item item_i stands in canonical order (the inverse of cell_at).

@@ -35,8 +35,9 @@ const NOT_OWNED: u32 = 15;
 /// For each position of a cell against the box's low sides (bit a set where the cell is the
 /// box's first along axis a) and each case: the rank of every edge among the vertices the
 /// cell owns, in order of first use in the case's triangles (`NOT_OWNED` where the edge is
-/// not crossed or another cell owns it), 4 bits each, their count and which they are. Two words
-/// per entry: edges 0–7, then edges 8–11 | count << 16 | owned edges (a bit each) << 20.
+/// not crossed or another cell owns it), 4 bits each, and which edges it owns (their count is
+/// the cell's vertex count). Two words per entry: edges 0–7, then edges 8–11 | owned edges (a
+/// bit each) << 16.
 ///
 /// A cell owns an edge's vertex when it is the first cell in canonical order holding the
 /// edge: on each of the edge's other two axes, the edge lies on the cell's high side or the
@@ -68,7 +69,7 @@ fn ranks() -> Vec<u32> {
                     .fold(0u32, |w, (i, e)| w | rank[e] << (4 * i))
             };
             out.push(word(0..8));
-            out.push(word(8..12) | n << 16 | mine << 20);
+            out.push(word(8..12) | mine << 16);
         }
     }
     out
@@ -540,8 +541,7 @@ mod tests {
             let crossed = tris.iter().flatten().fold(0u32, |b, &e| b | 1 << e);
             for (low, owned) in [(7, crossed), (0, crossed & far)] {
                 let w = [r[(low * 256 + m) * 2], r[(low * 256 + m) * 2 + 1]];
-                assert_eq!(w[1] >> 20, owned, "case {m}, low sides {low}");
-                assert_eq!(w[1] >> 16 & 15, owned.count_ones(), "case {m}");
+                assert_eq!(w[1] >> 16, owned, "case {m}, low sides {low}");
                 let rank = |e: usize| match e < 8 {
                     true => w[0] >> (4 * e) & 15,
                     false => w[1] >> (4 * (e - 8)) & 15,
