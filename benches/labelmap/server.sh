@@ -36,6 +36,8 @@ start_server() {
         for rlog in $(find "$WORK" -name LOG 2>/dev/null); do
             cp "$rlog" "$WORK.$(basename "$(dirname "$rlog")").rocksdb.LOG"
         done
+        # What the store came to on disk: the space its engine's garbage collection left.
+        echo "store on disk: $(du -sm "$WORK" | cut -f1) MiB"
         rm -rf "$WORK"
         echo "server log: $LOG"
     }
