@@ -71,9 +71,9 @@ impl RocksStore {
         // blob files whenever a compaction passes their keys, and with kept meshes (one body's
         // mesh written again per edit, most bodies' never) that was the same static meshes
         // copied over and over: 10 GB rewritten and 72 s of CPU in a 5-minute edit bench.
-        // Without it a blob file is freed once all its values are overwritten or deleted, so
-        // a store stays within about twice its live size (tests/blob_space.rs; the bench's
-        // store: 1,041 MiB against 985 with it on).
+        // Without it a blob file is freed once all its values are overwritten or deleted; a
+        // kept mesh is flushed per edit, so its file goes when those bodies are edited again
+        // (tests/blob_space.rs; the bench's store: 1,041 MiB against 985 with it on).
         opts.set_enable_blob_gc(false);
         // Write back in the background as files grow, so a flush is not one burst that the
         // next synced write's fsync waits behind.
