@@ -15,6 +15,7 @@ mod auth;
 mod cli;
 mod config;
 mod error;
+mod lanes;
 mod metrics;
 mod routes;
 mod server;

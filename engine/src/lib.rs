@@ -18,6 +18,7 @@ pub mod instance;
 pub mod mesh;
 pub mod mutation;
 pub mod precomputed;
+pub mod priority;
 pub mod remote;
 pub mod repo;
 pub mod services;

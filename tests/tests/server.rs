@@ -391,3 +391,54 @@ fn server_config_is_admin_only() {
         r.text()
     );
 }
+
+/// The server's threads by name, each with its niceness (`/proc/<pid>/task/*/stat`, field 19).
+#[cfg(target_os = "linux")]
+fn threads(pid: u32) -> Vec<(String, i32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // After the parenthesised name: state is field 3, so niceness (19) is the 17th.
+            let nice = stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()?;
+            Some((name.trim_end().to_string(), nice))
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn reads_run_on_threads_below_the_writes() {
+    let srv = Server::start();
+    let root = srv.create_repo("lanes");
+    srv.create_instance(&root, "keyvalue", "kv");
+    srv.put_key(&root, "kv", "k", b"v");
+    assert_eq!(srv.key_value(&root, "kv", "k").as_deref(), Some(&b"v"[..]));
+
+    let own: i32 = {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", srv.pid())).unwrap();
+        stat.rsplit_once(") ").unwrap().1.split(' ').nth(16).unwrap().parse().unwrap()
+    };
+    let threads = threads(srv.pid());
+    let reads: Vec<i32> = threads
+        .iter()
+        .filter(|(name, _)| name == "tessera read")
+        .map(|t| t.1)
+        .collect();
+    assert!(!reads.is_empty(), "no read lane thread in {threads:?}");
+    // 3 (tessera_engine::priority::READS), or the server's own if it was started lower.
+    assert!(
+        reads.iter().all(|&n| n >= 3.max(own)),
+        "read lane threads at {reads:?}"
+    );
+    // The write went through tokio's blocking pool, which keeps the process's priority.
+    let writes: Vec<i32> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("tokio-r"))
+        .map(|t| t.1)
+        .collect();
+    assert!(!writes.is_empty(), "no tokio thread in {threads:?}");
+    assert!(writes.iter().all(|&n| n == own), "tokio threads at {writes:?}");
+}

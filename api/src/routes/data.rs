@@ -8,9 +8,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::Response;
 use bytes::Bytes;
 use tessera_engine::datatype::{self, BodyStream, Caller, DataRequest};
+use tessera_engine::engine::RequestKind;
 use tokio_stream::StreamExt;
 
 use crate::error::{ApiError, ApiResult};
+use crate::lanes;
 use crate::server::Shared;
 
 pub async fn handle(
@@ -67,14 +69,19 @@ pub async fn handle(
         stream,
     };
     let engine = st.engine.clone();
-    let resp = tokio::task::spawn_blocking(move || {
+    // Reads by the rule access control uses: POST ptquery or a neuronjson query is a read.
+    let read = matches!(
+        st.engine.request_kind(&uuid, &name, method, &req.keyword),
+        RequestKind::Read
+    );
+    let resp = lanes::run(read, move || {
         engine
             .data_request(&uuid, &name, &req, &caller)
             .and_then(datatype::DataResponse::first_chunk_checked)
     })
     .await
     .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;
-    Ok(into_response(resp))
+    Ok(into_response(resp, read))
 }
 
 fn too_large() -> ApiError {
@@ -181,13 +188,14 @@ pub fn data_method(m: &Method) -> Option<datatype::Method> {
     })
 }
 
-pub(super) fn into_response(r: datatype::DataResponse) -> Response {
+/// The response; a streamed body's chunks are produced on the read lane when `read`.
+pub(super) fn into_response(r: datatype::DataResponse, read: bool) -> Response {
     let body = match r.body {
         datatype::Body::Full(b) => Body::from(b),
         datatype::Body::Stream(iter) => {
             // Produce chunks on a blocking thread; the channel bounds memory to a few chunks.
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-            tokio::task::spawn_blocking(move || {
+            lanes::spawn(read, move || {
                 for chunk in iter {
                     let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
                     let failed = item.is_err();

@@ -29,7 +29,8 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let engine = st.engine.clone();
-    let resp = tokio::task::spawn_blocking(move || {
+    // The precomputed view serves reads only.
+    let resp = crate::lanes::run(true, move || {
         let range = range.as_deref();
         precomputed::serve(
             engine.as_ref(),
@@ -43,5 +44,5 @@ pub async fn handle(
     })
     .await
     .map_err(|e| ApiError(tessera_engine::Error::Internal(e.to_string())))??;
-    Ok(into_response(resp))
+    Ok(into_response(resp, true))
 }

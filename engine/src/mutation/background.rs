@@ -7,7 +7,8 @@
 //! gives a request thread about three times a subscriber thread's share of a busy core, and
 //! the derived work still has every core that requests leave idle. Nice 10 answered about as
 //! fast but let the kept meshes fall further behind a closed loop of readers
-//! (docs/benchmarks.md). Requests keep the global rayon pool.
+//! (docs/benchmarks.md). Requests keep the global rayon pool (`crate::priority` has every
+//! kind of thread's priority).
 //!
 //! Subscribers that others wait for from inside their own deliveries (`Subscription::awaited`:
 //! the pyramid, which kept meshes at a coarse scale settle on) get a second pool. In one shared
@@ -17,8 +18,7 @@
 
 use std::sync::OnceLock;
 
-/// The niceness of subscribers' threads (requests run at 0; 19 is the lowest priority).
-const NICE: i32 = 5;
+use crate::priority::{self, DERIVED};
 
 /// Runs `f` in a background pool (the awaited subscribers' own with `awaited`), so that its
 /// rayon calls run there too.
@@ -39,48 +39,30 @@ fn pool(
     cell.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .thread_name(move |i| format!("{name} {i}"))
-            .start_handler(|_| lower_this_thread())
+            .start_handler(|_| priority::lower_this_thread(DERIVED))
             .build()
             .expect("starting a subscribers' thread pool")
     })
-}
-
-/// Lowers the calling thread's CPU priority to `NICE`. Best effort: where the system refuses,
-/// the thread keeps its priority and only the ordering under load is lost.
-pub(crate) fn lower_this_thread() {
-    #[cfg(target_os = "linux")]
-    {
-        const PRIO_PROCESS: i32 = 0;
-        unsafe extern "C" {
-            fn gettid() -> i32;
-            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
-        }
-        // SAFETY: both calls take plain integers; on Linux, PRIO_PROCESS with a thread id sets
-        // that thread's niceness alone.
-        unsafe { setpriority(PRIO_PROCESS, gettid() as u32, NICE) };
-    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
-    fn niceness() -> i32 {
-        unsafe extern "C" {
-            fn gettid() -> i32;
-            fn getpriority(which: i32, who: u32) -> i32;
-        }
-        // SAFETY: plain integers in and out; PRIO_PROCESS (0) with a thread id reads that thread.
-        unsafe { getpriority(0, gettid() as u32) }
-    }
-
     #[test]
     fn the_pool_runs_below_the_caller_and_leaves_the_caller_alone() {
-        let before = niceness();
-        let in_pool = install(false, niceness);
-        assert!(install(true, niceness) >= NICE, "awaited pool thread");
-        // At least NICE: a test run already niced further cannot raise a thread back.
-        assert!(in_pool >= NICE, "pool thread at nice {in_pool}");
-        assert_eq!(niceness(), before, "the caller's priority changed");
+        let before = priority::this_thread();
+        let in_pool = install(false, priority::this_thread);
+        assert!(
+            install(true, priority::this_thread) >= DERIVED,
+            "awaited pool thread"
+        );
+        // At least DERIVED: a test run already niced further cannot raise a thread back.
+        assert!(in_pool >= DERIVED, "pool thread at nice {in_pool}");
+        assert_eq!(
+            priority::this_thread(),
+            before,
+            "the caller's priority changed"
+        );
     }
 }

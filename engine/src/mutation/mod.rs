@@ -490,7 +490,7 @@ impl Worker {
     }
 
     fn run(self: Arc<Worker>, service: std::sync::Weak<Mutations>) {
-        background::lower_this_thread();
+        crate::priority::lower_this_thread(crate::priority::DERIVED);
         let mut backoff = Duration::from_millis(100);
         loop {
             {
