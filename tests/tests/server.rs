@@ -392,7 +392,14 @@ fn server_config_is_admin_only() {
     );
 }
 
-/// The server's threads by name, each with its niceness (`/proc/<pid>/task/*/stat`, field 19).
+/// The niceness in a `/proc/.../stat` file: field 19, the 17th after the parenthesised name.
+#[cfg(target_os = "linux")]
+fn niceness(stat: &std::path::Path) -> Option<i32> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()
+}
+
+/// The server's threads by name, each with its niceness.
 #[cfg(target_os = "linux")]
 fn threads(pid: u32) -> Vec<(String, i32)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -400,10 +407,7 @@ fn threads(pid: u32) -> Vec<(String, i32)> {
         .filter_map(|t| {
             let dir = t.ok()?.path();
             let name = std::fs::read_to_string(dir.join("comm")).ok()?;
-            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-            // After the parenthesised name: state is field 3, so niceness (19) is the 17th.
-            let nice = stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()?;
-            Some((name.trim_end().to_string(), nice))
+            Some((name.trim_end().to_string(), niceness(&dir.join("stat"))?))
         })
         .collect()
 }
@@ -417,10 +421,7 @@ fn reads_run_on_threads_below_the_writes() {
     srv.put_key(&root, "kv", "k", b"v");
     assert_eq!(srv.key_value(&root, "kv", "k").as_deref(), Some(&b"v"[..]));
 
-    let own: i32 = {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", srv.pid())).unwrap();
-        stat.rsplit_once(") ").unwrap().1.split(' ').nth(16).unwrap().parse().unwrap()
-    };
+    let own = niceness(format!("/proc/{}/stat", srv.pid()).as_ref()).unwrap();
     let threads = threads(srv.pid());
     let reads: Vec<i32> = threads
         .iter()
@@ -440,5 +441,8 @@ fn reads_run_on_threads_below_the_writes() {
         .map(|t| t.1)
         .collect();
     assert!(!writes.is_empty(), "no tokio thread in {threads:?}");
-    assert!(writes.iter().all(|&n| n == own), "tokio threads at {writes:?}");
+    assert!(
+        writes.iter().all(|&n| n == own),
+        "tokio threads at {writes:?}"
+    );
 }
