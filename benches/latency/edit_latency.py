@@ -19,6 +19,10 @@ POST merge each. Per iteration, on each body B (one untimed warm-up iteration fi
   split-sv     POST split-supervoxel/V with the RLE of a z-slab of V, one of B's supervoxels
 Each edit is timed from sending it until
   ack       its answer arrived;
+  server    (not from the client's clock) the server's own time for it, from its access log
+            (`tessera::access ... ms=`, the request's entry into the router until the answer
+            was ready): what the answer spent outside it is the HTTP round trip and waiting
+            for a core, the client's or the server's, which shows where a slow answer went;
   index     GET size/<label> of every body (or supervoxel) it changed equals the voxel count
             the edit implies (counted from the volume here);
   pyramid   a scale-5 read (mapped, and supervoxels=true) shows the edit: a merged or cleaved
@@ -42,6 +46,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import struct
 import sys
@@ -64,7 +69,7 @@ LABELS = {
     "merge-back": "merge (split piece back)",
     "split-sv": "split-supervoxel (a z-slab)",
 }
-STAGES = ("ack", "index", "pyramid", "current", "synced")
+STAGES = ("ack", "server", "index", "pyramid", "current", "synced")
 POLL_S = 30          # how long a check may take before the edit counts as never current
 SYNC_WAIT_S = 300
 
@@ -224,8 +229,8 @@ def choose_pieces(v, body, taken, used, visible, iterations):
 # ---------------------------------------------------------------- one timed edit
 
 class Edits:
-    def __init__(self, api, shape, pause=0.0):
-        self.api, self.shape, self.pause = api, shape, pause
+    def __init__(self, api, shape, log_path=None, pause=0.0):
+        self.api, self.shape, self.log_path, self.pause = api, shape, log_path, pause
         self.first_read = {"index": [0, 0], "pyramid": [0, 0], "mesh": [0, 0]}   # current at first read, all
         self.never = []
 
@@ -254,6 +259,7 @@ class Edits:
         api = self.api
         time.sleep(self.pause)
         m0, s0 = api.coarse(self.shape, False), api.coarse(self.shape, True)
+        log_at = os.path.getsize(self.log_path) if self.log_path else None
         t0 = time.perf_counter()
         status, data = api.cli.request("POST", path, body=payload)
         ack = time.perf_counter() - t0
@@ -279,11 +285,28 @@ class Edits:
             else f"seg_meshes_mutid of {meshes} isn't {mutid}", t0)
         caught = api.sync()
         t["synced"] = time.perf_counter() - t0
+        t["server"] = self.server_seconds(log_at, path)
         if not caught:
             self.never.append(f"{what}: the sync workers did not catch up in {SYNC_WAIT_S} s")
         for b in meshes:
             api.kept_mesh(b)
         return ans, {k: 1e3 * s for k, s in t.items()}
+
+
+    def server_seconds(self, log_at, path):
+        """The server's time for the first POST of `path` logged after offset `log_at` of its
+        log (the access line is written once the answer is ready, long before the polls end);
+        NaN without a log or the line."""
+        if log_at is None:
+            return math.nan
+        with open(self.log_path, "rb") as f:
+            f.seek(log_at)
+            for line in f.read().decode(errors="replace").splitlines():
+                if "tessera::access" in line and f" method=POST uri={path} " in line:
+                    m = re.search(r" ms=([0-9.]+)", line)
+                    if m:
+                        return float(m.group(1)) / 1e3
+        return math.nan
 
 
 def same(m1, want):
@@ -399,16 +422,17 @@ def goal(kind, target, s):
 
 
 def report(res):
-    print("\n| edit | body voxels | n | ack p50 | ack p99 | p99/p50 | current p50 | current p99 |"
-          " p99/p50 | synced p50 | goal (ack) | goal (current) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| edit | body voxels | n | ack p50 | ack p99 | p99/p50 | server p50 | server p99 |"
+          " current p50 | current p99 | p99/p50 | synced p50 | goal (ack) | goal (current) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for b in res["bodies"]:
         for kind in KINDS:
-            a, c, y = (b["ms"][kind][st] for st in ("ack", "current", "synced"))
+            a, sv, c, y = (b["ms"][kind][st] for st in ("ack", "server", "current", "synced"))
             if a is None or c is None:
                 continue
+            srv = f"{sv['p50']:.1f} | {sv['p99']:.1f}" if sv else "– | –"
             print(f"| {LABELS[kind]} | {b['voxels'] / 1e6:.1f}M | {a['n']} | {a['p50']:.1f} | "
-                  f"{a['p99']:.1f} | {a['ratio']:.1f} | {c['p50']:.1f} | {c['p99']:.1f} | "
+                  f"{a['p99']:.1f} | {a['ratio']:.1f} | {srv} | {c['p50']:.1f} | {c['p99']:.1f} | "
                   f"{c['ratio']:.1f} | {y['p50']:.1f} | {goal(kind, b['target'], a)} | "
                   f"{goal(kind, b['target'], c)} |")
     r = res["readers"]
@@ -472,7 +496,7 @@ def main():
     visible = dict(zip(*np.unique(api.coarse(v.shape, True), return_counts=True)))
     visible = {int(k): int(n) for k, n in visible.items()}
 
-    edits = Edits(api, v.shape, args.pause)
+    edits = Edits(api, v.shape, args.server_log, args.pause)
     readers = Readers(args.readers, args.url, api.base, v.shape)
     used = set()
     plans = [(b, choose_pieces(v, b, taken, used, visible, args.warmup + n), n)
