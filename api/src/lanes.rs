@@ -2,9 +2,8 @@
 //! at the process's priority; reads (`RequestKind::Read`, the rule access control uses) on a
 //! runtime of their own whose threads run at `priority::READS`. On a busy machine the kernel then gives an edit's thread about twice a
 //! reader's share of a core, so a closed loop of viewers cannot crowd out a proofreader's
-//! merge; with cores to spare nothing changes. The reads' CPU kernels (decoding blocks above
-//! all) run on a rayon pool at the same priority (`priority::compute`); their other parallel
-//! parts still use rayon's global pool, at the process's priority.
+//! merge; with cores to spare nothing changes. The reads' parallel parts (rayon's global pool,
+//! decoding blocks) still run at the process's priority.
 
 use std::sync::OnceLock;
 
@@ -39,7 +38,7 @@ fn reads() -> &'static Handle {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("tessera read")
-                .on_thread_start(priority::join_read_lane)
+                .on_thread_start(|| priority::lower_this_thread(priority::READS))
                 .enable_all()
                 .build()
                 .expect("starting the read lane's runtime")

@@ -1,13 +1,10 @@
 //! `Metered`: a `Compute` that times every kernel call of the backend it wraps into the
 //! histogram `tessera_kernel_seconds{kernel, backend}` (through the `metrics` facade, a no-op
 //! until the server installs a recorder). The engine wraps its backend once when it opens, so
-//! every kernel call made through the engine's compute is timed exactly once, and each CPU
-//! kernel runs in its caller's lane (`priority::compute`).
+//! every kernel call made through the engine's compute is timed exactly once.
 
 use std::sync::Arc;
 use std::time::Instant;
-
-use crate::priority;
 
 use super::{
     Backend, BatchInput, BatchOutput, BatchSteps, BlockCounts, Cells, Compute, LabelSurface,
@@ -20,28 +17,17 @@ pub struct Metered {
     inner: Arc<dyn Compute>,
     /// The inner backend's name, read once: the label of every sample.
     backend: &'static str,
-    /// Whether its kernels run on this machine's cores (so in the caller's lane).
-    cpu: bool,
 }
 
 impl Metered {
     pub fn new(inner: Arc<dyn Compute>) -> Metered {
-        let backend = inner.backend();
-        Metered {
-            inner,
-            backend: backend.name(),
-            cpu: backend == Backend::Cpu,
-        }
+        let backend = inner.backend().name();
+        Metered { inner, backend }
     }
 
-    fn time<T: Send>(&self, kernel: &'static str, f: impl FnOnce(&dyn Compute) -> T + Send) -> T {
+    fn time<T>(&self, kernel: &'static str, f: impl FnOnce(&dyn Compute) -> T) -> T {
         let start = Instant::now();
-        let inner = self.inner.as_ref();
-        // A CPU kernel runs in its caller's lane (reads below edits); a GPU call only waits.
-        let out = match self.cpu {
-            true => priority::compute(|| f(inner)),
-            false => f(inner),
-        };
+        let out = f(self.inner.as_ref());
         metrics::histogram!(KERNEL_SECONDS, "kernel" => kernel, "backend" => self.backend)
             .record(start.elapsed().as_secs_f64());
         out
