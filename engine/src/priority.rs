@@ -5,8 +5,9 @@
 //! of work has threads of its own: edits on the request threads at 0, reads at `READS`, the
 //! subscribers' derived work (meshes, pyramids, counts) at `DERIVED`.
 
-/// GET and HEAD requests' threads (`tessera-api`'s read lane). A proofreader waits on each
-/// edit; a viewer streams many reads and can take a few milliseconds more on a busy machine.
+/// Reads' threads (`tessera-api`'s read lane: GET, HEAD and the few POSTs that only read). A
+/// proofreader waits on each edit; a viewer streams many reads and can take a few
+/// milliseconds more on a busy machine.
 pub const READS: i32 = 3;
 
 /// Subscribers' workers and their rayon pools (`mutation::background`).
