@@ -292,7 +292,6 @@ class Edits:
             api.kept_mesh(b)
         return ans, {k: 1e3 * s for k, s in t.items()}
 
-
     def server_seconds(self, log_at, path):
         """The server's time for the first POST of `path` logged after offset `log_at` of its
         log (the access line is written once the answer is ready, long before the polls end);
