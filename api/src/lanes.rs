@@ -10,15 +10,7 @@ use std::sync::OnceLock;
 
 use tessera_engine::priority;
 use tokio::runtime::{Handle, Runtime};
-use tokio::task::{JoinError, JoinHandle};
-
-/// Runs `f` on a blocking thread of the read lane (`read`) or the write lane.
-pub async fn run<T: Send + 'static>(
-    read: bool,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, JoinError> {
-    spawn(read, f).await
-}
+use tokio::task::JoinHandle;
 
 /// Starts `f` on a blocking thread of the read lane (`read`) or the write lane.
 pub fn spawn<T: Send + 'static>(
@@ -53,8 +45,8 @@ mod tests {
 
     #[tokio::test]
     async fn reads_run_below_writes() {
-        let write = run(false, priority::this_thread).await.unwrap();
-        let read = run(true, priority::this_thread).await.unwrap();
+        let write = spawn(false, priority::this_thread).await.unwrap();
+        let read = spawn(true, priority::this_thread).await.unwrap();
         // At least READS: a test run already niced further cannot raise a thread back.
         assert!(read >= priority::READS, "read lane at nice {read}");
         // Lower than the writes' unless those already run at READS or below it.

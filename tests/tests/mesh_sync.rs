@@ -459,15 +459,16 @@ fn large_kept_meshes_survive_a_kill_once_caught_up() {
     assert_kept(&srv, &root, &[5, 6], &want);
 }
 
+/// The kept `<body>.ngmesh`, if there is one.
+fn kept_mesh(srv: &Server, root: &str, body: u64) -> Option<Vec<u8>> {
+    fetch(srv, root, "seg_meshes", &format!("{body}.ngmesh")).unwrap()
+}
+
 /// The kept `<body>.ngmesh` of each body.
 fn kept(srv: &Server, root: &str, bodies: &[u64]) -> Vec<Vec<u8>> {
     bodies
         .iter()
-        .map(|b| {
-            fetch(srv, root, "seg_meshes", &format!("{b}.ngmesh"))
-                .unwrap()
-                .expect("a kept mesh")
-        })
+        .map(|&b| kept_mesh(srv, root, b).expect("a kept mesh"))
         .collect()
 }
 
@@ -478,12 +479,7 @@ fn assert_kept(srv: &Server, root: &str, bodies: &[u64], want: &[Vec<u8>]) {
     let same: Vec<bool> = bodies
         .iter()
         .zip(want)
-        .map(|(b, w)| {
-            fetch(srv, root, "seg_meshes", &format!("{b}.ngmesh"))
-                .unwrap()
-                .as_ref()
-                == Some(w)
-        })
+        .map(|(&b, w)| kept_mesh(srv, root, b).as_ref() == Some(w))
         .collect();
     assert!(
         same.iter().all(|s| *s),

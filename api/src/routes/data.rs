@@ -74,7 +74,7 @@ pub async fn handle(
         st.engine.request_kind(&uuid, &name, method, &req.keyword),
         RequestKind::Read
     );
-    let resp = lanes::run(read, move || {
+    let resp = lanes::spawn(read, move || {
         engine
             .data_request(&uuid, &name, &req, &caller)
             .and_then(datatype::DataResponse::first_chunk_checked)

@@ -30,7 +30,7 @@ pub async fn handle(
         .map(str::to_string);
     let engine = st.engine.clone();
     // The precomputed view serves reads only.
-    let resp = crate::lanes::run(true, move || {
+    let resp = crate::lanes::spawn(true, move || {
         let range = range.as_deref();
         precomputed::serve(
             engine.as_ref(),
