@@ -3,15 +3,14 @@
 //! proportion to its weight: at nice 3 about half a nice-0 thread's, at nice 5 about a third.
 //! A thread can lower its own priority but, unprivileged, never raise it again, so each kind
 //! of work has threads of its own: edits on the request threads at 0, reads at `READS`, the
-//! subscribers' derived work (meshes, counts) at `DERIVED`, except the pyramid's, which
-//! reads of coarse scales wait for, at `READS`.
+//! subscribers' derived work (meshes, pyramids, counts) at `DERIVED`.
 
 /// Reads' threads (`tessera-api`'s read lane: GET, HEAD and the few POSTs that only read). A
 /// proofreader waits on each edit; a viewer streams many reads and can take a few
 /// milliseconds more on a busy machine.
 pub const READS: i32 = 3;
 
-/// Subscribers' workers and their rayon pool (`mutation::background`).
+/// Subscribers' workers and their rayon pools (`mutation::background`).
 pub const DERIVED: i32 = 5;
 
 /// Lowers the calling thread's CPU priority to `nice`. Best effort: where the system refuses,

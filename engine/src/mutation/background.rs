@@ -15,14 +15,10 @@
 //! pool, a thread whose pyramid job waits in a `par_iter` steals the next injected job, a
 //! waiter's, which then blocks on the pyramid below it on the same stack: a deadlock (seen in
 //! `mesh_sync`). Threads only steal within their own pool.
-//!
-//! That pool runs at reads' priority, not below it: what it derives is part of reads' answers
-//! (a read at a coarse scale waits for the pyramid). At `DERIVED` the pyramid after a 10M-voxel
-//! split spent ~180 ms of wall for ~60 ms of CPU, queued behind meshing and the read lane.
 
 use std::sync::OnceLock;
 
-use crate::priority::{self, DERIVED, READS};
+use crate::priority::{self, DERIVED};
 
 /// Runs `f` in a background pool (the awaited subscribers' own with `awaited`), so that its
 /// rayon calls run there too.
@@ -30,8 +26,8 @@ pub(crate) fn install<R: Send>(awaited: bool, f: impl FnOnce() -> R + Send) -> R
     static SHARED: OnceLock<rayon::ThreadPool> = OnceLock::new();
     static AWAITED: OnceLock<rayon::ThreadPool> = OnceLock::new();
     match awaited {
-        false => pool(&SHARED, "sync compute", DERIVED),
-        true => pool(&AWAITED, "awaited compute", READS),
+        false => pool(&SHARED, "sync compute"),
+        true => pool(&AWAITED, "awaited compute"),
     }
     .install(f)
 }
@@ -39,12 +35,11 @@ pub(crate) fn install<R: Send>(awaited: bool, f: impl FnOnce() -> R + Send) -> R
 fn pool(
     cell: &'static OnceLock<rayon::ThreadPool>,
     name: &'static str,
-    nice: i32,
 ) -> &'static rayon::ThreadPool {
     cell.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .thread_name(move |i| format!("{name} {i}"))
-            .start_handler(move |_| priority::lower_this_thread(nice))
+            .start_handler(|_| priority::lower_this_thread(DERIVED))
             .build()
             .expect("starting a subscribers' thread pool")
     })
@@ -58,10 +53,9 @@ mod tests {
     fn the_pool_runs_below_the_caller_and_leaves_the_caller_alone() {
         let before = priority::this_thread();
         let in_pool = install(false, priority::this_thread);
-        let awaited = install(true, priority::this_thread);
         assert!(
-            awaited == READS || (awaited == before && before > READS),
-            "awaited pool thread at nice {awaited}"
+            install(true, priority::this_thread) >= DERIVED,
+            "awaited pool thread"
         );
         // At least DERIVED: a test run already niced further cannot raise a thread back.
         assert!(in_pool >= DERIVED, "pool thread at nice {in_pool}");
