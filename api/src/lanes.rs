@@ -2,9 +2,10 @@
 //! at the process's priority; reads (`RequestKind::Read`, the rule access control uses) on a
 //! runtime of their own whose threads run at `priority::READS`. On a busy machine the kernel
 //! then gives an edit's thread about twice a reader's share of a core, so a closed loop of
-//! viewers cannot crowd out a proofreader's merge; with cores to spare nothing changes. The reads' parallel parts (rayon's global pool,
-//! decoding blocks) still run at the process's priority: handing their kernels to a pool of
-//! their own at READS was measured and dropped (docs/benchmarks.md, "Edit latency under load").
+//! viewers cannot crowd out a proofreader's merge; with cores to spare nothing changes. The
+//! reads' parallel parts (rayon's global pool, decoding blocks) still run at the process's
+//! priority: handing their kernels to a pool of their own at READS was measured and dropped
+//! (docs/benchmarks.md, "Edit latency under load").
 
 use std::sync::OnceLock;
 

@@ -13,18 +13,23 @@ pub const READS: i32 = 3;
 /// Subscribers' workers and their rayon pools (`mutation::background`).
 pub const DERIVED: i32 = 5;
 
+/// `which` for a single thread: with a thread id, Linux sets or reads that thread alone.
+#[cfg(target_os = "linux")]
+const PRIO_PROCESS: i32 = 0;
+
+#[cfg(target_os = "linux")]
+unsafe extern "C" {
+    fn gettid() -> i32;
+    fn setpriority(which: i32, who: u32, prio: i32) -> i32;
+    fn getpriority(which: i32, who: u32) -> i32;
+}
+
 /// Lowers the calling thread's CPU priority to `nice`. Best effort: where the system refuses,
 /// the thread keeps its priority and only the ordering under load is lost.
 pub fn lower_this_thread(nice: i32) {
     #[cfg(target_os = "linux")]
     {
-        const PRIO_PROCESS: i32 = 0;
-        unsafe extern "C" {
-            fn gettid() -> i32;
-            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
-        }
-        // SAFETY: both calls take plain integers; on Linux, PRIO_PROCESS with a thread id sets
-        // that thread's niceness alone.
+        // SAFETY: both calls take plain integers.
         unsafe { setpriority(PRIO_PROCESS, gettid() as u32, nice) };
     }
     #[cfg(not(target_os = "linux"))]
@@ -34,10 +39,6 @@ pub fn lower_this_thread(nice: i32) {
 /// The calling thread's niceness.
 #[cfg(target_os = "linux")]
 pub fn this_thread() -> i32 {
-    unsafe extern "C" {
-        fn gettid() -> i32;
-        fn getpriority(which: i32, who: u32) -> i32;
-    }
-    // SAFETY: plain integers in and out; PRIO_PROCESS (0) with a thread id reads that thread.
-    unsafe { getpriority(0, gettid() as u32) }
+    // SAFETY: plain integers in and out.
+    unsafe { getpriority(PRIO_PROCESS, gettid() as u32) }
 }
